@@ -1,0 +1,1100 @@
+//! Configuration: the TOML file an operator writes, checked and turned into the typed values the
+//! proxy runs on.
+//!
+//! A broken config should cost one edit, not one restart per mistake, so every problem in a file
+//! is reported together, in file order, each with the 1-based line and column of the offending
+//! key or value (or of the table header, for a missing key). The document is parsed with
+//! `toml_edit`, which keeps byte spans, and walked by hand through `walk::Walker`, which records
+//! errors instead of stopping. A TOML syntax error is reported alone, since nothing after it can
+//! be read reliably. Nothing here panics on input.
+
+mod addr;
+mod cidr;
+mod duration;
+mod walk;
+
+pub use addr::ServerAddr;
+pub use cidr::Cidr;
+pub use duration::parse_duration;
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use walk::{Schema, Section, Spanned, Walker};
+
+/// One problem in a config file. `line` and `column` are 1-based; both are 0 when the file could
+/// not be read at all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}: {}", self.line, self.column, self.message)
+    }
+}
+
+/// Every problem found in a config file, sorted by position. Displays one per line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (index, error) in self.0.iter().enumerate() {
+            if index > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{error}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub listen: Listen,
+    pub admin: Admin,
+    pub diagnosis: DiagnosisPolicy,
+    pub resolver: Resolver,
+    pub log: Log,
+    /// In file order; [`Route::upstream`] indexes into this.
+    pub upstreams: Vec<Upstream>,
+    /// In file order.
+    pub routes: Vec<Route>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listen {
+    /// At least one, no duplicates.
+    pub http: Vec<SocketAddr>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admin {
+    /// Default 127.0.0.1:9901.
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiagnosisPolicy {
+    /// Default [`DetailPolicy::Trusted`].
+    pub detail: DetailPolicy,
+    /// Default 127.0.0.0/8 and ::1/128.
+    pub trusted: Vec<Cidr>,
+}
+
+/// Which clients see the detailed fields of a diagnosis.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DetailPolicy {
+    All,
+    Trusted,
+    None,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolver {
+    /// Empty (the default) means the system resolver.
+    pub nameservers: Vec<SocketAddr>,
+    /// How often upstream hostnames are re-resolved; default 30s.
+    pub refresh: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Log {
+    pub level: LogLevel,
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogLevel {
+    /// The name as written in the config, which is also what `tracing` filters accept.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+            LogLevel::Trace => "trace",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream {
+    /// Matches `[A-Za-z0-9_-]{1,64}`, so it is safe as a metric label and a header value.
+    pub name: String,
+    /// At least one, no duplicates.
+    pub servers: Vec<ServerAddr>,
+    pub tls: bool,
+    /// Lowercased; only ever set when `tls` is true.
+    pub sni: Option<String>,
+    /// Resolved against the config file's directory, and checked to hold a PEM certificate when
+    /// the config was loaded. Only ever set when `tls` is true.
+    pub ca_file: Option<PathBuf>,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub write_timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// Lowercased hostname or IPv4 address without a port; `None` matches any host.
+    pub host: Option<String>,
+    /// Starts with `/`.
+    pub path_prefix: String,
+    /// Index into [`Config::upstreams`].
+    pub upstream: usize,
+}
+
+impl Config {
+    /// The upstream a route of this config sends to.
+    pub fn upstream_of(&self, route: &Route) -> Option<&Upstream> {
+        self.upstreams.get(route.upstream)
+    }
+}
+
+/// Reads and parses the config file at `path`; relative `ca_file`s resolve against its directory.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let text = std::fs::read_to_string(path).map_err(|error| {
+        ConfigErrors(vec![ConfigError {
+            line: 0,
+            column: 0,
+            message: format!("cannot read {}: {error}", path.display()),
+        }])
+    })?;
+    parse(&text, path.parent().unwrap_or(Path::new("")))
+}
+
+/// Parses and checks config text. `origin` is the directory relative `ca_file` paths resolve
+/// against (the config file's directory); the `ca_file`s themselves are read here.
+pub fn parse(text: &str, origin: &Path) -> Result<Config, ConfigErrors> {
+    let document = toml_edit::ImDocument::parse(text).map_err(|error| {
+        let (line, column) = walk::line_column(text, error.span().map_or(0, |span| span.start));
+        let message = error.message().trim().replace('\n', "; ");
+        ConfigErrors(vec![ConfigError {
+            line,
+            column,
+            message: format!("invalid TOML: {message}"),
+        }])
+    })?;
+    let mut walker = Walker::new(text);
+    let config = read_config(&mut walker, &Section::top(document.as_table()), origin);
+    walker.finish(config)
+}
+
+const TOP: Schema = Schema {
+    keys: &[
+        "listen",
+        "admin",
+        "diagnosis",
+        "resolver",
+        "log",
+        "upstreams",
+        "routes",
+    ],
+    required: &["listen", "routes"],
+};
+const LISTEN: Schema = Schema {
+    keys: &["http"],
+    required: &["http"],
+};
+const ADMIN: Schema = Schema {
+    keys: &["listen"],
+    required: &[],
+};
+const DIAGNOSIS: Schema = Schema {
+    keys: &["detail", "trusted"],
+    required: &[],
+};
+const RESOLVER: Schema = Schema {
+    keys: &["nameservers", "refresh"],
+    required: &[],
+};
+const LOG: Schema = Schema {
+    keys: &["level", "format"],
+    required: &[],
+};
+const UPSTREAM: Schema = Schema {
+    keys: &[
+        "servers",
+        "tls",
+        "sni",
+        "ca_file",
+        "connect_timeout",
+        "read_timeout",
+        "write_timeout",
+    ],
+    required: &["servers"],
+};
+const ROUTE: Schema = Schema {
+    keys: &["path_prefix", "host", "upstream"],
+    required: &["path_prefix", "upstream"],
+};
+
+const DETAIL_POLICIES: &[(&str, DetailPolicy)] = &[
+    ("all", DetailPolicy::All),
+    ("trusted", DetailPolicy::Trusted),
+    ("none", DetailPolicy::None),
+];
+const LOG_LEVELS: &[(&str, LogLevel)] = &[
+    ("error", LogLevel::Error),
+    ("warn", LogLevel::Warn),
+    ("info", LogLevel::Info),
+    ("debug", LogLevel::Debug),
+    ("trace", LogLevel::Trace),
+];
+const LOG_FORMATS: &[(&str, LogFormat)] = &[("text", LogFormat::Text), ("json", LogFormat::Json)];
+
+/// Reads the whole file. Every field falls back to its default when absent or invalid, so later
+/// sections are still checked; the result is only used when no error was recorded.
+fn read_config(w: &mut Walker, top: &Section, origin: &Path) -> Config {
+    w.check_keys(top, &TOP);
+
+    let listen = w.section(top, "listen", &LISTEN);
+    let http = w
+        .non_empty_list(&listen, "http", socket_addr)
+        .unwrap_or_default();
+    w.reject_duplicates("http", &http);
+
+    let admin = w.section(top, "admin", &ADMIN);
+    let admin_listen = w.value(&admin, "listen", socket_addr);
+
+    let diagnosis = w.section(top, "diagnosis", &DIAGNOSIS);
+    let detail = w.value(&diagnosis, "detail", |text| one_of(text, DETAIL_POLICIES));
+    let trusted = w.list(&diagnosis, "trusted", |text| text.parse::<Cidr>());
+
+    let resolver = w.section(top, "resolver", &RESOLVER);
+    let nameservers = w
+        .list(&resolver, "nameservers", nameserver)
+        .unwrap_or_default();
+    let refresh = w.value(&resolver, "refresh", parse_duration);
+
+    let log = w.section(top, "log", &LOG);
+    let level = w.value(&log, "level", |text| one_of(text, LOG_LEVELS));
+    let format = w.value(&log, "format", |text| one_of(text, LOG_FORMATS));
+
+    let upstreams: Vec<Upstream> = w
+        .named_sections(top, "upstreams", &UPSTREAM)
+        .into_iter()
+        .map(|(name, section)| read_upstream(w, name, &section, origin))
+        .collect();
+    let routes = read_routes(w, top, &upstreams);
+
+    Config {
+        listen: Listen { http: values(http) },
+        admin: Admin {
+            listen: admin_listen.unwrap_or(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9901)),
+        },
+        diagnosis: DiagnosisPolicy {
+            detail: detail.unwrap_or(DetailPolicy::Trusted),
+            trusted: trusted.map(values).unwrap_or_else(Cidr::loopback),
+        },
+        resolver: Resolver {
+            nameservers: values(nameservers),
+            refresh: refresh.unwrap_or(Duration::from_secs(30)),
+        },
+        log: Log {
+            level: level.unwrap_or(LogLevel::Info),
+            format: format.unwrap_or(LogFormat::Text),
+        },
+        upstreams,
+        routes,
+    }
+}
+
+fn read_upstream(
+    w: &mut Walker,
+    name: Spanned<String>,
+    table: &Section,
+    origin: &Path,
+) -> Upstream {
+    let name_is_valid = (1..=64).contains(&name.value.len())
+        && name
+            .value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if !name_is_valid {
+        let message = format!(
+            "upstream name `{}` must be 1 to 64 characters of A-Z, a-z, 0-9, _ and -, since it is used as a metric label and a header value",
+            name.value
+        );
+        w.error(name.at, message);
+    }
+
+    let servers = w
+        .non_empty_list(table, "servers", |text| text.parse::<ServerAddr>())
+        .unwrap_or_default();
+    w.reject_duplicates("servers", &servers);
+    let tls = w.boolean(table, "tls").unwrap_or(false);
+    let sni = w.spanned(table, "sni", addr::hostname);
+    let ca_file = w.spanned(table, "ca_file", |text| Ok(origin.join(text)));
+    if !tls {
+        for (key, at) in [
+            ("sni", sni.as_ref().map(|v| v.at)),
+            ("ca_file", ca_file.as_ref().map(|v| v.at)),
+        ] {
+            if let Some(at) = at {
+                w.error(at, format!("{key}: only applies with tls = true"));
+            }
+        }
+    } else if let Some(ca_file) = &ca_file {
+        if let Err(message) = check_ca_file(&ca_file.value) {
+            w.error(ca_file.at, format!("ca_file: {message}"));
+        }
+    }
+
+    let mut timeout = |key, default| {
+        w.value(table, key, parse_duration)
+            .unwrap_or(Duration::from_secs(default))
+    };
+    let connect_timeout = timeout("connect_timeout", 5);
+    let read_timeout = timeout("read_timeout", 60);
+    let write_timeout = timeout("write_timeout", 60);
+
+    Upstream {
+        name: name.value,
+        servers: values(servers),
+        tls,
+        sni: sni.map(|v| v.value),
+        ca_file: ca_file.map(|v| v.value),
+        connect_timeout,
+        read_timeout,
+        write_timeout,
+    }
+}
+
+fn read_routes(w: &mut Walker, top: &Section, upstreams: &[Upstream]) -> Vec<Route> {
+    let mut routes: Vec<Spanned<Route>> = Vec::new();
+    for table in w.table_array(top, "routes", &ROUTE) {
+        let errors_before = w.error_count();
+        let path_prefix = w.value(&table, "path_prefix", path_prefix);
+        let host = w.value(&table, "host", route_host);
+        let upstream = w.value(&table, "upstream", |name| upstream_index(upstreams, name));
+        let (Some(path_prefix), Some(upstream)) = (path_prefix, upstream) else {
+            continue;
+        };
+        // A route with any mistake is left out of the duplicate check, so one mistake is not
+        // reported twice.
+        if w.error_count() > errors_before {
+            continue;
+        }
+        let route = Route {
+            host,
+            path_prefix,
+            upstream,
+        };
+        let earlier = routes
+            .iter()
+            .find(|r| r.value.host == route.host && r.value.path_prefix == route.path_prefix);
+        if let Some(earlier) = earlier {
+            let host = route
+                .host
+                .as_deref()
+                .map_or("any host".to_owned(), |h| format!("host `{h}`"));
+            let message = format!(
+                "duplicate route: {host} with path_prefix `{}` is already routed on line {}",
+                route.path_prefix,
+                w.line_of(earlier.at)
+            );
+            w.error(table.at, message);
+            continue;
+        }
+        routes.push(Spanned {
+            value: route,
+            at: table.at,
+        });
+    }
+    values(routes)
+}
+
+fn values<T>(spanned: Vec<Spanned<T>>) -> Vec<T> {
+    spanned.into_iter().map(|s| s.value).collect()
+}
+
+fn one_of<T: Clone>(text: &str, choices: &[(&str, T)]) -> Result<T, String> {
+    match choices.iter().find(|(name, _)| *name == text) {
+        Some((_, value)) => Ok(value.clone()),
+        None => {
+            let names: Vec<&str> = choices.iter().map(|(name, _)| *name).collect();
+            Err(format!("`{text}` is not one of: {}", names.join(", ")))
+        }
+    }
+}
+
+fn socket_addr(text: &str) -> Result<SocketAddr, String> {
+    text.parse().map_err(|_| {
+        format!(
+            "`{text}` is not a socket address; expected ip:port, like 0.0.0.0:8080 or [::]:8080"
+        )
+    })
+}
+
+fn nameserver(text: &str) -> Result<SocketAddr, String> {
+    match socket_addr(text)? {
+        addr if addr.port() == 0 => Err(format!("`{text}` has port 0; DNS is usually on port 53")),
+        addr => Ok(addr),
+    }
+}
+
+fn path_prefix(text: &str) -> Result<String, String> {
+    match text.starts_with('/') {
+        true => Ok(text.to_owned()),
+        false => Err(format!("`{text}` must start with /")),
+    }
+}
+
+/// Route hosts are compared against the Host header's name, so a scheme, path or port here could
+/// never match; saying so beats a route that silently never fires.
+fn route_host(text: &str) -> Result<String, String> {
+    if text.contains("://") {
+        Err(format!(
+            "`{text}` must be a bare hostname, without a scheme"
+        ))
+    } else if text.contains('/') {
+        Err(format!("`{text}` must be a bare hostname, without a path"))
+    } else if text.contains(':') {
+        Err(format!("`{text}` must be a bare hostname, without a port"))
+    } else if text.parse::<Ipv4Addr>().is_ok() {
+        Ok(text.to_owned())
+    } else {
+        addr::hostname(text)
+    }
+}
+
+fn upstream_index(upstreams: &[Upstream], name: &str) -> Result<usize, String> {
+    if let Some(index) = upstreams.iter().position(|u| u.name == name) {
+        return Ok(index);
+    }
+    let defined: Vec<&str> = upstreams.iter().map(|u| u.name.as_str()).collect();
+    Err(match defined.is_empty() {
+        true => format!("no upstream named `{name}`; no [upstreams.NAME] tables are defined"),
+        false => format!(
+            "no upstream named `{name}`; defined: {}",
+            defined.join(", ")
+        ),
+    })
+}
+
+fn check_ca_file(path: &Path) -> Result<(), String> {
+    const MARKER: &[u8] = b"-----BEGIN CERTIFICATE-----";
+    let contents =
+        std::fs::read(path).map_err(|error| format!("cannot read {}: {error}", path.display()))?;
+    match contents
+        .windows(MARKER.len())
+        .any(|window| window == MARKER)
+    {
+        true => Ok(()),
+        false => Err(format!(
+            "{} holds no PEM certificate (no -----BEGIN CERTIFICATE----- line)",
+            path.display()
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv6Addr;
+
+    const MINIMAL: &str = r#"[listen]
+http = ["0.0.0.0:8080"]
+
+[upstreams.app]
+servers = ["127.0.0.1:3000"]
+
+[[routes]]
+path_prefix = "/"
+upstream = "app"
+"#;
+
+    fn parse_ok(text: &str) -> Config {
+        parse(text, Path::new(".")).unwrap_or_else(|errors| panic!("{errors}"))
+    }
+
+    /// Every error as "LINE:COLUMN: message", in the order reported.
+    fn errors(text: &str) -> Vec<String> {
+        let errors = parse(text, Path::new(".")).expect_err("config should be rejected");
+        errors.0.iter().map(ToString::to_string).collect()
+    }
+
+    /// The one error `text` has, asserting there is exactly one.
+    fn only_error(text: &str) -> String {
+        let mut errors = errors(text);
+        assert_eq!(errors.len(), 1, "{errors:#?}");
+        errors.remove(0)
+    }
+
+    /// A fresh directory per test, so tests that write files can run in parallel.
+    fn scratch_dir(test: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("triage-config-{}-{test}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    const PEM: &str = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+
+    fn secs(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+
+    /// The documented example (with tls = true, which sni and ca_file require) parses to exactly these values.
+    #[test]
+    fn documented_example_parses() {
+        let dir = scratch_dir("example");
+        std::fs::write(dir.join("ca.pem"), PEM).unwrap();
+        let text = r#"
+[listen]
+http = ["0.0.0.0:8080"]
+
+[admin]
+listen = "127.0.0.1:9901"
+
+[diagnosis]
+detail = "trusted"
+trusted = ["127.0.0.0/8", "::1/128"]
+
+[resolver]
+nameservers = ["127.0.0.1:53"]
+refresh = "30s"
+
+[log]
+level = "info"
+format = "text"
+
+[upstreams.app]
+servers = ["127.0.0.1:3000"]
+tls = true
+sni = "app.internal"
+ca_file = "ca.pem"
+connect_timeout = "5s"
+read_timeout = "60s"
+write_timeout = "60s"
+
+[[routes]]
+path_prefix = "/"
+host = "example.com"
+upstream = "app"
+"#;
+        let config = parse(text, &dir).unwrap_or_else(|errors| panic!("{errors}"));
+        let expected = Config {
+            listen: Listen {
+                http: vec!["0.0.0.0:8080".parse().unwrap()],
+            },
+            admin: Admin {
+                listen: "127.0.0.1:9901".parse().unwrap(),
+            },
+            diagnosis: DiagnosisPolicy {
+                detail: DetailPolicy::Trusted,
+                trusted: vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()],
+            },
+            resolver: Resolver {
+                nameservers: vec!["127.0.0.1:53".parse().unwrap()],
+                refresh: secs(30),
+            },
+            log: Log {
+                level: LogLevel::Info,
+                format: LogFormat::Text,
+            },
+            upstreams: vec![Upstream {
+                name: "app".into(),
+                servers: vec!["127.0.0.1:3000".parse().unwrap()],
+                tls: true,
+                sni: Some("app.internal".into()),
+                ca_file: Some(dir.join("ca.pem")),
+                connect_timeout: secs(5),
+                read_timeout: secs(60),
+                write_timeout: secs(60),
+            }],
+            routes: vec![Route {
+                host: Some("example.com".into()),
+                path_prefix: "/".into(),
+                upstream: 0,
+            }],
+        };
+        assert_eq!(config, expected);
+    }
+
+    /// Everything optional takes its documented default.
+    #[test]
+    fn defaults() {
+        let config = parse_ok(MINIMAL);
+        assert_eq!(
+            config.admin.listen,
+            SocketAddr::from(([127, 0, 0, 1], 9901))
+        );
+        assert_eq!(config.diagnosis.detail, DetailPolicy::Trusted);
+        assert_eq!(config.diagnosis.trusted, Cidr::loopback());
+        assert_eq!(
+            config.diagnosis.trusted[1].network(),
+            IpAddr::V6(Ipv6Addr::LOCALHOST)
+        );
+        assert!(config.resolver.nameservers.is_empty());
+        assert_eq!(config.resolver.refresh, secs(30));
+        assert_eq!(
+            (config.log.level.as_str(), &config.log.format),
+            ("info", &LogFormat::Text)
+        );
+        let upstream = &config.upstreams[0];
+        assert!(!upstream.tls && upstream.sni.is_none() && upstream.ca_file.is_none());
+        let timeouts = (
+            upstream.connect_timeout,
+            upstream.read_timeout,
+            upstream.write_timeout,
+        );
+        assert_eq!(timeouts, (secs(5), secs(60), secs(60)));
+        assert_eq!(
+            config.routes,
+            vec![Route {
+                host: None,
+                path_prefix: "/".into(),
+                upstream: 0
+            }]
+        );
+        assert_eq!(
+            config
+                .upstream_of(&config.routes[0])
+                .map(|u| u.name.as_str()),
+            Some("app")
+        );
+    }
+
+    /// Routes point at upstreams by file position, and names, hosts and enums are read as written.
+    #[test]
+    fn several_upstreams_and_routes() {
+        let text = r#"[listen]
+http = ["0.0.0.0:80", "[::]:80"]
+[diagnosis]
+detail = "none"
+trusted = []
+[log]
+level = "trace"
+format = "json"
+[upstreams.web]
+servers = ["web-1.internal:8080", "10.0.0.2:8080", "[fd00::2]:8080"]
+[upstreams.API_v2]
+servers = ["api:9000"]
+tls = true
+[[routes]]
+host = "API.Example.com"
+path_prefix = "/"
+upstream = "API_v2"
+[[routes]]
+path_prefix = "/"
+upstream = "web"
+"#;
+        let config = parse_ok(text);
+        assert_eq!(config.listen.http.len(), 2);
+        assert_eq!(
+            (config.diagnosis.detail, config.diagnosis.trusted),
+            (DetailPolicy::None, vec![])
+        );
+        assert_eq!(
+            (config.log.level, config.log.format),
+            (LogLevel::Trace, LogFormat::Json)
+        );
+        let servers: Vec<String> = config.upstreams[0]
+            .servers
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            servers,
+            ["web-1.internal:8080", "10.0.0.2:8080", "[fd00::2]:8080"]
+        );
+        assert_eq!(config.routes[0].host.as_deref(), Some("api.example.com"));
+        assert_eq!(
+            (config.routes[0].upstream, config.routes[1].upstream),
+            (1, 0)
+        );
+    }
+
+    /// Inline tables and arrays of inline tables are read like their [header] forms.
+    #[test]
+    fn inline_tables_are_accepted() {
+        let text = r#"listen = { http = ["0.0.0.0:8080"] }
+upstreams.app = { servers = ["app:80"] }
+routes = [{ path_prefix = "/", upstream = "app" }]
+"#;
+        assert_eq!(parse_ok(text).routes.len(), 1);
+    }
+
+    /// A TOML syntax error is reported alone, at the position toml_edit gives.
+    #[test]
+    fn syntax_error() {
+        let error = only_error("[listen]\nhttp = \n");
+        assert!(error.starts_with("2:8: invalid TOML: "), "{error}");
+        assert!(!error.contains('\n'), "{error}");
+    }
+
+    /// Leaving out [listen] is reported at line 1, column 1.
+    #[test]
+    fn missing_listen_table() {
+        let text = MINIMAL.replace("[listen]\nhttp = [\"0.0.0.0:8080\"]\n", "");
+        assert_eq!(only_error(&text), "1:1: missing required table `listen`");
+    }
+
+    /// A missing required key is reported at its table's header.
+    #[test]
+    fn missing_keys_at_header() {
+        let text = r#"# comment
+[listen]
+
+[upstreams.app]
+tls = false
+
+[[routes]]
+path_prefix = "/"
+upstream = "app"
+
+[[routes]]
+path_prefix = "/api"
+"#;
+        assert_eq!(
+            errors(text),
+            [
+                "2:1: missing required key `http` in [listen]",
+                "4:1: missing required key `servers` in [upstreams.app]",
+                "11:1: missing required key `upstream` in [[routes]]",
+            ]
+        );
+    }
+
+    /// A file without routes says so at line 1, column 1.
+    #[test]
+    fn missing_routes() {
+        let text = "[listen]\nhttp = [\"0.0.0.0:80\"]\n";
+        assert_eq!(only_error(text), "1:1: missing required table `routes`");
+    }
+
+    /// Unknown keys, at the top level and nested, are reported at the key with the allowed keys.
+    #[test]
+    fn unknown_keys() {
+        let text = format!("{MINIMAL}[listn]\nhttp = []\n");
+        assert_eq!(
+            only_error(&text),
+            "10:2: unknown key `listn` in the top level; expected one of: \
+             listen, admin, diagnosis, resolver, log, upstreams, routes"
+        );
+        let text = MINIMAL.replace("servers =", "timeout = \"5s\"\nservers =");
+        assert_eq!(
+            only_error(&text),
+            "5:1: unknown key `timeout` in [upstreams.app]; expected one of: \
+             servers, tls, sni, ca_file, connect_timeout, read_timeout, write_timeout"
+        );
+        let text = MINIMAL.replace("upstream = \"app\"", "upstream = \"app\"\n  weight = 2");
+        assert!(only_error(&text).starts_with("10:3: unknown key `weight` in [[routes]];"));
+    }
+
+    /// Values of the wrong type are reported at the value, naming the expected type.
+    #[test]
+    fn type_errors() {
+        let text = MINIMAL.replace(
+            "servers = [\"127.0.0.1:3000\"]",
+            "servers = \"127.0.0.1:3000\"\ntls = \"yes\"",
+        );
+        assert_eq!(
+            errors(&text),
+            [
+                "5:11: servers: expected an array of strings, found string",
+                "6:7: tls: expected a boolean, found string",
+            ]
+        );
+        let text = MINIMAL.replace("[\"0.0.0.0:8080\"]", "[\"0.0.0.0:8080\", 8081]");
+        assert_eq!(
+            only_error(&text),
+            "2:25: http: expected a string, found integer"
+        );
+        let text = format!("{MINIMAL}[resolver]\nrefresh = 30\n[admin]\nlisten = true\n");
+        assert_eq!(
+            errors(&text),
+            [
+                "11:11: refresh: expected a string, found integer",
+                "13:10: listen: expected a string, found boolean"
+            ]
+        );
+        let text = format!("{MINIMAL}log = \"debug\"\n");
+        // `log` after [[routes]] belongs to the route, so it is an unknown route key.
+        assert!(only_error(&text).starts_with("10:1: unknown key `log` in [[routes]]"));
+        let text = format!("log = \"debug\"\n{MINIMAL}");
+        assert_eq!(
+            only_error(&text),
+            "1:7: log: expected a table, found string"
+        );
+    }
+
+    /// An upstreams entry that is not a table is a type error at its value.
+    #[test]
+    fn upstream_must_be_table() {
+        let text = MINIMAL.replace(
+            "[upstreams.app]\nservers = [\"127.0.0.1:3000\"]",
+            "[upstreams]\napp = \"127.0.0.1:3000\"",
+        );
+        assert_eq!(
+            errors(&text),
+            [
+                "5:7: app: expected a table, found string",
+                "9:12: upstream: no upstream named `app`; no [upstreams.NAME] tables are defined",
+            ]
+        );
+    }
+
+    /// Bad durations are reported at the value with the accepted form.
+    #[test]
+    fn invalid_durations() {
+        let text = MINIMAL.replace(
+            "servers =",
+            "connect_timeout = \"1.5s\"\nread_timeout = \"0s\"\nservers =",
+        );
+        assert_eq!(
+            errors(&text),
+            [
+                "5:19: connect_timeout: `1.5s` is not a duration; expected a positive whole number followed by ms, s, m or h, like 250ms, 5s or 1m",
+                "6:16: read_timeout: `0s` is zero; expected a positive whole number followed by ms, s, m or h, like 250ms, 5s or 1m",
+            ]
+        );
+    }
+
+    /// A network with host bits set is reported at that entry of the list.
+    #[test]
+    fn cidr_with_host_bits() {
+        let text = format!("{MINIMAL}[diagnosis]\ntrusted = [\"::1\", \"10.0.0.1/8\"]\n");
+        assert_eq!(
+            only_error(&text),
+            "11:19: trusted: `10.0.0.1/8` has host bits set; did you mean 10.0.0.0/8?"
+        );
+    }
+
+    /// Invalid choices for enum-like keys list the accepted ones.
+    #[test]
+    fn invalid_choices() {
+        let text = format!("{MINIMAL}[diagnosis]\ndetail = \"some\"\n[log]\nlevel = \"INFO\"\n");
+        assert_eq!(
+            errors(&text),
+            [
+                "11:10: detail: `some` is not one of: all, trusted, none",
+                "13:9: level: `INFO` is not one of: error, warn, info, debug, trace",
+            ]
+        );
+    }
+
+    /// Socket addresses are checked in listen, admin and resolver.
+    #[test]
+    fn invalid_socket_addresses() {
+        let text = format!("{MINIMAL}[admin]\nlisten = \"localhost:9901\"\n[resolver]\nnameservers = [\"1.1.1.1\", \"1.1.1.1:0\"]\n");
+        assert_eq!(
+            errors(&text),
+            [
+                "11:10: listen: `localhost:9901` is not a socket address; expected ip:port, like 0.0.0.0:8080 or [::]:8080",
+                "13:16: nameservers: `1.1.1.1` is not a socket address; expected ip:port, like 0.0.0.0:8080 or [::]:8080",
+                "13:27: nameservers: `1.1.1.1:0` has port 0; DNS is usually on port 53",
+            ]
+        );
+    }
+
+    /// An upstream name that could not be a metric label is reported at the name.
+    #[test]
+    fn invalid_upstream_name() {
+        let text = MINIMAL
+            .replace("[upstreams.app]", "[upstreams.\"my app\"]")
+            .replace("\"app\"", "\"my app\"");
+        assert_eq!(
+            only_error(&text),
+            "4:12: upstream name `my app` must be 1 to 64 characters of A-Z, a-z, 0-9, _ and -, \
+             since it is used as a metric label and a header value"
+        );
+    }
+
+    /// Server entries must be valid and distinct; the later duplicate is reported.
+    #[test]
+    fn invalid_and_duplicate_servers() {
+        let text = MINIMAL.replace(
+            "servers = [\"127.0.0.1:3000\"]",
+            "servers = [\"App:80\", \"app:80\", \"app\", \"my_app:80\"]",
+        );
+        assert_eq!(
+            errors(&text),
+            [
+                "5:22: servers: `app:80` is listed more than once",
+                "5:32: servers: `app` has no port; expected ip:port, [ipv6]:port or hostname:port",
+                "5:39: servers: `my_app:80`: `my_app` is not a valid hostname; expected dot-separated labels of letters, digits and inner hyphens",
+            ]
+        );
+        let text = MINIMAL.replace("[\"0.0.0.0:8080\"]", "[\"0.0.0.0:8080\", \"0.0.0.0:8080\"]");
+        assert_eq!(
+            only_error(&text),
+            "2:25: http: `0.0.0.0:8080` is listed more than once"
+        );
+    }
+
+    /// Empty lists where at least one entry is required are reported at the list.
+    #[test]
+    fn empty_required_lists() {
+        let text = "routes = []\n[listen]\nhttp = []\n[upstreams.app]\nservers = []\n";
+        assert_eq!(
+            errors(text),
+            [
+                "1:10: routes: at least one entry is required",
+                "3:8: http: at least one entry is required",
+                "5:11: servers: at least one entry is required",
+            ]
+        );
+    }
+
+    /// sni and ca_file without tls = true are reported at their values.
+    #[test]
+    fn tls_options_need_tls() {
+        let text = MINIMAL.replace(
+            "servers =",
+            "sni = \"app\"\nca_file = \"ca.pem\"\nservers =",
+        );
+        assert_eq!(
+            errors(&text),
+            [
+                "5:7: sni: only applies with tls = true",
+                "6:11: ca_file: only applies with tls = true"
+            ]
+        );
+    }
+
+    /// A ca_file resolves against origin and must exist and hold a PEM certificate.
+    #[test]
+    fn ca_file_is_checked() {
+        let dir = scratch_dir("ca-file");
+        std::fs::write(dir.join("good.pem"), PEM).unwrap();
+        std::fs::write(dir.join("key.pem"), "-----BEGIN PRIVATE KEY-----\n").unwrap();
+        let with_ca = |file: &str| {
+            MINIMAL.replace(
+                "servers =",
+                &format!("tls = true\nca_file = \"{file}\"\nservers ="),
+            )
+        };
+        let config = parse(&with_ca("good.pem"), &dir).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(config.upstreams[0].ca_file, Some(dir.join("good.pem")));
+
+        let errors = parse(&with_ca("key.pem"), &dir).unwrap_err().0;
+        assert_eq!((errors.len(), errors[0].line, errors[0].column), (1, 6, 11));
+        assert!(errors[0]
+            .message
+            .ends_with("key.pem holds no PEM certificate (no -----BEGIN CERTIFICATE----- line)"));
+
+        let errors = parse(&with_ca("missing.pem"), &dir).unwrap_err().0;
+        assert_eq!((errors.len(), errors[0].line, errors[0].column), (1, 6, 11));
+        assert!(
+            errors[0].message.starts_with("ca_file: cannot read "),
+            "{}",
+            errors[0].message
+        );
+    }
+
+    /// Route keys are validated at their values: path_prefix, host and the upstream name.
+    #[test]
+    fn invalid_route_values() {
+        let text = r#"[listen]
+http = ["0.0.0.0:80"]
+[upstreams.app]
+servers = ["app:80"]
+[upstreams.web]
+servers = ["web:80"]
+[[routes]]
+path_prefix = "api"
+host = "example.com:8080"
+upstream = "api"
+[[routes]]
+path_prefix = "/"
+host = "https://example.com"
+upstream = "app"
+"#;
+        assert_eq!(
+            errors(text),
+            [
+                "8:15: path_prefix: `api` must start with /",
+                "9:8: host: `example.com:8080` must be a bare hostname, without a port",
+                "10:12: upstream: no upstream named `api`; defined: app, web",
+                "13:8: host: `https://example.com` must be a bare hostname, without a scheme",
+            ]
+        );
+    }
+
+    /// A second route with the same host (case-insensitively) and path_prefix is reported at its header.
+    #[test]
+    fn duplicate_route() {
+        let text = format!("{MINIMAL}host = \"Example.com\"\n[[routes]]\nupstream = \"app\"\npath_prefix = \"/\"\nhost = \"example.COM\"\n");
+        assert_eq!(
+            only_error(&text),
+            "11:1: duplicate route: host `example.com` with path_prefix `/` is already routed on line 7"
+        );
+        let text = format!("{MINIMAL}[[routes]]\npath_prefix = \"/\"\nupstream = \"app\"\n");
+        assert_eq!(
+            only_error(&text),
+            "10:1: duplicate route: any host with path_prefix `/` is already routed on line 7"
+        );
+    }
+
+    /// Problems in several sections are all reported in one pass, sorted by position.
+    #[test]
+    fn all_errors_at_once() {
+        let text = r#"[upstreams.app]
+servers = ["app"]
+tls = "yes"
+
+[log]
+level = "loud"
+
+[[routes]]
+path_prefix = "/"
+upstream = "nope"
+
+[resolver]
+refresh = "10"
+"#;
+        let rendered = parse(text, Path::new(".")).unwrap_err().to_string();
+        assert_eq!(
+            rendered,
+            "1:1: missing required table `listen`\n\
+             2:12: servers: `app` has no port; expected ip:port, [ipv6]:port or hostname:port\n\
+             3:7: tls: expected a boolean, found string\n\
+             6:9: level: `loud` is not one of: error, warn, info, debug, trace\n\
+             10:12: upstream: no upstream named `nope`; defined: app\n\
+             13:11: refresh: `10` is not a duration; expected a positive whole number followed by ms, s, m or h, like 250ms, 5s or 1m"
+        );
+    }
+
+    /// load reads the file and resolves ca_file next to it; an unreadable file is one error at 0:0.
+    #[test]
+    fn load_reads_file() {
+        let dir = scratch_dir("load");
+        std::fs::write(dir.join("ca.pem"), PEM).unwrap();
+        let text = MINIMAL.replace("servers =", "tls = true\nca_file = \"ca.pem\"\nservers =");
+        std::fs::write(dir.join("triage.toml"), text).unwrap();
+        let config = load(&dir.join("triage.toml")).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(config.upstreams[0].ca_file, Some(dir.join("ca.pem")));
+
+        let errors = load(&dir.join("absent.toml")).unwrap_err();
+        assert_eq!(errors.0.len(), 1);
+        assert!(
+            errors.to_string().starts_with("0:0: cannot read "),
+            "{errors}"
+        );
+        let _: &dyn std::error::Error = &errors;
+    }
+}

@@ -1,0 +1,405 @@
+//! The classifier: the facts a request's hooks recorded in, one [`Diagnosis`] out.
+//!
+//! It reads typed causes first: Pingora's `ErrorType` and source, then the `io::Error` errno at
+//! the bottom of the cause chain. Text is read only where Pingora keeps nothing else: the TLS
+//! failure reason (see [`super::tls`]), the "header too large" and the raw bytes of an invalid
+//! response header, which tell a TLS record apart from garbage.
+
+use super::tls::classify_tls_text;
+use super::Diagnosis;
+use pingora::{Error, ErrorSource, ErrorType};
+
+/// How far the request got before the error, as recorded by the proxy hooks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub enum Progress {
+    /// No upstream was chosen yet.
+    #[default]
+    Started,
+    /// An upstream was chosen and a connection is being opened.
+    Connecting,
+    /// The connection (and TLS, if any) is up; the request is being sent.
+    Connected,
+    /// The upstream's response header arrived.
+    ResponseHeaders,
+    /// The response header went out to the client: from here on, failures cut the body.
+    ResponseStarted,
+}
+
+/// What the classifier needs to know about a failed request.
+#[derive(Debug, Clone, Copy)]
+pub struct Facts<'a> {
+    pub error: &'a Error,
+    pub progress: Progress,
+    /// Whether the chosen upstream is configured for TLS.
+    pub upstream_tls: bool,
+}
+
+/// A diagnosis with the detail that explains it (errno text, TLS reason, bytes received).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub diagnosis: Diagnosis,
+    pub detail: String,
+}
+
+/// Turns the facts of a failed request into a diagnosis.
+pub fn classify(facts: &Facts<'_>) -> Finding {
+    let error = facts.error;
+    let diagnosis = match error.esource() {
+        ErrorSource::Downstream => match error.etype() {
+            ErrorType::ReadError
+            | ErrorType::WriteError
+            | ErrorType::ConnectionClosed
+            | ErrorType::ReadTimedout
+            | ErrorType::WriteTimedout => Diagnosis::ClientClosed,
+            _ => Diagnosis::BadRequest,
+        },
+        ErrorSource::Upstream | ErrorSource::Internal | ErrorSource::Unset => {
+            classify_upstream(facts)
+        }
+    };
+    Finding {
+        diagnosis,
+        detail: detail_of(facts, diagnosis),
+    }
+}
+
+fn classify_upstream(facts: &Facts<'_>) -> Diagnosis {
+    let error = facts.error;
+    let in_body = facts.progress >= Progress::ResponseStarted;
+    match error.etype() {
+        ErrorType::ConnectRefused => Diagnosis::ConnectRefused,
+        ErrorType::ConnectNoRoute => Diagnosis::ConnectUnreachable,
+        ErrorType::ConnectTimedout | ErrorType::TLSHandshakeTimedout => Diagnosis::ConnectTimeout,
+        ErrorType::ConnectError
+        | ErrorType::BindError
+        | ErrorType::SocketError
+        | ErrorType::ConnectProxyFailure
+        | ErrorType::AcceptError => match errno(error) {
+            Some(Errno::Refused) => Diagnosis::ConnectRefused,
+            Some(Errno::Unreachable) => Diagnosis::ConnectUnreachable,
+            Some(Errno::TimedOut) => Diagnosis::ConnectTimeout,
+            Some(Errno::Reset) | Some(Errno::Other) | None => Diagnosis::ConnectFailed,
+        },
+        ErrorType::TLSHandshakeFailure
+        | ErrorType::TLSWantX509Lookup
+        | ErrorType::InvalidCert
+        | ErrorType::HandshakeError => classify_tls_text(&error.to_string()).diagnosis,
+        ErrorType::InvalidHTTPHeader
+        | ErrorType::H1Error
+        | ErrorType::H2Error
+        | ErrorType::InvalidH2
+        | ErrorType::H2Downgrade => {
+            if in_body {
+                Diagnosis::BodyClosed
+            } else if header_too_large(error) {
+                Diagnosis::ResponseHeadersTooLarge
+            } else if !facts.upstream_tls && starts_with_tls_record(error) {
+                Diagnosis::UpstreamExpectsTls
+            } else {
+                Diagnosis::InvalidResponse
+            }
+        }
+        ErrorType::ReadError => {
+            if in_body {
+                Diagnosis::BodyReset
+            } else if facts.progress < Progress::Connected && facts.upstream_tls {
+                Diagnosis::TlsHandshakeFailed
+            } else {
+                Diagnosis::ConnectionReset
+            }
+        }
+        ErrorType::ConnectionClosed => {
+            if in_body {
+                Diagnosis::BodyClosed
+            } else {
+                Diagnosis::ConnectionClosed
+            }
+        }
+        ErrorType::ReadTimedout => {
+            if in_body {
+                Diagnosis::BodyTimeout
+            } else {
+                Diagnosis::ResponseTimeout
+            }
+        }
+        ErrorType::WriteError => {
+            if in_body {
+                Diagnosis::BodyReset
+            } else {
+                Diagnosis::RequestSendFailed
+            }
+        }
+        ErrorType::WriteTimedout => Diagnosis::RequestSendTimeout,
+        // Pingora's own body-framing errors (e.g. "InvalidChunk") are custom types.
+        ErrorType::Custom(_) | ErrorType::CustomCode(..) => {
+            if in_body {
+                Diagnosis::BodyClosed
+            } else if facts.progress >= Progress::Connected {
+                Diagnosis::InvalidResponse
+            } else {
+                Diagnosis::InternalError
+            }
+        }
+        ErrorType::HTTPStatus(_)
+        | ErrorType::FileOpenError
+        | ErrorType::FileCreateError
+        | ErrorType::FileReadError
+        | ErrorType::FileWriteError
+        | ErrorType::InternalError
+        | ErrorType::UnknownError => Diagnosis::InternalError,
+    }
+}
+
+/// The part of an errno that matters for a diagnosis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Errno {
+    Refused,
+    Unreachable,
+    TimedOut,
+    Reset,
+    Other,
+}
+
+/// Walks the cause chain down to the first `io::Error`. `pingora::Error` does not implement
+/// `source()`, so its `cause` is followed by downcasting; other errors (such as Pingora's
+/// connect-error wrapper, which carries the local address) are followed through `source()`.
+fn io_error(error: &Error) -> Option<&std::io::Error> {
+    let mut cause: &(dyn std::error::Error + 'static) = error.cause.as_deref()?;
+    // Bounded: a cause chain is a handful of links; this guards against a cycle-shaped bug.
+    for _ in 0..16 {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            return Some(io);
+        }
+        cause = match cause.downcast_ref::<Box<Error>>() {
+            Some(inner) => inner.cause.as_deref()?,
+            None => cause.source()?,
+        };
+    }
+    None
+}
+
+fn errno(error: &Error) -> Option<Errno> {
+    let io = io_error(error)?;
+    Some(match io.raw_os_error() {
+        Some(libc_errno::ECONNREFUSED) => Errno::Refused,
+        Some(libc_errno::ENETUNREACH | libc_errno::EHOSTUNREACH) => Errno::Unreachable,
+        Some(libc_errno::ETIMEDOUT) => Errno::TimedOut,
+        Some(libc_errno::ECONNRESET | libc_errno::EPIPE) => Errno::Reset,
+        _ => Errno::Other,
+    })
+}
+
+/// The Linux errno values triage tells apart (stable ABI; avoids a libc dependency for five
+/// constants).
+mod libc_errno {
+    pub const EPIPE: i32 = 32;
+    pub const ENETUNREACH: i32 = 101;
+    pub const ECONNRESET: i32 = 104;
+    pub const ETIMEDOUT: i32 = 110;
+    pub const ECONNREFUSED: i32 = 111;
+    pub const EHOSTUNREACH: i32 = 113;
+}
+
+fn context(error: &Error) -> &str {
+    error.context.as_ref().map_or("", |c| c.as_str())
+}
+
+fn header_too_large(error: &Error) -> bool {
+    context(error).starts_with("Response header larger than")
+}
+
+/// Pingora keeps the bytes of an unparsable response header as escaped text (`buf: ...`). A TLS
+/// record starts with content type 0x15 (alert) or 0x16 (handshake) and major version 3: that
+/// is a TLS server answering our plain-text request.
+fn starts_with_tls_record(error: &Error) -> bool {
+    let buf = context(error).strip_prefix("buf: ").unwrap_or("");
+    buf.starts_with("\\x15\\x03") || buf.starts_with("\\x16\\x03")
+}
+
+/// What the detail header and the report say, beyond the token.
+fn detail_of(facts: &Facts<'_>, diagnosis: Diagnosis) -> String {
+    let error = facts.error;
+    match diagnosis {
+        Diagnosis::TlsHandshakeFailed
+        | Diagnosis::TlsCertificateExpired
+        | Diagnosis::TlsCertificateUntrusted
+        | Diagnosis::TlsCertificateNameMismatch
+        | Diagnosis::TlsUpstreamPlaintext => {
+            let text = error.to_string();
+            classify_tls_text(&text).reason.to_owned()
+        }
+        Diagnosis::DnsError
+        | Diagnosis::ConnectRefused
+        | Diagnosis::ConnectUnreachable
+        | Diagnosis::ConnectFailed
+        | Diagnosis::ConnectTimeout
+        | Diagnosis::UpstreamExpectsTls
+        | Diagnosis::ConnectionReset
+        | Diagnosis::ConnectionClosed
+        | Diagnosis::RequestSendFailed
+        | Diagnosis::RequestSendTimeout
+        | Diagnosis::ResponseTimeout
+        | Diagnosis::InvalidResponse
+        | Diagnosis::ResponseHeadersTooLarge
+        | Diagnosis::BodyReset
+        | Diagnosis::BodyClosed
+        | Diagnosis::BodyTimeout
+        | Diagnosis::NoRoute
+        | Diagnosis::UpstreamStatus
+        | Diagnosis::ClientClosed
+        | Diagnosis::BadRequest
+        | Diagnosis::InternalError => {
+            let ctx = context(error);
+            match io_error(error) {
+                Some(io) if ctx.is_empty() => io.to_string(),
+                Some(io) => format!("{ctx}: {io}"),
+                None if ctx.is_empty() => error.etype().as_str().to_owned(),
+                None => ctx.to_owned(),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io;
+
+    fn upstream(etype: ErrorType, context: &str) -> Box<Error> {
+        let mut e = Error::explain(etype, context.to_owned());
+        e.as_up();
+        e
+    }
+
+    fn upstream_io(etype: ErrorType, context: &'static str, errno: i32) -> Box<Error> {
+        let mut e = Error::because(etype, context, io::Error::from_raw_os_error(errno));
+        e.as_up();
+        e
+    }
+
+    fn run(error: &Error, progress: Progress, upstream_tls: bool) -> Finding {
+        classify(&Facts {
+            error,
+            progress,
+            upstream_tls,
+        })
+    }
+
+    /// A refused connect is connect_refused, with the OS's words as the detail.
+    #[test]
+    fn refused_from_etype_and_errno() {
+        let e = upstream_io(ErrorType::ConnectRefused, "Fail to connect", 111);
+        let f = run(&e, Progress::Connecting, false);
+        assert_eq!(f.diagnosis, Diagnosis::ConnectRefused);
+        assert!(f.detail.contains("Connection refused"), "{}", f.detail);
+        // A catch-all ConnectError still classifies by its errno.
+        let e = upstream_io(ErrorType::ConnectError, "Fail to connect", 111);
+        assert_eq!(
+            run(&e, Progress::Connecting, false).diagnosis,
+            Diagnosis::ConnectRefused
+        );
+        let e = upstream_io(ErrorType::ConnectError, "Fail to connect", 113);
+        assert_eq!(
+            run(&e, Progress::Connecting, false).diagnosis,
+            Diagnosis::ConnectUnreachable
+        );
+    }
+
+    /// The errno is found through several layers of Pingora context.
+    #[test]
+    fn errno_through_nested_context() {
+        let e = upstream_io(ErrorType::ConnectError, "inner", 101).more_context("Peer: x");
+        assert_eq!(
+            run(&e, Progress::Connecting, false).diagnosis,
+            Diagnosis::ConnectUnreachable
+        );
+    }
+
+    /// The same read failure is a header-phase or a body-phase diagnosis depending on progress.
+    #[test]
+    fn phase_decides_between_header_and_body_variants() {
+        let reset = upstream_io(ErrorType::ReadError, "while reading", 104);
+        assert_eq!(
+            run(&reset, Progress::Connected, false).diagnosis,
+            Diagnosis::ConnectionReset
+        );
+        assert_eq!(
+            run(&reset, Progress::ResponseStarted, false).diagnosis,
+            Diagnosis::BodyReset
+        );
+        let closed = upstream(ErrorType::ConnectionClosed, "bytes already read: 0");
+        assert_eq!(
+            run(&closed, Progress::Connected, false).diagnosis,
+            Diagnosis::ConnectionClosed
+        );
+        assert_eq!(
+            run(&closed, Progress::ResponseStarted, false).diagnosis,
+            Diagnosis::BodyClosed
+        );
+        let timeout = upstream(ErrorType::ReadTimedout, "while reading response headers");
+        assert_eq!(
+            run(&timeout, Progress::Connected, false).diagnosis,
+            Diagnosis::ResponseTimeout
+        );
+        assert_eq!(
+            run(&timeout, Progress::ResponseStarted, false).diagnosis,
+            Diagnosis::BodyTimeout
+        );
+    }
+
+    /// Invalid headers split into too large, a TLS server on a plain port, and garbage.
+    #[test]
+    fn invalid_header_variants() {
+        let big = upstream(
+            ErrorType::InvalidHTTPHeader,
+            "Response header larger than 1048575",
+        );
+        assert_eq!(
+            run(&big, Progress::Connected, false).diagnosis,
+            Diagnosis::ResponseHeadersTooLarge
+        );
+        let tls = upstream(
+            ErrorType::InvalidHTTPHeader,
+            "buf: \\x15\\x03\\x03\\x00\\x02\\x02\\x32",
+        );
+        assert_eq!(
+            run(&tls, Progress::Connected, false).diagnosis,
+            Diagnosis::UpstreamExpectsTls
+        );
+        let garbage = upstream(ErrorType::InvalidHTTPHeader, "buf: HELLO WORLD");
+        assert_eq!(
+            run(&garbage, Progress::Connected, false).diagnosis,
+            Diagnosis::InvalidResponse
+        );
+    }
+
+    /// A client that went away is client_closed, not an upstream failure.
+    #[test]
+    fn downstream_errors_are_the_clients() {
+        let mut e = Error::explain(ErrorType::WriteError, "writing to client");
+        e.as_down();
+        assert_eq!(
+            run(&e, Progress::ResponseStarted, false).diagnosis,
+            Diagnosis::ClientClosed
+        );
+        let mut e = Error::explain(ErrorType::InvalidHTTPHeader, "bad request");
+        e.as_down();
+        assert_eq!(
+            run(&e, Progress::Started, false).diagnosis,
+            Diagnosis::BadRequest
+        );
+    }
+
+    /// Timeouts never fall into a 502 bucket.
+    #[test]
+    fn connect_timeout_is_connect_timeout() {
+        let e = upstream(
+            ErrorType::ConnectTimedout,
+            "connecting to server, timeout 1s",
+        );
+        assert_eq!(
+            run(&e, Progress::Connecting, true).diagnosis,
+            Diagnosis::ConnectTimeout
+        );
+    }
+}

@@ -1,0 +1,16 @@
+//! triage: a reverse proxy, built on Pingora, that says why the upstream failed.
+//!
+//! The modules follow the data: [`config`] turns TOML into validated types; [`proxy`] holds the
+//! Pingora hooks that record facts about each request; [`diagnosis`] turns those facts into one
+//! closed taxonomy; [`render`] shows the diagnosis to the client; [`admin`] serves the operator;
+//! [`server`] wires them into a running process.
+
+pub mod admin;
+pub mod config;
+pub mod demo;
+pub mod diagnosis;
+pub mod id;
+pub mod proxy;
+pub mod render;
+pub mod resolve;
+pub mod server;

@@ -1,0 +1,382 @@
+//! What the client sees: diagnosis headers on every response, and the error response triage
+//! writes when it generates the status itself.
+//!
+//! Everything that depends only on the diagnosis (token, phase, source, hint, the untrusted
+//! `Proxy-Status`) is built once into header values at start-up; a request only adds its id and,
+//! for trusted clients, its detail.
+
+pub mod page;
+pub mod text;
+
+use crate::diagnosis::{Diagnosis, Source};
+use crate::id::RequestId;
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue};
+use pingora::http::ResponseHeader;
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime};
+
+pub const X_DIAGNOSIS: HeaderName = HeaderName::from_static("x-diagnosis");
+pub const X_DIAGNOSIS_PHASE: HeaderName = HeaderName::from_static("x-diagnosis-phase");
+pub const X_DIAGNOSIS_SOURCE: HeaderName = HeaderName::from_static("x-diagnosis-source");
+pub const X_DIAGNOSIS_ID: HeaderName = HeaderName::from_static("x-diagnosis-id");
+pub const X_DIAGNOSIS_HINT: HeaderName = HeaderName::from_static("x-diagnosis-hint");
+pub const X_DIAGNOSIS_UPSTREAM: HeaderName = HeaderName::from_static("x-diagnosis-upstream");
+pub const X_DIAGNOSIS_DETAIL: HeaderName = HeaderName::from_static("x-diagnosis-detail");
+pub const PROXY_STATUS: HeaderName = HeaderName::from_static("proxy-status");
+pub const SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
+
+/// The name triage gives itself in `Proxy-Status` (RFC 9209 section 2).
+const PROXY_NAME: &str = "triage";
+
+/// Header prefix reserved for triage: a client's own `X-Diagnosis-*` headers are dropped before
+/// the request goes upstream, so the app can never be fooled by a forged diagnosis.
+pub const RESERVED_PREFIX: &str = "x-diagnosis";
+
+/// The header values of one diagnosis, built once.
+#[derive(Debug, Clone)]
+struct Prepared {
+    token: HeaderValue,
+    phase: HeaderValue,
+    hint: HeaderValue,
+    /// `Proxy-Status` without per-request parameters: what an untrusted client gets.
+    proxy_status: HeaderValue,
+}
+
+/// Timings of one request, as far as it got.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Timings {
+    /// TCP (and TLS) connect to the upstream; absent when the connection was reused or never made.
+    pub connect: Option<Duration>,
+    /// From sending the request to receiving the upstream's response headers.
+    pub response: Option<Duration>,
+    /// From receiving the request to now.
+    pub total: Duration,
+}
+
+/// The fields only trusted clients see.
+#[derive(Debug, Clone, Copy)]
+pub struct Detail<'a> {
+    /// The upstream's config name, when one was chosen.
+    pub upstream: Option<&'a str>,
+    /// The address actually tried.
+    pub address: Option<SocketAddr>,
+    /// The errno text, TLS reason or bytes received.
+    pub text: &'a str,
+    pub timings: Timings,
+}
+
+/// A failure triage answers itself.
+#[derive(Debug, Clone, Copy)]
+pub struct Failure<'a> {
+    pub id: RequestId,
+    pub diagnosis: Diagnosis,
+    pub status: http::StatusCode,
+    pub at: SystemTime,
+    pub detail: Option<Detail<'a>>,
+}
+
+/// Renders diagnosis headers and error responses.
+#[derive(Debug)]
+pub struct Renderer {
+    prepared: Vec<Prepared>,
+    source_proxy: HeaderValue,
+    source_upstream: HeaderValue,
+}
+
+impl Default for Renderer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Renderer {
+    pub fn new() -> Renderer {
+        let prepared = Diagnosis::ALL
+            .iter()
+            .map(|d| {
+                let mut proxy_status = String::from(PROXY_NAME);
+                if let Some(error) = d.proxy_status_error() {
+                    proxy_status.push_str("; error=");
+                    proxy_status.push_str(error.token());
+                }
+                Prepared {
+                    token: HeaderValue::from_static(d.token()),
+                    phase: HeaderValue::from_static(d.phase().token()),
+                    hint: HeaderValue::from_static(d.hint()),
+                    proxy_status: header_value(proxy_status),
+                }
+            })
+            .collect();
+        Renderer {
+            prepared,
+            source_proxy: HeaderValue::from_static(Source::Proxy.token()),
+            source_upstream: HeaderValue::from_static(Source::Upstream.token()),
+        }
+    }
+
+    fn prepared(&self, diagnosis: Diagnosis) -> &Prepared {
+        // `Diagnosis::ALL` lists the variants in declaration order (checked by a test), so the
+        // discriminant is the index.
+        &self.prepared[diagnosis as usize]
+    }
+
+    /// Adds the headers every response proxied from the upstream carries: the id and the source.
+    /// When the upstream answered 5xx, also the `upstream_status` diagnosis and a `Proxy-Status`
+    /// entry with `received-status`, after any the upstream sent.
+    pub fn decorate_upstream_response(
+        &self,
+        resp: &mut ResponseHeader,
+        id: RequestId,
+        detail: Option<&Detail<'_>>,
+    ) -> pingora::Result<()> {
+        resp.insert_header(X_DIAGNOSIS_ID, id.as_str())?;
+        resp.insert_header(X_DIAGNOSIS_SOURCE, self.source_upstream.clone())?;
+        let status = resp.status.as_u16();
+        if status >= 500 {
+            let p = self.prepared(Diagnosis::UpstreamStatus);
+            resp.insert_header(X_DIAGNOSIS, p.token.clone())?;
+            resp.insert_header(X_DIAGNOSIS_PHASE, p.phase.clone())?;
+            resp.insert_header(X_DIAGNOSIS_HINT, p.hint.clone())?;
+            let mut proxy_status = String::with_capacity(48);
+            proxy_status.push_str(PROXY_NAME);
+            proxy_status.push_str("; received-status=");
+            proxy_status.push_str(itoa_status(status).as_str());
+            if let Some(address) = detail.and_then(|d| d.address) {
+                proxy_status.push_str("; next-hop=");
+                text::sf_string(&mut proxy_status, &address.to_string());
+            }
+            resp.append_header(PROXY_STATUS, header_value(proxy_status))?;
+        }
+        if let Some(detail) = detail {
+            self.add_detail_headers(resp, detail, false)?;
+        }
+        Ok(())
+    }
+
+    /// The complete error response for a failure triage answers itself.
+    pub fn failure_response(
+        &self,
+        failure: &Failure<'_>,
+        format: page::BodyFormat,
+    ) -> pingora::Result<(ResponseHeader, Bytes)> {
+        let p = self.prepared(failure.diagnosis);
+        let body = page::render(failure, format);
+        let mut resp = ResponseHeader::build(failure.status, Some(12))?;
+        resp.insert_header(http::header::CONTENT_TYPE, format.content_type())?;
+        resp.insert_header(http::header::CONTENT_LENGTH, body.len())?;
+        resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
+        resp.insert_header(X_DIAGNOSIS, p.token.clone())?;
+        resp.insert_header(X_DIAGNOSIS_PHASE, p.phase.clone())?;
+        resp.insert_header(X_DIAGNOSIS_SOURCE, self.source_proxy.clone())?;
+        resp.insert_header(X_DIAGNOSIS_ID, failure.id.as_str())?;
+        resp.insert_header(X_DIAGNOSIS_HINT, p.hint.clone())?;
+        match &failure.detail {
+            None => resp.insert_header(PROXY_STATUS, p.proxy_status.clone())?,
+            Some(detail) => {
+                let mut value = String::with_capacity(128);
+                // Safe: built from a static token.
+                value.push_str(p.proxy_status.to_str().unwrap_or(PROXY_NAME));
+                if !detail.text.is_empty() {
+                    value.push_str("; details=");
+                    text::sf_string(
+                        &mut value,
+                        &text::header_text(detail.text, text::MAX_HEADER_TEXT),
+                    );
+                }
+                if let Some(address) = detail.address {
+                    value.push_str("; next-hop=");
+                    text::sf_string(&mut value, &address.to_string());
+                }
+                resp.insert_header(PROXY_STATUS, header_value(value))?;
+                self.add_detail_headers(&mut resp, detail, true)?;
+            }
+        }
+        Ok((resp, body))
+    }
+
+    fn add_detail_headers(
+        &self,
+        resp: &mut ResponseHeader,
+        detail: &Detail<'_>,
+        with_text: bool,
+    ) -> pingora::Result<()> {
+        if let Some(upstream) = detail.upstream {
+            let value = match detail.address {
+                Some(address) => format!("{upstream} {address}"),
+                None => upstream.to_owned(),
+            };
+            resp.insert_header(X_DIAGNOSIS_UPSTREAM, header_value(value))?;
+        }
+        if with_text && !detail.text.is_empty() {
+            let value = text::header_text(detail.text, text::MAX_HEADER_TEXT);
+            resp.insert_header(X_DIAGNOSIS_DETAIL, header_value(value))?;
+        }
+        resp.insert_header(SERVER_TIMING, header_value(server_timing(&detail.timings)))?;
+        Ok(())
+    }
+}
+
+/// `Server-Timing` (W3C) with durations in milliseconds.
+pub fn server_timing(t: &Timings) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(64);
+    if let Some(connect) = t.connect {
+        let _ = write!(out, "connect;dur={:.3}, ", connect.as_secs_f64() * 1e3);
+    }
+    if let Some(response) = t.response {
+        let _ = write!(out, "upstream;dur={:.3}, ", response.as_secs_f64() * 1e3);
+    }
+    let _ = write!(out, "total;dur={:.3}", t.total.as_secs_f64() * 1e3);
+    out
+}
+
+/// A header value from text that was made header-safe by construction (printable ASCII).
+fn header_value(text: String) -> HeaderValue {
+    HeaderValue::from_maybe_shared(Bytes::from(text))
+        .unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+}
+
+/// A three-digit status as text, without going through the formatter.
+fn itoa_status(status: u16) -> StatusText {
+    let digits = [
+        b'0' + (status / 100 % 10) as u8,
+        b'0' + (status / 10 % 10) as u8,
+        b'0' + (status % 10) as u8,
+    ];
+    StatusText(digits)
+}
+
+struct StatusText([u8; 3]);
+
+impl StatusText {
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or("000")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure(detail: Option<Detail<'static>>) -> Failure<'static> {
+        Failure {
+            id: RequestId::next(),
+            diagnosis: Diagnosis::ConnectRefused,
+            status: http::StatusCode::BAD_GATEWAY,
+            at: SystemTime::now(),
+            detail,
+        }
+    }
+
+    fn header<'a>(resp: &'a ResponseHeader, name: &str) -> Option<&'a str> {
+        resp.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The discriminant of every diagnosis is its index in `ALL`, which the table relies on.
+    #[test]
+    fn all_is_in_declaration_order() {
+        for (i, d) in Diagnosis::ALL.iter().enumerate() {
+            assert_eq!(*d as usize, i, "{}", d.token());
+        }
+    }
+
+    /// An untrusted client gets the token, phase, source, hint and id, and no detail.
+    #[test]
+    fn untrusted_failure_has_no_detail() {
+        let r = Renderer::new();
+        let f = failure(None);
+        let (resp, body) = r
+            .failure_response(&f, page::BodyFormat::Json)
+            .expect("render");
+        assert_eq!(resp.status.as_u16(), 502);
+        assert_eq!(header(&resp, "x-diagnosis"), Some("connect_refused"));
+        assert_eq!(header(&resp, "x-diagnosis-phase"), Some("connect"));
+        assert_eq!(header(&resp, "x-diagnosis-source"), Some("proxy"));
+        assert_eq!(header(&resp, "x-diagnosis-id"), Some(f.id.as_str()));
+        assert_eq!(
+            header(&resp, "proxy-status"),
+            Some("triage; error=connection_refused")
+        );
+        assert!(header(&resp, "x-diagnosis-detail").is_none());
+        assert!(header(&resp, "x-diagnosis-upstream").is_none());
+        assert!(header(&resp, "server-timing").is_none());
+        assert_eq!(
+            header(&resp, "content-length"),
+            Some(body.len().to_string().as_str())
+        );
+    }
+
+    /// A trusted client also gets the detail, sanitized, in its own header and in Proxy-Status.
+    #[test]
+    fn trusted_failure_has_sanitized_detail() {
+        let r = Renderer::new();
+        let f = failure(Some(Detail {
+            upstream: Some("app"),
+            address: Some("127.0.0.1:3000".parse().expect("addr")),
+            text: "Connection refused\r\nX-Evil: \"1\"",
+            timings: Timings {
+                connect: None,
+                response: None,
+                total: Duration::from_millis(3),
+            },
+        }));
+        let (resp, _) = r
+            .failure_response(&f, page::BodyFormat::Html)
+            .expect("render");
+        assert_eq!(
+            header(&resp, "x-diagnosis-detail"),
+            Some("Connection refused??X-Evil: \"1\"")
+        );
+        assert_eq!(
+            header(&resp, "proxy-status"),
+            Some(
+                r#"triage; error=connection_refused; details="Connection refused??X-Evil: \"1\""; next-hop="127.0.0.1:3000""#
+            )
+        );
+        assert_eq!(
+            header(&resp, "x-diagnosis-upstream"),
+            Some("app 127.0.0.1:3000")
+        );
+        assert_eq!(header(&resp, "server-timing"), Some("total;dur=3.000"));
+    }
+
+    /// An upstream 5xx keeps the upstream's Proxy-Status entry first and adds triage's after it.
+    #[test]
+    fn upstream_5xx_appends_proxy_status() {
+        let r = Renderer::new();
+        let mut resp = ResponseHeader::build(503, None).expect("build");
+        resp.append_header("proxy-status", "app-lb; error=destination_unavailable")
+            .expect("append");
+        r.decorate_upstream_response(&mut resp, RequestId::next(), None)
+            .expect("decorate");
+        let entries: Vec<_> = resp
+            .headers
+            .get_all("proxy-status")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        assert_eq!(
+            entries,
+            [
+                "app-lb; error=destination_unavailable",
+                "triage; received-status=503"
+            ]
+        );
+        assert_eq!(header(&resp, "x-diagnosis"), Some("upstream_status"));
+        assert_eq!(header(&resp, "x-diagnosis-source"), Some("upstream"));
+    }
+
+    /// A successful response carries only the id and the source.
+    #[test]
+    fn success_carries_id_and_source_only() {
+        let r = Renderer::new();
+        let mut resp = ResponseHeader::build(200, None).expect("build");
+        r.decorate_upstream_response(&mut resp, RequestId::next(), None)
+            .expect("decorate");
+        assert!(header(&resp, "x-diagnosis-id").is_some());
+        assert_eq!(header(&resp, "x-diagnosis-source"), Some("upstream"));
+        assert!(header(&resp, "x-diagnosis").is_none());
+        assert!(header(&resp, "proxy-status").is_none());
+    }
+}

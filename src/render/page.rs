@@ -1,0 +1,316 @@
+//! The body of an error response triage generates: RFC 9457 problem+json for programs, a small
+//! self-contained HTML page for people.
+//!
+//! The page shows the path of the request (client → triage → upstream) with the broken hop
+//! marked, the hint, the id and the time, so a person who hits it can tell at a glance whether
+//! the app or the proxy is at fault and has something to quote in a ticket.
+
+use super::text;
+use super::{Detail, Failure};
+use crate::diagnosis::{Diagnosis, Phase};
+use bytes::Bytes;
+use std::fmt::Write;
+
+/// Which body a client gets, from its `Accept` header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFormat {
+    Json,
+    Html,
+}
+
+impl BodyFormat {
+    /// JSON when the client asks for JSON (`application/json`, `application/problem+json` or any
+    /// `+json` type) before, or without, asking for HTML; HTML otherwise, browsers and `*/*`
+    /// included.
+    pub fn from_accept(accept: Option<&[u8]>) -> BodyFormat {
+        let Some(accept) = accept.and_then(|a| std::str::from_utf8(a).ok()) else {
+            return BodyFormat::Html;
+        };
+        let json = accept.find("json");
+        let html = accept.find("text/html");
+        match (json, html) {
+            (Some(j), Some(h)) if j < h => BodyFormat::Json,
+            (Some(_), None) => BodyFormat::Json,
+            _ => BodyFormat::Html,
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            BodyFormat::Json => "application/problem+json",
+            BodyFormat::Html => "text/html; charset=utf-8",
+        }
+    }
+}
+
+/// The body for `failure` in `format`.
+pub fn render(failure: &Failure<'_>, format: BodyFormat) -> Bytes {
+    let mut out = String::with_capacity(match format {
+        BodyFormat::Json => 512,
+        BodyFormat::Html => 2048,
+    });
+    match format {
+        BodyFormat::Json => json(&mut out, failure),
+        BodyFormat::Html => html(&mut out, failure),
+    }
+    Bytes::from(out)
+}
+
+fn json(out: &mut String, f: &Failure<'_>) {
+    let d = f.diagnosis;
+    out.push_str("{\"type\":\"urn:triage:diagnosis:");
+    out.push_str(d.token());
+    out.push_str("\",\"title\":");
+    text::json_string(out, f.status.canonical_reason().unwrap_or("Error"));
+    let _ = write!(out, ",\"status\":{}", f.status.as_u16());
+    out.push_str(",\"detail\":");
+    text::json_string(out, d.hint());
+    out.push_str(",\"instance\":\"urn:triage:request:");
+    out.push_str(f.id.as_str());
+    out.push_str("\",\"diagnosis\":\"");
+    out.push_str(d.token());
+    out.push_str("\",\"phase\":\"");
+    out.push_str(d.phase().token());
+    out.push_str("\",\"source\":\"");
+    out.push_str(d.source().token());
+    out.push_str("\",\"hint\":");
+    text::json_string(out, d.hint());
+    out.push_str(",\"id\":\"");
+    out.push_str(f.id.as_str());
+    out.push_str("\",\"time\":\"");
+    text::rfc3339(out, f.at);
+    out.push('"');
+    if let Some(detail) = &f.detail {
+        json_detail(out, detail);
+    }
+    out.push('}');
+}
+
+fn json_detail(out: &mut String, detail: &Detail<'_>) {
+    if let Some(upstream) = detail.upstream {
+        out.push_str(",\"upstream\":");
+        text::json_string(out, upstream);
+    }
+    if let Some(address) = detail.address {
+        let _ = write!(out, ",\"address\":\"{address}\"");
+    }
+    out.push_str(",\"cause\":");
+    text::json_string(out, detail.text);
+    out.push_str(",\"timings_ms\":{");
+    let t = &detail.timings;
+    if let Some(connect) = t.connect {
+        let _ = write!(out, "\"connect\":{:.3},", connect.as_secs_f64() * 1e3);
+    }
+    if let Some(response) = t.response {
+        let _ = write!(out, "\"upstream\":{:.3},", response.as_secs_f64() * 1e3);
+    }
+    let _ = write!(out, "\"total\":{:.3}}}", t.total.as_secs_f64() * 1e3);
+}
+
+/// Which element of the request path the page marks as broken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BrokenHop {
+    /// Between the client and triage: the request itself was not valid.
+    ClientToProxy,
+    /// triage itself: no route, or an internal failure.
+    Proxy,
+    /// Between triage and the upstream: the upstream failed or could not be reached.
+    ProxyToUpstream,
+}
+
+fn broken_hop(d: Diagnosis) -> BrokenHop {
+    match d {
+        Diagnosis::BadRequest | Diagnosis::ClientClosed => BrokenHop::ClientToProxy,
+        Diagnosis::NoRoute | Diagnosis::InternalError => BrokenHop::Proxy,
+        Diagnosis::DnsError
+        | Diagnosis::ConnectRefused
+        | Diagnosis::ConnectUnreachable
+        | Diagnosis::ConnectFailed
+        | Diagnosis::ConnectTimeout
+        | Diagnosis::TlsHandshakeFailed
+        | Diagnosis::TlsCertificateExpired
+        | Diagnosis::TlsCertificateUntrusted
+        | Diagnosis::TlsCertificateNameMismatch
+        | Diagnosis::TlsUpstreamPlaintext
+        | Diagnosis::UpstreamExpectsTls
+        | Diagnosis::ConnectionReset
+        | Diagnosis::ConnectionClosed
+        | Diagnosis::RequestSendFailed
+        | Diagnosis::RequestSendTimeout
+        | Diagnosis::ResponseTimeout
+        | Diagnosis::InvalidResponse
+        | Diagnosis::ResponseHeadersTooLarge
+        | Diagnosis::BodyReset
+        | Diagnosis::BodyClosed
+        | Diagnosis::BodyTimeout
+        | Diagnosis::UpstreamStatus => BrokenHop::ProxyToUpstream,
+    }
+}
+
+const STYLE: &str = "body{font:16px/1.5 system-ui,sans-serif;margin:0;background:#f6f7f9;color:#1d2330}\
+main{max-width:44rem;margin:3rem auto;padding:2rem;background:#fff;border-radius:12px;box-shadow:0 1px 4px #0002}\
+h1{margin:0 0 .25rem;font-size:1.6rem}.lead{margin:0 0 1.5rem;color:#4a5263}\
+.path{display:flex;align-items:center;gap:.5rem;margin:1.5rem 0;font-weight:600}\
+.node{padding:.4rem .9rem;border-radius:8px;background:#e7f6ec;border:2px solid #2e9d5b}\
+.node.bad{background:#fdecec;border-color:#d33}.node.unknown{background:#eee;border-color:#aaa;color:#666}\
+.link{flex:1;text-align:center;color:#2e9d5b}.link.bad{color:#d33;font-size:1.3rem}\
+.hint{padding:1rem;background:#fff8e1;border-left:4px solid #f0b400;border-radius:4px}\
+dl{display:grid;grid-template-columns:max-content 1fr;gap:.3rem 1rem;margin:1.5rem 0 0}\
+dt{color:#6b7385}dd{margin:0;font-family:ui-monospace,monospace;word-break:break-all}";
+
+fn html(out: &mut String, f: &Failure<'_>) {
+    let d = f.diagnosis;
+    let reason = f.status.canonical_reason().unwrap_or("Error");
+    out.push_str("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">");
+    out.push_str("<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">");
+    let _ = write!(
+        out,
+        "<title>{} {} · {}</title>",
+        f.status.as_u16(),
+        reason,
+        d.token()
+    );
+    out.push_str("<style>");
+    out.push_str(STYLE);
+    out.push_str("</style></head><body><main>");
+    let _ = write!(out, "<h1>{} {}</h1>", f.status.as_u16(), reason);
+    out.push_str("<p class=\"lead\">");
+    out.push_str(match broken_hop(d) {
+        BrokenHop::ClientToProxy => "The request could not be read.",
+        BrokenHop::Proxy => "The proxy could not handle this request.",
+        BrokenHop::ProxyToUpstream => "The proxy is fine; the app behind it failed.",
+    });
+    out.push_str("</p>");
+    path(out, broken_hop(d), d.phase());
+    out.push_str("<p class=\"hint\">");
+    text::html(out, d.hint());
+    out.push_str("</p><dl>");
+    row(out, "Diagnosis", d.token());
+    row(out, "Phase", d.phase().token());
+    row(out, "Produced by", d.source().token());
+    row(out, "Request id", f.id.as_str());
+    let mut time = String::with_capacity(24);
+    text::rfc3339(&mut time, f.at);
+    row(out, "Time", &time);
+    if let Some(detail) = &f.detail {
+        if let Some(upstream) = detail.upstream {
+            row(out, "Upstream", upstream);
+        }
+        if let Some(address) = detail.address {
+            row(out, "Address", &address.to_string());
+        }
+        if !detail.text.is_empty() {
+            row(out, "Detail", detail.text);
+        }
+        row(out, "Timings", &super::server_timing(&detail.timings));
+    }
+    out.push_str("</dl></main></body></html>\n");
+}
+
+fn path(out: &mut String, broken: BrokenHop, phase: Phase) {
+    let (client_link, proxy, upstream_link, upstream) = match broken {
+        BrokenHop::ClientToProxy => ("link bad", "node", "link", "node unknown"),
+        BrokenHop::Proxy => ("link", "node bad", "link", "node unknown"),
+        BrokenHop::ProxyToUpstream => ("link", "node", "link bad", "node bad"),
+    };
+    let mark = |class: &str| if class.contains("bad") { "✕" } else { "→" };
+    let _ = write!(
+        out,
+        "<div class=\"path\" aria-label=\"request path\"><span class=\"node\">client</span>\
+<span class=\"{client_link}\">{}</span><span class=\"{proxy}\">triage</span>\
+<span class=\"{upstream_link}\" title=\"{}\">{}</span><span class=\"{upstream}\">upstream</span></div>",
+        mark(client_link),
+        phase.token(),
+        mark(upstream_link),
+    );
+}
+
+fn row(out: &mut String, name: &str, value: &str) {
+    out.push_str("<dt>");
+    out.push_str(name);
+    out.push_str("</dt><dd>");
+    text::html(out, value);
+    out.push_str("</dd>");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::id::RequestId;
+    use crate::render::Timings;
+    use std::time::{Duration, SystemTime};
+
+    fn failure(detail: Option<Detail<'static>>) -> Failure<'static> {
+        Failure {
+            id: RequestId::next(),
+            diagnosis: Diagnosis::ConnectRefused,
+            status: http::StatusCode::BAD_GATEWAY,
+            at: SystemTime::now(),
+            detail,
+        }
+    }
+
+    /// Accept negotiation: JSON only when asked for before HTML; browsers and curl get HTML.
+    #[test]
+    fn format_from_accept() {
+        let cases: [(Option<&str>, BodyFormat); 7] = [
+            (None, BodyFormat::Html),
+            (Some("*/*"), BodyFormat::Html),
+            (Some("application/json"), BodyFormat::Json),
+            (Some("application/problem+json"), BodyFormat::Json),
+            (
+                Some("text/html,application/xhtml+xml,*/*;q=0.8"),
+                BodyFormat::Html,
+            ),
+            (Some("application/json, text/html"), BodyFormat::Json),
+            (Some("text/html, application/json"), BodyFormat::Html),
+        ];
+        for (accept, want) in cases {
+            assert_eq!(
+                BodyFormat::from_accept(accept.map(str::as_bytes)),
+                want,
+                "{accept:?}"
+            );
+        }
+    }
+
+    /// The JSON body has the RFC 9457 members and triage's, and no detail for untrusted clients.
+    #[test]
+    fn json_body_members() {
+        let f = failure(None);
+        let body = render(&f, BodyFormat::Json);
+        let text = std::str::from_utf8(&body).expect("utf8");
+        for member in [
+            "\"type\":\"urn:triage:diagnosis:connect_refused\"",
+            "\"title\":\"Bad Gateway\"",
+            "\"status\":502",
+            "\"diagnosis\":\"connect_refused\"",
+            "\"phase\":\"connect\"",
+            "\"source\":\"proxy\"",
+        ] {
+            assert!(text.contains(member), "{member} missing in {text}");
+        }
+        assert!(text.contains(f.id.as_str()));
+        assert!(!text.contains("\"cause\""));
+    }
+
+    /// Upstream text is escaped in the HTML page, and the broken hop is marked.
+    #[test]
+    fn html_escapes_detail_and_marks_the_hop() {
+        let f = failure(Some(Detail {
+            upstream: Some("app"),
+            address: None,
+            text: "<script>x</script>",
+            timings: Timings {
+                total: Duration::from_millis(1),
+                ..Timings::default()
+            },
+        }));
+        let body = render(&f, BodyFormat::Html);
+        let text = std::str::from_utf8(&body).expect("utf8");
+        assert!(text.contains("&lt;script&gt;x&lt;/script&gt;"));
+        assert!(!text.contains("<script>"));
+        assert!(text.contains("<span class=\"link bad\" title=\"connect\">✕</span>"));
+        assert!(text.contains("connect_refused"));
+    }
+}

@@ -1,0 +1,84 @@
+//! Start-up: turns a validated config into a running Pingora server with the proxy, the admin
+//! listener and the background resolver.
+
+use crate::admin::Admin;
+use crate::config::{Config, LogFormat, LogLevel};
+use crate::proxy::{State, Triage};
+use crate::resolve::HostResolver;
+use async_trait::async_trait;
+use pingora::server::configuration::ServerConf;
+use pingora::server::{Server, ShutdownWatch};
+use pingora::services::background::{background_service, BackgroundService};
+use pingora::services::listening::Service;
+use std::sync::Arc;
+
+/// Installs the log subscriber the config asks for. `RUST_LOG`, when set, overrides the level.
+pub fn init_logging(level: &LogLevel, format: &LogFormat) {
+    let level = match level {
+        LogLevel::Error => "error",
+        LogLevel::Warn => "warn",
+        LogLevel::Info => "info",
+        LogLevel::Debug => "debug",
+        LogLevel::Trace => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stdout);
+    let result = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.with_ansi(false).try_init(),
+    };
+    // A subscriber already installed (e.g. by an embedding program) is fine.
+    let _ = result;
+}
+
+/// Re-resolves upstream hostnames in the background.
+struct ResolverTask(Arc<HostResolver>);
+
+#[async_trait]
+impl BackgroundService for ResolverTask {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        tokio::select! {
+            _ = self.0.run() => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+}
+
+/// Builds the server for `config`. Fails (without panicking) on what validation cannot see
+/// before start-up, such as an unreadable CA file.
+pub fn build(config: Config) -> Result<Server, String> {
+    let state = State::new(config)?;
+    let resolver = HostResolver::new(
+        state.hostnames(),
+        &state.config.resolver.nameservers,
+        state.config.resolver.refresh,
+    )?;
+    let resolver = Arc::new(resolver);
+    let listen = state.config.listen.http.clone();
+    let admin_listen = state.config.admin.listen;
+
+    let conf = ServerConf {
+        // Pingora retries only what is safe (a failure on a reused pooled connection); more
+        // than one retry would multiply load on a failing upstream.
+        max_retries: 2,
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+
+    let proxy = Triage::new(Arc::new(state), Arc::clone(&resolver));
+    let mut proxy_service = pingora::proxy::http_proxy_service(&server.configuration, proxy);
+    for addr in &listen {
+        proxy_service.add_tcp(&addr.to_string());
+    }
+    server.add_service(proxy_service);
+    server.add_service(background_service("resolver", ResolverTask(resolver)));
+
+    let mut admin = Service::new("admin".to_owned(), Admin);
+    admin.add_tcp(&admin_listen.to_string());
+    server.add_service(admin);
+    Ok(server)
+}

@@ -6,7 +6,7 @@
 //! response header, which tell a TLS record apart from garbage.
 
 use super::tls::classify_tls_text;
-use super::Diagnosis;
+use super::{Diagnosis, Phase};
 use pingora::{Error, ErrorSource, ErrorType};
 
 /// How far the request got before the error, as recorded by the proxy hooks.
@@ -249,7 +249,14 @@ fn detail_of(facts: &Facts<'_>, diagnosis: Diagnosis) -> String {
         | Diagnosis::ClientClosed
         | Diagnosis::BadRequest
         | Diagnosis::InternalError => {
-            let ctx = context(error);
+            // The innermost Pingora context says what was going on ("while reading response
+            // headers, bytes already read: 0", "buf: ..."); outer layers only repeat the peer,
+            // which the report shows on its own. Connect contexts also just name the peer, so
+            // connect failures show the OS's words alone.
+            let ctx = match diagnosis.phase() {
+                Phase::Connect => "",
+                _ => innermost_context(error),
+            };
             match io_error(error) {
                 Some(io) if ctx.is_empty() => io.to_string(),
                 Some(io) => format!("{ctx}: {io}"),
@@ -258,6 +265,22 @@ fn detail_of(facts: &Facts<'_>, diagnosis: Diagnosis) -> String {
             }
         }
     }
+}
+
+/// The context of the deepest `pingora::Error` in the cause chain.
+fn innermost_context(error: &Error) -> &str {
+    let mut current = error;
+    for _ in 0..16 {
+        match current
+            .cause
+            .as_deref()
+            .and_then(|c| c.downcast_ref::<Box<Error>>())
+        {
+            Some(inner) => current = inner,
+            None => break,
+        }
+    }
+    context(current)
 }
 
 #[cfg(test)]
@@ -387,6 +410,26 @@ mod tests {
         assert_eq!(
             run(&e, Progress::Started, false).diagnosis,
             Diagnosis::BadRequest
+        );
+    }
+
+    /// The detail is the innermost context with the errno, not the outer "Peer:" wrapper.
+    #[test]
+    fn detail_is_innermost_context() {
+        let e = upstream_io(
+            ErrorType::ReadError,
+            "while reading response headers, bytes already read: 0",
+            104,
+        )
+        .more_context("Peer: addr: 127.0.0.1:3000");
+        assert_eq!(
+            run(&e, Progress::Connected, false).detail,
+            "while reading response headers, bytes already read: 0: Connection reset by peer (os error 104)"
+        );
+        let e = upstream_io(ErrorType::ConnectRefused, "Fail to connect to addr: x", 111);
+        assert_eq!(
+            run(&e, Progress::Connecting, false).detail,
+            "Connection refused (os error 111)"
         );
     }
 

@@ -5,12 +5,15 @@
 //! closed taxonomy; [`render`] shows the diagnosis to the client; [`admin`] serves the operator;
 //! [`server`] wires them into a running process.
 
+pub mod accesslog;
 pub mod admin;
 pub mod config;
 pub mod demo;
 pub mod diagnosis;
 pub mod id;
+pub mod metrics;
 pub mod proxy;
 pub mod render;
+pub mod report;
 pub mod resolve;
 pub mod server;

@@ -3,7 +3,9 @@
 
 use crate::admin::Admin;
 use crate::config::{Config, LogFormat, LogLevel};
+use crate::metrics::Metrics;
 use crate::proxy::{State, Triage};
+use crate::report::ReportStore;
 use crate::resolve::HostResolver;
 use async_trait::async_trait;
 use pingora::server::configuration::ServerConf;
@@ -69,7 +71,18 @@ pub fn build(config: Config) -> Result<Server, String> {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
-    let proxy = Triage::new(Arc::new(state), Arc::clone(&resolver));
+    let metrics =
+        Arc::new(Metrics::new(&state.config).map_err(|e| format!("cannot register metrics: {e}"))?);
+    let reports = Arc::new(ReportStore::new(
+        state.config.reports.max_count,
+        state.config.reports.max_bytes,
+    ));
+    let proxy = Triage::new(
+        Arc::new(state),
+        Arc::clone(&resolver),
+        Arc::clone(&metrics),
+        Arc::clone(&reports),
+    );
     let mut proxy_service = pingora::proxy::http_proxy_service(&server.configuration, proxy);
     for addr in &listen {
         proxy_service.add_tcp(&addr.to_string());
@@ -77,7 +90,7 @@ pub fn build(config: Config) -> Result<Server, String> {
     server.add_service(proxy_service);
     server.add_service(background_service("resolver", ResolverTask(resolver)));
 
-    let mut admin = Service::new("admin".to_owned(), Admin);
+    let mut admin = Service::new("admin".to_owned(), Admin::new(metrics, reports));
     admin.add_tcp(&admin_listen.to_string());
     server.add_service(admin);
     Ok(server)

@@ -1,36 +1,146 @@
-//! The admin listener: health and readiness for orchestrators, on its own port (loopback by
-//! default), never on the public one.
+//! The admin listener, on its own port (loopback by default), never on the public one:
+//! `/metrics` for Prometheus, `/healthz` and `/readyz` for orchestrators, and `/diagnoses` with
+//! the report of every recent failure, so whoever holds an `X-Diagnosis-Id` can read the whole
+//! story of that request.
 
+mod views;
+
+use crate::diagnosis::Diagnosis;
+use crate::id::RequestId;
+use crate::metrics::Metrics;
+use crate::report::ReportStore;
 use async_trait::async_trait;
 use http::{Response, StatusCode};
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
+use std::sync::Arc;
+
+/// The most reports `/diagnoses` lists at once.
+const MAX_LIST: usize = 500;
 
 /// Serves the admin endpoints.
-pub struct Admin;
+pub struct Admin {
+    metrics: Arc<Metrics>,
+    reports: Arc<ReportStore>,
+}
+
+impl Admin {
+    pub fn new(metrics: Arc<Metrics>, reports: Arc<ReportStore>) -> Admin {
+        Admin { metrics, reports }
+    }
+}
+
+/// How an admin page is rendered, from `?format=json` or the `Accept` header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Json,
+    Html,
+}
+
+/// The value of `name` in a query string (no percent-decoding: values are tokens and names).
+fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
+    query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value)
+        .filter(|value| !value.is_empty())
+}
 
 #[async_trait]
 impl ServeHttp for Admin {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
-        let path = session.req_header().uri.path();
-        let (status, body): (StatusCode, &[u8]) = match path {
-            // The process answers: it is alive.
-            "/healthz" => (StatusCode::OK, b"ok\n"),
+        let req = session.req_header();
+        let path = req.uri.path();
+        let query = req.uri.query().unwrap_or("");
+        let wants_json = query_param(query, "format") == Some("json")
+            || req
+                .headers
+                .get(http::header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|a| a.contains("json"));
+        let format = if wants_json {
+            Format::Json
+        } else {
+            Format::Html
+        };
+        match path {
+            "/healthz" => text(StatusCode::OK, "ok\n"),
             // This listener starts only after the config loaded and the proxy listeners were
             // added, so answering at all means ready.
-            "/readyz" => (StatusCode::OK, b"ready\n"),
-            _ => (StatusCode::NOT_FOUND, b"not found\n"),
-        };
-        plain(status, body.to_vec())
+            "/readyz" => text(StatusCode::OK, "ready\n"),
+            "/metrics" => {
+                let mut resp = Response::new(self.metrics.encode().into_bytes());
+                resp.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                );
+                resp
+            }
+            "/diagnoses" | "/diagnoses/" => {
+                let upstream = query_param(query, "upstream");
+                let token = query_param(query, "diagnosis");
+                if let Some(token) = token {
+                    if !Diagnosis::ALL.iter().any(|d| d.token() == token) {
+                        return text(StatusCode::BAD_REQUEST, "unknown diagnosis token\n");
+                    }
+                }
+                let limit = query_param(query, "limit")
+                    .and_then(|l| l.parse().ok())
+                    .unwrap_or(100)
+                    .min(MAX_LIST);
+                let reports = self.reports.recent(limit, |r| {
+                    upstream.is_none_or(|u| r.upstream == u)
+                        && token.is_none_or(|t| r.diagnosis.token() == t)
+                });
+                match format {
+                    Format::Json => json(StatusCode::OK, views::list_json(&reports)),
+                    Format::Html => html(StatusCode::OK, views::list_html(&reports)),
+                }
+            }
+            _ => match path.strip_prefix("/diagnoses/").and_then(RequestId::parse) {
+                Some(id) => match self.reports.get(id) {
+                    Some(report) => match format {
+                        Format::Json => json(StatusCode::OK, views::report_json(&report)),
+                        Format::Html => html(StatusCode::OK, views::report_html(&report)),
+                    },
+                    None => text(
+                        StatusCode::NOT_FOUND,
+                        "no report with this id: it succeeded, or it was evicted from the ring\n",
+                    ),
+                },
+                None => text(StatusCode::NOT_FOUND, "not found\n"),
+            },
+        }
     }
 }
 
-fn plain(status: StatusCode, body: Vec<u8>) -> Response<Vec<u8>> {
+fn with_type(status: StatusCode, body: Vec<u8>, content_type: &'static str) -> Response<Vec<u8>> {
     let mut resp = Response::new(body);
     *resp.status_mut() = status;
     resp.headers_mut().insert(
         http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+        http::HeaderValue::from_static(content_type),
+    );
+    resp.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
     );
     resp
+}
+
+fn text(status: StatusCode, body: &str) -> Response<Vec<u8>> {
+    with_type(
+        status,
+        body.as_bytes().to_vec(),
+        "text/plain; charset=utf-8",
+    )
+}
+
+fn json(status: StatusCode, body: String) -> Response<Vec<u8>> {
+    with_type(status, body.into_bytes(), "application/json")
+}
+
+fn html(status: StatusCode, body: String) -> Response<Vec<u8>> {
+    with_type(status, body.into_bytes(), "text/html; charset=utf-8")
 }

@@ -63,6 +63,7 @@ pub struct Config {
     pub diagnosis: DiagnosisPolicy,
     pub resolver: Resolver,
     pub log: Log,
+    pub reports: Reports,
     /// In file order; [`Route::upstream`] indexes into this.
     pub upstreams: Vec<Upstream>,
     /// In file order.
@@ -87,6 +88,18 @@ pub struct DiagnosisPolicy {
     pub detail: DetailPolicy,
     /// Default 127.0.0.0/8 and ::1/128.
     pub trusted: Vec<Cidr>,
+    /// Base URL of the failure reports, linked from `X-Diagnosis-Report` (trusted clients) and
+    /// the error page; the id is appended. Default `http://<admin listen>/diagnoses/`.
+    pub report_url: String,
+}
+
+/// The bounds of the failure-report ring behind `/diagnoses`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reports {
+    /// Default 1000; 0 keeps no reports.
+    pub max_count: usize,
+    /// Default 8 MiB.
+    pub max_bytes: usize,
 }
 
 /// Which clients see the detailed fields of a diagnosis.
@@ -109,6 +122,11 @@ pub struct Resolver {
 pub struct Log {
     pub level: LogLevel,
     pub format: LogFormat,
+    /// Whether to write one access-log line per request; default true.
+    pub access: bool,
+    /// At most this many error-level failure lines per second; the rest are counted and the
+    /// count is reported in the next line. Default 10.
+    pub error_lines_per_second: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -209,6 +227,7 @@ const TOP: Schema = Schema {
         "diagnosis",
         "resolver",
         "log",
+        "reports",
         "upstreams",
         "routes",
     ],
@@ -223,7 +242,7 @@ const ADMIN: Schema = Schema {
     required: &[],
 };
 const DIAGNOSIS: Schema = Schema {
-    keys: &["detail", "trusted"],
+    keys: &["detail", "trusted", "report_url"],
     required: &[],
 };
 const RESOLVER: Schema = Schema {
@@ -231,7 +250,11 @@ const RESOLVER: Schema = Schema {
     required: &[],
 };
 const LOG: Schema = Schema {
-    keys: &["level", "format"],
+    keys: &["level", "format", "access", "error_lines_per_second"],
+    required: &[],
+};
+const REPORTS: Schema = Schema {
+    keys: &["max_count", "max_bytes"],
     required: &[],
 };
 const UPSTREAM: Schema = Schema {
@@ -277,11 +300,14 @@ fn read_config(w: &mut Walker, top: &Section, origin: &Path) -> Config {
     w.reject_duplicates("http", &http);
 
     let admin = w.section(top, "admin", &ADMIN);
-    let admin_listen = w.value(&admin, "listen", socket_addr);
+    let admin_listen = w
+        .value(&admin, "listen", socket_addr)
+        .unwrap_or(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9901));
 
     let diagnosis = w.section(top, "diagnosis", &DIAGNOSIS);
     let detail = w.value(&diagnosis, "detail", |text| one_of(text, DETAIL_POLICIES));
     let trusted = w.list(&diagnosis, "trusted", |text| text.parse::<Cidr>());
+    let report_url = w.value(&diagnosis, "report_url", report_url);
 
     let resolver = w.section(top, "resolver", &RESOLVER);
     let nameservers = w
@@ -292,6 +318,12 @@ fn read_config(w: &mut Walker, top: &Section, origin: &Path) -> Config {
     let log = w.section(top, "log", &LOG);
     let level = w.value(&log, "level", |text| one_of(text, LOG_LEVELS));
     let format = w.value(&log, "format", |text| one_of(text, LOG_FORMATS));
+    let access = w.boolean(&log, "access");
+    let error_lines = w.integer(&log, "error_lines_per_second", 0..=1_000_000);
+
+    let reports = w.section(top, "reports", &REPORTS);
+    let max_count = w.integer(&reports, "max_count", 0..=10_000_000);
+    let max_bytes = w.integer(&reports, "max_bytes", 0..=(1 << 34));
 
     let upstreams: Vec<Upstream> = w
         .named_sections(top, "upstreams", &UPSTREAM)
@@ -302,12 +334,13 @@ fn read_config(w: &mut Walker, top: &Section, origin: &Path) -> Config {
 
     Config {
         listen: Listen { http: values(http) },
-        admin: Admin {
-            listen: admin_listen.unwrap_or(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9901)),
-        },
         diagnosis: DiagnosisPolicy {
             detail: detail.unwrap_or(DetailPolicy::Trusted),
             trusted: trusted.map(values).unwrap_or_else(Cidr::loopback),
+            report_url: report_url.unwrap_or_else(|| format!("http://{admin_listen}/diagnoses/")),
+        },
+        admin: Admin {
+            listen: admin_listen,
         },
         resolver: Resolver {
             nameservers: values(nameservers),
@@ -316,6 +349,12 @@ fn read_config(w: &mut Walker, top: &Section, origin: &Path) -> Config {
         log: Log {
             level: level.unwrap_or(LogLevel::Info),
             format: format.unwrap_or(LogFormat::Text),
+            access: access.unwrap_or(true),
+            error_lines_per_second: error_lines.map_or(10, |n| n as u32),
+        },
+        reports: Reports {
+            max_count: max_count.map_or(1000, |n| n as usize),
+            max_bytes: max_bytes.map_or(8 << 20, |n| n as usize),
         },
         upstreams,
         routes,
@@ -449,6 +488,21 @@ fn socket_addr(text: &str) -> Result<SocketAddr, String> {
     })
 }
 
+/// An http(s) URL; the report id is appended, so a trailing `/` is added when missing.
+fn report_url(text: &str) -> Result<String, String> {
+    let valid = (text.starts_with("http://") || text.starts_with("https://"))
+        && text.len() > "https://".len()
+        && text.bytes().all(|b| (b'!'..=b'~').contains(&b));
+    if !valid {
+        return Err(format!("`{text}` is not an http:// or https:// URL"));
+    }
+    Ok(if text.ends_with('/') {
+        text.to_owned()
+    } else {
+        format!("{text}/")
+    })
+}
+
 fn nameserver(text: &str) -> Result<SocketAddr, String> {
     match socket_addr(text)? {
         addr if addr.port() == 0 => Err(format!("`{text}` has port 0; DNS is usually on port 53")),
@@ -572,6 +626,7 @@ listen = "127.0.0.1:9901"
 [diagnosis]
 detail = "trusted"
 trusted = ["127.0.0.0/8", "::1/128"]
+report_url = "https://support.example/diagnoses"
 
 [resolver]
 nameservers = ["127.0.0.1:53"]
@@ -580,6 +635,12 @@ refresh = "30s"
 [log]
 level = "info"
 format = "text"
+access = false
+error_lines_per_second = 5
+
+[reports]
+max_count = 50
+max_bytes = 65536
 
 [upstreams.app]
 servers = ["127.0.0.1:3000"]
@@ -606,6 +667,7 @@ upstream = "app"
             diagnosis: DiagnosisPolicy {
                 detail: DetailPolicy::Trusted,
                 trusted: vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()],
+                report_url: "https://support.example/diagnoses/".into(),
             },
             resolver: Resolver {
                 nameservers: vec!["127.0.0.1:53".parse().unwrap()],
@@ -614,6 +676,12 @@ upstream = "app"
             log: Log {
                 level: LogLevel::Info,
                 format: LogFormat::Text,
+                access: false,
+                error_lines_per_second: 5,
+            },
+            reports: Reports {
+                max_count: 50,
+                max_bytes: 65536,
             },
             upstreams: vec![Upstream {
                 name: "app".into(),
@@ -648,6 +716,14 @@ upstream = "app"
             config.diagnosis.trusted[1].network(),
             IpAddr::V6(Ipv6Addr::LOCALHOST)
         );
+        assert_eq!(
+            config.diagnosis.report_url,
+            "http://127.0.0.1:9901/diagnoses/"
+        );
+        assert!(config.log.access);
+        assert_eq!(config.log.error_lines_per_second, 10);
+        assert_eq!(config.reports.max_count, 1000);
+        assert_eq!(config.reports.max_bytes, 8 << 20);
         assert!(config.resolver.nameservers.is_empty());
         assert_eq!(config.resolver.refresh, secs(30));
         assert_eq!(
@@ -793,7 +869,7 @@ path_prefix = "/api"
         assert_eq!(
             only_error(&text),
             "10:2: unknown key `listn` in the top level; expected one of: \
-             listen, admin, diagnosis, resolver, log, upstreams, routes"
+             listen, admin, diagnosis, resolver, log, reports, upstreams, routes"
         );
         let text = MINIMAL.replace("servers =", "timeout = \"5s\"\nservers =");
         assert_eq!(

@@ -313,6 +313,30 @@ impl<'s> Walker<'s> {
         value
     }
 
+    /// The integer under `key`, which must lie in `range`; `None` if absent or invalid.
+    pub fn integer(
+        &mut self,
+        section: &Section,
+        key: &str,
+        range: std::ops::RangeInclusive<i64>,
+    ) -> Option<u64> {
+        let entry = section.entry(key)?;
+        let Some(value) = entry.item.as_integer() else {
+            self.wrong_type(entry.at, key, "an integer", entry.item.type_name());
+            return None;
+        };
+        if !range.contains(&value) {
+            let message = format!(
+                "{key}: {value} is out of range {}..={}",
+                range.start(),
+                range.end()
+            );
+            self.error(entry.at, message);
+            return None;
+        }
+        u64::try_from(value).ok()
+    }
+
     /// The strings of the array under `key`, each converted by `parse`; `None` if absent or not an
     /// array. Invalid entries are reported and left out.
     pub fn list<T>(

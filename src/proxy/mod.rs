@@ -8,12 +8,15 @@
 pub mod routing;
 pub mod upstream;
 
+use crate::accesslog::{AccessEntry, AccessLog};
 use crate::config::{Config, ServerAddr};
 use crate::diagnosis::classify::Progress;
 use crate::diagnosis::{classify, ClientOutcome, Diagnosis, Disclosure, Facts, Finding};
 use crate::id::RequestId;
+use crate::metrics::{Metrics, RequestOutcome};
 use crate::render::page::BodyFormat;
 use crate::render::{self, Detail, Failure, Renderer, Timings};
+use crate::report::{self, Attempt, Report, ReportStore};
 use crate::resolve::HostResolver;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -31,6 +34,8 @@ use upstream::Upstream;
 pub struct State {
     pub config: Config,
     pub routes: RouteTable,
+    /// Each route's metric label, by route index.
+    pub route_labels: Vec<String>,
     pub upstreams: Vec<Upstream>,
     pub disclosure: Disclosure,
 }
@@ -44,6 +49,11 @@ impl State {
             .collect::<Result<Vec<_>, _>>()?;
         Ok(State {
             routes: RouteTable::new(&config.routes),
+            route_labels: config
+                .routes
+                .iter()
+                .map(|r| crate::metrics::route_label(r.host.as_deref(), &r.path_prefix))
+                .collect(),
             disclosure: Disclosure::new(&config.diagnosis),
             upstreams,
             config,
@@ -88,6 +98,10 @@ pub struct RequestCtx {
     pub dns_failure: Option<String>,
     /// The diagnosis, once there is one.
     pub finding: Option<Finding>,
+    /// Every failed attempt, for the report; empty (no allocation) on success.
+    pub failed_attempts: Vec<Attempt>,
+    pub bytes_sent_upstream: u64,
+    pub bytes_received_upstream: u64,
 }
 
 impl RequestCtx {
@@ -110,7 +124,22 @@ impl RequestCtx {
             upstream_status: None,
             dns_failure: None,
             finding: None,
+            failed_attempts: Vec::new(),
+            bytes_sent_upstream: 0,
+            bytes_received_upstream: 0,
         }
+    }
+
+    /// Records the failure of the current attempt.
+    fn record_attempt(&mut self, finding: Finding) {
+        self.failed_attempts.push(Attempt {
+            address: self.address,
+            diagnosis: Some(finding.diagnosis),
+            detail: finding.detail,
+            reused_connection: self.reused_connection,
+            connect: self.connect_time,
+            response: self.response_time,
+        });
     }
 
     fn timings(&self) -> Timings {
@@ -126,16 +155,85 @@ impl RequestCtx {
 pub struct Triage {
     state: Arc<State>,
     resolver: Arc<HostResolver>,
+    metrics: Arc<Metrics>,
+    reports: Arc<ReportStore>,
+    access_log: AccessLog,
     renderer: Renderer,
 }
 
 impl Triage {
-    pub fn new(state: Arc<State>, resolver: Arc<HostResolver>) -> Triage {
+    pub fn new(
+        state: Arc<State>,
+        resolver: Arc<HostResolver>,
+        metrics: Arc<Metrics>,
+        reports: Arc<ReportStore>,
+    ) -> Triage {
+        let log = &state.config.log;
+        let access_log = AccessLog::new(log.format.clone(), log.access, log.error_lines_per_second);
         Triage {
             state,
             resolver,
+            metrics,
+            reports,
+            access_log,
             renderer: Renderer::new(),
         }
+    }
+
+    fn upstream_tls(&self, ctx: &RequestCtx) -> bool {
+        ctx.upstream
+            .and_then(|i| self.state.upstreams.get(i))
+            .is_some_and(|u| u.tls)
+    }
+
+    fn classify_attempt(&self, error: &Error, ctx: &RequestCtx) -> Finding {
+        classify(&Facts {
+            error,
+            progress: ctx.progress,
+            upstream_tls: self.upstream_tls(ctx),
+        })
+    }
+
+    /// Stores the report of a request that has a diagnosis.
+    fn store_report(
+        &self,
+        session: &Session,
+        ctx: &mut RequestCtx,
+        finding: &Finding,
+        status: u16,
+    ) {
+        let req = session.req_header();
+        let headers = req
+            .headers
+            .iter()
+            .map(|(name, value)| report::redact_header(name.as_str(), value.as_bytes()))
+            .collect();
+        let path = req.uri.path_and_query().map_or_else(
+            || req.uri.path().to_owned(),
+            |pq| report::redact_path(pq.as_str()),
+        );
+        let stored = self.reports.insert(Report {
+            id: ctx.id,
+            time: ctx.received_at,
+            method: req.method.as_str().to_owned(),
+            host: render::text::header_text(request_host(session).unwrap_or(""), 256),
+            path: render::text::header_text(&path, 2048),
+            headers,
+            route: ctx
+                .route
+                .and_then(|r| self.state.route_labels.get(r))
+                .cloned()
+                .unwrap_or_default(),
+            upstream: self.upstream_name(ctx).unwrap_or("").to_owned(),
+            diagnosis: finding.diagnosis,
+            detail: finding.detail.clone(),
+            status,
+            attempts: std::mem::take(&mut ctx.failed_attempts),
+            bytes_sent_upstream: ctx.bytes_sent_upstream,
+            bytes_received_upstream: ctx.bytes_received_upstream,
+            total: ctx.received.elapsed(),
+        });
+        self.metrics.set_stored(stored);
     }
 
     fn upstream_name(&self, ctx: &RequestCtx) -> Option<&str> {
@@ -150,6 +248,8 @@ impl Triage {
             address: ctx.address,
             text,
             timings: ctx.timings(),
+            report_url: (self.state.config.reports.max_count > 0)
+                .then_some(self.state.config.diagnosis.report_url.as_str()),
         })
     }
 
@@ -287,6 +387,10 @@ impl ProxyHttp for Triage {
                     SocketAddr::new(ip, *port)
                 }
                 Err(reason) => {
+                    ctx.record_attempt(Finding {
+                        diagnosis: Diagnosis::DnsError,
+                        detail: reason.clone(),
+                    });
                     ctx.dns_failure = Some(reason);
                     let mut e = Error::explain(ConnectError, "upstream hostname did not resolve");
                     e.as_up();
@@ -369,6 +473,71 @@ impl ProxyHttp for Triage {
         Ok(())
     }
 
+    /// Counts the request body bytes sent upstream, for the report.
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let Some(chunk) = body {
+            ctx.bytes_sent_upstream += chunk.len() as u64;
+        }
+        Ok(())
+    }
+
+    /// Counts the response body bytes received from upstream, for the report.
+    fn upstream_response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<Duration>> {
+        if let Some(chunk) = body {
+            ctx.bytes_received_upstream += chunk.len() as u64;
+        }
+        Ok(None)
+    }
+
+    /// A connect (or TLS) failure: recorded as an attempt; Pingora decides the retry.
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        e: Box<Error>,
+    ) -> Box<Error> {
+        let finding = self.classify_attempt(&e, ctx);
+        ctx.record_attempt(finding);
+        e
+    }
+
+    /// A failure on an established connection: recorded as an attempt. The retry policy is
+    /// Pingora's default (only idempotent requests whose body is still buffered, and only
+    /// failures of a reused pooled connection), decided here because overriding this hook
+    /// without deciding panics.
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let finding = self.classify_attempt(&e, ctx);
+        ctx.record_attempt(finding);
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated()
+        {
+            e.set_retry(false);
+        } else {
+            e.retry.decide_reuse(client_reused);
+        }
+        e
+    }
+
     /// Classifies the failure and answers it: a generated status with headers and a page, or,
     /// once the upstream's status went out, nothing more than the cut the client already sees.
     async fn fail_to_proxy(
@@ -382,14 +551,7 @@ impl ProxyHttp for Triage {
                 diagnosis: Diagnosis::DnsError,
                 detail: reason,
             },
-            None => classify(&Facts {
-                error: e,
-                progress: ctx.progress,
-                upstream_tls: ctx
-                    .upstream
-                    .and_then(|i| self.state.upstreams.get(i))
-                    .is_some_and(|u| u.tls),
-            }),
+            None => self.classify_attempt(e, ctx),
         };
         let error_code = match finding.diagnosis.outcome() {
             ClientOutcome::Generated(status) => {
@@ -414,38 +576,71 @@ impl ProxyHttp for Triage {
         true
     }
 
-    /// One access-log line per request, with its diagnosis.
+    /// The end of every request: metrics, the report of a failure, and the access-log line.
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
-        let req = session.req_header();
         let diagnosis = ctx.finding.as_ref().map(|f| f.diagnosis);
         let status = match diagnosis {
             Some(d) => d.logged_status(ctx.upstream_status),
             None => ctx.upstream_status.unwrap_or(0),
         };
-        let source = diagnosis.map_or("upstream", |d| d.source().token());
-        let route = ctx
-            .route
-            .and_then(|r| self.state.config.routes.get(r))
-            .map_or("", |r| r.path_prefix.as_str());
-        tracing::info!(
-            target: "access",
-            id = %ctx.id,
-            method = %req.method,
-            host = request_host(session).unwrap_or(""),
-            path = req.uri.path(),
-            route,
-            upstream = self.upstream_name(ctx).unwrap_or(""),
-            address = ?ctx.address,
+        let source = diagnosis.map_or(crate::diagnosis::Source::Upstream, |d| d.source());
+        let total = ctx.received.elapsed();
+        self.metrics.record(&RequestOutcome {
+            route: ctx.route,
+            upstream: ctx.upstream,
             status,
             source,
-            diagnosis = diagnosis.map_or("", |d| d.token()),
-            phase = diagnosis.map_or("", |d| d.phase().token()),
-            detail = ctx.finding.as_ref().map_or("", |f| f.detail.as_str()),
-            attempts = ctx.attempts,
-            reused = ctx.reused_connection,
-            connect_ms = ctx.connect_time.map(|d| d.as_secs_f64() * 1e3),
-            upstream_ms = ctx.response_time.map(|d| d.as_secs_f64() * 1e3),
-            total_ms = ctx.received.elapsed().as_secs_f64() * 1e3,
-        );
+            diagnosis,
+            retries: ctx.attempts.saturating_sub(1),
+            connect: ctx.connect_time,
+            response: ctx.response_time,
+            total,
+        });
+        if let Some(finding) = ctx.finding.take() {
+            self.store_report(session, ctx, &finding, status);
+            ctx.finding = Some(finding);
+        }
+        let req = session.req_header();
+        let header = |name: http::header::HeaderName| {
+            req.headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+        };
+        let finding = ctx.finding.as_ref();
+        let entry = AccessEntry {
+            id: ctx.id.as_str(),
+            client: client_ip(session),
+            time: ctx.received_at,
+            method: req.method.as_str(),
+            path: req.uri.path(),
+            version: match req.version {
+                http::Version::HTTP_10 => "HTTP/1.0",
+                http::Version::HTTP_2 => "HTTP/2.0",
+                _ => "HTTP/1.1",
+            },
+            status,
+            bytes_sent: session.as_ref().body_bytes_sent(),
+            referer: header(http::header::REFERER),
+            user_agent: header(http::header::USER_AGENT),
+            host: request_host(session).unwrap_or(""),
+            route: ctx
+                .route
+                .and_then(|r| self.state.route_labels.get(r))
+                .map_or("", |l| l.as_str()),
+            upstream: self.upstream_name(ctx).unwrap_or(""),
+            address: ctx.address,
+            source: source.token(),
+            diagnosis: diagnosis.map_or("", |d| d.token()),
+            phase: diagnosis.map_or("", |d| d.phase().token()),
+            detail: finding.map_or("", |f| f.detail.as_str()),
+            attempts: ctx.attempts,
+            reused: ctx.reused_connection,
+            connect_ms: ctx.connect_time.map(|d| d.as_secs_f64() * 1e3),
+            upstream_ms: ctx.response_time.map(|d| d.as_secs_f64() * 1e3),
+            total_ms: total.as_secs_f64() * 1e3,
+        };
+        let failed = diagnosis.is_some_and(|d| d != Diagnosis::ClientClosed);
+        self.access_log.write(&entry, failed);
     }
 }

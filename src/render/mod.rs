@@ -25,6 +25,7 @@ pub const X_DIAGNOSIS_UPSTREAM: HeaderName = HeaderName::from_static("x-diagnosi
 pub const X_DIAGNOSIS_DETAIL: HeaderName = HeaderName::from_static("x-diagnosis-detail");
 pub const PROXY_STATUS: HeaderName = HeaderName::from_static("proxy-status");
 pub const SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
+pub const X_DIAGNOSIS_REPORT: HeaderName = HeaderName::from_static("x-diagnosis-report");
 
 /// The name triage gives itself in `Proxy-Status` (RFC 9209 section 2).
 const PROXY_NAME: &str = "triage";
@@ -64,6 +65,8 @@ pub struct Detail<'a> {
     /// The errno text, TLS reason or bytes received.
     pub text: &'a str,
     pub timings: Timings,
+    /// The base URL of the failure reports (the id is appended), when reports are kept.
+    pub report_url: Option<&'a str>,
 }
 
 /// A failure triage answers itself.
@@ -150,6 +153,11 @@ impl Renderer {
         }
         if let Some(detail) = detail {
             self.add_detail_headers(resp, detail, false)?;
+            if status >= 500 {
+                if let Some(url) = detail.report_url {
+                    resp.insert_header(X_DIAGNOSIS_REPORT, header_value(format!("{url}{id}")))?;
+                }
+            }
         }
         Ok(())
     }
@@ -190,6 +198,10 @@ impl Renderer {
                 }
                 resp.insert_header(PROXY_STATUS, header_value(value))?;
                 self.add_detail_headers(&mut resp, detail, true)?;
+                if let Some(url) = detail.report_url {
+                    let link = format!("{url}{}", failure.id);
+                    resp.insert_header(X_DIAGNOSIS_REPORT, header_value(link))?;
+                }
             }
         }
         Ok((resp, body))
@@ -320,6 +332,7 @@ mod tests {
                 response: None,
                 total: Duration::from_millis(3),
             },
+            report_url: Some("http://127.0.0.1:9901/diagnoses/"),
         }));
         let (resp, _) = r
             .failure_response(&f, page::BodyFormat::Html)
@@ -339,6 +352,10 @@ mod tests {
             Some("app 127.0.0.1:3000")
         );
         assert_eq!(header(&resp, "server-timing"), Some("total;dur=3.000"));
+        assert_eq!(
+            header(&resp, "x-diagnosis-report"),
+            Some(format!("http://127.0.0.1:9901/diagnoses/{}", f.id).as_str())
+        );
     }
 
     /// An upstream 5xx keeps the upstream's Proxy-Status entry first and adds triage's after it.

@@ -81,12 +81,12 @@ fn json(out: &mut String, f: &Failure<'_>) {
     text::rfc3339(out, f.at);
     out.push('"');
     if let Some(detail) = &f.detail {
-        json_detail(out, detail);
+        json_detail(out, detail, f.id.as_str());
     }
     out.push('}');
 }
 
-fn json_detail(out: &mut String, detail: &Detail<'_>) {
+fn json_detail(out: &mut String, detail: &Detail<'_>, id: &str) {
     if let Some(upstream) = detail.upstream {
         out.push_str(",\"upstream\":");
         text::json_string(out, upstream);
@@ -96,6 +96,10 @@ fn json_detail(out: &mut String, detail: &Detail<'_>) {
     }
     out.push_str(",\"cause\":");
     text::json_string(out, detail.text);
+    if let Some(url) = detail.report_url {
+        out.push_str(",\"report\":");
+        text::json_string(out, &format!("{url}{id}"));
+    }
     out.push_str(",\"timings_ms\":{");
     let t = &detail.timings;
     if let Some(connect) = t.connect {
@@ -203,6 +207,15 @@ fn html(out: &mut String, f: &Failure<'_>) {
             row(out, "Detail", detail.text);
         }
         row(out, "Timings", &super::server_timing(&detail.timings));
+        if let Some(url) = detail.report_url {
+            out.push_str("<dt>Report</dt><dd><a href=\"");
+            text::html(out, url);
+            out.push_str(f.id.as_str());
+            out.push_str("\">");
+            text::html(out, url);
+            out.push_str(f.id.as_str());
+            out.push_str("</a></dd>");
+        }
     }
     out.push_str("</dl></main></body></html>\n");
 }
@@ -305,6 +318,7 @@ mod tests {
                 total: Duration::from_millis(1),
                 ..Timings::default()
             },
+            report_url: None,
         }));
         let body = render(&f, BodyFormat::Html);
         let text = std::str::from_utf8(&body).expect("utf8");

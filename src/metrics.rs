@@ -1,0 +1,281 @@
+//! Prometheus metrics: one registry, typed labels, handles resolved before the first request.
+//!
+//! Every label value comes from the config (route and upstream names) or from a closed enum
+//! (diagnosis, phase, source, status code), so cardinality is bounded by the config, never by
+//! paths, clients or error text. Per-upstream and per-diagnosis handles are resolved at start-up;
+//! status-code handles are resolved on first use and cached, so counting a request is a few
+//! atomic adds with no label hashing or string formatting.
+
+use crate::config::Config;
+use crate::diagnosis::{Diagnosis, Source};
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// Buckets for connect time, in seconds: loopback connects take ~0.1 ms, cross-region ~100 ms,
+/// and `connect_timeout` defaults to 5 s.
+pub const CONNECT_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+/// Buckets for time to response headers and whole-request duration, in seconds: from a fast
+/// cached answer (1 ms) to `read_timeout`'s default of 60 s.
+pub const RESPONSE_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+/// The label value used where a request has no route or no upstream (e.g. `no_route`).
+pub const NONE_LABEL: &str = "none";
+
+/// The lowest and highest status codes with a cached handle.
+const FIRST_CODE: u16 = 100;
+const CODES: usize = 500;
+
+/// Handles for one upstream.
+struct UpstreamHandles {
+    failures: Vec<IntCounter>,
+    connect_seconds: Histogram,
+    response_seconds: Histogram,
+    request_seconds: Histogram,
+    retries: IntCounter,
+}
+
+/// Handles for one route (with its upstream).
+struct RouteHandles {
+    route: String,
+    upstream: String,
+    client_closed: IntCounter,
+    /// `[source][code - 100]`, resolved on first use.
+    requests: [Box<[OnceLock<IntCounter>]>; 2],
+}
+
+/// All of triage's metrics.
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    stored: IntGauge,
+    routes: Vec<RouteHandles>,
+    upstreams: Vec<UpstreamHandles>,
+}
+
+/// What one finished request contributes to the metrics.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestOutcome {
+    /// Index of the route, or `None` when no route matched.
+    pub route: Option<usize>,
+    /// Index of the upstream, or `None` when none was chosen.
+    pub upstream: Option<usize>,
+    pub status: u16,
+    pub source: Source,
+    pub diagnosis: Option<Diagnosis>,
+    pub retries: u32,
+    pub connect: Option<Duration>,
+    pub response: Option<Duration>,
+    pub total: Duration,
+}
+
+impl Metrics {
+    /// Registers every metric for `config`'s routes and upstreams.
+    pub fn new(config: &Config) -> Result<Metrics, prometheus::Error> {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "triage_requests_total",
+                "Requests answered, by route, upstream, status code and who produced the status",
+            ),
+            &["route", "upstream", "code", "source"],
+        )?;
+        let failures = IntCounterVec::new(
+            Opts::new(
+                "triage_upstream_failures_total",
+                "Requests with a diagnosis, by upstream, diagnosis token and phase",
+            ),
+            &["upstream", "diagnosis", "phase"],
+        )?;
+        let histogram = |name: &str, help: &str, buckets: &[f64]| {
+            HistogramVec::new(
+                HistogramOpts::new(name, help).buckets(buckets.to_vec()),
+                &["upstream"],
+            )
+        };
+        let connect = histogram(
+            "triage_upstream_connect_seconds",
+            "Time to open a new connection to the upstream (TCP and TLS)",
+            CONNECT_BUCKETS,
+        )?;
+        let response = histogram(
+            "triage_upstream_response_seconds",
+            "Time from sending the request to receiving the upstream's response headers",
+            RESPONSE_BUCKETS,
+        )?;
+        let duration = histogram(
+            "triage_request_duration_seconds",
+            "Time from receiving the request to the end of the response",
+            RESPONSE_BUCKETS,
+        )?;
+        let retries = IntCounterVec::new(
+            Opts::new(
+                "triage_upstream_retries_total",
+                "Attempts beyond the first, by upstream",
+            ),
+            &["upstream"],
+        )?;
+        let client_closed = IntCounterVec::new(
+            Opts::new(
+                "triage_client_closed_total",
+                "Requests whose client went away before the response was complete",
+            ),
+            &["route"],
+        )?;
+        let stored = IntGauge::new(
+            "triage_diagnoses_stored",
+            "Failure reports currently kept for /diagnoses",
+        )?;
+        let build_info = IntGaugeVec::new(
+            Opts::new("triage_build_info", "Always 1; labels describe the build"),
+            &["version"],
+        )?;
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(failures.clone()))?;
+        registry.register(Box::new(connect.clone()))?;
+        registry.register(Box::new(response.clone()))?;
+        registry.register(Box::new(duration.clone()))?;
+        registry.register(Box::new(retries.clone()))?;
+        registry.register(Box::new(client_closed.clone()))?;
+        registry.register(Box::new(stored.clone()))?;
+        registry.register(Box::new(build_info))?;
+
+        let upstream_names = config
+            .upstreams
+            .iter()
+            .map(|u| u.name.as_str())
+            .chain([NONE_LABEL]);
+        let upstreams = upstream_names
+            .map(|name| UpstreamHandles {
+                failures: Diagnosis::ALL
+                    .iter()
+                    .map(|d| failures.with_label_values(&[name, d.token(), d.phase().token()]))
+                    .collect(),
+                connect_seconds: connect.with_label_values(&[name]),
+                response_seconds: response.with_label_values(&[name]),
+                request_seconds: duration.with_label_values(&[name]),
+                retries: retries.with_label_values(&[name]),
+            })
+            .collect();
+        let route_labels = config
+            .routes
+            .iter()
+            .map(|r| {
+                let upstream = config
+                    .upstreams
+                    .get(r.upstream)
+                    .map_or(NONE_LABEL, |u| u.name.as_str());
+                (
+                    route_label(r.host.as_deref(), &r.path_prefix),
+                    upstream.to_owned(),
+                )
+            })
+            .chain([(NONE_LABEL.to_owned(), NONE_LABEL.to_owned())]);
+        let routes = route_labels
+            .map(|(route, upstream)| RouteHandles {
+                client_closed: client_closed.with_label_values(&[route.as_str()]),
+                requests: [code_slots(), code_slots()],
+                route,
+                upstream,
+            })
+            .collect();
+        Ok(Metrics {
+            registry,
+            requests,
+            stored,
+            routes,
+            upstreams,
+        })
+    }
+
+    /// Counts one finished request.
+    pub fn record(&self, outcome: &RequestOutcome) {
+        let route = outcome
+            .route
+            .filter(|&r| r < self.routes.len() - 1)
+            .unwrap_or(self.routes.len() - 1);
+        let upstream = outcome
+            .upstream
+            .filter(|&u| u < self.upstreams.len() - 1)
+            .unwrap_or(self.upstreams.len() - 1);
+        let route_handles = &self.routes[route];
+        self.requests_counter(route_handles, outcome.source, outcome.status)
+            .inc();
+        let up = &self.upstreams[upstream];
+        if let Some(d) = outcome.diagnosis {
+            up.failures[d as usize].inc();
+            if d == Diagnosis::ClientClosed {
+                route_handles.client_closed.inc();
+            }
+        }
+        if outcome.retries > 0 {
+            up.retries.inc_by(u64::from(outcome.retries));
+        }
+        if let Some(connect) = outcome.connect {
+            up.connect_seconds.observe(connect.as_secs_f64());
+        }
+        if let Some(response) = outcome.response {
+            up.response_seconds.observe(response.as_secs_f64());
+        }
+        up.request_seconds.observe(outcome.total.as_secs_f64());
+    }
+
+    fn requests_counter<'a>(
+        &'a self,
+        route: &'a RouteHandles,
+        source: Source,
+        status: u16,
+    ) -> &'a IntCounter {
+        let source_index = match source {
+            Source::Proxy => 0,
+            Source::Upstream => 1,
+        };
+        // HTTP has no codes outside 100..=599; anything else is counted as 599 rather than lost.
+        let (slot, code) = match status.checked_sub(FIRST_CODE) {
+            Some(i) if (i as usize) < CODES => (i as usize, status),
+            _ => (CODES - 1, 599),
+        };
+        route.requests[source_index][slot].get_or_init(|| {
+            self.requests.with_label_values(&[
+                route.route.as_str(),
+                route.upstream.as_str(),
+                &code.to_string(),
+                source.token(),
+            ])
+        })
+    }
+
+    /// Sets how many failure reports are stored.
+    pub fn set_stored(&self, count: usize) {
+        self.stored.set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
+    /// The text exposition format, for `/metrics`.
+    pub fn encode(&self) -> String {
+        TextEncoder::new()
+            .encode_to_string(&self.registry.gather())
+            .unwrap_or_else(|e| format!("# encoding failed: {e}\n"))
+    }
+}
+
+fn code_slots() -> Box<[OnceLock<IntCounter>]> {
+    (0..CODES).map(|_| OnceLock::new()).collect()
+}
+
+/// A route's label: its host and prefix, e.g. `/api/` or `example.com/`.
+pub fn route_label(host: Option<&str>, path_prefix: &str) -> String {
+    match host {
+        Some(host) => format!("{host}{path_prefix}"),
+        None => path_prefix.to_owned(),
+    }
+}

@@ -205,14 +205,14 @@ fn context(error: &Error) -> &str {
 }
 
 fn header_too_large(error: &Error) -> bool {
-    context(error).starts_with("Response header larger than")
+    innermost_context(error).starts_with("Response header larger than")
 }
 
 /// Pingora keeps the bytes of an unparsable response header as escaped text (`buf: ...`). A TLS
 /// record starts with content type 0x15 (alert) or 0x16 (handshake) and major version 3: that
 /// is a TLS server answering our plain-text request.
 fn starts_with_tls_record(error: &Error) -> bool {
-    let buf = context(error).strip_prefix("buf: ").unwrap_or("");
+    let buf = innermost_context(error).strip_prefix("buf: ").unwrap_or("");
     buf.starts_with("\\x15\\x03") || buf.starts_with("\\x16\\x03")
 }
 
@@ -388,6 +388,22 @@ mod tests {
         assert_eq!(
             run(&tls, Progress::Connected, false).diagnosis,
             Diagnosis::UpstreamExpectsTls
+        );
+        // Pingora's error_while_proxy wraps every error in a "Peer: ..." context.
+        let wrapped = upstream(ErrorType::InvalidHTTPHeader, "buf: \\x16\\x03\\x01")
+            .more_context("Peer: addr: 127.0.0.1:1");
+        assert_eq!(
+            run(&wrapped, Progress::Connected, false).diagnosis,
+            Diagnosis::UpstreamExpectsTls
+        );
+        let wrapped = upstream(
+            ErrorType::InvalidHTTPHeader,
+            "Response header larger than 1048575",
+        )
+        .more_context("Peer: addr: 127.0.0.1:1");
+        assert_eq!(
+            run(&wrapped, Progress::Connected, false).diagnosis,
+            Diagnosis::ResponseHeadersTooLarge
         );
         let garbage = upstream(ErrorType::InvalidHTTPHeader, "buf: HELLO WORLD");
         assert_eq!(

@@ -1,0 +1,363 @@
+//! Runs the real `triage` binary for a test: free loopback ports, a config file in a fresh temp
+//! dir, the child process with its output captured to files, and a bounded wait until it
+//! listens. Dropping [`Triage`] kills the child and removes the temp dir.
+//!
+//! The config is the `[listen]` and `[admin]` sections this module writes, followed by the
+//! test's own sections (`[diagnosis]`, `[upstreams.x]`, `[[routes]]`, ...), which must not
+//! repeat `[listen]` or `[admin]`.
+//!
+//! Triage logs (access log included) go to its stdout; [`Triage::wait_for_output`] polls both
+//! captured streams, since a log line may be written just after the response left.
+
+use std::fs::File;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// How long triage may take to listen on both ports.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(15);
+/// How often readiness and logs are polled.
+const POLL_INTERVAL: Duration = Duration::from_millis(20);
+/// Starts tried when triage exits early (another process took a port between our probe and
+/// its bind).
+const START_ATTEMPTS: usize = 3;
+/// How long `triage -t` may take.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(15);
+/// Set this environment variable to keep temp dirs (config, logs) for a look after the test.
+pub const KEEP_TEMP_ENV: &str = "TRIAGE_TEST_KEEP_TEMP";
+
+/// The triage binary under test: Cargo's for integration tests of this package, else the debug
+/// build (so the support code also compiles outside the package, e.g. in a scratch crate).
+pub fn triage_binary() -> PathBuf {
+    match option_env!("CARGO_BIN_EXE_triage") {
+        Some(path) => PathBuf::from(path),
+        None => PathBuf::from("/work/main/target/debug/triage"),
+    }
+}
+
+/// A fresh directory under the system temp dir, removed (with its contents) on drop unless
+/// [`KEEP_TEMP_ENV`] is set.
+#[derive(Debug)]
+pub struct TempDir {
+    path: PathBuf,
+}
+
+/// Makes a fresh temp dir, e.g. to write a CA file into before the config that names it.
+pub fn temp_dir() -> TempDir {
+    TempDir::new()
+}
+
+impl TempDir {
+    pub fn new() -> Self {
+        // Unique across the tests of one process (counter) and across processes (pid, time).
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let name = format!(
+            "triage-test-{}-{}-{nanos}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        );
+        let path = std::env::temp_dir().join(name);
+        std::fs::create_dir_all(&path)
+            .unwrap_or_else(|e| panic!("create temp dir {}: {e}", path.display()));
+        TempDir { path }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes `contents` to `name` in this dir and returns the file's path.
+    pub fn write_file(&self, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+        let path = self.path.join(name);
+        std::fs::write(&path, contents).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+        path
+    }
+
+    /// The contents of `name` in this dir as text, empty if it does not exist.
+    pub fn read_file(&self, name: &str) -> String {
+        std::fs::read(self.path.join(name))
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+            .unwrap_or_default()
+    }
+}
+
+impl Default for TempDir {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if self.path.as_os_str().is_empty() {
+            // The placeholder left behind by `Triage::into_dir`: nothing to remove.
+        } else if std::env::var_os(KEEP_TEMP_ENV).is_some() {
+            eprintln!("kept {}", self.path.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+/// A running triage process.
+pub struct Triage {
+    /// The proxy's HTTP listener.
+    pub http: SocketAddr,
+    /// The admin listener (/healthz, /readyz).
+    pub admin: SocketAddr,
+    child: Child,
+    config_path: PathBuf,
+    /// Holds the config and the logs; removed after Drop has killed the child.
+    dir: TempDir,
+}
+
+/// The config file triage gets: the listeners this harness picked, then the test's sections.
+pub fn config_text(http: SocketAddr, admin: SocketAddr, config_body: &str) -> String {
+    format!("[listen]\nhttp = [\"{http}\"]\n[admin]\nlisten = \"{admin}\"\n\n{config_body}\n")
+}
+
+/// `n` distinct free ports on 127.0.0.1: all bound at once (so they differ), then released.
+/// Another process may take one before triage binds it; [`Triage::start`] retries then.
+pub fn free_loopback_addrs(n: usize) -> Vec<SocketAddr> {
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().expect("local address of a bound socket"))
+        .collect()
+}
+
+impl Triage {
+    /// Starts triage with `config_body` after the generated `[listen]`/`[admin]` sections, in
+    /// a temp dir of its own; panics with triage's output if it does not come up.
+    pub async fn start(config_body: &str) -> Triage {
+        Triage::start_in(temp_dir(), config_body).await
+    }
+
+    /// Like [`Triage::start`], in a temp dir the test already wrote files into (CA files).
+    pub async fn start_in(dir: TempDir, config_body: &str) -> Triage {
+        Triage::start_command(dir, config_body, |config| {
+            let mut command = Command::new(triage_binary());
+            command.arg("-c").arg(config);
+            command
+        })
+        .await
+    }
+
+    /// Like [`Triage::start_in`] with the command line made by `command` from the config
+    /// file's path, e.g. to set environment variables (`RUST_LOG`) for the child.
+    pub async fn start_command(
+        mut dir: TempDir,
+        config_body: &str,
+        command: impl Fn(&Path) -> Command,
+    ) -> Triage {
+        let mut failures = Vec::new();
+        for attempt in 1..=START_ATTEMPTS {
+            let addrs = free_loopback_addrs(2);
+            let (http, admin) = (addrs[0], addrs[1]);
+            let config_path = dir.write_file("triage.toml", config_text(http, admin, config_body));
+            let child = spawn_logged(&mut command(&config_path), &dir);
+            let mut triage = Triage {
+                http,
+                admin,
+                child,
+                config_path,
+                dir,
+            };
+            match triage.wait_until_listening().await {
+                Ready::Listening => return triage,
+                Ready::Exited(status) => {
+                    failures.push(format!(
+                        "attempt {attempt}: triage exited with {status} before listening; stderr:\n{}\nstdout:\n{}",
+                        triage.stderr(),
+                        triage.stdout()
+                    ));
+                    dir = triage.into_dir();
+                }
+                Ready::TimedOut => {
+                    let stderr = triage.stderr();
+                    let stdout = triage.stdout();
+                    drop(triage);
+                    panic!(
+                        "triage did not listen on {http} and {admin} within {STARTUP_TIMEOUT:?}; stderr:\n{stderr}\nstdout:\n{stdout}"
+                    );
+                }
+            }
+        }
+        panic!(
+            "triage did not start in {START_ATTEMPTS} attempts:\n{}",
+            failures.join("\n")
+        );
+    }
+
+    /// Polls until both ports accept TCP connections, the child exits, or the startup timeout.
+    async fn wait_until_listening(&mut self) -> Ready {
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Ready::Exited(status.to_string());
+            }
+            if accepts(self.http).await && accepts(self.admin).await {
+                return Ready::Listening;
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+        Ready::TimedOut
+    }
+
+    /// Kills the child and hands back the temp dir (for another start attempt).
+    fn into_dir(mut self) -> TempDir {
+        self.kill();
+        let placeholder = TempDir {
+            path: PathBuf::new(),
+        };
+        // Drop on `self` must not remove the dir we hand back: swap in an empty placeholder,
+        // whose removal is a no-op.
+        std::mem::replace(&mut self.dir, placeholder)
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Everything triage wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        self.dir.read_file("stderr.log")
+    }
+
+    /// Everything triage wrote to stdout so far (its logs).
+    pub fn stdout(&self) -> String {
+        self.dir.read_file("stdout.log")
+    }
+
+    /// Polls stdout and stderr (every 20 ms, up to `timeout`) until one contains `needle`;
+    /// returns that stream's text, or panics showing both.
+    pub async fn wait_for_output(&self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            for text in [self.stdout(), self.stderr()] {
+                if text.contains(needle) {
+                    return text;
+                }
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "triage did not write {needle:?} within {timeout:?}; stdout:\n{}\nstderr:\n{}",
+                    self.stdout(),
+                    self.stderr()
+                );
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+    }
+
+    /// The temp dir holding the config and the logs.
+    pub fn dir(&self) -> &TempDir {
+        &self.dir
+    }
+
+    /// Writes a file into the temp dir.
+    pub fn write_file(&self, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+        self.dir.write_file(name, contents)
+    }
+
+    /// The config file triage was started with.
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
+    }
+
+    /// The process id, e.g. to send it a signal.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Triage {
+    fn drop(&mut self) {
+        self.kill();
+        // A failing test shows what triage said, which usually explains the failure.
+        if std::thread::panicking() && !self.dir.path.as_os_str().is_empty() {
+            eprintln!(
+                "--- triage stdout ---\n{}\n--- triage stderr ---\n{}",
+                self.stdout(),
+                self.stderr()
+            );
+        }
+    }
+}
+
+enum Ready {
+    Listening,
+    Exited(String),
+    TimedOut,
+}
+
+async fn accepts(addr: SocketAddr) -> bool {
+    matches!(
+        tokio::time::timeout(
+            Duration::from_millis(500),
+            tokio::net::TcpStream::connect(addr)
+        )
+        .await,
+        Ok(Ok(_))
+    )
+}
+
+/// Spawns `command` with stdout and stderr going to `stdout.log` and `stderr.log` in `dir`
+/// (files, not pipes: nobody has to drain them, and they survive the process).
+fn spawn_logged(command: &mut Command, dir: &TempDir) -> Child {
+    let stdout = File::create(dir.path().join("stdout.log")).expect("create stdout.log");
+    let stderr = File::create(dir.path().join("stderr.log")).expect("create stderr.log");
+    command
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr)
+        .spawn()
+        .unwrap_or_else(|e| panic!("run {:?}: {e}", command.get_program()))
+}
+
+/// Writes `config_text` verbatim to a temp file and runs `triage -t -c FILE` on it (bounded:
+/// killed after 15 s). Error messages name the file, `.../triage.toml`.
+pub fn check_config(config_text: &str) -> Output {
+    check_config_command(config_text, |config| {
+        let mut command = Command::new(triage_binary());
+        command.arg("-t").arg("-c").arg(config);
+        command
+    })
+}
+
+/// Like [`check_config`] with the command line made by `command` from the file's path.
+pub fn check_config_command(config_text: &str, command: impl FnOnce(&Path) -> Command) -> Output {
+    let dir = temp_dir();
+    let path = dir.write_file("triage.toml", config_text);
+    let mut child = spawn_logged(&mut command(&path), &dir);
+    let deadline = Instant::now() + CHECK_TIMEOUT;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(POLL_INTERVAL),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "the config check of {} did not exit within {CHECK_TIMEOUT:?}; stderr:\n{}",
+                    path.display(),
+                    dir.read_file("stderr.log")
+                );
+            }
+        }
+    };
+    Output {
+        status,
+        stdout: std::fs::read(dir.path().join("stdout.log")).unwrap_or_default(),
+        stderr: std::fs::read(dir.path().join("stderr.log")).unwrap_or_default(),
+    }
+}

@@ -62,15 +62,22 @@ pub fn classify_tls_text(text: &str) -> TlsFailure<'_> {
     }
 }
 
-/// The innermost cause in Pingora's chained error text, without the trailing SNI note.
+/// The library's reason inside Pingora's chained error text: the innermost cause within the
+/// `TLS connect() failed: ..., SNI: ...` frame that Pingora's handshake writes. Outside that frame
+/// the chain carries only Pingora's own wrappers (the error type, "local address ...").
 fn reason_of(text: &str) -> &str {
-    let inner = text
+    const FRAME_START: &str = "TLS connect() failed: ";
+    let framed = match text.find(FRAME_START) {
+        Some(start) => {
+            let inner = &text[start + FRAME_START.len()..];
+            inner.rfind(", SNI: ").map_or(inner, |end| &inner[..end])
+        }
+        None => text,
+    };
+    framed
         .rsplit_once(" cause: ")
-        .map_or(text, |(_, cause)| cause);
-    let inner = inner
-        .rsplit_once(", SNI: ")
-        .map_or(inner, |(reason, _)| reason);
-    inner.trim()
+        .map_or(framed, |(_, cause)| cause)
+        .trim()
 }
 
 #[cfg(test)]
@@ -80,14 +87,23 @@ mod tests {
     use rustls::pki_types::{ServerName, UnixTime};
     use rustls::{CertificateError, InvalidMessage};
 
-    /// Formats a rustls error exactly the way Pingora 0.9's rustls client handshake does:
+    /// Formats a rustls error exactly the way Pingora 0.9's rustls client path does:
     /// tokio-rustls wraps it in an `io::Error`, `InnerStream::connect` wraps that with
-    /// `or_err(TLSHandshakeFailure, "tls connect error")`, and `handshake` keeps only
-    /// `format!("TLS connect() failed: {e}, SNI: {domain}")`.
+    /// `or_err(TLSHandshakeFailure, "tls connect error")`, `handshake` keeps only
+    /// `format!("TLS connect() failed: {e}, SNI: {domain}")` as the context of a new error,
+    /// and the connector adds the local address as its cause; triage reads the `Display` of
+    /// that whole chain.
     fn as_pingora_text(e: rustls::Error) -> String {
         let io = std::io::Error::new(std::io::ErrorKind::InvalidData, e);
         let wrapped = Error::because(ErrorType::TLSHandshakeFailure, "tls connect error", io);
-        format!("TLS connect() failed: {wrapped}, SNI: localhost")
+        let context = format!("TLS connect() failed: {wrapped}, SNI: localhost");
+        let mut outer = Error::because(
+            ErrorType::TLSHandshakeFailure,
+            context,
+            std::io::Error::other("local address 127.0.0.1:40000"),
+        );
+        outer.as_up();
+        outer.to_string()
     }
 
     fn classify(e: rustls::Error) -> Diagnosis {

@@ -1,0 +1,77 @@
+//! `triage -t -c FILE` checks a config like `nginx -t`: every problem at once, each with its
+//! line and column, a non-zero exit, and never a panic.
+
+mod support;
+
+use support::triage::check_config;
+
+/// A valid config passes the check with exit code 0.
+#[test]
+fn valid_config_passes() {
+    let out = check_config(
+        "[listen]\nhttp = [\"127.0.0.1:8080\"]\n[upstreams.app]\nservers = [\"127.0.0.1:3000\"]\n[[routes]]\npath_prefix = \"/\"\nupstream = \"app\"\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("is valid"));
+}
+
+/// Unknown keys, bad addresses, bad durations and routes naming missing upstreams are all
+/// reported in one run, each with its line and column.
+#[test]
+fn every_error_is_reported_with_its_position() {
+    let text = "\
+[listen]
+http = [\"not-an-address\"]
+[upstreams.app]
+servers = [\"127.0.0.1:3000\"]
+connect_timeout = \"5 parsecs\"
+colour = \"blue\"
+[[routes]]
+path_prefix = \"/\"
+upstream = \"missing\"
+";
+    let out = check_config(text);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for (line, column, what) in [
+        (2, 9, "http"),
+        (5, 19, "connect_timeout"),
+        (6, 1, "colour"),
+        (9, 12, "missing"),
+    ] {
+        let position = format!(":{line}:{column}: ");
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.contains(&position) && l.contains(what)),
+            "no error at {line}:{column} about {what} in:\n{stderr}"
+        );
+    }
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// A TOML syntax error is reported with its position, without a panic.
+#[test]
+fn syntax_error_has_a_position() {
+    let out = check_config("[listen\nhttp = 1\n");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(":1:"), "{stderr}");
+    assert!(stderr.contains("invalid TOML"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// A missing file is an error, not a panic.
+#[test]
+fn missing_file_is_an_error() {
+    let out = std::process::Command::new(support::triage::triage_binary())
+        .args(["-t", "-c", "/nonexistent/triage.toml"])
+        .output()
+        .expect("run triage");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
+}

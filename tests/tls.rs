@@ -1,0 +1,151 @@
+//! TLS to the upstream: each certificate problem and protocol mismatch, with certificates made
+//! in the test, gets its own diagnosis and the TLS library's reason for trusted clients.
+
+mod support;
+
+use std::net::SocketAddr;
+use support::certs::TestPki;
+use support::client::{self, Response};
+use support::origin::{self, Behavior, TLS_HANDSHAKE_FAILURE_ALERT};
+use support::triage::{temp_dir, Triage};
+
+/// Starts triage with a TLS upstream at `addr`, trusting `pki`'s CA and asking for "localhost".
+async fn get_over_tls(pki: &TestPki, addr: SocketAddr) -> (Triage, Response) {
+    let dir = temp_dir();
+    let ca = pki.write_ca_file(dir.path());
+    let config = format!(
+        "[upstreams.app]\nservers = [\"{addr}\"]\ntls = true\nsni = \"localhost\"\nca_file = \"{}\"\nconnect_timeout = \"2s\"\n\n[[routes]]\npath_prefix = \"/\"\nupstream = \"app\"\n",
+        ca.display()
+    );
+    let triage = Triage::start_in(dir, &config).await;
+    let resp = client::get(triage.http, "/").await;
+    (triage, resp)
+}
+
+fn assert_tls_failure(resp: &Response, token: &str, reason_part: &str) {
+    assert_eq!(resp.status, 502, "{resp:?}");
+    assert_eq!(resp.header("x-diagnosis"), Some(token), "{resp:?}");
+    assert_eq!(resp.header("x-diagnosis-phase"), Some("tls"), "{resp:?}");
+    assert_eq!(resp.header("x-diagnosis-source"), Some("proxy"));
+    let detail = resp.header("x-diagnosis-detail").unwrap_or("");
+    assert!(
+        detail.contains(reason_part),
+        "detail {detail:?} should contain {reason_part:?}"
+    );
+}
+
+/// A valid certificate from the configured CA: the request goes through over TLS.
+#[tokio::test]
+async fn valid_certificate_proxies() {
+    let pki = TestPki::new();
+    let app = origin::spawn(Behavior::tls(
+        pki.leaf(&["localhost"]),
+        Behavior::ok("over tls\n"),
+    ))
+    .await;
+    let (_triage, resp) = get_over_tls(&pki, app.addr).await;
+    assert_eq!(resp.status, 200, "{resp:?}");
+    assert_eq!(resp.body_text(), "over tls\n");
+}
+
+/// An expired certificate: tls_certificate_expired, with rustls's reason.
+#[tokio::test]
+async fn expired_certificate() {
+    let pki = TestPki::new();
+    let app = origin::spawn(Behavior::tls(
+        pki.expired_leaf(&["localhost"]),
+        Behavior::ok("x"),
+    ))
+    .await;
+    let (_triage, resp) = get_over_tls(&pki, app.addr).await;
+    assert_tls_failure(&resp, "tls_certificate_expired", "expired");
+    assert_eq!(
+        resp.header("proxy-status")
+            .map(|p| p.starts_with("triage; error=tls_certificate_error")),
+        Some(true)
+    );
+}
+
+/// A certificate not valid yet is diagnosed with the expired ones (outside its validity).
+#[tokio::test]
+async fn not_yet_valid_certificate() {
+    let pki = TestPki::new();
+    let app = origin::spawn(Behavior::tls(
+        pki.not_yet_valid_leaf(&["localhost"]),
+        Behavior::ok("x"),
+    ))
+    .await;
+    let (_triage, resp) = get_over_tls(&pki, app.addr).await;
+    assert_tls_failure(&resp, "tls_certificate_expired", "not valid yet");
+}
+
+/// A certificate for another name: tls_certificate_name_mismatch.
+#[tokio::test]
+async fn wrong_name_certificate() {
+    let pki = TestPki::new();
+    let app = origin::spawn(Behavior::tls(
+        pki.leaf(&["other.example"]),
+        Behavior::ok("x"),
+    ))
+    .await;
+    let (_triage, resp) = get_over_tls(&pki, app.addr).await;
+    assert_tls_failure(&resp, "tls_certificate_name_mismatch", "not valid for name");
+}
+
+/// A certificate no trusted CA signed: tls_certificate_untrusted.
+#[tokio::test]
+async fn unknown_issuer() {
+    let pki = TestPki::new();
+    let app = origin::spawn(Behavior::tls(
+        pki.self_signed(&["localhost"]),
+        Behavior::ok("x"),
+    ))
+    .await;
+    let (_triage, resp) = get_over_tls(&pki, app.addr).await;
+    assert_tls_failure(&resp, "tls_certificate_untrusted", "UnknownIssuer");
+}
+
+/// TLS configured, but the port answers in plain HTTP: tls_upstream_plaintext.
+#[tokio::test]
+async fn plain_http_on_tls_port() {
+    let pki = TestPki::new();
+    let app = origin::spawn(Behavior::ok("plain")).await;
+    let (_triage, resp) = get_over_tls(&pki, app.addr).await;
+    assert_tls_failure(&resp, "tls_upstream_plaintext", "InvalidContentType");
+}
+
+/// The server refuses every handshake with an alert: the generic tls_handshake_failed.
+#[tokio::test]
+async fn handshake_refused_by_alert() {
+    let pki = TestPki::new();
+    let app = origin::spawn(Behavior::SpeaksFirst(TLS_HANDSHAKE_FAILURE_ALERT.to_vec())).await;
+    let (_triage, resp) = get_over_tls(&pki, app.addr).await;
+    assert_tls_failure(&resp, "tls_handshake_failed", "HandshakeFailure");
+}
+
+/// An untrusted client learns it was a certificate problem, but not the TLS library's reason.
+#[tokio::test]
+async fn tls_reason_hidden_from_untrusted_clients() {
+    let pki = TestPki::new();
+    let app = origin::spawn(Behavior::tls(
+        pki.expired_leaf(&["localhost"]),
+        Behavior::ok("x"),
+    ))
+    .await;
+    let dir = temp_dir();
+    let ca = pki.write_ca_file(dir.path());
+    let config = format!(
+        "[diagnosis]\ntrusted = [\"192.0.2.0/24\"]\n[upstreams.app]\nservers = [\"{}\"]\ntls = true\nsni = \"localhost\"\nca_file = \"{}\"\n[[routes]]\npath_prefix = \"/\"\nupstream = \"app\"\n",
+        app.addr,
+        ca.display()
+    );
+    let triage = Triage::start_in(dir, &config).await;
+    let resp = client::get(triage.http, "/").await;
+    assert_eq!(resp.header("x-diagnosis"), Some("tls_certificate_expired"));
+    assert_eq!(
+        resp.header("proxy-status"),
+        Some("triage; error=tls_certificate_error")
+    );
+    assert!(resp.header("x-diagnosis-detail").is_none());
+    assert!(!resp.body_text().contains("verification time"));
+}

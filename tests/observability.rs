@@ -1,0 +1,428 @@
+//! What an operator sees: exact metric deltas after real failures, a valid exposition for
+//! Prometheus, and a report behind every failure id, redacted and bounded.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::Duration;
+use support::client::{self, Request};
+use support::origin::{self, refused_addr, Behavior};
+use support::triage::Triage;
+use tokio::io::AsyncWriteExt;
+
+fn single_upstream(addr: SocketAddr, extra: &str) -> String {
+    format!(
+        "[upstreams.app]\nservers = [\"{addr}\"]\n{extra}\n\n[[routes]]\npath_prefix = \"/\"\nupstream = \"app\"\n"
+    )
+}
+
+/// Scrapes `/metrics`.
+async fn scrape(triage: &Triage) -> String {
+    let resp = client::get(triage.admin, "/metrics").await;
+    assert_eq!(resp.status, 200);
+    assert!(resp
+        .header("content-type")
+        .is_some_and(|t| t.starts_with("text/plain; version=0.0.4")));
+    resp.body_text()
+}
+
+/// Scrapes until `ready` holds (the counting happens in Pingora's logging hook, just after the
+/// response went out), for at most 5 s; returns the last scrape either way, for exact asserts.
+async fn scrape_when(triage: &Triage, ready: impl Fn(&str) -> bool) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let m = scrape(triage).await;
+        if ready(&m) || tokio::time::Instant::now() > deadline {
+            return m;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Fetches an admin page until it answers 200 (the report is stored in the logging hook, just
+/// after the response), for at most 5 s.
+async fn admin_page(triage: &Triage, path: &str) -> client::Response {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let resp = client::get(triage.admin, path).await;
+        if resp.status == 200 || tokio::time::Instant::now() > deadline {
+            return resp;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The value of the series `name` whose labels include all of `labels` (0 when absent).
+fn metric(exposition: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    exposition
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let (series_name, label_text) = match series.split_once('{') {
+                Some((n, rest)) => (n, rest.trim_end_matches('}')),
+                None => (series, ""),
+            };
+            (series_name == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| label_text.contains(&format!("{k}=\"{v}\""))))
+            .then(|| value.parse::<f64>().ok())
+            .flatten()
+        })
+        .sum()
+}
+
+/// After N requests to a dead upstream, the failure counter rose by exactly N, triage's 502s are
+/// counted as the proxy's, and the report of one of them shows the attempt.
+#[tokio::test]
+async fn refused_requests_are_counted_and_reported() {
+    const N: usize = 7;
+    let dead = refused_addr();
+    let triage = Triage::start(&single_upstream(dead, "")).await;
+    let failures = |m: &str| {
+        metric(
+            m,
+            "triage_upstream_failures_total",
+            &[
+                ("upstream", "app"),
+                ("diagnosis", "connect_refused"),
+                ("phase", "connect"),
+            ],
+        )
+    };
+    let before = scrape(&triage).await;
+    let mut ids = Vec::new();
+    for _ in 0..N {
+        let resp = client::get(triage.http, "/").await;
+        assert_eq!(resp.status, 502);
+        ids.push(resp.header("x-diagnosis-id").expect("id").to_owned());
+    }
+    let after = scrape_when(&triage, |m| failures(m) - failures(&before) >= N as f64).await;
+    assert_eq!(failures(&after) - failures(&before), N as f64);
+    let proxy_502 = [
+        ("route", "/"),
+        ("upstream", "app"),
+        ("code", "502"),
+        ("source", "proxy"),
+    ];
+    assert_eq!(
+        metric(&after, "triage_requests_total", &proxy_502)
+            - metric(&before, "triage_requests_total", &proxy_502),
+        N as f64
+    );
+    assert_eq!(metric(&after, "triage_diagnoses_stored", &[]), N as f64);
+
+    admin_page(&triage, &format!("/diagnoses/{}", ids[3])).await;
+    let resp = client::send(
+        triage.admin,
+        Request::get(&format!("/diagnoses/{}", ids[3])).header("Accept", "application/json"),
+    )
+    .await
+    .expect("report");
+    assert_eq!(resp.status, 200);
+    let report: serde_json::Value = serde_json::from_slice(&resp.body).expect("JSON");
+    assert_eq!(report["id"], ids[3].as_str());
+    assert_eq!(report["diagnosis"], "connect_refused");
+    assert_eq!(report["phase"], "connect");
+    assert_eq!(report["source"], "proxy");
+    assert_eq!(report["status"], 502);
+    assert_eq!(report["upstream"], "app");
+    assert_eq!(report["route"], "/");
+    assert_eq!(report["method"], "GET");
+    let attempts = report["attempts"].as_array().expect("attempts");
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(attempts[0]["address"], dead.to_string());
+    assert_eq!(attempts[0]["diagnosis"], "connect_refused");
+    assert_eq!(attempts[0]["detail"], "Connection refused (os error 111)");
+    assert_eq!(attempts[0]["reused_connection"], false);
+    for key in ["time", "host", "path", "headers", "hint", "total_ms"] {
+        assert!(!report[key].is_null(), "report lacks {key}: {report}");
+    }
+    // The same report as HTML, readable at a glance.
+    let page = client::get(triage.admin, &format!("/diagnoses/{}", ids[3])).await;
+    assert!(page.body_text().contains("connect_refused"));
+    assert!(page.body_text().contains(&dead.to_string()));
+}
+
+/// A 502 the app sent and a 502 triage generated are never counted together.
+#[tokio::test]
+async fn app_502_and_proxy_502_are_separate_series() {
+    let app = origin::spawn(Behavior::respond(502, "app says bad gateway")).await;
+    let dead = refused_addr();
+    let config = format!(
+        "[upstreams.app]\nservers = [\"{}\"]\n[upstreams.dead]\nservers = [\"{dead}\"]\n[[routes]]\npath_prefix = \"/dead\"\nupstream = \"dead\"\n[[routes]]\npath_prefix = \"/\"\nupstream = \"app\"\n",
+        app.addr
+    );
+    let triage = Triage::start(&config).await;
+    assert_eq!(client::get(triage.http, "/").await.status, 502);
+    assert_eq!(client::get(triage.http, "/dead").await.status, 502);
+    let m = scrape_when(&triage, |m| {
+        metric(m, "triage_requests_total", &[("code", "502")]) >= 2.0
+    })
+    .await;
+    assert_eq!(
+        metric(
+            &m,
+            "triage_requests_total",
+            &[("upstream", "app"), ("code", "502"), ("source", "upstream")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "triage_requests_total",
+            &[("upstream", "dead"), ("code", "502"), ("source", "proxy")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "triage_upstream_failures_total",
+            &[("upstream", "app"), ("diagnosis", "upstream_status")]
+        ),
+        1.0
+    );
+}
+
+/// Body-phase failures are counted too, with their phase.
+#[tokio::test]
+async fn body_failures_are_counted() {
+    let app = origin::spawn(Behavior::BodyReset {
+        announced: 50_000,
+        sent: 100,
+    })
+    .await;
+    let triage = Triage::start(&single_upstream(app.addr, "")).await;
+    let resp = client::get(triage.http, "/").await;
+    assert!(!resp.complete);
+    triage
+        .wait_for_output("diagnosis=body_reset", Duration::from_secs(5))
+        .await;
+    let m = scrape(&triage).await;
+    assert_eq!(
+        metric(
+            &m,
+            "triage_upstream_failures_total",
+            &[("diagnosis", "body_reset"), ("phase", "response_body")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "triage_requests_total",
+            &[("code", "200"), ("source", "upstream")]
+        ),
+        1.0
+    );
+}
+
+/// A client that gives up while the app is stuck is counted as client_closed and logged as 499.
+#[tokio::test]
+async fn client_closed_is_counted_as_499() {
+    let app = origin::spawn(Behavior::Stall).await;
+    let triage = Triage::start(&single_upstream(app.addr, "read_timeout = \"5s\"")).await;
+    let mut stream = tokio::net::TcpStream::connect(triage.http)
+        .await
+        .expect("connect");
+    stream
+        .write_all(b"GET /waiting HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .expect("write");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(stream);
+    let line = triage
+        .wait_for_output("diagnosis=client_closed", Duration::from_secs(5))
+        .await;
+    assert!(line.contains("\" 499 "), "{line}");
+    let m = scrape(&triage).await;
+    assert_eq!(
+        metric(&m, "triage_client_closed_total", &[("route", "/")]),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "triage_requests_total",
+            &[("code", "499"), ("source", "proxy")]
+        ),
+        1.0
+    );
+}
+
+/// Connect time, time to response headers and request duration land in per-upstream histograms.
+#[tokio::test]
+async fn latency_histograms() {
+    let app = origin::spawn(Behavior::ok("ok")).await;
+    let triage = Triage::start(&single_upstream(app.addr, "")).await;
+    for _ in 0..3 {
+        assert_eq!(client::get(triage.http, "/").await.status, 200);
+    }
+    let m = scrape_when(&triage, |m| {
+        metric(m, "triage_request_duration_seconds_count", &[]) >= 3.0
+    })
+    .await;
+    let count = |name: &str| metric(&m, name, &[("upstream", "app")]);
+    assert_eq!(count("triage_request_duration_seconds_count"), 3.0);
+    assert_eq!(count("triage_upstream_response_seconds_count"), 3.0);
+    assert!(count("triage_upstream_connect_seconds_count") >= 1.0);
+    assert_eq!(metric(&m, "triage_build_info", &[]), 1.0);
+}
+
+/// The real exposition passes `promtool check metrics` without a warning.
+#[tokio::test]
+async fn promtool_accepts_the_exposition() {
+    let dead = refused_addr();
+    let triage = Triage::start(&single_upstream(dead, "")).await;
+    client::get(triage.http, "/").await;
+    let exposition = scrape(&triage).await;
+    let file = triage.write_file("metrics.txt", &exposition);
+    let output = Command::new("sh")
+        .arg("-c")
+        .arg(format!("promtool check metrics < {}", file.display()))
+        .output()
+        .expect("run sh");
+    assert!(
+        output.status.success() && output.stdout.is_empty() && output.stderr.is_empty(),
+        "promtool (installed by scripts/setup.sh) complained:\nstdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Query strings and credentials never reach a report; the trusted client gets a link to it.
+#[tokio::test]
+async fn reports_are_redacted_and_linked() {
+    let dead = refused_addr();
+    let triage = Triage::start(&single_upstream(dead, "")).await;
+    let resp = client::send(
+        triage.http,
+        Request::get("/login?password=hunter2")
+            .header("Authorization", "Bearer s3cret-token")
+            .header("Cookie", "session=abc123"),
+    )
+    .await
+    .expect("response");
+    let link = resp.header("x-diagnosis-report").expect("report link");
+    let id = resp.header("x-diagnosis-id").expect("id");
+    assert_eq!(
+        link,
+        format!("http://{}/diagnoses/{id}", triage.admin).as_str()
+    );
+    let report = admin_page(&triage, &format!("/diagnoses/{id}?format=json")).await;
+    let text = report.body_text();
+    for secret in ["hunter2", "s3cret-token", "abc123"] {
+        assert!(!text.contains(secret), "{secret} leaked into {text}");
+    }
+    let json: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    assert_eq!(json["path"], "/login?[redacted]");
+    assert_eq!(json["headers"]["authorization"], "[redacted]");
+    assert_eq!(json["headers"]["cookie"], "[redacted]");
+}
+
+/// The ring keeps at most max_count reports, newest first, and can be filtered.
+#[tokio::test]
+async fn report_ring_is_bounded_and_filterable() {
+    let dead = refused_addr();
+    let app = origin::spawn(Behavior::ResetBeforeResponse).await;
+    let config = format!(
+        "[reports]\nmax_count = 3\n[upstreams.dead]\nservers = [\"{dead}\"]\n[upstreams.app]\nservers = [\"{}\"]\n[[routes]]\npath_prefix = \"/dead\"\nupstream = \"dead\"\n[[routes]]\npath_prefix = \"/\"\nupstream = \"app\"\n",
+        app.addr
+    );
+    let triage = Triage::start(&config).await;
+    let mut ids = Vec::new();
+    for path in ["/dead", "/dead", "/", "/dead", "/"] {
+        let resp = client::get(triage.http, path).await;
+        ids.push(resp.header("x-diagnosis-id").expect("id").to_owned());
+    }
+    admin_page(&triage, &format!("/diagnoses/{}", ids[4])).await;
+    let list = client::get(triage.admin, "/diagnoses?format=json").await;
+    let json: serde_json::Value = serde_json::from_slice(&list.body).expect("JSON");
+    let listed: Vec<&str> = json["diagnoses"]
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|r| r["id"].as_str())
+        .collect();
+    assert_eq!(
+        listed,
+        vec![ids[4].as_str(), ids[3].as_str(), ids[2].as_str()]
+    );
+    let evicted = client::get(triage.admin, &format!("/diagnoses/{}", ids[0])).await;
+    assert_eq!(evicted.status, 404);
+    let filtered = client::get(
+        triage.admin,
+        "/diagnoses?format=json&upstream=app&diagnosis=connection_reset",
+    )
+    .await;
+    let json: serde_json::Value = serde_json::from_slice(&filtered.body).expect("JSON");
+    let tokens: Vec<&str> = json["diagnoses"]
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|r| r["diagnosis"].as_str())
+        .collect();
+    assert_eq!(tokens, vec!["connection_reset", "connection_reset"]);
+    let m = scrape_when(&triage, |m| {
+        metric(m, "triage_diagnoses_stored", &[]) == 3.0
+    })
+    .await;
+    assert_eq!(metric(&m, "triage_diagnoses_stored", &[]), 3.0);
+}
+
+/// Health and readiness answer on the admin listener, and the list page renders as HTML.
+#[tokio::test]
+async fn health_readiness_and_list_page() {
+    let dead = refused_addr();
+    let triage = Triage::start(&single_upstream(dead, "")).await;
+    assert_eq!(client::get(triage.admin, "/healthz").await.status, 200);
+    assert_eq!(client::get(triage.admin, "/readyz").await.status, 200);
+    let id = client::get(triage.http, "/")
+        .await
+        .header("x-diagnosis-id")
+        .expect("id")
+        .to_owned();
+    admin_page(&triage, &format!("/diagnoses/{id}")).await;
+    let page = client::get(triage.admin, "/diagnoses").await;
+    assert!(page
+        .header("content-type")
+        .is_some_and(|t| t.starts_with("text/html")));
+    assert!(page.body_text().contains("connect_refused"));
+    let bad = client::get(triage.admin, "/diagnoses?diagnosis=not_a_token").await;
+    assert_eq!(bad.status, 400);
+}
+
+/// A failure storm does not flood the log: error lines are capped per second and the next one
+/// reports how many were suppressed.
+#[tokio::test]
+async fn error_lines_are_rate_limited() {
+    let dead = refused_addr();
+    let triage = Triage::start(&format!(
+        "[log]\naccess = false\nerror_lines_per_second = 2\n{}",
+        single_upstream(dead, "")
+    ))
+    .await;
+    for _ in 0..20 {
+        client::get(triage.http, "/").await;
+    }
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    client::get(triage.http, "/").await;
+    let line = triage
+        .wait_for_output("suppressed=1", Duration::from_secs(5))
+        .await;
+    let errors = triage
+        .stdout()
+        .lines()
+        .filter(|l| l.contains("upstream failure"))
+        .count();
+    assert!(errors <= 6, "{errors} error lines for 21 failures");
+    assert!(
+        !triage.stdout().contains("INFO access"),
+        "access log is off"
+    );
+    assert!(line.contains("suppressed=1"));
+}

@@ -75,3 +75,29 @@ fn missing_file_is_an_error() {
     assert_eq!(out.status.code(), Some(1));
     assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
 }
+
+/// Every example config shipped in conf/ is valid.
+#[test]
+fn shipped_configs_are_valid() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("conf");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).expect("conf/") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let out = std::process::Command::new(support::triage::triage_binary())
+                .arg("-t")
+                .arg("-c")
+                .arg(&path)
+                .output()
+                .expect("run triage -t");
+            assert!(
+                out.status.success(),
+                "{}: {}",
+                path.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 2, "only {checked} configs in conf/");
+}

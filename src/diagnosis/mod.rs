@@ -475,6 +475,40 @@ mod tests {
         }
     }
 
+    /// The README's table lists every diagnosis with its current status, phase, RFC 9209 type
+    /// and hint, so the documentation cannot drift from the code.
+    #[test]
+    fn readme_table_matches_the_taxonomy() {
+        let readme = include_str!("../../README.md");
+        for d in Diagnosis::ALL {
+            let prefix = format!("| `{}` | ", d.token());
+            let row = readme
+                .lines()
+                .find(|l| l.starts_with(&prefix))
+                .unwrap_or_else(|| panic!("README has no row for {}", d.token()));
+            let cells: Vec<&str> = row.split(" | ").collect();
+            let status = match d.outcome() {
+                ClientOutcome::Generated(s) => s.as_u16().to_string(),
+                ClientOutcome::PassedThrough => "the app's".to_owned(),
+                ClientOutcome::CutBody => "the app's, body cut".to_owned(),
+                ClientOutcome::Nothing { logged_as } => format!("none (logged {logged_as})"),
+            };
+            assert_eq!(cells[1], status, "status of {}", d.token());
+            assert_eq!(cells[2], d.phase().token(), "phase of {}", d.token());
+            assert_eq!(cells[3], d.source().token(), "source of {}", d.token());
+            let rfc = d
+                .proxy_status_error()
+                .map_or("—".to_owned(), |e| format!("`{}`", e.token()));
+            assert!(cells[4].starts_with(&rfc), "RFC 9209 type of {}", d.token());
+            assert_eq!(
+                cells[5].trim_end_matches(" |"),
+                d.hint(),
+                "hint of {}",
+                d.token()
+            );
+        }
+    }
+
     /// Hints are single lines that fit a header comfortably.
     #[test]
     fn hints_are_one_short_line() {

@@ -40,6 +40,8 @@ struct UpstreamHandles {
     response_seconds: Histogram,
     request_seconds: Histogram,
     retries: IntCounter,
+    /// By server index.
+    server_healthy: Vec<IntGauge>,
 }
 
 /// Handles for one route (with its upstream).
@@ -129,6 +131,13 @@ impl Metrics {
             ),
             &["route"],
         )?;
+        let server_healthy = IntGaugeVec::new(
+            Opts::new(
+                "triage_upstream_server_healthy",
+                "1 while a server is in rotation (passing health checks, not ejected), else 0",
+            ),
+            &["upstream", "server"],
+        )?;
         let stored = IntGauge::new(
             "triage_diagnoses_stored",
             "Failure reports currently kept for /diagnoses",
@@ -148,15 +157,24 @@ impl Metrics {
         registry.register(Box::new(retries.clone()))?;
         registry.register(Box::new(client_closed.clone()))?;
         registry.register(Box::new(stored.clone()))?;
+        registry.register(Box::new(server_healthy.clone()))?;
         registry.register(Box::new(build_info))?;
 
         let upstream_names = config
             .upstreams
             .iter()
-            .map(|u| u.name.as_str())
-            .chain([NONE_LABEL]);
+            .map(|u| (u.name.as_str(), u.servers.as_slice()))
+            .chain([(NONE_LABEL, &[][..])]);
         let upstreams = upstream_names
-            .map(|name| UpstreamHandles {
+            .map(|(name, servers)| UpstreamHandles {
+                server_healthy: servers
+                    .iter()
+                    .map(|s| {
+                        let gauge = server_healthy.with_label_values(&[name, &s.to_string()]);
+                        gauge.set(1);
+                        gauge
+                    })
+                    .collect(),
                 failures: Diagnosis::ALL
                     .iter()
                     .map(|d| failures.with_label_values(&[name, d.token(), d.phase().token()]))
@@ -253,6 +271,17 @@ impl Metrics {
                 source.token(),
             ])
         })
+    }
+
+    /// Records whether server `server` of upstream `upstream` is in rotation.
+    pub fn set_server_healthy(&self, upstream: usize, server: usize, healthy: bool) {
+        if let Some(gauge) = self
+            .upstreams
+            .get(upstream)
+            .and_then(|u| u.server_healthy.get(server))
+        {
+            gauge.set(i64::from(healthy));
+        }
     }
 
     /// Sets how many failure reports are stored.

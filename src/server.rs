@@ -49,6 +49,28 @@ impl BackgroundService for ResolverTask {
     }
 }
 
+/// Runs the active health checks in the background.
+struct HealthTask {
+    state: Arc<State>,
+    resolver: Arc<HostResolver>,
+    metrics: Arc<Metrics>,
+}
+
+#[async_trait]
+impl BackgroundService for HealthTask {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let checks = crate::proxy::health::run(
+            Arc::clone(&self.state),
+            Arc::clone(&self.resolver),
+            Arc::clone(&self.metrics),
+        );
+        tokio::select! {
+            _ = checks => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+}
+
 /// Builds the server for `config`. Fails (without panicking) on what validation cannot see
 /// before start-up, such as an unreadable CA file.
 pub fn build(config: Config) -> Result<Server, String> {
@@ -62,10 +84,18 @@ pub fn build(config: Config) -> Result<Server, String> {
     let listen = state.config.listen.http.clone();
     let admin_listen = state.config.admin.listen;
 
+    // Pingora's bound on attempts per request: the largest `retries` plus the first attempt,
+    // plus one for a stale pooled connection. Each upstream's own `retries` and retry budget
+    // decide within that bound.
+    let most_retries = state
+        .config
+        .upstreams
+        .iter()
+        .map(|u| u.retries as usize)
+        .max()
+        .unwrap_or(0);
     let conf = ServerConf {
-        // Pingora retries only what is safe (a failure on a reused pooled connection); more
-        // than one retry would multiply load on a failing upstream.
-        max_retries: 2,
+        max_retries: most_retries + 2,
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
@@ -77,8 +107,14 @@ pub fn build(config: Config) -> Result<Server, String> {
         state.config.reports.max_count,
         state.config.reports.max_bytes,
     ));
+    let state = Arc::new(state);
+    let health = HealthTask {
+        state: Arc::clone(&state),
+        resolver: Arc::clone(&resolver),
+        metrics: Arc::clone(&metrics),
+    };
     let proxy = Triage::new(
-        Arc::new(state),
+        state,
         Arc::clone(&resolver),
         Arc::clone(&metrics),
         Arc::clone(&reports),
@@ -89,6 +125,7 @@ pub fn build(config: Config) -> Result<Server, String> {
     }
     server.add_service(proxy_service);
     server.add_service(background_service("resolver", ResolverTask(resolver)));
+    server.add_service(background_service("health checks", health));
 
     let mut admin = Service::new("admin".to_owned(), Admin::new(metrics, reports));
     admin.add_tcp(&admin_listen.to_string());

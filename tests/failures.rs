@@ -435,7 +435,11 @@ async fn request_send_failed() {
             let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
         }
     });
-    let triage = Triage::start(&single_upstream(addr, "")).await;
+    let config = single_upstream(addr, "").replace(
+        "upstream = \"app\"\n",
+        "upstream = \"app\"\nmax_body_size = 16777216\n",
+    );
+    let triage = Triage::start(&config).await;
     let body = vec![b'x'; 8 * 1024 * 1024];
     let resp = client::send(triage.http, Request::post("/upload", body))
         .await

@@ -172,6 +172,42 @@ pub struct Upstream {
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
     pub write_timeout: Duration,
+    /// The weight of each server, parallel to `servers` (`"addr weight=3"`; default 1).
+    pub weights: Vec<u32>,
+    /// Rewrites the `Host` header sent upstream; `None` (default) passes the client's through.
+    pub host_header: Option<String>,
+    /// How many more servers a request may try after a connect-phase failure; default 1.
+    pub retries: u32,
+    /// Passive ejection, as nginx's `max_fails`: after this many consecutive failures a server is
+    /// taken out of rotation for `fail_timeout`; 0 disables it. Default 3. As in nginx, an
+    /// upstream with a single server never ejects it.
+    pub max_fails: u32,
+    /// How long an ejected server stays out; default 10s.
+    pub fail_timeout: Duration,
+    /// Active health checks; `None` (default) means servers are only judged by live traffic.
+    pub health_check: Option<HealthCheck>,
+}
+
+/// An active health check of every server of an upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheck {
+    pub kind: HealthCheckKind,
+    /// Time between checks of one server; default 5s.
+    pub interval: Duration,
+    /// How long one check may take; default 2s.
+    pub timeout: Duration,
+    /// Consecutive successes that bring a down server back; default 2.
+    pub healthy_threshold: u32,
+    /// Consecutive failures that take a server down; default 3.
+    pub unhealthy_threshold: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HealthCheckKind {
+    /// The server accepts a TCP connection.
+    Tcp,
+    /// `GET path` answers 2xx or 3xx.
+    Http { path: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -182,6 +218,9 @@ pub struct Route {
     pub path_prefix: String,
     /// Index into [`Config::upstreams`].
     pub upstream: usize,
+    /// Largest request body accepted, in bytes (nginx's `client_max_body_size`); larger gets
+    /// 413 `request_body_too_large`. Default 1 MiB, as nginx.
+    pub max_body_size: u64,
 }
 
 impl Config {
@@ -266,11 +305,27 @@ const UPSTREAM: Schema = Schema {
         "connect_timeout",
         "read_timeout",
         "write_timeout",
+        "host_header",
+        "retries",
+        "max_fails",
+        "fail_timeout",
+        "health_check",
     ],
     required: &["servers"],
 };
+const HEALTH_CHECK: Schema = Schema {
+    keys: &[
+        "kind",
+        "path",
+        "interval",
+        "timeout",
+        "healthy_threshold",
+        "unhealthy_threshold",
+    ],
+    required: &[],
+};
 const ROUTE: Schema = Schema {
-    keys: &["path_prefix", "host", "upstream"],
+    keys: &["path_prefix", "host", "upstream", "max_body_size"],
     required: &["path_prefix", "upstream"],
 };
 
@@ -380,9 +435,17 @@ fn read_upstream(
         w.error(name.at, message);
     }
 
-    let servers = w
-        .non_empty_list(table, "servers", |text| text.parse::<ServerAddr>())
+    let weighted = w
+        .non_empty_list(table, "servers", server_with_weight)
         .unwrap_or_default();
+    let servers: Vec<Spanned<ServerAddr>> = weighted
+        .iter()
+        .map(|s| Spanned {
+            value: s.value.0.clone(),
+            at: s.at,
+        })
+        .collect();
+    let weights = weighted.iter().map(|s| s.value.1).collect();
     w.reject_duplicates("servers", &servers);
     let tls = w.boolean(table, "tls").unwrap_or(false);
     let sni = w.spanned(table, "sni", addr::hostname);
@@ -409,6 +472,25 @@ fn read_upstream(
     let connect_timeout = timeout("connect_timeout", 5);
     let read_timeout = timeout("read_timeout", 60);
     let write_timeout = timeout("write_timeout", 60);
+    let fail_timeout = timeout("fail_timeout", 10);
+    let host_header = w.value(table, "host_header", host_header);
+    let retries = w.integer(table, "retries", 0..=10).map_or(1, |n| n as u32);
+    let max_fails = w
+        .integer(table, "max_fails", 0..=1000)
+        .map_or(3, |n| n as u32);
+    let health_check = if table.has("health_check") {
+        let section = w.section(table, "health_check", &HEALTH_CHECK);
+        let check = read_health_check(w, &section);
+        if tls && matches!(check.kind, HealthCheckKind::Http { .. }) {
+            w.error(
+                section.at,
+                "health_check: HTTP checks of a TLS upstream are not supported yet; use kind = \"tcp\"",
+            );
+        }
+        Some(check)
+    } else {
+        None
+    };
 
     Upstream {
         name: name.value,
@@ -419,7 +501,73 @@ fn read_upstream(
         connect_timeout,
         read_timeout,
         write_timeout,
+        weights,
+        host_header,
+        retries,
+        max_fails,
+        fail_timeout,
+        health_check,
     }
+}
+
+fn read_health_check(w: &mut Walker, table: &Section) -> HealthCheck {
+    let kind = w.value(table, "kind", |text| {
+        one_of(text, &[("tcp", false), ("http", true)])
+    });
+    let path = w.value(table, "path", path_prefix);
+    let kind = match (kind, path) {
+        (Some(true), path) => HealthCheckKind::Http {
+            path: path.unwrap_or_else(|| "/".to_owned()),
+        },
+        (_, Some(path)) => HealthCheckKind::Http { path },
+        (Some(false) | None, None) => HealthCheckKind::Tcp,
+    };
+    let mut duration =
+        |key, default: Duration| w.value(table, key, parse_duration).unwrap_or(default);
+    let interval = duration("interval", Duration::from_secs(5));
+    let timeout = duration("timeout", Duration::from_secs(2));
+    let mut threshold =
+        |key, default: u32| w.integer(table, key, 1..=100).map_or(default, |n| n as u32);
+    HealthCheck {
+        kind,
+        interval,
+        timeout,
+        healthy_threshold: threshold("healthy_threshold", 2),
+        unhealthy_threshold: threshold("unhealthy_threshold", 3),
+    }
+}
+
+/// `addr` or `addr weight=N` (as nginx's `server addr weight=N;`), N from 1 to 1000.
+fn server_with_weight(text: &str) -> Result<(ServerAddr, u32), String> {
+    let mut parts = text.split_whitespace();
+    let addr = parts.next().unwrap_or("").parse::<ServerAddr>()?;
+    let weight = match parts.next() {
+        None => 1,
+        Some(option) => {
+            let n = option
+                .strip_prefix("weight=")
+                .and_then(|n| n.parse::<u32>().ok())
+                .filter(|n| (1..=1000).contains(n))
+                .ok_or_else(|| {
+                    format!("`{option}`: expected weight=N with N from 1 to 1000 after the address")
+                })?;
+            n
+        }
+    };
+    if let Some(extra) = parts.next() {
+        return Err(format!("`{extra}`: only `weight=N` may follow the address"));
+    }
+    Ok((addr, weight))
+}
+
+/// A Host header value: a hostname, optionally with a port.
+fn host_header(text: &str) -> Result<String, String> {
+    let host = match text.rsplit_once(':') {
+        Some((host, port)) if port.parse::<u16>().is_ok() => host,
+        _ => text,
+    };
+    addr::hostname(host)?;
+    Ok(text.to_ascii_lowercase())
 }
 
 fn read_routes(w: &mut Walker, top: &Section, upstreams: &[Upstream]) -> Vec<Route> {
@@ -429,6 +577,9 @@ fn read_routes(w: &mut Walker, top: &Section, upstreams: &[Upstream]) -> Vec<Rou
         let path_prefix = w.value(&table, "path_prefix", path_prefix);
         let host = w.value(&table, "host", route_host);
         let upstream = w.value(&table, "upstream", |name| upstream_index(upstreams, name));
+        let max_body_size = w
+            .integer(&table, "max_body_size", 0..=(1 << 40))
+            .unwrap_or(1 << 20);
         let (Some(path_prefix), Some(upstream)) = (path_prefix, upstream) else {
             continue;
         };
@@ -441,6 +592,7 @@ fn read_routes(w: &mut Walker, top: &Section, upstreams: &[Upstream]) -> Vec<Rou
             host,
             path_prefix,
             upstream,
+            max_body_size,
         };
         let earlier = routes
             .iter()
@@ -643,18 +795,30 @@ max_count = 50
 max_bytes = 65536
 
 [upstreams.app]
-servers = ["127.0.0.1:3000"]
+servers = ["127.0.0.1:3000 weight=3", "127.0.0.1:3001"]
 tls = true
 sni = "app.internal"
 ca_file = "ca.pem"
 connect_timeout = "5s"
 read_timeout = "60s"
 write_timeout = "60s"
+host_header = "app.internal:8443"
+retries = 2
+max_fails = 5
+fail_timeout = "30s"
+
+[upstreams.app.health_check]
+kind = "tcp"
+interval = "1s"
+timeout = "500ms"
+healthy_threshold = 1
+unhealthy_threshold = 2
 
 [[routes]]
 path_prefix = "/"
 host = "example.com"
 upstream = "app"
+max_body_size = 10485760
 "#;
         let config = parse(text, &dir).unwrap_or_else(|errors| panic!("{errors}"));
         let expected = Config {
@@ -685,18 +849,34 @@ upstream = "app"
             },
             upstreams: vec![Upstream {
                 name: "app".into(),
-                servers: vec!["127.0.0.1:3000".parse().unwrap()],
+                servers: vec![
+                    "127.0.0.1:3000".parse().unwrap(),
+                    "127.0.0.1:3001".parse().unwrap(),
+                ],
                 tls: true,
                 sni: Some("app.internal".into()),
                 ca_file: Some(dir.join("ca.pem")),
                 connect_timeout: secs(5),
                 read_timeout: secs(60),
                 write_timeout: secs(60),
+                weights: vec![3, 1],
+                host_header: Some("app.internal:8443".into()),
+                retries: 2,
+                max_fails: 5,
+                fail_timeout: secs(30),
+                health_check: Some(HealthCheck {
+                    kind: HealthCheckKind::Tcp,
+                    interval: secs(1),
+                    timeout: Duration::from_millis(500),
+                    healthy_threshold: 1,
+                    unhealthy_threshold: 2,
+                }),
             }],
             routes: vec![Route {
                 host: Some("example.com".into()),
                 path_prefix: "/".into(),
                 upstream: 0,
+                max_body_size: 10 << 20,
             }],
         };
         assert_eq!(config, expected);
@@ -738,12 +918,20 @@ upstream = "app"
             upstream.write_timeout,
         );
         assert_eq!(timeouts, (secs(5), secs(60), secs(60)));
+        assert_eq!(upstream.weights, vec![1]);
+        assert_eq!(upstream.host_header, None);
+        assert_eq!(
+            (upstream.retries, upstream.max_fails, upstream.fail_timeout),
+            (1, 3, secs(10))
+        );
+        assert_eq!(upstream.health_check, None);
         assert_eq!(
             config.routes,
             vec![Route {
                 host: None,
                 path_prefix: "/".into(),
-                upstream: 0
+                upstream: 0,
+                max_body_size: 1 << 20,
             }]
         );
         assert_eq!(
@@ -875,7 +1063,8 @@ path_prefix = "/api"
         assert_eq!(
             only_error(&text),
             "5:1: unknown key `timeout` in [upstreams.app]; expected one of: \
-             servers, tls, sni, ca_file, connect_timeout, read_timeout, write_timeout"
+             servers, tls, sni, ca_file, connect_timeout, read_timeout, write_timeout, \
+             host_header, retries, max_fails, fail_timeout, health_check"
         );
         let text = MINIMAL.replace("upstream = \"app\"", "upstream = \"app\"\n  weight = 2");
         assert!(only_error(&text).starts_with("10:3: unknown key `weight` in [[routes]];"));

@@ -70,6 +70,11 @@ impl<'t> Section<'t> {
         }
     }
 
+    /// Whether the table has `key`.
+    pub fn has(&self, key: &str) -> bool {
+        self.entry(key).is_some()
+    }
+
     fn entry(&self, key: &str) -> Option<Entry<'t>> {
         let (key, item) = self.table?.get_key_value(key)?;
         // Implicit and dotted tables have no span of their own; their key is the best place to point.

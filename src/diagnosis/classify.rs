@@ -32,6 +32,8 @@ pub struct Facts<'a> {
     pub progress: Progress,
     /// Whether the chosen upstream is configured for TLS.
     pub upstream_tls: bool,
+    /// Whether the client asked for a protocol upgrade (WebSocket).
+    pub upgrade: bool,
 }
 
 /// A diagnosis with the detail that explains it (errno text, TLS reason, bytes received).
@@ -54,7 +56,17 @@ pub fn classify(facts: &Facts<'_>) -> Finding {
             _ => Diagnosis::BadRequest,
         },
         ErrorSource::Upstream | ErrorSource::Internal | ErrorSource::Unset => {
-            classify_upstream(facts)
+            match classify_upstream(facts) {
+                // Broken before the protocol switch: the upgrade failed, whatever the way.
+                Diagnosis::ConnectionReset
+                | Diagnosis::ConnectionClosed
+                | Diagnosis::InvalidResponse
+                    if facts.upgrade =>
+                {
+                    Diagnosis::UpgradeFailed
+                }
+                diagnosis => diagnosis,
+            }
         }
     };
     Finding {
@@ -245,6 +257,10 @@ fn detail_of(facts: &Facts<'_>, diagnosis: Diagnosis) -> String {
         | Diagnosis::BodyClosed
         | Diagnosis::BodyTimeout
         | Diagnosis::NoRoute
+        | Diagnosis::NoHealthyUpstream
+        | Diagnosis::RequestBodyTooLarge
+        | Diagnosis::UpgradeFailed
+        | Diagnosis::UpgradeRefused
         | Diagnosis::UpstreamStatus
         | Diagnosis::ClientClosed
         | Diagnosis::BadRequest
@@ -305,6 +321,7 @@ mod tests {
             error,
             progress,
             upstream_tls,
+            upgrade: false,
         })
     }
 
@@ -447,6 +464,19 @@ mod tests {
             run(&e, Progress::Connecting, false).detail,
             "Connection refused (os error 111)"
         );
+    }
+
+    /// A reset before the protocol switch of an upgrade request is upgrade_failed.
+    #[test]
+    fn broken_upgrade() {
+        let reset = upstream_io(ErrorType::ReadError, "while reading", 104);
+        let f = classify(&Facts {
+            error: &reset,
+            progress: Progress::Connected,
+            upstream_tls: false,
+            upgrade: true,
+        });
+        assert_eq!(f.diagnosis, Diagnosis::UpgradeFailed);
     }
 
     /// Timeouts never fall into a 502 bucket.

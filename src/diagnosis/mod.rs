@@ -136,6 +136,16 @@ pub enum Diagnosis {
     BodyTimeout,
     /// No route matches the request's host and path.
     NoRoute,
+    /// Every server of the upstream is marked down by health checks or passive ejection.
+    NoHealthyUpstream,
+    /// The request body is larger than the route's `max_body_size`.
+    RequestBodyTooLarge,
+    /// The client asked for a protocol upgrade (WebSocket) and the upstream broke the connection
+    /// before switching protocols.
+    UpgradeFailed,
+    /// The client asked for a protocol upgrade and the upstream answered without switching
+    /// protocols; its answer passes through.
+    UpgradeRefused,
     /// The upstream itself answered with a 5xx status, passed through untouched.
     UpstreamStatus,
     /// The client went away before the response was complete (logged as 499).
@@ -161,6 +171,8 @@ pub enum ProxyStatusError {
     TlsProtocolError,
     TlsCertificateError,
     HttpRequestError,
+    HttpRequestDenied,
+    HttpUpgradeFailed,
     HttpResponseIncomplete,
     HttpResponseHeaderSectionSize,
     HttpResponseTimeout,
@@ -184,6 +196,8 @@ impl ProxyStatusError {
             ProxyStatusError::TlsProtocolError => "tls_protocol_error",
             ProxyStatusError::TlsCertificateError => "tls_certificate_error",
             ProxyStatusError::HttpRequestError => "http_request_error",
+            ProxyStatusError::HttpRequestDenied => "http_request_denied",
+            ProxyStatusError::HttpUpgradeFailed => "http_upgrade_failed",
             ProxyStatusError::HttpResponseIncomplete => "http_response_incomplete",
             ProxyStatusError::HttpResponseHeaderSectionSize => "http_response_header_section_size",
             ProxyStatusError::HttpResponseTimeout => "http_response_timeout",
@@ -208,7 +222,7 @@ pub enum ClientOutcome {
 
 impl Diagnosis {
     /// Every variant, for tables, docs and pre-resolved metric handles.
-    pub const ALL: [Diagnosis; 26] = [
+    pub const ALL: [Diagnosis; 30] = [
         Diagnosis::DnsError,
         Diagnosis::ConnectRefused,
         Diagnosis::ConnectUnreachable,
@@ -231,6 +245,10 @@ impl Diagnosis {
         Diagnosis::BodyClosed,
         Diagnosis::BodyTimeout,
         Diagnosis::NoRoute,
+        Diagnosis::NoHealthyUpstream,
+        Diagnosis::RequestBodyTooLarge,
+        Diagnosis::UpgradeFailed,
+        Diagnosis::UpgradeRefused,
         Diagnosis::UpstreamStatus,
         Diagnosis::ClientClosed,
         Diagnosis::BadRequest,
@@ -262,6 +280,10 @@ impl Diagnosis {
             Diagnosis::BodyClosed => "body_closed",
             Diagnosis::BodyTimeout => "body_timeout",
             Diagnosis::NoRoute => "no_route",
+            Diagnosis::NoHealthyUpstream => "no_healthy_upstream",
+            Diagnosis::RequestBodyTooLarge => "request_body_too_large",
+            Diagnosis::UpgradeFailed => "upgrade_failed",
+            Diagnosis::UpgradeRefused => "upgrade_refused",
             Diagnosis::UpstreamStatus => "upstream_status",
             Diagnosis::ClientClosed => "client_closed",
             Diagnosis::BadRequest => "bad_request",
@@ -287,7 +309,10 @@ impl Diagnosis {
             | Diagnosis::ConnectionClosed
             | Diagnosis::RequestSendFailed
             | Diagnosis::InvalidResponse
-            | Diagnosis::ResponseHeadersTooLarge => Generated(StatusCode::BAD_GATEWAY),
+            | Diagnosis::ResponseHeadersTooLarge
+            | Diagnosis::UpgradeFailed => Generated(StatusCode::BAD_GATEWAY),
+            Diagnosis::NoHealthyUpstream => Generated(StatusCode::SERVICE_UNAVAILABLE),
+            Diagnosis::RequestBodyTooLarge => Generated(StatusCode::PAYLOAD_TOO_LARGE),
             Diagnosis::ConnectTimeout
             | Diagnosis::RequestSendTimeout
             | Diagnosis::ResponseTimeout => Generated(StatusCode::GATEWAY_TIMEOUT),
@@ -295,7 +320,7 @@ impl Diagnosis {
             Diagnosis::BadRequest => Generated(StatusCode::BAD_REQUEST),
             Diagnosis::InternalError => Generated(StatusCode::INTERNAL_SERVER_ERROR),
             Diagnosis::BodyReset | Diagnosis::BodyClosed | Diagnosis::BodyTimeout => CutBody,
-            Diagnosis::UpstreamStatus => PassedThrough,
+            Diagnosis::UpstreamStatus | Diagnosis::UpgradeRefused => PassedThrough,
             Diagnosis::ClientClosed => Nothing { logged_as: 499 },
         }
     }
@@ -303,7 +328,7 @@ impl Diagnosis {
     /// The phase the failure happened in.
     pub const fn phase(self) -> Phase {
         match self {
-            Diagnosis::NoRoute => Phase::Route,
+            Diagnosis::NoRoute | Diagnosis::NoHealthyUpstream => Phase::Route,
             Diagnosis::DnsError => Phase::Dns,
             Diagnosis::ConnectRefused
             | Diagnosis::ConnectUnreachable
@@ -316,6 +341,7 @@ impl Diagnosis {
             | Diagnosis::TlsUpstreamPlaintext => Phase::Tls,
             Diagnosis::RequestSendFailed
             | Diagnosis::RequestSendTimeout
+            | Diagnosis::RequestBodyTooLarge
             | Diagnosis::BadRequest
             | Diagnosis::ClientClosed
             | Diagnosis::InternalError => Phase::Request,
@@ -325,6 +351,8 @@ impl Diagnosis {
             | Diagnosis::ResponseTimeout
             | Diagnosis::InvalidResponse
             | Diagnosis::ResponseHeadersTooLarge
+            | Diagnosis::UpgradeFailed
+            | Diagnosis::UpgradeRefused
             | Diagnosis::UpstreamStatus => Phase::ResponseHeaders,
             Diagnosis::BodyReset | Diagnosis::BodyClosed | Diagnosis::BodyTimeout => {
                 Phase::ResponseBody
@@ -364,6 +392,9 @@ impl Diagnosis {
             Diagnosis::BodyTimeout => P::ConnectionReadTimeout,
             Diagnosis::ResponseHeadersTooLarge => P::HttpResponseHeaderSectionSize,
             Diagnosis::NoRoute => P::DestinationNotFound,
+            Diagnosis::NoHealthyUpstream => P::DestinationUnavailable,
+            Diagnosis::RequestBodyTooLarge => P::HttpRequestDenied,
+            Diagnosis::UpgradeFailed | Diagnosis::UpgradeRefused => P::HttpUpgradeFailed,
             Diagnosis::BadRequest => P::HttpRequestError,
             Diagnosis::InternalError => P::ProxyInternalError,
             Diagnosis::UpstreamStatus | Diagnosis::ClientClosed => return None,
@@ -395,6 +426,10 @@ impl Diagnosis {
             Diagnosis::BodyClosed => "the upstream closed the connection before the body was complete: the app crashed or lied about Content-Length; the client got a cut response",
             Diagnosis::BodyTimeout => "the upstream stopped sending the body for longer than read_timeout; the client got a cut response",
             Diagnosis::NoRoute => "no route matches this host and path: check [[routes]] in the config",
+            Diagnosis::NoHealthyUpstream => "every server of this upstream failed its health checks or was ejected after repeated failures: check the servers and their logs",
+            Diagnosis::RequestBodyTooLarge => "the request body is larger than this route's max_body_size: send less, or raise the limit",
+            Diagnosis::UpgradeFailed => "the upstream broke the connection during the protocol upgrade (WebSocket): check the app's logs and that it serves WebSockets on this path",
+            Diagnosis::UpgradeRefused => "the app answered the protocol upgrade (WebSocket) without switching protocols: check that it serves WebSockets on this path; its answer is passed on",
             Diagnosis::UpstreamStatus => "the app itself answered with this error status: triage only passed it on; check the app's logs (database down?)",
             Diagnosis::ClientClosed => "the client went away before the response was complete",
             Diagnosis::BadRequest => "the client's request was not valid HTTP",

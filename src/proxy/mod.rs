@@ -5,6 +5,9 @@
 //! (`fail_to_proxy`), the classifier turns those facts into a diagnosis; the response headers,
 //! the error page and the access log only read that diagnosis.
 
+pub mod balancer;
+pub mod forwarding;
+pub mod health;
 pub mod routing;
 pub mod upstream;
 
@@ -93,9 +96,15 @@ pub struct RequestCtx {
     pub request_sent: Option<Instant>,
     pub response_time: Option<Duration>,
     pub upstream_status: Option<u16>,
-    /// Set by `upstream_peer` when the hostname did not resolve: Pingora only sees a generic
-    /// error, so the reason is kept here.
-    pub dns_failure: Option<String>,
+    /// A diagnosis a hook made itself before failing the request (DNS failure, no healthy
+    /// server, body too large): Pingora only sees a generic error, so the reason is kept here.
+    pub preset: Option<Finding>,
+    /// The index of the server of the current attempt.
+    pub server: Option<usize>,
+    /// Servers tried so far (bit i = server i), so a retry goes elsewhere.
+    pub tried: u64,
+    /// Whether the client asked for a protocol upgrade (WebSocket).
+    pub upgrade: bool,
     /// The diagnosis, once there is one.
     pub finding: Option<Finding>,
     /// Every failed attempt, for the report; empty (no allocation) on success.
@@ -122,7 +131,10 @@ impl RequestCtx {
             request_sent: None,
             response_time: None,
             upstream_status: None,
-            dns_failure: None,
+            preset: None,
+            server: None,
+            tried: 0,
+            upgrade: false,
             finding: None,
             failed_attempts: Vec::new(),
             bytes_sent_upstream: 0,
@@ -191,7 +203,32 @@ impl Triage {
             error,
             progress: ctx.progress,
             upstream_tls: self.upstream_tls(ctx),
+            upgrade: ctx.upgrade,
         })
+    }
+
+    fn upstream_of(&self, ctx: &RequestCtx) -> Option<&Upstream> {
+        ctx.upstream.and_then(|i| self.state.upstreams.get(i))
+    }
+
+    /// Counts a failed attempt against its server (passive ejection), logging an ejection.
+    fn count_server_failure(&self, ctx: &RequestCtx) {
+        let (Some(upstream_index), Some(server)) = (ctx.upstream, ctx.server) else {
+            return;
+        };
+        let Some(upstream) = self.state.upstreams.get(upstream_index) else {
+            return;
+        };
+        if upstream.balancer.record_failure(server) == balancer::Transition::WentDown {
+            let label = upstream
+                .balancer
+                .servers
+                .get(server)
+                .map_or("", |s| s.label.as_str());
+            tracing::warn!(upstream = %upstream.name, server = label, "server ejected after repeated failures");
+            self.metrics
+                .set_server_healthy(upstream_index, server, false);
+        }
     }
 
     /// Stores the report of a request that has a diagnosis.
@@ -267,6 +304,7 @@ impl Triage {
             diagnosis: finding.diagnosis,
             status,
             at: ctx.received_at,
+            attempts: ctx.attempts,
             detail: self.detail(ctx, &finding.detail),
         };
         let format = BodyFormat::from_accept(
@@ -343,10 +381,39 @@ impl ProxyHttp for Triage {
         }
         ctx.trusted = self.state.disclosure.shows_detail(client_ip(session));
         let path = session.req_header().uri.path();
+        ctx.upgrade = session.is_upgrade_req();
         match self.state.routes.find(request_host(session), path) {
             Some(route) => {
                 ctx.route = Some(route);
-                ctx.upstream = self.state.config.routes.get(route).map(|r| r.upstream);
+                let limit = self.state.config.routes.get(route).map(|r| {
+                    ctx.upstream = Some(r.upstream);
+                    r.max_body_size
+                });
+                let declared = session
+                    .req_header()
+                    .headers
+                    .get(http::header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u64>().ok());
+                if let (Some(limit), Some(declared)) = (limit, declared) {
+                    if declared > limit {
+                        let finding = Finding {
+                            diagnosis: Diagnosis::RequestBodyTooLarge,
+                            detail: format!("Content-Length {declared} > max_body_size {limit}"),
+                        };
+                        // The body is not read: the connection cannot be reused.
+                        self.respond_failure(
+                            session,
+                            ctx,
+                            &finding,
+                            http::StatusCode::PAYLOAD_TOO_LARGE,
+                            false,
+                        )
+                        .await;
+                        ctx.finding = Some(finding);
+                        return Ok(true);
+                    }
+                }
                 Ok(false)
             }
             None => {
@@ -362,24 +429,62 @@ impl ProxyHttp for Triage {
         }
     }
 
-    /// Picks the next server of the route's upstream and resolves it without blocking: a
-    /// hostname that does not resolve ends the request with `dns_error`, never a panic.
+    /// Picks the next available server of the route's upstream (one not tried yet by this
+    /// request) and resolves it without blocking: no server in rotation ends the request with
+    /// `no_healthy_upstream`, a hostname that does not resolve with `dns_error`, never a panic.
     async fn upstream_peer(
         &self,
         _session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
-        let Some(upstream) = ctx.upstream.and_then(|i| self.state.upstreams.get(i)) else {
+        let Some(upstream) = self.upstream_of(ctx) else {
             return Error::e_explain(InternalError, "request has no upstream");
         };
+        if ctx.attempts == 0 {
+            upstream.count_request();
+        }
         // A retry starts a new attempt: forget what the previous one reached.
         ctx.attempts += 1;
         ctx.progress = Progress::Connecting;
         ctx.connect_time = None;
+        ctx.response_time = None;
         ctx.reused_connection = false;
         ctx.address = None;
-        let server = upstream.next_server();
-        let address = match server {
+        ctx.server = None;
+        let Some(index) = upstream.balancer.pick(ctx.tried) else {
+            let detail = upstream
+                .balancer
+                .servers
+                .iter()
+                .map(|server| {
+                    let why = match server.last_check.load_full() {
+                        Some(check) if !server.is_checked_up() => format!(
+                            "failed health checks ({}{}{})",
+                            check.diagnosis.map_or("", |d| d.token()),
+                            if check.detail.is_empty() { "" } else { ": " },
+                            check.detail
+                        ),
+                        _ if server.is_ejected() => "ejected after repeated failures".to_owned(),
+                        _ => "unavailable".to_owned(),
+                    };
+                    format!("{}: {why}", server.label)
+                })
+                .collect::<Vec<_>>()
+                .join("; ");
+            ctx.preset = Some(Finding {
+                diagnosis: Diagnosis::NoHealthyUpstream,
+                detail,
+            });
+            let mut e = Error::explain(ConnectError, "no server of the upstream is in rotation");
+            e.as_up();
+            return Err(e);
+        };
+        ctx.server = Some(index);
+        if index < 64 {
+            ctx.tried |= 1 << index;
+        }
+        let server = &upstream.balancer.servers[index];
+        let address = match &server.addr {
             ServerAddr::Ip(address) => *address,
             ServerAddr::Host { host, port } => match self.resolver.addresses(host).await {
                 Ok(found) => {
@@ -387,11 +492,12 @@ impl ProxyHttp for Triage {
                     SocketAddr::new(ip, *port)
                 }
                 Err(reason) => {
-                    ctx.record_attempt(Finding {
+                    let finding = Finding {
                         diagnosis: Diagnosis::DnsError,
-                        detail: reason.clone(),
-                    });
-                    ctx.dns_failure = Some(reason);
+                        detail: reason,
+                    };
+                    ctx.record_attempt(finding.clone());
+                    ctx.preset = Some(finding);
                     let mut e = Error::explain(ConnectError, "upstream hostname did not resolve");
                     e.as_up();
                     return Err(e);
@@ -400,7 +506,7 @@ impl ProxyHttp for Triage {
         };
         ctx.address = Some(address);
         ctx.connect_started = Some(Instant::now());
-        Ok(Box::new(upstream.peer(server, address)))
+        Ok(Box::new(upstream.peer(&server.addr, address)))
     }
 
     /// The connection (and TLS) is up: the request is about to be sent.
@@ -422,13 +528,24 @@ impl ProxyHttp for Triage {
         Ok(())
     }
 
-    /// Marks when the request leaves for the upstream, to time its answer.
+    /// Adds the forwarding headers apps expect (as nginx's usual `proxy_set_header` lines),
+    /// rewrites `Host` when the upstream says so, and marks when the request leaves, to time
+    /// the answer. Hop-by-hop headers are already removed by Pingora's upstream request policy.
     async fn upstream_request_filter(
         &self,
-        _session: &mut Session,
-        _upstream_request: &mut RequestHeader,
+        session: &mut Session,
+        upstream_request: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        forwarding::add_forwarding_headers(
+            upstream_request,
+            client_ip(session),
+            forwarding::scheme_of(session),
+            ctx.id,
+        )?;
+        if let Some(host) = self.upstream_of(ctx).and_then(|u| u.host_header.as_deref()) {
+            upstream_request.insert_header(http::header::HOST, host)?;
+        }
         ctx.request_sent = Some(Instant::now());
         Ok(())
     }
@@ -442,6 +559,10 @@ impl ProxyHttp for Triage {
     ) -> Result<()> {
         if upstream_response.status.is_informational() {
             return Ok(());
+        }
+        // A final answer (or a protocol switch): the server works.
+        if let (Some(upstream), Some(server)) = (self.upstream_of(ctx), ctx.server) {
+            upstream.balancer.record_success(server);
         }
         ctx.progress = Progress::ResponseHeaders;
         ctx.upstream_status = Some(upstream_response.status.as_u16());
@@ -457,18 +578,29 @@ impl ProxyHttp for Triage {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        if upstream_response.status.is_informational() {
+        let status = upstream_response.status;
+        if status.is_informational() && status != http::StatusCode::SWITCHING_PROTOCOLS {
             return Ok(());
         }
-        if upstream_response.status.is_server_error() {
-            ctx.finding = Some(Finding {
-                diagnosis: Diagnosis::UpstreamStatus,
-                detail: String::new(),
-            });
-        }
+        let diagnosis = if ctx.upgrade && status != http::StatusCode::SWITCHING_PROTOCOLS {
+            Some(Diagnosis::UpgradeRefused)
+        } else if status.is_server_error() {
+            Some(Diagnosis::UpstreamStatus)
+        } else {
+            None
+        };
+        ctx.finding = diagnosis.map(|diagnosis| Finding {
+            diagnosis,
+            detail: String::new(),
+        });
         let detail = self.detail(ctx, "");
-        self.renderer
-            .decorate_upstream_response(upstream_response, ctx.id, detail.as_ref())?;
+        self.renderer.decorate_upstream_response(
+            upstream_response,
+            ctx.id,
+            diagnosis,
+            ctx.attempts,
+            detail.as_ref(),
+        )?;
         ctx.progress = Progress::ResponseStarted;
         Ok(())
     }
@@ -483,6 +615,17 @@ impl ProxyHttp for Triage {
     ) -> Result<()> {
         if let Some(chunk) = body {
             ctx.bytes_sent_upstream += chunk.len() as u64;
+            let limit = ctx
+                .route
+                .and_then(|r| self.state.config.routes.get(r))
+                .map_or(u64::MAX, |r| r.max_body_size);
+            if ctx.bytes_sent_upstream > limit {
+                ctx.preset = Some(Finding {
+                    diagnosis: Diagnosis::RequestBodyTooLarge,
+                    detail: format!("body larger than max_body_size {limit}"),
+                });
+                return Error::e_explain(HTTPStatus(413), "request body larger than max_body_size");
+            }
         }
         Ok(())
     }
@@ -511,6 +654,14 @@ impl ProxyHttp for Triage {
     ) -> Box<Error> {
         let finding = self.classify_attempt(&e, ctx);
         ctx.record_attempt(finding);
+        self.count_server_failure(ctx);
+        let mut e = e;
+        // Nothing reached the app: trying another server is safe for any method, within the
+        // upstream's retry count and budget.
+        let retry = self.upstream_of(ctx).is_some_and(|u| {
+            ctx.attempts <= u.retries && u.balancer.has_untried(ctx.tried) && u.allow_retry()
+        });
+        e.set_retry(retry);
         e
     }
 
@@ -527,7 +678,11 @@ impl ProxyHttp for Triage {
         client_reused: bool,
     ) -> Box<Error> {
         let finding = self.classify_attempt(&e, ctx);
+        let counts_against_server = finding.diagnosis.source() == crate::diagnosis::Source::Proxy;
         ctx.record_attempt(finding);
+        if counts_against_server {
+            self.count_server_failure(ctx);
+        }
         let mut e = e.more_context(format!("Peer: {peer}"));
         if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated()
         {
@@ -546,11 +701,8 @@ impl ProxyHttp for Triage {
         e: &Error,
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
-        let finding = match ctx.dns_failure.take() {
-            Some(reason) => Finding {
-                diagnosis: Diagnosis::DnsError,
-                detail: reason,
-            },
+        let finding = match ctx.preset.take() {
+            Some(finding) => finding,
             None => self.classify_attempt(e, ctx),
         };
         let error_code = match finding.diagnosis.outcome() {

@@ -65,6 +65,7 @@ mod tests {
             host: host.map(str::to_owned),
             path_prefix: prefix.to_owned(),
             upstream: 0,
+            max_body_size: 0,
         }
     }
 

@@ -1,13 +1,14 @@
 //! An upstream as the proxy uses it: its servers in rotation, and how to build a Pingora peer for
 //! one of them with the configured TLS and timeouts.
 
+use super::balancer::Balancer;
 use crate::config::{self, ServerAddr};
 use pingora::protocols::tls::CaType;
 use pingora::upstreams::peer::HttpPeer;
 use pingora::utils::tls::WrappedX509;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use x509_parser::prelude::{FromDer, X509Certificate};
@@ -22,11 +23,66 @@ pub struct Upstream {
     pub tls: bool,
     sni: Option<String>,
     ca: Option<Arc<CaType>>,
-    servers: Vec<ServerAddr>,
-    next: AtomicUsize,
+    pub balancer: Balancer,
+    pub host_header: Option<String>,
+    pub retries: u32,
+    retry_budget: RetryBudget,
     connect_timeout: Duration,
     read_timeout: Duration,
     write_timeout: Duration,
+}
+
+/// Retries may add at most a fifth to an upstream's load (plus a small floor per second), so a
+/// failing upstream is not hit twice as hard in a storm.
+#[derive(Debug, Default)]
+struct RetryBudget {
+    /// The current second (high 32 bits) and the requests seen in it (low 32 bits).
+    requests: AtomicU64,
+    /// The current second (high 32 bits) and the retries granted in it (low 32 bits).
+    retries: AtomicU64,
+}
+
+const RETRY_FLOOR_PER_SECOND: u64 = 10;
+const RETRY_RATIO_PERCENT: u64 = 20;
+
+fn bump(counter: &AtomicU64, second: u64) -> u64 {
+    let previous = counter
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| {
+            Some(if w >> 32 == second {
+                w + 1
+            } else {
+                (second << 32) | 1
+            })
+        })
+        .unwrap_or(0);
+    if previous >> 32 == second {
+        (previous & 0xffff_ffff) + 1
+    } else {
+        1
+    }
+}
+
+fn current_second() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() & 0xffff_ffff)
+}
+
+impl RetryBudget {
+    fn count_request(&self) {
+        bump(&self.requests, current_second());
+    }
+
+    fn allow_retry(&self) -> bool {
+        let second = current_second();
+        let requests = if self.requests.load(Ordering::Relaxed) >> 32 == second {
+            self.requests.load(Ordering::Relaxed) & 0xffff_ffff
+        } else {
+            0
+        };
+        let allowed = RETRY_FLOOR_PER_SECOND + requests * RETRY_RATIO_PERCENT / 100;
+        bump(&self.retries, second) <= allowed
+    }
 }
 
 impl Upstream {
@@ -41,19 +97,24 @@ impl Upstream {
             tls: cfg.tls,
             sni: cfg.sni.clone(),
             ca,
-            servers: cfg.servers.clone(),
-            next: AtomicUsize::new(0),
+            balancer: Balancer::new(&cfg.servers, &cfg.weights, cfg.max_fails, cfg.fail_timeout),
+            host_header: cfg.host_header.clone(),
+            retries: cfg.retries,
+            retry_budget: RetryBudget::default(),
             connect_timeout: cfg.connect_timeout,
             read_timeout: cfg.read_timeout,
             write_timeout: cfg.write_timeout,
         })
     }
 
-    /// The next server in round-robin order.
-    pub fn next_server(&self) -> &ServerAddr {
-        let i = self.next.fetch_add(1, Ordering::Relaxed);
-        // Config validation guarantees at least one server.
-        &self.servers[i % self.servers.len()]
+    /// Counts a request towards the retry budget.
+    pub fn count_request(&self) {
+        self.retry_budget.count_request();
+    }
+
+    /// Whether the retry budget allows one more retry now.
+    pub fn allow_retry(&self) -> bool {
+        self.retry_budget.allow_retry()
     }
 
     /// A peer for `addr`, reached as `server`. The TLS name is the configured `sni`, else the

@@ -26,6 +26,7 @@ pub const X_DIAGNOSIS_DETAIL: HeaderName = HeaderName::from_static("x-diagnosis-
 pub const PROXY_STATUS: HeaderName = HeaderName::from_static("proxy-status");
 pub const SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
 pub const X_DIAGNOSIS_REPORT: HeaderName = HeaderName::from_static("x-diagnosis-report");
+pub const X_DIAGNOSIS_ATTEMPTS: HeaderName = HeaderName::from_static("x-diagnosis-attempts");
 
 /// The name triage gives itself in `Proxy-Status` (RFC 9209 section 2).
 const PROXY_NAME: &str = "triage";
@@ -76,6 +77,8 @@ pub struct Failure<'a> {
     pub diagnosis: Diagnosis,
     pub status: http::StatusCode,
     pub at: SystemTime,
+    /// How many upstream attempts the request made (0 when none was made).
+    pub attempts: u32,
     pub detail: Option<Detail<'a>>,
 }
 
@@ -124,25 +127,35 @@ impl Renderer {
         &self.prepared[diagnosis as usize]
     }
 
-    /// Adds the headers every response proxied from the upstream carries: the id and the source.
-    /// When the upstream answered 5xx, also the `upstream_status` diagnosis and a `Proxy-Status`
-    /// entry with `received-status`, after any the upstream sent.
+    /// Adds the headers every response proxied from the upstream carries: the id and the source,
+    /// and `X-Diagnosis-Attempts` after a retry. With a diagnosis (the app answered 5xx, or
+    /// refused an upgrade) also its token, phase and hint and a `Proxy-Status` entry with
+    /// `received-status`, after any the upstream sent.
     pub fn decorate_upstream_response(
         &self,
         resp: &mut ResponseHeader,
         id: RequestId,
+        diagnosis: Option<Diagnosis>,
+        attempts: u32,
         detail: Option<&Detail<'_>>,
     ) -> pingora::Result<()> {
         resp.insert_header(X_DIAGNOSIS_ID, id.as_str())?;
         resp.insert_header(X_DIAGNOSIS_SOURCE, self.source_upstream.clone())?;
+        if attempts > 1 {
+            resp.insert_header(X_DIAGNOSIS_ATTEMPTS, attempts)?;
+        }
         let status = resp.status.as_u16();
-        if status >= 500 {
-            let p = self.prepared(Diagnosis::UpstreamStatus);
+        if let Some(diagnosis) = diagnosis {
+            let p = self.prepared(diagnosis);
             resp.insert_header(X_DIAGNOSIS, p.token.clone())?;
             resp.insert_header(X_DIAGNOSIS_PHASE, p.phase.clone())?;
             resp.insert_header(X_DIAGNOSIS_HINT, p.hint.clone())?;
-            let mut proxy_status = String::with_capacity(48);
+            let mut proxy_status = String::with_capacity(64);
             proxy_status.push_str(PROXY_NAME);
+            if let Some(error) = diagnosis.proxy_status_error() {
+                proxy_status.push_str("; error=");
+                proxy_status.push_str(error.token());
+            }
             proxy_status.push_str("; received-status=");
             proxy_status.push_str(itoa_status(status).as_str());
             if let Some(address) = detail.and_then(|d| d.address) {
@@ -153,7 +166,7 @@ impl Renderer {
         }
         if let Some(detail) = detail {
             self.add_detail_headers(resp, detail, false)?;
-            if status >= 500 {
+            if diagnosis.is_some() {
                 if let Some(url) = detail.report_url {
                     resp.insert_header(X_DIAGNOSIS_REPORT, header_value(format!("{url}{id}")))?;
                 }
@@ -179,6 +192,9 @@ impl Renderer {
         resp.insert_header(X_DIAGNOSIS_SOURCE, self.source_proxy.clone())?;
         resp.insert_header(X_DIAGNOSIS_ID, failure.id.as_str())?;
         resp.insert_header(X_DIAGNOSIS_HINT, p.hint.clone())?;
+        if failure.attempts > 0 {
+            resp.insert_header(X_DIAGNOSIS_ATTEMPTS, failure.attempts)?;
+        }
         match &failure.detail {
             None => resp.insert_header(PROXY_STATUS, p.proxy_status.clone())?,
             Some(detail) => {
@@ -277,6 +293,7 @@ mod tests {
             diagnosis: Diagnosis::ConnectRefused,
             status: http::StatusCode::BAD_GATEWAY,
             at: SystemTime::now(),
+            attempts: 1,
             detail,
         }
     }
@@ -365,8 +382,14 @@ mod tests {
         let mut resp = ResponseHeader::build(503, None).expect("build");
         resp.append_header("proxy-status", "app-lb; error=destination_unavailable")
             .expect("append");
-        r.decorate_upstream_response(&mut resp, RequestId::next(), None)
-            .expect("decorate");
+        r.decorate_upstream_response(
+            &mut resp,
+            RequestId::next(),
+            Some(Diagnosis::UpstreamStatus),
+            1,
+            None,
+        )
+        .expect("decorate");
         let entries: Vec<_> = resp
             .headers
             .get_all("proxy-status")
@@ -389,7 +412,7 @@ mod tests {
     fn success_carries_id_and_source_only() {
         let r = Renderer::new();
         let mut resp = ResponseHeader::build(200, None).expect("build");
-        r.decorate_upstream_response(&mut resp, RequestId::next(), None)
+        r.decorate_upstream_response(&mut resp, RequestId::next(), None, 1, None)
             .expect("decorate");
         assert!(header(&resp, "x-diagnosis-id").is_some());
         assert_eq!(header(&resp, "x-diagnosis-source"), Some("upstream"));

@@ -126,6 +126,10 @@ fn broken_hop(d: Diagnosis) -> BrokenHop {
     match d {
         Diagnosis::BadRequest | Diagnosis::ClientClosed => BrokenHop::ClientToProxy,
         Diagnosis::NoRoute | Diagnosis::InternalError => BrokenHop::Proxy,
+        Diagnosis::RequestBodyTooLarge => BrokenHop::ClientToProxy,
+        Diagnosis::NoHealthyUpstream | Diagnosis::UpgradeFailed | Diagnosis::UpgradeRefused => {
+            BrokenHop::ProxyToUpstream
+        }
         Diagnosis::DnsError
         | Diagnosis::ConnectRefused
         | Diagnosis::ConnectUnreachable
@@ -259,6 +263,7 @@ mod tests {
             diagnosis: Diagnosis::ConnectRefused,
             status: http::StatusCode::BAD_GATEWAY,
             at: SystemTime::now(),
+            attempts: 1,
             detail,
         }
     }

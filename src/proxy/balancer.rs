@@ -1,0 +1,316 @@
+//! Which server of an upstream gets the next attempt, and which servers are out.
+//!
+//! Servers take turns in proportion to their weight. A server is out of rotation while an active
+//! health check has it down, or for `fail_timeout` after `max_fails` consecutive failed requests
+//! (passive ejection, as nginx does). The request path only reads atomics: no lock is taken to
+//! pick a server.
+
+use crate::config::ServerAddr;
+use crate::diagnosis::Diagnosis;
+use arc_swap::ArcSwapOption;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant, SystemTime};
+
+/// The outcome of the last active health check of a server.
+#[derive(Debug, Clone)]
+pub struct CheckResult {
+    pub at: SystemTime,
+    /// `None` when the check passed.
+    pub diagnosis: Option<Diagnosis>,
+    pub detail: String,
+}
+
+/// One server and what is known of its health.
+#[derive(Debug)]
+pub struct Server {
+    pub addr: ServerAddr,
+    /// The label value for metrics: the address as written in the config.
+    pub label: String,
+    /// Up according to active health checks (true until a check says otherwise).
+    checked_up: AtomicBool,
+    check_streak: AtomicU32,
+    consecutive_failures: AtomicU32,
+    /// Milliseconds since the process epoch until which the server is ejected; 0 if not.
+    ejected_until_ms: AtomicU64,
+    pub last_check: ArcSwapOption<CheckResult>,
+}
+
+/// The time base for ejection deadlines, so they fit in an atomic.
+fn now_ms() -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+impl Server {
+    fn new(addr: ServerAddr) -> Server {
+        Server {
+            label: addr.to_string(),
+            addr,
+            checked_up: AtomicBool::new(true),
+            check_streak: AtomicU32::new(0),
+            consecutive_failures: AtomicU32::new(0),
+            ejected_until_ms: AtomicU64::new(0),
+            last_check: ArcSwapOption::empty(),
+        }
+    }
+
+    pub fn is_ejected(&self) -> bool {
+        self.ejected_until_ms.load(Ordering::Relaxed) > now_ms()
+    }
+
+    pub fn is_checked_up(&self) -> bool {
+        self.checked_up.load(Ordering::Relaxed)
+    }
+
+    /// In rotation: up by health checks and not ejected.
+    pub fn is_available(&self) -> bool {
+        self.is_checked_up() && !self.is_ejected()
+    }
+}
+
+/// What changed in a server's availability, for logs and the health gauge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    None,
+    WentDown,
+    CameUp,
+}
+
+/// The servers of one upstream and their rotation.
+#[derive(Debug)]
+pub struct Balancer {
+    pub servers: Vec<Server>,
+    /// Server indexes, each repeated by its weight and interleaved, walked by `next`.
+    rotation: Vec<usize>,
+    next: AtomicU64,
+    max_fails: u32,
+    fail_timeout: Duration,
+}
+
+impl Balancer {
+    pub fn new(
+        addrs: &[ServerAddr],
+        weights: &[u32],
+        max_fails: u32,
+        fail_timeout: Duration,
+    ) -> Balancer {
+        let servers = addrs.iter().cloned().map(Server::new).collect();
+        Balancer {
+            servers,
+            rotation: interleave(weights, addrs.len()),
+            next: AtomicU64::new(0),
+            // As nginx: a lone server is never ejected. There is nowhere else to send the
+            // request, and its own failure (connect_refused, ...) says more than
+            // no_healthy_upstream would.
+            max_fails: if addrs.len() > 1 { max_fails } else { 0 },
+            fail_timeout,
+        }
+    }
+
+    /// The next available server whose bit is not set in `tried` (bit i = server i), if any.
+    /// A server already tried by this request is taken only when no other is available, so a
+    /// single-server upstream can still retry a stale pooled connection.
+    pub fn pick(&self, tried: u64) -> Option<usize> {
+        let len = self.rotation.len();
+        if len == 0 {
+            return None;
+        }
+        let start = self.next.fetch_add(1, Ordering::Relaxed) as usize;
+        let mut fallback = None;
+        for step in 0..len {
+            let index = self.rotation[(start + step) % len];
+            let server = &self.servers[index];
+            if !server.is_available() {
+                continue;
+            }
+            if index < 64 && tried & (1 << index) != 0 {
+                fallback.get_or_insert(index);
+                continue;
+            }
+            return Some(index);
+        }
+        fallback
+    }
+
+    /// Whether a server other than those in `tried` is available for a retry.
+    pub fn has_untried(&self, tried: u64) -> bool {
+        self.servers
+            .iter()
+            .enumerate()
+            .any(|(i, s)| s.is_available() && (i >= 64 || tried & (1 << i) == 0))
+    }
+
+    /// A request to server `index` failed in a way that counts against it.
+    pub fn record_failure(&self, index: usize) -> Transition {
+        let Some(server) = self.servers.get(index) else {
+            return Transition::None;
+        };
+        if self.max_fails == 0 {
+            return Transition::None;
+        }
+        let failures = server.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if failures >= self.max_fails && !server.is_ejected() {
+            server.consecutive_failures.store(0, Ordering::Relaxed);
+            let until = now_ms() + u64::try_from(self.fail_timeout.as_millis()).unwrap_or(0);
+            server.ejected_until_ms.store(until, Ordering::Relaxed);
+            return Transition::WentDown;
+        }
+        Transition::None
+    }
+
+    /// A request to server `index` got a response.
+    pub fn record_success(&self, index: usize) {
+        if let Some(server) = self.servers.get(index) {
+            if server.consecutive_failures.load(Ordering::Relaxed) != 0 {
+                server.consecutive_failures.store(0, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Applies an active health check result to server `index`, with the thresholds.
+    pub fn record_check(
+        &self,
+        index: usize,
+        result: CheckResult,
+        healthy_threshold: u32,
+        unhealthy_threshold: u32,
+    ) -> Transition {
+        let Some(server) = self.servers.get(index) else {
+            return Transition::None;
+        };
+        let passed = result.diagnosis.is_none();
+        server.last_check.store(Some(Arc::new(result)));
+        let was_up = server.is_checked_up();
+        if passed == was_up {
+            server.check_streak.store(0, Ordering::Relaxed);
+            return Transition::None;
+        }
+        let streak = server.check_streak.fetch_add(1, Ordering::Relaxed) + 1;
+        let threshold = if was_up {
+            unhealthy_threshold
+        } else {
+            healthy_threshold
+        };
+        if streak < threshold {
+            return Transition::None;
+        }
+        server.check_streak.store(0, Ordering::Relaxed);
+        server.checked_up.store(passed, Ordering::Relaxed);
+        if passed {
+            // A server the checks bring back also gets a clean slate from passive ejection.
+            server.ejected_until_ms.store(0, Ordering::Relaxed);
+            Transition::CameUp
+        } else {
+            Transition::WentDown
+        }
+    }
+}
+
+/// Smooth weighted order: `[3, 1]` gives `[0, 0, 1, 0]`, not `[0, 0, 0, 1]`, so a heavy server's
+/// turns are spread out (the nginx smooth weighted round-robin sequence).
+fn interleave(weights: &[u32], servers: usize) -> Vec<usize> {
+    let weights: Vec<i64> = (0..servers)
+        .map(|i| i64::from(weights.get(i).copied().unwrap_or(1).max(1)))
+        .collect();
+    let total: i64 = weights.iter().sum();
+    let mut current = vec![0i64; servers];
+    let mut order = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
+    for _ in 0..total {
+        for (c, w) in current.iter_mut().zip(&weights) {
+            *c += w;
+        }
+        let Some((best, _)) = current
+            .iter()
+            .enumerate()
+            .max_by_key(|(i, c)| (**c, -(*i as i64)))
+        else {
+            break;
+        };
+        current[best] -= total;
+        order.push(best);
+    }
+    order
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn balancer(n: usize, weights: &[u32], max_fails: u32) -> Balancer {
+        let addrs: Vec<ServerAddr> = (0..n)
+            .map(|i| ServerAddr::Ip(format!("127.0.0.1:{}", 1000 + i).parse().expect("addr")))
+            .collect();
+        Balancer::new(&addrs, weights, max_fails, Duration::from_secs(60))
+    }
+
+    /// Weights give turns in proportion, spread out smoothly.
+    #[test]
+    fn smooth_weighted_order() {
+        assert_eq!(interleave(&[3, 1], 2), vec![0, 0, 1, 0]);
+        assert_eq!(interleave(&[1, 1, 1], 3), vec![0, 1, 2]);
+        let b = balancer(2, &[3, 1], 0);
+        let picks: Vec<_> = (0..8).filter_map(|_| b.pick(0)).collect();
+        assert_eq!(picks.iter().filter(|&&i| i == 0).count(), 6);
+    }
+
+    /// After max_fails consecutive failures a server leaves the rotation; a success resets the
+    /// count.
+    #[test]
+    fn passive_ejection() {
+        let b = balancer(2, &[1, 1], 2);
+        assert_eq!(b.record_failure(0), Transition::None);
+        b.record_success(0);
+        assert_eq!(b.record_failure(0), Transition::None);
+        assert_eq!(b.record_failure(0), Transition::WentDown);
+        for _ in 0..4 {
+            assert_eq!(b.pick(0), Some(1));
+        }
+    }
+
+    /// A lone server is never ejected, however often it fails.
+    #[test]
+    fn lone_server_is_never_ejected() {
+        let b = balancer(1, &[1], 1);
+        for _ in 0..5 {
+            assert_eq!(b.record_failure(0), Transition::None);
+        }
+        assert_eq!(b.pick(0), Some(0));
+    }
+
+    /// A retry avoids the server already tried, unless it is the only one available.
+    #[test]
+    fn retry_avoids_tried_servers() {
+        let b = balancer(2, &[1, 1], 0);
+        for _ in 0..4 {
+            assert_eq!(b.pick(0b01), Some(1));
+        }
+        let single = balancer(1, &[1], 0);
+        assert_eq!(single.pick(0b1), Some(0));
+        assert!(!single.has_untried(0b1));
+        assert!(b.has_untried(0b01));
+    }
+
+    /// Health checks take a server down and bring it back only after their thresholds.
+    #[test]
+    fn health_check_thresholds() {
+        let b = balancer(1, &[1], 0);
+        let fail = || CheckResult {
+            at: SystemTime::now(),
+            diagnosis: Some(Diagnosis::ConnectRefused),
+            detail: String::new(),
+        };
+        let pass = || CheckResult {
+            at: SystemTime::now(),
+            diagnosis: None,
+            detail: String::new(),
+        };
+        assert_eq!(b.record_check(0, fail(), 2, 2), Transition::None);
+        assert_eq!(b.record_check(0, fail(), 2, 2), Transition::WentDown);
+        assert_eq!(b.pick(0), None);
+        assert_eq!(b.record_check(0, pass(), 2, 2), Transition::None);
+        assert_eq!(b.record_check(0, pass(), 2, 2), Transition::CameUp);
+        assert_eq!(b.pick(0), Some(0));
+    }
+}

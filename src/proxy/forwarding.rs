@@ -1,0 +1,115 @@
+//! The forwarding headers apps expect behind a proxy, set the way nginx configs usually set them:
+//! `X-Forwarded-For` (appended, `$proxy_add_x_forwarded_for`), `X-Forwarded-Proto`,
+//! `X-Forwarded-Host`, and `X-Request-Id` (the client's when well-formed, else the request's
+//! diagnosis id, so app logs and triage's reports share an id).
+
+use crate::id::RequestId;
+use pingora::http::RequestHeader;
+use pingora::proxy::Session;
+use std::net::IpAddr;
+
+/// The longest `X-Request-Id` passed through as is.
+const MAX_REQUEST_ID: usize = 200;
+
+/// The scheme the client used.
+pub fn scheme_of(session: &Session) -> &'static str {
+    let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+    if tls {
+        "https"
+    } else {
+        "http"
+    }
+}
+
+/// A request id worth passing on: short, and only characters that are safe everywhere.
+fn is_well_formed_request_id(value: &[u8]) -> bool {
+    !value.is_empty()
+        && value.len() <= MAX_REQUEST_ID
+        && value.iter().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':' | b'+' | b'/' | b'=')
+        })
+}
+
+/// Sets the forwarding headers on the request going upstream.
+pub fn add_forwarding_headers(
+    req: &mut RequestHeader,
+    client: Option<IpAddr>,
+    scheme: &'static str,
+    id: RequestId,
+) -> pingora::Result<()> {
+    if let Some(ip) = client {
+        let forwarded_for = match req
+            .headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+        {
+            Some(earlier) if !earlier.trim().is_empty() => format!("{earlier}, {ip}"),
+            _ => ip.to_string(),
+        };
+        req.insert_header("x-forwarded-for", forwarded_for)?;
+    }
+    req.insert_header("x-forwarded-proto", scheme)?;
+    let host = req.headers.get(http::header::HOST).cloned().or_else(|| {
+        req.uri
+            .authority()
+            .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok())
+    });
+    if let Some(host) = host {
+        req.insert_header("x-forwarded-host", host)?;
+    }
+    let keep_id = req
+        .headers
+        .get("x-request-id")
+        .is_some_and(|v| is_well_formed_request_id(v.as_bytes()));
+    if !keep_id {
+        req.insert_header("x-request-id", id.as_str())?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(headers: &[(&str, &str)]) -> RequestHeader {
+        let mut req = RequestHeader::build("GET", b"/", None).expect("request");
+        for (name, value) in headers {
+            req.append_header(name.to_string(), *value).expect("header");
+        }
+        req
+    }
+
+    fn header<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a str> {
+        req.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// X-Forwarded-For is appended to, as nginx's $proxy_add_x_forwarded_for does.
+    #[test]
+    fn forwarded_for_appends() {
+        let id = RequestId::next();
+        let mut req = request(&[("x-forwarded-for", "203.0.113.7"), ("host", "app.example")]);
+        add_forwarding_headers(&mut req, "127.0.0.1".parse().ok(), "http", id).expect("ok");
+        assert_eq!(
+            header(&req, "x-forwarded-for"),
+            Some("203.0.113.7, 127.0.0.1")
+        );
+        assert_eq!(header(&req, "x-forwarded-proto"), Some("http"));
+        assert_eq!(header(&req, "x-forwarded-host"), Some("app.example"));
+        assert_eq!(header(&req, "x-request-id"), Some(id.as_str()));
+    }
+
+    /// A well-formed X-Request-Id passes through; a malformed one is replaced by the id.
+    #[test]
+    fn request_id_kept_only_when_well_formed() {
+        let id = RequestId::next();
+        let mut req = request(&[("x-request-id", "abc-123_XYZ")]);
+        add_forwarding_headers(&mut req, None, "http", id).expect("ok");
+        assert_eq!(header(&req, "x-request-id"), Some("abc-123_XYZ"));
+        let long = "a".repeat(300);
+        for bad in ["has space", "quote\"", long.as_str()] {
+            let mut req = request(&[("x-request-id", bad)]);
+            add_forwarding_headers(&mut req, None, "http", id).expect("ok");
+            assert_eq!(header(&req, "x-request-id"), Some(id.as_str()), "{bad}");
+        }
+    }
+}

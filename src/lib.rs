@@ -17,3 +17,4 @@ pub mod render;
 pub mod report;
 pub mod resolve;
 pub mod server;
+pub mod tls;

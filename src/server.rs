@@ -7,7 +7,9 @@ use crate::metrics::Metrics;
 use crate::proxy::{State, Triage};
 use crate::report::ReportStore;
 use crate::resolve::HostResolver;
+use crate::tls::SniResolver;
 use async_trait::async_trait;
+use pingora::listeners::tls::TlsSettings;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
@@ -81,7 +83,8 @@ pub fn build(config: Config) -> Result<Server, String> {
         state.config.resolver.refresh,
     )?;
     let resolver = Arc::new(resolver);
-    let listen = state.config.listen.http.clone();
+    let listen = state.config.listen.clone();
+    let certificates = state.config.certificates.clone();
     let admin_listen = state.config.admin.listen;
 
     // Pingora's bound on attempts per request: the largest `retries` plus the first attempt,
@@ -120,8 +123,24 @@ pub fn build(config: Config) -> Result<Server, String> {
         Arc::clone(&reports),
     );
     let mut proxy_service = pingora::proxy::http_proxy_service(&server.configuration, proxy);
-    for addr in &listen {
+    for addr in &listen.http {
         proxy_service.add_tcp(&addr.to_string());
+    }
+    if !listen.https.is_empty() {
+        let pairs: Vec<_> = certificates
+            .iter()
+            .map(|c| (c.cert_file.clone(), c.key_file.clone()))
+            .collect();
+        let resolver = Arc::new(SniResolver::load(&pairs)?);
+        for addr in &listen.https {
+            // The paths are unused: the resolver supplies the certificates, by SNI.
+            let mut settings = TlsSettings::intermediate("", "")
+                .map_err(|e| format!("cannot set up TLS on {addr}: {e}"))?;
+            settings.set_cert_resolver(resolver.clone());
+            // HTTP/2 and HTTP/1.1, chosen by ALPN.
+            settings.enable_h2();
+            proxy_service.add_tls_with_settings(&addr.to_string(), None, settings);
+        }
     }
     server.add_service(proxy_service);
     server.add_service(background_service("resolver", ResolverTask(resolver)));

@@ -64,6 +64,8 @@ pub struct Config {
     pub resolver: Resolver,
     pub log: Log,
     pub reports: Reports,
+    /// Certificates for the `https` listeners, chosen by SNI; the first is the default.
+    pub certificates: Vec<Certificate>,
     /// In file order; [`Route::upstream`] indexes into this.
     pub upstreams: Vec<Upstream>,
     /// In file order.
@@ -72,8 +74,17 @@ pub struct Config {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listen {
-    /// At least one, no duplicates.
+    /// Plain-HTTP listeners, no duplicates. `http` and `https` together have at least one.
     pub http: Vec<SocketAddr>,
+    /// TLS listeners (HTTP/1.1 and HTTP/2 by ALPN), served with `tls.certificates`.
+    pub https: Vec<SocketAddr>,
+}
+
+/// A certificate for the `https` listeners, checked (readable, parsable, key matching) at load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Certificate {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -267,14 +278,23 @@ const TOP: Schema = Schema {
         "resolver",
         "log",
         "reports",
+        "tls",
         "upstreams",
         "routes",
     ],
     required: &["listen", "routes"],
 };
 const LISTEN: Schema = Schema {
-    keys: &["http"],
-    required: &["http"],
+    keys: &["http", "https"],
+    required: &[],
+};
+const TLS: Schema = Schema {
+    keys: &["certificates"],
+    required: &[],
+};
+const CERTIFICATE: Schema = Schema {
+    keys: &["cert_file", "key_file"],
+    required: &["cert_file", "key_file"],
 };
 const ADMIN: Schema = Schema {
     keys: &["listen"],
@@ -349,10 +369,41 @@ fn read_config(w: &mut Walker, top: &Section, origin: &Path) -> Config {
     w.check_keys(top, &TOP);
 
     let listen = w.section(top, "listen", &LISTEN);
-    let http = w
-        .non_empty_list(&listen, "http", socket_addr)
-        .unwrap_or_default();
-    w.reject_duplicates("http", &http);
+    let http = w.list(&listen, "http", socket_addr).unwrap_or_default();
+    let https = w.list(&listen, "https", socket_addr).unwrap_or_default();
+    let all_listeners: Vec<_> = http.iter().chain(https.iter()).cloned().collect();
+    w.reject_duplicates("listen", &all_listeners);
+    if all_listeners.is_empty() && top.has("listen") {
+        w.error(
+            listen.at,
+            "listen: needs at least one address in `http` or `https`",
+        );
+    }
+
+    let tls = w.section(top, "tls", &TLS);
+    let certificates: Vec<Certificate> = w
+        .table_array(&tls, "certificates", &CERTIFICATE)
+        .into_iter()
+        .filter_map(|table| {
+            let cert = w.spanned(&table, "cert_file", |text| Ok(origin.join(text)))?;
+            let key = w.value(&table, "key_file", |text| Ok(origin.join(text)))?;
+            let pair = [(cert.value.clone(), key.clone())];
+            if let Err(reason) = crate::tls::SniResolver::load(&pair) {
+                w.error(cert.at, format!("certificates: {reason}"));
+                return None;
+            }
+            Some(Certificate {
+                cert_file: cert.value,
+                key_file: key,
+            })
+        })
+        .collect();
+    if !https.is_empty() && certificates.is_empty() && w.error_count() == 0 {
+        w.error(
+            listen.at,
+            "listen.https needs at least one [[tls.certificates]] with cert_file and key_file",
+        );
+    }
 
     let admin = w.section(top, "admin", &ADMIN);
     let admin_listen = w
@@ -388,7 +439,11 @@ fn read_config(w: &mut Walker, top: &Section, origin: &Path) -> Config {
     let routes = read_routes(w, top, &upstreams);
 
     Config {
-        listen: Listen { http: values(http) },
+        listen: Listen {
+            http: values(http),
+            https: values(https),
+        },
+        certificates,
         diagnosis: DiagnosisPolicy {
             detail: detail.unwrap_or(DetailPolicy::Trusted),
             trusted: trusted.map(values).unwrap_or_else(Cidr::loopback),
@@ -824,7 +879,9 @@ max_body_size = 10485760
         let expected = Config {
             listen: Listen {
                 http: vec!["0.0.0.0:8080".parse().unwrap()],
+                https: vec![],
             },
+            certificates: vec![],
             admin: Admin {
                 listen: "127.0.0.1:9901".parse().unwrap(),
             },
@@ -1036,7 +1093,7 @@ path_prefix = "/api"
         assert_eq!(
             errors(text),
             [
-                "2:1: missing required key `http` in [listen]",
+                "2:1: listen: needs at least one address in `http` or `https`",
                 "4:1: missing required key `servers` in [upstreams.app]",
                 "11:1: missing required key `upstream` in [[routes]]",
             ]
@@ -1057,7 +1114,7 @@ path_prefix = "/api"
         assert_eq!(
             only_error(&text),
             "10:2: unknown key `listn` in the top level; expected one of: \
-             listen, admin, diagnosis, resolver, log, reports, upstreams, routes"
+             listen, admin, diagnosis, resolver, log, reports, tls, upstreams, routes"
         );
         let text = MINIMAL.replace("servers =", "timeout = \"5s\"\nservers =");
         assert_eq!(
@@ -1207,7 +1264,7 @@ path_prefix = "/api"
         let text = MINIMAL.replace("[\"0.0.0.0:8080\"]", "[\"0.0.0.0:8080\", \"0.0.0.0:8080\"]");
         assert_eq!(
             only_error(&text),
-            "2:25: http: `0.0.0.0:8080` is listed more than once"
+            "2:25: listen: `0.0.0.0:8080` is listed more than once"
         );
     }
 
@@ -1219,7 +1276,7 @@ path_prefix = "/api"
             errors(text),
             [
                 "1:10: routes: at least one entry is required",
-                "3:8: http: at least one entry is required",
+                "2:1: listen: needs at least one address in `http` or `https`",
                 "5:11: servers: at least one entry is required",
             ]
         );

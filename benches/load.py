@@ -1,0 +1,1018 @@
+#!/usr/bin/env python3
+"""Load benchmark: triage against a direct connection, a bare Pingora proxy and nginx.
+
+One command (see benches/README.md):
+
+    python3 benches/load.py                   # full run: 3 rounds x 10 s per target and scenario
+    BENCH_QUICK=1 python3 benches/load.py     # smoke run, under a minute once built
+
+It installs wrk and nginx when they are missing, builds the release `triage` binary and the
+`bare_pingora` example, starts the origins and the proxies on 127.0.0.1 (free ports only), runs
+every scenario against every target, and prints a markdown table. `--update-readme` (or
+BENCH_UPDATE_README=1) also writes that table into benches/README.md.
+
+How it measures, and why:
+
+- Pinning. The proxy under test runs on one core (`taskset -c 0`) and the load generator and
+  the origin on the other (`taskset -c 1`). Without pinning, wrk, the origin and the proxy
+  fight for the same two cores and the numbers mostly measure the scheduler; pinned, the proxy
+  owns a core, and its CPU time per request is its own. Every proxy has one worker (nginx
+  `worker_processes 1`, Pingora's default `threads = 1`).
+- Alternation. Each round runs every target once, A B C A B C ..., and the table shows the
+  median over the rounds. Anything else happening on the machine (a compile, a cron job, CPU
+  frequency changes) then hits every target alike instead of skewing whichever ran during it.
+- CPU per request: utime + stime of the proxy's processes (/proc/PID/stat, clock ticks), before
+  and after the run, divided by the requests wrk completed. RSS: VmRSS from /proc/PID/status,
+  sampled during the run, the highest value (nginx: master + worker added up).
+- Latency: wrk's own histogram (p50, p99), read through a Lua `done` hook that prints exact
+  numbers instead of wrk's rounded text.
+- Checks: before the runs each target is probed once per scenario (status and, for triage, the
+  X-Diagnosis token), and every run's non-2xx count is checked against what the scenario must
+  give, so a broken run (a proxy that answers 200 where the upstream is refused, or 502
+  everywhere) is flagged in the table instead of producing good-looking numbers.
+
+Everything listens on 127.0.0.1 only; every run is bounded by its duration (wrk -d) and every
+process this script starts is stopped at the end, also on Ctrl-C, SIGTERM or an error.
+
+Standard library only (Python 3.9+).
+"""
+
+import asyncio
+import ctypes
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import http.client
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+README = os.path.join(REPO, "benches", "README.md")
+TABLE_START = "<!-- load-table:start -->"
+TABLE_END = "<!-- load-table:end -->"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def env_int(name, default):
+    value = os.environ.get(name)
+    return int(value) if value not in (None, "") else default
+
+
+def log(msg):
+    print(f"load: {msg}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Settings (all from the environment, so the one command stays one command)
+# --------------------------------------------------------------------------------------------
+
+QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")
+SETTINGS = {
+    # Whole seconds (wrk takes no fractions) per measured run, rounds per scenario, warm-up
+    # seconds per target before the first round (0: none).
+    "duration": env_int("BENCH_DURATION", 1 if QUICK else 10),
+    "rounds": env_int("BENCH_ROUNDS", 1 if QUICK else 3),
+    "warmup": env_int("BENCH_WARMUP", 0 if QUICK else 2),
+    # Before each measured run, wait at most this many seconds for the machine to be idle.
+    "idle_wait": env_int("BENCH_IDLE_WAIT", 0 if QUICK else 30),
+    # Client connections (wrk -c) in scenarios a-c, and in d (slow upstream).
+    "connections": env_int("BENCH_CONNECTIONS", 50),
+    "slow_connections": env_int("BENCH_SLOW_CONNECTIONS", 100),
+    # Scenario d: the origin's delay and the proxies' upstream read timeout.
+    "slow_delay_ms": env_int("BENCH_SLOW_DELAY_MS", 200),
+    "slow_timeout_ms": env_int("BENCH_SLOW_TIMEOUT_MS", 250),
+    # Scenario c: one request in this many goes to the refused upstream.
+    "fail_every": env_int("BENCH_FAIL_EVERY", 10),
+    "proxy_cpu": os.environ.get("BENCH_PROXY_CPU", "0"),
+    "load_cpu": os.environ.get("BENCH_LOAD_CPU", "1"),
+}
+SCENARIOS = [s for s in os.environ.get("BENCH_SCENARIOS", "success,refused,mixed,slow").split(",") if s]
+TARGETS = [t for t in os.environ.get("BENCH_TARGETS", "direct,nginx,bare,triage,triage-noaccess").split(",") if t]
+
+SCENARIO_TITLES = {
+    "success": "(a) success, keepalive",
+    "refused": "(b) failure storm: upstream refused",
+    "mixed": "(c) mixed: 1 request in 10 to a refused upstream",
+    "slow": "(d) slow upstream near its timeout",
+}
+TARGET_TITLES = {
+    "direct": "direct to origin",
+    "nginx": "nginx",
+    "bare": "bare Pingora",
+    "triage": "triage",
+    "triage-noaccess": "triage, access log off",
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Processes: started in their own process group, pinned, killed with the parent
+# --------------------------------------------------------------------------------------------
+
+_libc = ctypes.CDLL(None, use_errno=True)
+PR_SET_PDEATHSIG = 1
+
+
+def _child_setup():
+    # If this script dies without running its cleanup (SIGKILL), the kernel kills the child.
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+class Proc:
+    """A child process started by the benchmark; `stop_signal` is its fast-shutdown signal."""
+
+    def __init__(self, name, argv, cpu, stdout, stop_signal=signal.SIGTERM):
+        self.name = name
+        self.stop_signal = stop_signal
+        self.argv = argv
+        self.stderr_path = os.path.join(WORKDIR, f"{name}.stderr")
+        with open(self.stderr_path, "ab") as err:
+            self.popen = subprocess.Popen(
+                ["taskset", "-c", cpu] + argv,
+                stdin=subprocess.DEVNULL,
+                stdout=stdout,
+                stderr=err,
+                start_new_session=True,
+                preexec_fn=_child_setup,
+                cwd=WORKDIR,
+            )
+        self.pid = self.popen.pid
+        STARTED.append(self)
+
+    def pids(self):
+        """This process and its children (nginx's worker), for CPU and memory accounting."""
+        pids = [self.pid]
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                if int(fields[1]) == self.pid:
+                    pids.append(int(entry))
+            except (OSError, IndexError, ValueError):
+                pass
+        return pids
+
+    def alive(self):
+        return self.popen.poll() is None
+
+    def stop(self):
+        if self.popen.poll() is None:
+            try:
+                os.killpg(self.pid, self.stop_signal)
+            except ProcessLookupError:
+                pass
+            try:
+                self.popen.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                pass
+        # Whatever is left of the group (nginx workers included) goes now.
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        try:
+            self.popen.wait(timeout=3)
+        except subprocess.TimeoutExpired:
+            pass
+        if self in STARTED:
+            STARTED.remove(self)
+
+
+STARTED = []
+WORKDIR = None
+
+
+def stop_all():
+    for proc in reversed(list(STARTED)):
+        proc.stop()
+
+
+def cpu_ticks(pids):
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
+def busy_ticks():
+    """CPU time the whole machine (all cores) spent running processes, or lost to the
+    hypervisor (steal), from /proc/stat. Interrupt and softirq time (loopback networking is
+    mostly softirq) are left out: no process is charged for them, and they are not noise."""
+    with open("/proc/stat") as f:
+        fields = [int(v) for v in f.readline().split()[1:9]]
+    user, nice, system, _idle, _iowait, _irq, _softirq, steal = fields
+    return user + nice + system + steal
+
+
+def wait_idle(limit):
+    """Waits, at most `limit` seconds, until the machine is idle between runs (under 10% of a
+    core busy over half a second), so another job's burst (a compile) does not land in a run."""
+    if limit <= 0:
+        time.sleep(0.3)  # let the previous run's connections close
+        return 0.0
+    deadline = time.monotonic() + limit
+    while True:
+        before = busy_ticks()
+        time.sleep(0.5)
+        busy = (busy_ticks() - before) / CLK_TCK / 0.5
+        if busy < 0.1:
+            return 0.0
+        if time.monotonic() >= deadline:
+            return busy
+
+
+def rss_kib(pids):
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+        except (OSError, ValueError):
+            pass
+    return total
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def refused_port():
+    """A port where nothing listens, reserved for the whole run: a socket bound to it but not
+    listening keeps anyone else from taking it, and connections to it are refused."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    RESERVED.append(s)
+    return s.getsockname()[1]
+
+
+RESERVED = []
+
+
+def wait_listening(port, proc, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and not proc.alive():
+            break
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    detail = ""
+    if proc is not None:
+        with open(proc.stderr_path, "rb") as f:
+            detail = f.read()[-2000:].decode(errors="replace")
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} ({proc.name if proc else '?'}) {detail}")
+
+
+# --------------------------------------------------------------------------------------------
+# Setup: tools and builds
+# --------------------------------------------------------------------------------------------
+
+
+def which(name):
+    return shutil.which(name, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
+
+
+def ensure_tools():
+    """Installs wrk and nginx (and what building Pingora needs) from apt when missing."""
+    wanted = []
+    if not which("wrk"):
+        wanted.append("wrk")
+    if not which("nginx"):
+        wanted.append("nginx")
+    if not which("cmake"):
+        wanted.append("cmake")
+    if not which("cc"):
+        wanted.append("build-essential")
+    if not which("taskset"):
+        wanted.append("util-linux")
+    if not wanted:
+        return
+    sudo = [] if os.geteuid() == 0 else ["sudo"]
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+
+    def candidate(pkg):
+        out = subprocess.run(["apt-cache", "policy", pkg], capture_output=True, text=True).stdout
+        for line in out.splitlines():
+            if line.strip().startswith("Candidate:"):
+                return line.split(":", 1)[1].strip() not in ("", "(none)")
+        return False
+
+    if not all(candidate(p) for p in wanted):
+        log("apt-get update")
+        subprocess.run(sudo + ["apt-get", "update", "-qq"], check=True, env=env)
+    if "nginx" in wanted and not candidate("nginx"):
+        wanted[wanted.index("nginx")] = "nginx-light"
+    # The nginx package starts a system nginx on port 80 on every interface when the init
+    # system allows it; a policy-rc.d that says no keeps the install from starting anything.
+    policy = "/usr/sbin/policy-rc.d"
+    made_policy = False
+    if os.geteuid() == 0 and not os.path.exists(policy):
+        with open(policy, "w") as f:
+            f.write("#!/bin/sh\n# load.py: no service starts during its install\nexit 101\n")
+        os.chmod(policy, 0o755)
+        made_policy = True
+    try:
+        log(f"installing {' '.join(wanted)}")
+        subprocess.run(
+            sudo + ["apt-get", "install", "-y", "-qq", "--no-install-recommends"] + wanted,
+            check=True,
+            env=env,
+            stdout=subprocess.DEVNULL,
+        )
+    finally:
+        if made_policy:
+            os.remove(policy)
+    for tool in ("wrk", "nginx", "taskset"):
+        if not which(tool):
+            raise RuntimeError(f"{tool} is still missing after apt-get install")
+
+
+def target_dir():
+    return os.environ.get("CARGO_TARGET_DIR") or os.path.join(REPO, "target")
+
+
+def build():
+    if os.environ.get("BENCH_NO_BUILD", "") not in ("", "0"):
+        log("BENCH_NO_BUILD set: using the binaries already built")
+    else:
+        for args in (["build", "--release"], ["build", "--release", "--example", "bare_pingora"]):
+            log("cargo " + " ".join(args))
+            subprocess.run(["cargo"] + args, cwd=REPO, check=True)
+    triage = os.path.join(target_dir(), "release", "triage")
+    bare = os.path.join(target_dir(), "release", "examples", "bare_pingora")
+    for path in (triage, bare):
+        if not os.path.exists(path):
+            raise RuntimeError(f"{path} is missing: run without BENCH_NO_BUILD")
+    return triage, bare
+
+
+# --------------------------------------------------------------------------------------------
+# The slow origin (scenario d): answers "ok" after a fixed delay, keep-alive, GET only
+# --------------------------------------------------------------------------------------------
+
+
+def slow_origin_main(port, delay_ms, max_seconds):
+    response = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nok\n"
+    delay = delay_ms / 1000.0
+
+    async def handle(reader, writer):
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                await asyncio.sleep(delay)
+                writer.write(response)
+                await writer.drain()
+                if b"connection: close" in head.lower():
+                    break
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async def main():
+        server = await asyncio.start_server(handle, "127.0.0.1", port, backlog=1024)
+        async with server:
+            try:
+                # Bounded: it stops by itself even if nobody stops it.
+                await asyncio.wait_for(server.serve_forever(), max_seconds)
+            except asyncio.TimeoutError:
+                pass
+
+    asyncio.run(main())
+
+
+# --------------------------------------------------------------------------------------------
+# Configs
+# --------------------------------------------------------------------------------------------
+
+
+def nginx_common(name):
+    # Temp paths in the work dir: the packaged defaults (/var/lib/nginx) may not exist.
+    return f"""
+worker_processes 1;
+daemon off;
+pid {WORKDIR}/{name}.pid;
+events {{ worker_connections 4096; }}
+"""
+
+
+def nginx_temp_paths(name):
+    return "\n".join(
+        f"    {kind}_temp_path {WORKDIR}/{name}-{kind};"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+
+
+def origin_nginx_conf(port):
+    """The origin: nginx answering "ok" from memory; /fail answers 502 itself (only the
+    direct target asks for it, as the ceiling for the failure scenarios)."""
+    return nginx_common("origin") + f"""
+error_log {WORKDIR}/origin-error.log warn;
+http {{
+{nginx_temp_paths("origin")}
+    access_log off;
+    keepalive_requests 1000000;
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        default_type text/plain;
+        location / {{ return 200 "ok\\n"; }}
+        location /fail {{ return 502 "origin 502\\n"; }}
+    }}
+}}
+"""
+
+
+def proxy_nginx_conf(port, origin, dead, slow, timeout_ms):
+    """nginx as a reverse proxy, as one would deploy it: upstream keepalive (HTTP/1.1 and an
+    empty Connection header, or nginx closes every upstream connection), one worker, and the
+    default access log (combined format) on, to /dev/null like triage's stdout. The error log
+    also goes to /dev/null: nginx writes a line for every refused connect, triage rate-limits
+    its own, and both land in the same sink. max_fails=0: a single-server upstream is never
+    marked down anyway, this only says so. keepalive 128 = Pingora's upstream pool size;
+    keepalive_requests high on both sides so nginx does not close a connection every 1000
+    requests, which Pingora never does."""
+    return nginx_common("proxy") + f"""
+error_log /dev/null error;
+http {{
+{nginx_temp_paths("proxy")}
+    access_log /dev/null combined;
+    keepalive_requests 1000000;
+    upstream origin {{ server 127.0.0.1:{origin} max_fails=0; keepalive 128; keepalive_requests 1000000; }}
+    upstream dead {{ server 127.0.0.1:{dead} max_fails=0; keepalive 128; }}
+    upstream slow {{ server 127.0.0.1:{slow} max_fails=0; keepalive 128; keepalive_requests 1000000; }}
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        location / {{ proxy_pass http://origin; }}
+        location /fail {{ proxy_pass http://dead; }}
+        location /slow {{ proxy_pass http://slow; proxy_read_timeout {timeout_ms}ms; }}
+    }}
+}}
+"""
+
+
+def triage_conf(port, admin, origin, dead, slow, timeout_ms, access):
+    """triage as shipped (conf/triage.toml defaults), only the addresses filled in; with
+    access = false for the second triage row."""
+    return f"""
+[listen]
+http = ["127.0.0.1:{port}"]
+
+[admin]
+listen = "127.0.0.1:{admin}"
+
+[log]
+access = {"true" if access else "false"}
+
+[upstreams.origin]
+servers = ["127.0.0.1:{origin}"]
+
+[upstreams.dead]
+servers = ["127.0.0.1:{dead}"]
+
+[upstreams.slow]
+servers = ["127.0.0.1:{slow}"]
+read_timeout = "{timeout_ms}ms"
+
+[[routes]]
+path_prefix = "/"
+upstream = "origin"
+
+[[routes]]
+path_prefix = "/fail"
+upstream = "dead"
+
+[[routes]]
+path_prefix = "/slow"
+upstream = "slow"
+"""
+
+
+# --------------------------------------------------------------------------------------------
+# Scenarios
+# --------------------------------------------------------------------------------------------
+
+DONE_HOOK = r"""
+function done(summary, latency, requests)
+  io.write(string.format(
+    "BENCH requests=%d duration_us=%d connect=%d read=%d write=%d status=%d timeout=%d p50_us=%d p99_us=%d\n",
+    summary.requests, summary.duration, summary.errors.connect, summary.errors.read,
+    summary.errors.write, summary.errors.status, summary.errors.timeout,
+    latency:percentile(50), latency:percentile(99)))
+end
+"""
+
+MIXED_HOOK = r"""
+-- One request in FAIL_EVERY goes to /fail/ (a refused upstream behind every proxy).
+local n = 0
+local ok_req, fail_req
+function init(args)
+  ok_req = wrk.format(nil, "/")
+  fail_req = wrk.format(nil, "/fail/")
+end
+function request()
+  n = n + 1
+  if n % FAIL_EVERY == 0 then return fail_req end
+  return ok_req
+end
+"""
+
+
+def scenario_path(scenario):
+    return {"success": "/", "refused": "/fail/", "mixed": "/", "slow": "/slow/"}[scenario]
+
+
+def write_script(scenario):
+    path = os.path.join(WORKDIR, f"{scenario}.lua")
+    text = DONE_HOOK
+    if scenario == "mixed":
+        text = MIXED_HOOK.replace("FAIL_EVERY", str(SETTINGS["fail_every"])) + text
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def expected_failure_share(scenario):
+    """The share of non-2xx responses a correct run gives: (low, high)."""
+    if scenario == "success":
+        return (0.0, 0.0)
+    if scenario == "refused":
+        return (1.0, 1.0)
+    if scenario == "mixed":
+        share = 1.0 / SETTINGS["fail_every"]
+        return (share * 0.9, share * 1.1)
+    # Slow: the delay is below the timeout, so any 504 is a spurious timeout; reported, and
+    # flagged only past 1%.
+    return (0.0, 0.01)
+
+
+# --------------------------------------------------------------------------------------------
+# Targets: how to start each one for a scenario
+# --------------------------------------------------------------------------------------------
+
+
+class Target:
+    def __init__(self, name, port, proc):
+        self.name = name
+        self.port = port
+        self.proc = proc
+
+
+def start_target(name, scenario, ports, binaries):
+    """Starts `name` in front of the origins, pinned to the proxy CPU; returns a Target (no
+    process for direct)."""
+    triage_bin, bare_bin = binaries
+    cpu = SETTINGS["proxy_cpu"]
+    timeout_ms = SETTINGS["slow_timeout_ms"]
+    if name == "direct":
+        return Target(name, None, None)
+    port = free_port()
+    if name == "nginx":
+        conf = os.path.join(WORKDIR, "proxy-nginx.conf")
+        with open(conf, "w") as f:
+            f.write(proxy_nginx_conf(port, ports["origin"], ports["dead"], ports["slow"], timeout_ms))
+        proc = Proc("nginx-proxy", [which("nginx"), "-e", "stderr", "-p", WORKDIR, "-c", conf], cpu,
+                    subprocess.DEVNULL, signal.SIGTERM)
+    elif name == "bare":
+        # It has no routes: one upstream per start, the scenario's, plus the /fail prefix to the
+        # refused port for the mixed scenario.
+        upstream = ports["dead"] if scenario == "refused" else ports["slow"] if scenario == "slow" \
+            else ports["origin"]
+        argv = [bare_bin, f"127.0.0.1:{port}", f"127.0.0.1:{upstream}"]
+        if scenario == "mixed":
+            argv += ["--fail-upstream", f"127.0.0.1:{ports['dead']}"]
+        if scenario == "slow":
+            argv += ["--read-timeout-ms", str(timeout_ms)]
+        proc = Proc("bare-pingora", argv, cpu, subprocess.DEVNULL, signal.SIGINT)
+    elif name in ("triage", "triage-noaccess"):
+        conf = os.path.join(WORKDIR, f"{name}.toml")
+        with open(conf, "w") as f:
+            f.write(triage_conf(port, free_port(), ports["origin"], ports["dead"], ports["slow"],
+                                timeout_ms, access=(name == "triage")))
+        # stdout (the access log and error lines) to /dev/null: the cost of formatting and
+        # writing every line is measured, not the disk's.
+        proc = Proc(name, [triage_bin, "-c", conf], cpu, subprocess.DEVNULL, signal.SIGINT)
+    else:
+        raise RuntimeError(f"unknown target {name}")
+    wait_listening(port, proc)
+    return Target(name, port, proc)
+
+
+def target_url(target, scenario, ports):
+    if target.name == "direct":
+        port = ports["slow"] if scenario == "slow" else ports["origin"]
+        path = "/" if scenario == "slow" else scenario_path(scenario)
+        return f"http://127.0.0.1:{port}{path}"
+    return f"http://127.0.0.1:{target.port}{scenario_path(scenario)}"
+
+
+def probe(target, scenario, ports):
+    """One request per path the scenario uses; returns a short description, or raises when the
+    answer is not what the scenario needs (so a misconfigured run never reaches the table)."""
+    url = target_url(target, scenario, ports)
+    port = int(url.split(":")[2].split("/")[0])
+    paths = [url.split(str(port), 1)[1]]
+    if scenario == "mixed":
+        paths.append("/fail/")
+    seen = []
+    for path in paths:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        try:
+            conn.request("GET", path)
+            resp = conn.getresponse()
+            resp.read()
+            status = resp.status
+            diagnosis = resp.getheader("x-diagnosis")
+        finally:
+            conn.close()
+        want_fail = path.startswith("/fail")
+        ok = (status >= 500) if want_fail else (status == 200)
+        if ok and target.name.startswith("triage") and want_fail:
+            ok = diagnosis == "connect_refused"
+        seen.append(f"{path} {status}" + (f" {diagnosis}" if diagnosis else ""))
+        if not ok:
+            raise RuntimeError(f"{target.name} {scenario}: GET {path} answered {status} "
+                               f"(x-diagnosis {diagnosis}), not what the scenario needs")
+    return ", ".join(seen)
+
+
+# --------------------------------------------------------------------------------------------
+# One run
+# --------------------------------------------------------------------------------------------
+
+
+def run_wrk(target, scenario, ports, origin_procs, duration):
+    connections = SETTINGS["slow_connections"] if scenario == "slow" else SETTINGS["connections"]
+    script = os.path.join(WORKDIR, f"{scenario}.lua")
+    url = target_url(target, scenario, ports)
+    out_path = os.path.join(WORKDIR, f"wrk-{scenario}-{target.name}.out")
+    argv = ["taskset", "-c", SETTINGS["load_cpu"], which("wrk"), "-t1", f"-c{connections}",
+            f"-d{max(int(duration), 1)}s", "--latency", "-s", script, url]
+    proxy_pids = target.proc.pids() if target.proc else []
+    origin_pids = [p for proc in origin_procs for p in proc.pids()]
+
+    rss_max = [0]
+    stop = threading.Event()
+
+    def sample_rss():
+        while not stop.wait(0.25):
+            rss_max[0] = max(rss_max[0], rss_kib(proxy_pids))
+
+    sampler = threading.Thread(target=sample_rss, daemon=True)
+    proxy0, origin0, busy0 = cpu_ticks(proxy_pids), cpu_ticks(origin_pids), busy_ticks()
+    sampler.start()
+    with open(out_path, "wb") as out:
+        wrk = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, preexec_fn=_child_setup)
+        try:
+            # wait4 gives wrk's own CPU time (the load generator's side of the budget).
+            _, status, usage = os.wait4(wrk.pid, 0)
+            wrk.returncode = os.waitstatus_to_exitcode(status)
+        except BaseException:
+            wrk.kill()
+            wrk.wait()
+            raise
+    stop.set()
+    sampler.join()
+    proxy1, origin1, busy1 = cpu_ticks(proxy_pids), cpu_ticks(origin_pids), busy_ticks()
+    rss_max[0] = max(rss_max[0], rss_kib(proxy_pids))
+    with open(out_path) as f:
+        text = f.read()
+    line = next((l for l in text.splitlines() if l.startswith("BENCH ")), None)
+    if wrk.returncode != 0 or line is None:
+        raise RuntimeError(f"wrk failed ({wrk.returncode}) for {target.name} {scenario}:\n{text}")
+    fields = dict(kv.split("=") for kv in line.split()[1:])
+    r = {k: int(v) for k, v in fields.items()}
+    seconds = r["duration_us"] / 1e6
+    requests = max(r["requests"], 1)
+    load_cpu_s = usage.ru_utime + usage.ru_stime + (origin1 - origin0) / CLK_TCK
+    # What the machine's processes spent beyond the proxy, wrk and the origin: anything else
+    # running (a compile, another job on the same cores). The noise indicator.
+    other_cpu_s = (busy1 - busy0 - (proxy1 - proxy0) - (origin1 - origin0)) / CLK_TCK \
+        - (usage.ru_utime + usage.ru_stime)
+    return {
+        "rps": r["requests"] / seconds,
+        "p50_ms": r["p50_us"] / 1000.0,
+        "p99_ms": r["p99_us"] / 1000.0,
+        "requests": r["requests"],
+        "non2xx": r["status"],
+        "socket_errors": r["connect"] + r["read"] + r["write"] + r["timeout"],
+        "cpu_us": ((proxy1 - proxy0) / CLK_TCK * 1e6 / requests) if target.proc else None,
+        "proxy_core": ((proxy1 - proxy0) / CLK_TCK / seconds) if target.proc else None,
+        "load_core": load_cpu_s / seconds,
+        "other_core": max(other_cpu_s, 0.0) / seconds,
+        "rss_mib": (rss_max[0] / 1024.0) if target.proc else None,
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Report
+# --------------------------------------------------------------------------------------------
+
+
+def median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def summarize(runs):
+    s = {k: median([r[k] for r in runs]) for k in
+         ("rps", "p50_ms", "p99_ms", "cpu_us", "proxy_core", "load_core", "other_core",
+                   "rss_mib")}
+    rps = [r["rps"] for r in runs]
+    s["spread"] = (max(rps) - min(rps)) / s["rps"] if len(rps) > 1 and s["rps"] else None
+    s["requests"] = sum(r["requests"] for r in runs)
+    s["non2xx"] = sum(r["non2xx"] for r in runs)
+    s["socket_errors"] = sum(r["socket_errors"] for r in runs)
+    return s
+
+
+def fmt(value, digits=0, suffix=""):
+    if value is None:
+        return "—"
+    return f"{value:,.{digits}f}{suffix}"
+
+
+def check(scenario, target, s):
+    """'ok', or what is wrong with the run, from the share of non-2xx answers."""
+    low, high = expected_failure_share(scenario)
+    if target == "direct" and scenario == "slow":
+        low, high = 0.0, 0.0
+    share = s["non2xx"] / s["requests"] if s["requests"] else 0.0
+    problems = []
+    if not (low - 1e-9 <= share <= high + 1e-9):
+        problems.append(f"non-2xx {share:.1%}, expected {low:.0%}" +
+                        ("" if low == high else f"–{high:.0%}"))
+    if s["socket_errors"] > 0.001 * s["requests"]:
+        problems.append(f"{s['socket_errors']} socket errors")
+    if s["other_core"] is not None and s["other_core"] > 0.15:
+        problems.append("noisy: other processes were running")
+    return "ok" if not problems else "**" + "; ".join(problems) + "**"
+
+
+def ratio(a, b):
+    return f"{a / b:.2f}" if a is not None and b else "—"
+
+
+def machine_info():
+    def run(argv):
+        try:
+            p = subprocess.run(argv, capture_output=True, text=True)
+            # nginx -v and wrk -v print to stderr, wrk -v exits 1.
+            return (p.stdout + p.stderr).strip().splitlines()[0]
+        except (OSError, IndexError):
+            return "?"
+
+    model = "?"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo") as f:
+        mem_gib = int(f.readline().split()[1]) / 1024 / 1024
+    distro = "?"
+    if os.path.exists("/etc/os-release"):
+        with open("/etc/os-release") as f:
+            for line in f:
+                if line.startswith("PRETTY_NAME="):
+                    distro = line.split("=", 1)[1].strip().strip('"')
+    pingora = "?"
+    lock = os.path.join(REPO, "Cargo.lock")
+    if os.path.exists(lock):
+        with open(lock) as f:
+            text = f.read()
+        marker = 'name = "pingora"\nversion = "'
+        if marker in text:
+            pingora = text.split(marker, 1)[1].split('"', 1)[0]
+    git = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"], capture_output=True,
+                         text=True)
+    commit = git.stdout.strip() if git.returncode == 0 else "(not a git checkout)"
+    dirty = subprocess.run(["git", "-C", REPO, "status", "--porcelain", "--", "src", "Cargo.toml"],
+                           capture_output=True, text=True).stdout.strip()
+    return {
+        "cpu": f"{os.cpu_count()} × {model}",
+        "memory": f"{mem_gib:.0f} GiB",
+        "os": f"{distro}, kernel {os.uname().release}",
+        "nginx": run([which("nginx"), "-v"]).replace("nginx version: ", ""),
+        "wrk": run([which("wrk"), "-v"]).split(" [")[0],
+        "rustc": run(["rustc", "--version"]),
+        "pingora": pingora,
+        "triage": commit + (" (with uncommitted changes in src/)" if dirty else ""),
+    }
+
+
+def render(results, info, started, load_before, load_after):
+    st = SETTINGS
+    lines = []
+    lines.append(f"Run {started} on {info['cpu']}, {info['memory']}; {info['os']}.  ")
+    lines.append(f"nginx {info['nginx']}, {info['wrk']}, {info['rustc']}, Pingora {info['pingora']}, "
+                 f"triage {info['triage']}.  ")
+    lines.append(f"{st['rounds']} rounds × {st['duration']:g} s per target (medians), alternating; "
+                 f"wrk -t1 -c{st['connections']} (slow scenario -c{st['slow_connections']}); "
+                 f"proxy on CPU {st['proxy_cpu']}, wrk and origin on CPU {st['load_cpu']}. "
+                 f"Load average before/after: {load_before} / {load_after}.")
+    lines.append("")
+    for scenario in SCENARIOS:
+        if scenario not in results:
+            continue
+        lines.append(f"**{SCENARIO_TITLES[scenario]}**")
+        lines.append("")
+        lines.append("| target | req/s | spread | p50 ms | p99 ms | proxy CPU µs/req | proxy core | RSS MiB | "
+                     "generator core | other CPU | non-2xx | check |")
+        lines.append("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|")
+        for target in TARGETS:
+            s = results[scenario].get(target)
+            if s is None:
+                continue
+            share = s["non2xx"] / s["requests"] if s["requests"] else 0
+            lines.append(
+                f"| {TARGET_TITLES[target]} | {fmt(s['rps'])} | {fmt(s['spread'] and s['spread'] * 100, 0, '%')} | "
+                f"{fmt(s['p50_ms'], 2)} | {fmt(s['p99_ms'], 2)} | {fmt(s['cpu_us'], 1)} | "
+                f"{fmt(s['proxy_core'] and s['proxy_core'] * 100, 0, '%')} | {fmt(s['rss_mib'], 1)} | "
+                f"{fmt(s['load_core'] * 100, 0, '%')} | {fmt(s['other_core'] * 100, 0, '%')} | {share:.1%} | {check(scenario, target, s)} |")
+        lines.append("")
+    lines.append("**Ratios** (triage with its default access log; req/s above 1: triage is faster; "
+                 "CPU and p99 above 1: triage costs more)")
+    lines.append("")
+    lines.append("| scenario | req/s triage/nginx | req/s triage/bare | req/s triage/direct | "
+                 "CPU/req triage/nginx | CPU/req triage/bare | p99 triage/nginx | p99 triage/bare | p99 triage/direct |")
+    lines.append("|---|--:|--:|--:|--:|--:|--:|--:|--:|")
+    for scenario in SCENARIOS:
+        res = results.get(scenario, {})
+        t = res.get("triage")
+        if t is None:
+            continue
+        n, b, d = res.get("nginx"), res.get("bare"), res.get("direct")
+        g = lambda s, k: s[k] if s else None  # noqa: E731
+        lines.append(
+            f"| {SCENARIO_TITLES[scenario].split(' ', 1)[0]} | {ratio(t['rps'], g(n, 'rps'))} | "
+            f"{ratio(t['rps'], g(b, 'rps'))} | {ratio(t['rps'], g(d, 'rps'))} | "
+            f"{ratio(t['cpu_us'], g(n, 'cpu_us'))} | {ratio(t['cpu_us'], g(b, 'cpu_us'))} | "
+            f"{ratio(t['p99_ms'], g(n, 'p99_ms'))} | {ratio(t['p99_ms'], g(b, 'p99_ms'))} | "
+            f"{ratio(t['p99_ms'], g(d, 'p99_ms'))} |")
+    return "\n".join(lines) + "\n"
+
+
+def update_readme(table):
+    with open(README) as f:
+        text = f.read()
+    if TABLE_START not in text or TABLE_END not in text:
+        raise RuntimeError(f"{README} has no {TABLE_START} ... {TABLE_END} section")
+    head, rest = text.split(TABLE_START, 1)
+    _, tail = rest.split(TABLE_END, 1)
+    with open(README, "w") as f:
+        f.write(head + TABLE_START + "\n" + table + TABLE_END + tail)
+    log(f"table written into {README}")
+
+
+# --------------------------------------------------------------------------------------------
+# Main
+# --------------------------------------------------------------------------------------------
+
+
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
+def main(argv):
+    global WORKDIR
+    if "--slow-origin" in argv:
+        i = argv.index("--slow-origin")
+        slow_origin_main(int(argv[i + 1]), int(argv[i + 2]), float(argv[i + 3]))
+        return 0
+    if "-h" in argv or "--help" in argv:
+        print(__doc__)
+        return 0
+    unknown = [a for a in argv if a not in ("--update-readme", "--quick")]
+    if unknown:
+        print(f"unknown arguments: {unknown}; see --help", file=sys.stderr)
+        return 2
+    global QUICK
+    if "--quick" in argv and not QUICK:
+        # Same as BENCH_QUICK=1; explicit BENCH_* values still win.
+        QUICK = True
+        SETTINGS["duration"] = env_int("BENCH_DURATION", 1)
+        SETTINGS["rounds"] = env_int("BENCH_ROUNDS", 1)
+        SETTINGS["warmup"] = env_int("BENCH_WARMUP", 0)
+        SETTINGS["idle_wait"] = env_int("BENCH_IDLE_WAIT", 0)
+    update = "--update-readme" in argv or os.environ.get("BENCH_UPDATE_README", "") not in ("", "0")
+    for s in SCENARIOS:
+        if s not in SCENARIO_TITLES:
+            raise RuntimeError(f"unknown scenario {s}; known: {', '.join(SCENARIO_TITLES)}")
+    for t in TARGETS:
+        if t not in TARGET_TITLES:
+            raise RuntimeError(f"unknown target {t}; known: {', '.join(TARGET_TITLES)}")
+    if (os.cpu_count() or 1) < 2:
+        log("warning: one CPU only; proxy and load generator share it")
+        SETTINGS["proxy_cpu"] = SETTINGS["load_cpu"] = "0"
+
+    ensure_tools()
+    binaries = build()
+    started = time.strftime("%Y-%m-%d %H:%M %Z")
+    load_before = loadavg()
+    # The load average still remembers the build; what matters is whether the cores are idle now.
+    busy0 = busy_ticks()
+    time.sleep(2)
+    idle_busy = (busy_ticks() - busy0) / CLK_TCK / 2
+    if idle_busy > 0.1:
+        log(f"warning: before the first run the machine was already using {idle_busy:.0%} of a core "
+            "(a compile?): the numbers will be noisy; see the 'other CPU' column")
+
+    WORKDIR = tempfile.mkdtemp(prefix="triage-load-")
+    try:
+        ports = {"origin": free_port(), "slow": free_port(), "dead": refused_port()}
+        with open(os.path.join(WORKDIR, "origin.conf"), "w") as f:
+            f.write(origin_nginx_conf(ports["origin"]))
+        origin = Proc("nginx-origin", [which("nginx"), "-e", "stderr", "-p", WORKDIR, "-c",
+                                       os.path.join(WORKDIR, "origin.conf")],
+                      SETTINGS["load_cpu"], subprocess.DEVNULL, signal.SIGTERM)
+        wait_listening(ports["origin"], origin)
+        # Bounded lifetime: the whole benchmark's worst case plus margin.
+        budget = 600 + len(SCENARIOS) * len(TARGETS) * (
+            SETTINGS["rounds"] * (SETTINGS["duration"] + SETTINGS["idle_wait"] + 2)
+            + SETTINGS["warmup"] + 30)
+        slow = Proc("slow-origin", [sys.executable, os.path.abspath(__file__), "--slow-origin",
+                                    str(ports["slow"]), str(SETTINGS["slow_delay_ms"]), str(budget)],
+                    SETTINGS["load_cpu"], subprocess.DEVNULL, signal.SIGTERM)
+        wait_listening(ports["slow"], slow)
+
+        results = {}
+        for scenario in SCENARIOS:
+            write_script(scenario)
+            origin_procs = [slow] if scenario == "slow" else [origin]
+            targets = []
+            try:
+                for name in TARGETS:
+                    targets.append(start_target(name, scenario, ports, binaries))
+                for target in targets:
+                    log(f"{scenario}: probe {target.name}: {probe(target, scenario, ports)}")
+                    # Warm-up: pools filled, caches and allocators settled; not measured.
+                    if SETTINGS["warmup"] > 0:
+                        run_wrk(target, scenario, ports, origin_procs, SETTINGS["warmup"])
+                runs = {t.name: [] for t in targets}
+                for round_no in range(SETTINGS["rounds"]):
+                    for target in targets:
+                        busy = wait_idle(SETTINGS["idle_wait"])
+                        if busy:
+                            log(f"machine still busy ({busy:.0%} of a core) after "
+                                f"{SETTINGS['idle_wait']} s; running anyway")
+                        r = run_wrk(target, scenario, ports, origin_procs, SETTINGS["duration"])
+                        runs[target.name].append(r)
+                        log(f"{scenario} round {round_no + 1}/{SETTINGS['rounds']} {target.name}: "
+                            f"{r['rps']:,.0f} req/s, p99 {r['p99_ms']:.2f} ms, "
+                            f"cpu {fmt(r['cpu_us'], 1)} µs/req, non-2xx {r['non2xx']}/{r['requests']}, "
+                            f"other CPU {r['other_core']:.0%}")
+                results[scenario] = {name: summarize(rs) for name, rs in runs.items()}
+            finally:
+                for target in targets:
+                    if target.proc:
+                        target.proc.stop()
+        table = render(results, machine_info(), started, load_before, loadavg())
+        print(table)
+        if update:
+            update_readme(table)
+        with open(os.path.join(WORKDIR, "results.json"), "w") as f:
+            json.dump(results, f, indent=1)
+        return 0
+    finally:
+        stop_all()
+        for s in RESERVED:
+            s.close()
+        if os.environ.get("BENCH_KEEP", "") in ("", "0"):
+            shutil.rmtree(WORKDIR, ignore_errors=True)
+        else:
+            log(f"kept the work dir (configs, wrk output): {WORKDIR}")
+
+
+def _on_signal(signum, _frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGHUP, _on_signal)
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except KeyboardInterrupt:
+        log("interrupted; everything started was stopped")
+        sys.exit(130)

@@ -353,9 +353,10 @@ def build():
     if os.environ.get("BENCH_NO_BUILD", "") not in ("", "0"):
         log("BENCH_NO_BUILD set: using the binaries already built")
     else:
-        for args in (["build", "--release"], ["build", "--release", "--example", "bare_pingora"]):
-            log("cargo " + " ".join(args))
-            subprocess.run(["cargo"] + args, cwd=REPO, check=True)
+        # One cargo call for both: `cargo build --release` plus the example.
+        args = ["build", "--release", "--bins", "--example", "bare_pingora"]
+        log("cargo " + " ".join(args))
+        subprocess.run(["cargo"] + args, cwd=REPO, check=True)
     triage = os.path.join(target_dir(), "release", "triage")
     bare = os.path.join(target_dir(), "release", "examples", "bare_pingora")
     for path in (triage, bare):

@@ -5,14 +5,19 @@ use std::process::ExitCode;
 
 const USAGE: &str = "\
 usage: triage -c FILE        run the proxy with this config
+       triage -c FILE --upgrade
+                             take the listening sockets over from a running triage (zero-downtime
+                             binary upgrade; then send SIGQUIT to the old process)
        triage -t -c FILE     check the config and exit (like nginx -t)
+       triage reload -c FILE reload the running triage's config (also: SIGHUP, POST /reload)
        triage demo [-c FILE] run a demo app with faults, and triage in front of it
                              (default config: conf/demo.toml)
        triage --version";
 
 enum Command {
-    Run(PathBuf),
+    Run(PathBuf, bool),
     Check(PathBuf),
+    Reload(PathBuf),
     Demo(PathBuf),
     Version,
 }
@@ -21,6 +26,8 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
     let mut config = None;
     let mut check = false;
     let mut demo = false;
+    let mut reload = false;
+    let mut upgrade = false;
     let mut iter = args.iter();
     while let Some(arg) = iter.next() {
         match arg.as_str() {
@@ -30,17 +37,26 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
             }
             "-t" | "--test" => check = true,
             "demo" => demo = true,
+            "reload" => reload = true,
+            "-u" | "--upgrade" => upgrade = true,
             "-V" | "--version" => return Ok(Command::Version),
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument: {other}")),
         }
+    }
+    if reload {
+        return match (demo || check || upgrade, config) {
+            (false, Some(path)) => Ok(Command::Reload(path)),
+            (true, _) => Err("reload takes only -c FILE".to_owned()),
+            (false, None) => Err("reload needs the config file: -c FILE".to_owned()),
+        };
     }
     match (demo, check, config) {
         (true, false, config) => Ok(Command::Demo(
             config.unwrap_or_else(|| PathBuf::from("conf/demo.toml")),
         )),
         (false, true, Some(path)) => Ok(Command::Check(path)),
-        (false, false, Some(path)) => Ok(Command::Run(path)),
+        (false, false, Some(path)) => Ok(Command::Run(path, upgrade)),
         (true, true, _) => Err("demo does not take -t".to_owned()),
         (false, _, None) => Err("a config file is required: -c FILE".to_owned()),
     }
@@ -56,7 +72,48 @@ fn load(path: &std::path::Path) -> Result<triage::config::Config, ExitCode> {
     })
 }
 
-fn run(path: &std::path::Path, with_demo: bool) -> ExitCode {
+/// Asks the running triage (found through the config's admin address) to reload its config.
+fn reload(path: &std::path::Path) -> ExitCode {
+    use std::io::{Read, Write};
+    let config = match load(path) {
+        Ok(config) => config,
+        Err(code) => {
+            eprintln!("triage: nothing sent; the running triage keeps its config");
+            return code;
+        }
+    };
+    let admin = config.admin.listen;
+    let exchange = || -> std::io::Result<String> {
+        let mut stream =
+            std::net::TcpStream::connect_timeout(&admin, std::time::Duration::from_secs(5))?;
+        stream.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
+        stream.write_all(
+            b"POST /reload HTTP/1.1\r\nHost: triage\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        )?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response)?;
+        Ok(response)
+    };
+    match exchange() {
+        Ok(response) => {
+            let ok = response.starts_with("HTTP/1.1 200");
+            let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+            if ok {
+                print!("{body}");
+                ExitCode::SUCCESS
+            } else {
+                eprint!("{body}");
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("triage: cannot reach the admin listener at {admin}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(path: &std::path::Path, with_demo: bool, upgrade: bool) -> ExitCode {
     let config = match load(path) {
         Ok(config) => config,
         Err(code) => return code,
@@ -68,7 +125,7 @@ fn run(path: &std::path::Path, with_demo: bool) -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    match triage::server::build(config) {
+    match triage::server::build(config, path, upgrade) {
         Ok(server) => server.run_forever(),
         Err(e) => {
             eprintln!("triage: {e}");
@@ -91,8 +148,9 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
-        Ok(Command::Run(path)) => run(&path, false),
-        Ok(Command::Demo(path)) => run(&path, true),
+        Ok(Command::Run(path, upgrade)) => run(&path, false, upgrade),
+        Ok(Command::Demo(path)) => run(&path, true, false),
+        Ok(Command::Reload(path)) => reload(&path),
         Err(message) => {
             if !message.is_empty() {
                 eprintln!("triage: {message}");

@@ -53,11 +53,25 @@ struct RouteHandles {
     requests: [Box<[OnceLock<IntCounter>]>; 2],
 }
 
-/// All of triage's metrics.
+/// All of triage's metrics: one registry and the metric families, for the life of the process
+/// (counters keep counting across config reloads).
 pub struct Metrics {
     registry: Registry,
     requests: IntCounterVec,
+    failures: IntCounterVec,
+    connect: HistogramVec,
+    response: HistogramVec,
+    duration: HistogramVec,
+    retries: IntCounterVec,
+    client_closed: IntCounterVec,
+    server_healthy: IntGaugeVec,
     stored: IntGauge,
+}
+
+/// The handles one config's routes and upstreams count with, resolved when the config is
+/// loaded.
+pub struct MetricHandles {
+    requests: IntCounterVec,
     routes: Vec<RouteHandles>,
     upstreams: Vec<UpstreamHandles>,
 }
@@ -79,8 +93,8 @@ pub struct RequestOutcome {
 }
 
 impl Metrics {
-    /// Registers every metric for `config`'s routes and upstreams.
-    pub fn new(config: &Config) -> Result<Metrics, prometheus::Error> {
+    /// Registers every metric family.
+    pub fn new() -> Result<Metrics, prometheus::Error> {
         let registry = Registry::new();
         let requests = IntCounterVec::new(
             Opts::new(
@@ -160,6 +174,31 @@ impl Metrics {
         registry.register(Box::new(server_healthy.clone()))?;
         registry.register(Box::new(build_info))?;
 
+        Ok(Metrics {
+            registry,
+            requests,
+            failures,
+            connect,
+            response,
+            duration,
+            retries,
+            client_closed,
+            server_healthy,
+            stored,
+        })
+    }
+
+    /// Resolves the handles for `config`'s routes and upstreams; its servers start as healthy.
+    pub fn handles(&self, config: &Config) -> MetricHandles {
+        let (failures, connect, response, duration, retries, client_closed, server_healthy) = (
+            &self.failures,
+            &self.connect,
+            &self.response,
+            &self.duration,
+            &self.retries,
+            &self.client_closed,
+            &self.server_healthy,
+        );
         let upstream_names = config
             .upstreams
             .iter()
@@ -207,15 +246,27 @@ impl Metrics {
                 upstream,
             })
             .collect();
-        Ok(Metrics {
-            registry,
-            requests,
-            stored,
+        MetricHandles {
+            requests: self.requests.clone(),
             routes,
             upstreams,
-        })
+        }
     }
 
+    /// Sets how many failure reports are stored.
+    pub fn set_stored(&self, count: usize) {
+        self.stored.set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
+    /// The text exposition format, for `/metrics`.
+    pub fn encode(&self) -> String {
+        TextEncoder::new()
+            .encode_to_string(&self.registry.gather())
+            .unwrap_or_else(|e| format!("# encoding failed: {e}\n"))
+    }
+}
+
+impl MetricHandles {
     /// Counts one finished request.
     pub fn record(&self, outcome: &RequestOutcome) {
         let route = outcome
@@ -282,18 +333,6 @@ impl Metrics {
         {
             gauge.set(i64::from(healthy));
         }
-    }
-
-    /// Sets how many failure reports are stored.
-    pub fn set_stored(&self, count: usize) {
-        self.stored.set(i64::try_from(count).unwrap_or(i64::MAX));
-    }
-
-    /// The text exposition format, for `/metrics`.
-    pub fn encode(&self) -> String {
-        TextEncoder::new()
-            .encode_to_string(&self.registry.gather())
-            .unwrap_or_else(|e| format!("# encoding failed: {e}\n"))
     }
 }
 

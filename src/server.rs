@@ -1,32 +1,26 @@
 //! Start-up: turns a validated config into a running Pingora server with the proxy, the admin
-//! listener and the background resolver.
+//! listener, the background loops (DNS refresh, health checks) and the reload triggers.
 
 use crate::admin::Admin;
 use crate::config::{Config, LogFormat, LogLevel};
 use crate::metrics::Metrics;
 use crate::proxy::{State, Triage};
+use crate::reload::{self, Reloader};
 use crate::report::ReportStore;
-use crate::resolve::HostResolver;
 use crate::tls::SniResolver;
 use async_trait::async_trait;
 use pingora::listeners::tls::TlsSettings;
-use pingora::server::configuration::ServerConf;
+use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
+use std::path::Path;
 use std::sync::Arc;
 
 /// Installs the log subscriber the config asks for. `RUST_LOG`, when set, overrides the level.
 pub fn init_logging(level: &LogLevel, format: &LogFormat) {
-    let level = match level {
-        LogLevel::Error => "error",
-        LogLevel::Warn => "warn",
-        LogLevel::Info => "info",
-        LogLevel::Debug => "debug",
-        LogLevel::Trace => "trace",
-    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level.as_str()));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stdout);
@@ -38,87 +32,98 @@ pub fn init_logging(level: &LogLevel, format: &LogFormat) {
     let _ = result;
 }
 
-/// Re-resolves upstream hostnames in the background.
-struct ResolverTask(Arc<HostResolver>);
+/// Keeps the current state's background loops running, across reloads.
+struct Supervisor(Arc<Reloader>);
 
 #[async_trait]
-impl BackgroundService for ResolverTask {
+impl BackgroundService for Supervisor {
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        tokio::select! {
-            _ = self.0.run() => {}
-            _ = shutdown.changed() => {}
+        reload::supervise(self.0.subscribe(), async move {
+            let _ = shutdown.changed().await;
+        })
+        .await;
+    }
+}
+
+/// Reloads the config on SIGHUP, as nginx does.
+struct ReloadOnHangup(Arc<Reloader>);
+
+#[async_trait]
+impl BackgroundService for ReloadOnHangup {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hangups = match signal(SignalKind::hangup()) {
+            Ok(hangups) => hangups,
+            Err(e) => {
+                tracing::error!("cannot listen for SIGHUP, reload with `triage reload`: {e}");
+                return;
+            }
+        };
+        loop {
+            tokio::select! {
+                _ = hangups.recv() => {
+                    tracing::info!("SIGHUP: reloading the config");
+                    // The outcome is logged by the reloader.
+                    let _ = self.0.reload().await;
+                }
+                _ = shutdown.changed() => return,
+            }
         }
     }
 }
 
-/// Runs the active health checks in the background.
-struct HealthTask {
-    state: Arc<State>,
-    resolver: Arc<HostResolver>,
-    metrics: Arc<Metrics>,
-}
-
-#[async_trait]
-impl BackgroundService for HealthTask {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
-        let checks = crate::proxy::health::run(
-            Arc::clone(&self.state),
-            Arc::clone(&self.resolver),
-            Arc::clone(&self.metrics),
-        );
-        tokio::select! {
-            _ = checks => {}
-            _ = shutdown.changed() => {}
-        }
-    }
-}
-
-/// Builds the server for `config`. Fails (without panicking) on what validation cannot see
-/// before start-up, such as an unreadable CA file.
-pub fn build(config: Config) -> Result<Server, String> {
-    let state = State::new(config)?;
-    let resolver = HostResolver::new(
-        state.hostnames(),
-        &state.config.resolver.nameservers,
-        state.config.resolver.refresh,
-    )?;
-    let resolver = Arc::new(resolver);
-    let listen = state.config.listen.clone();
-    let certificates = state.config.certificates.clone();
-    let admin_listen = state.config.admin.listen;
-
+/// Pingora's server settings for triage. `upgrade` takes the listening sockets over from a
+/// running triage (zero-downtime binary upgrade: start the new binary with `--upgrade`, then
+/// send SIGQUIT to the old one, which hands its sockets over and drains).
+fn server_conf(config: &Config) -> ServerConf {
     // Pingora's bound on attempts per request: the largest `retries` plus the first attempt,
     // plus one for a stale pooled connection. Each upstream's own `retries` and retry budget
     // decide within that bound.
-    let most_retries = state
-        .config
+    let most_retries = config
         .upstreams
         .iter()
         .map(|u| u.retries as usize)
         .max()
         .unwrap_or(0);
-    let conf = ServerConf {
+    ServerConf {
         max_retries: most_retries + 2,
+        // SIGTERM: stop accepting, let in-flight requests finish for up to this long.
+        grace_period_seconds: Some(10),
+        graceful_shutdown_timeout_seconds: Some(10),
+        upgrade_sock: "/tmp/triage_upgrade.sock".to_owned(),
+        pid_file: "/tmp/triage.pid".to_owned(),
         ..ServerConf::default()
+    }
+}
+
+/// Builds the server for the config at `path` (already loaded as `config`). Fails (without
+/// panicking) on what validation cannot see before start-up, such as an unreadable CA file.
+pub fn build(config: Config, path: &Path, upgrade: bool) -> Result<Server, String> {
+    let metrics = Arc::new(Metrics::new().map_err(|e| format!("cannot register metrics: {e}"))?);
+    let conf = server_conf(&config);
+    let listen = config.listen.clone();
+    let certificates = config.certificates.clone();
+    let admin_listen = config.admin.listen;
+    let reports = Arc::new(ReportStore::new(
+        config.reports.max_count,
+        config.reports.max_bytes,
+    ));
+    let state = Arc::new(State::new(config, &metrics)?);
+    let reloader = Arc::new(Reloader::new(
+        path.to_path_buf(),
+        state,
+        Arc::clone(&metrics),
+    ));
+
+    let opt = Opt {
+        upgrade,
+        ..Opt::default()
     };
-    let mut server = Server::new_with_opt_and_conf(None, conf);
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
 
-    let metrics =
-        Arc::new(Metrics::new(&state.config).map_err(|e| format!("cannot register metrics: {e}"))?);
-    let reports = Arc::new(ReportStore::new(
-        state.config.reports.max_count,
-        state.config.reports.max_bytes,
-    ));
-    let state = Arc::new(state);
-    let health = HealthTask {
-        state: Arc::clone(&state),
-        resolver: Arc::clone(&resolver),
-        metrics: Arc::clone(&metrics),
-    };
     let proxy = Triage::new(
-        state,
-        Arc::clone(&resolver),
+        reloader.shared_state(),
         Arc::clone(&metrics),
         Arc::clone(&reports),
     );
@@ -143,10 +148,19 @@ pub fn build(config: Config) -> Result<Server, String> {
         }
     }
     server.add_service(proxy_service);
-    server.add_service(background_service("resolver", ResolverTask(resolver)));
-    server.add_service(background_service("health checks", health));
+    server.add_service(background_service(
+        "background loops",
+        Supervisor(Arc::clone(&reloader)),
+    ));
+    server.add_service(background_service(
+        "reload on SIGHUP",
+        ReloadOnHangup(Arc::clone(&reloader)),
+    ));
 
-    let mut admin = Service::new("admin".to_owned(), Admin::new(metrics, reports));
+    let mut admin = Service::new(
+        "admin".to_owned(),
+        Admin::new(metrics, reports, Some(reloader)),
+    );
     admin.add_tcp(&admin_listen.to_string());
     server.add_service(admin);
     Ok(server)

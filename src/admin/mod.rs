@@ -1,13 +1,14 @@
 //! The admin listener, on its own port (loopback by default), never on the public one:
 //! `/metrics` for Prometheus, `/healthz` and `/readyz` for orchestrators, and `/diagnoses` with
 //! the report of every recent failure, so whoever holds an `X-Diagnosis-Id` can read the whole
-//! story of that request.
+//! story of that request, and `POST /reload` to reload the config.
 
 mod views;
 
 use crate::diagnosis::Diagnosis;
 use crate::id::RequestId;
 use crate::metrics::Metrics;
+use crate::reload::Reloader;
 use crate::report::ReportStore;
 use async_trait::async_trait;
 use http::{Response, StatusCode};
@@ -22,11 +23,20 @@ const MAX_LIST: usize = 500;
 pub struct Admin {
     metrics: Arc<Metrics>,
     reports: Arc<ReportStore>,
+    reloader: Option<Arc<Reloader>>,
 }
 
 impl Admin {
-    pub fn new(metrics: Arc<Metrics>, reports: Arc<ReportStore>) -> Admin {
-        Admin { metrics, reports }
+    pub fn new(
+        metrics: Arc<Metrics>,
+        reports: Arc<ReportStore>,
+        reloader: Option<Arc<Reloader>>,
+    ) -> Admin {
+        Admin {
+            metrics,
+            reports,
+            reloader,
+        }
     }
 }
 
@@ -64,6 +74,21 @@ impl ServeHttp for Admin {
         } else {
             Format::Html
         };
+        if path == "/reload" {
+            if req.method != http::Method::POST {
+                return text(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "POST /reload to reload the config\n",
+                );
+            }
+            return match &self.reloader {
+                Some(reloader) => match reloader.reload().await {
+                    Ok(message) => text(StatusCode::OK, &message),
+                    Err(message) => text(StatusCode::BAD_REQUEST, &format!("{message}\n")),
+                },
+                None => text(StatusCode::NOT_FOUND, "reload is not available\n"),
+            };
+        }
         match path {
             "/healthz" => text(StatusCode::OK, "ok\n"),
             // This listener starts only after the config loaded and the proxy listeners were

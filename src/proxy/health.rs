@@ -7,7 +7,6 @@ use super::balancer::{CheckResult, Transition};
 use super::State;
 use crate::config::{HealthCheck, HealthCheckKind, ServerAddr};
 use crate::diagnosis::Diagnosis;
-use crate::metrics::Metrics;
 use crate::resolve::HostResolver;
 use std::io::ErrorKind;
 use std::net::SocketAddr;
@@ -16,8 +15,8 @@ use std::time::SystemTime;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// Runs the checks of every upstream that has them, until the process stops.
-pub async fn run(state: Arc<State>, resolver: Arc<HostResolver>, metrics: Arc<Metrics>) {
+/// Runs the checks of every upstream of `state` that has them, until aborted.
+pub async fn run(state: Arc<State>) {
     let checks: Vec<_> = state
         .config
         .upstreams
@@ -28,28 +27,30 @@ pub async fn run(state: Arc<State>, resolver: Arc<HostResolver>, metrics: Arc<Me
     let tasks: Vec<_> = checks
         .into_iter()
         .map(|(upstream, check)| {
-            let (state, resolver, metrics) = (
-                Arc::clone(&state),
-                Arc::clone(&resolver),
-                Arc::clone(&metrics),
-            );
+            let state = Arc::clone(&state);
             tokio::spawn(async move {
-                check_upstream_forever(&state, upstream, &check, &resolver, &metrics).await;
+                check_upstream_forever(&state, upstream, &check).await;
             })
         })
         .collect();
+    // Aborting this future must stop the checks: abort them when it is dropped.
+    let _stop_on_drop = AbortOnDrop(tasks.iter().map(|t| t.abort_handle()).collect());
     for task in tasks {
         let _ = task.await;
     }
 }
 
-async fn check_upstream_forever(
-    state: &State,
-    upstream: usize,
-    check: &HealthCheck,
-    resolver: &HostResolver,
-    metrics: &Metrics,
-) {
+struct AbortOnDrop(Vec<tokio::task::AbortHandle>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
+}
+
+async fn check_upstream_forever(state: &State, upstream: usize, check: &HealthCheck) {
     let Some(up) = state.upstreams.get(upstream) else {
         return;
     };
@@ -58,7 +59,7 @@ async fn check_upstream_forever(
     loop {
         ticker.tick().await;
         for (index, server) in up.balancer.servers.iter().enumerate() {
-            let result = probe(&server.addr, check, resolver).await;
+            let result = probe(&server.addr, check, &state.resolver).await;
             let verdict = result
                 .diagnosis
                 .map_or("passed".to_owned(), |d| d.token().to_owned());
@@ -72,11 +73,11 @@ async fn check_upstream_forever(
                 Transition::None => {}
                 Transition::WentDown => {
                     tracing::warn!(upstream = %up.name, server = %server.label, check = %verdict, "server failed its health checks: out of rotation");
-                    metrics.set_server_healthy(upstream, index, false);
+                    state.handles.set_server_healthy(upstream, index, false);
                 }
                 Transition::CameUp => {
                     tracing::info!(upstream = %up.name, server = %server.label, "server passed its health checks: back in rotation");
-                    metrics.set_server_healthy(upstream, index, true);
+                    state.handles.set_server_healthy(upstream, index, true);
                 }
             }
         }

@@ -16,11 +16,12 @@ use crate::config::{Config, ServerAddr};
 use crate::diagnosis::classify::Progress;
 use crate::diagnosis::{classify, ClientOutcome, Diagnosis, Disclosure, Facts, Finding};
 use crate::id::RequestId;
-use crate::metrics::{Metrics, RequestOutcome};
+use crate::metrics::{MetricHandles, Metrics, RequestOutcome};
 use crate::render::page::BodyFormat;
 use crate::render::{self, Detail, Failure, Renderer, Timings};
 use crate::report::{self, Attempt, Report, ReportStore};
 use crate::resolve::HostResolver;
+use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
@@ -36,6 +37,8 @@ use upstream::Upstream;
 /// Everything a request needs that comes from the config, built once.
 pub struct State {
     pub config: Config,
+    pub resolver: Arc<HostResolver>,
+    pub handles: MetricHandles,
     pub routes: RouteTable,
     /// Each route's metric label, by route index.
     pub route_labels: Vec<String>,
@@ -44,13 +47,30 @@ pub struct State {
 }
 
 impl State {
-    pub fn new(config: Config) -> Result<State, String> {
+    /// Everything `config` needs at run time; fails (without panicking) on what validation
+    /// cannot see, such as a CA file that became unreadable.
+    pub fn new(config: Config, metrics: &Metrics) -> Result<State, String> {
         let upstreams = config
             .upstreams
             .iter()
             .map(Upstream::new)
             .collect::<Result<Vec<_>, _>>()?;
+        let hostnames = config
+            .upstreams
+            .iter()
+            .flat_map(|u| u.servers.iter())
+            .filter_map(|s| match s {
+                ServerAddr::Host { host, .. } => Some(host.clone()),
+                ServerAddr::Ip(_) => None,
+            });
+        let resolver = Arc::new(HostResolver::new(
+            hostnames,
+            &config.resolver.nameservers,
+            config.resolver.refresh,
+        )?);
         Ok(State {
+            resolver,
+            handles: metrics.handles(&config),
             routes: RouteTable::new(&config.routes),
             route_labels: config
                 .routes
@@ -62,23 +82,12 @@ impl State {
             config,
         })
     }
-
-    /// The hostnames among all upstream servers, for the resolver to keep fresh.
-    pub fn hostnames(&self) -> impl Iterator<Item = String> + '_ {
-        self.config
-            .upstreams
-            .iter()
-            .flat_map(|u| u.servers.iter())
-            .filter_map(|s| match s {
-                ServerAddr::Host { host, .. } => Some(host.clone()),
-                ServerAddr::Ip(_) => None,
-            })
-    }
 }
 
 /// The facts one request accumulates as it goes through the hooks.
-#[derive(Debug)]
 pub struct RequestCtx {
+    /// The config this request runs under, from start to end, whatever reloads happen.
+    pub state: Arc<State>,
     pub id: RequestId,
     pub received: Instant,
     pub received_at: SystemTime,
@@ -114,8 +123,9 @@ pub struct RequestCtx {
 }
 
 impl RequestCtx {
-    fn new() -> RequestCtx {
+    fn new(state: Arc<State>) -> RequestCtx {
         RequestCtx {
+            state,
             id: RequestId::next(),
             received: Instant::now(),
             received_at: SystemTime::now(),
@@ -165,8 +175,7 @@ impl RequestCtx {
 
 /// The triage proxy.
 pub struct Triage {
-    state: Arc<State>,
-    resolver: Arc<HostResolver>,
+    state: Arc<ArcSwap<State>>,
     metrics: Arc<Metrics>,
     reports: Arc<ReportStore>,
     access_log: AccessLog,
@@ -174,17 +183,19 @@ pub struct Triage {
 }
 
 impl Triage {
+    /// `state` is shared with the reloader, which swaps in a new one on a valid reload.
     pub fn new(
-        state: Arc<State>,
-        resolver: Arc<HostResolver>,
+        state: Arc<ArcSwap<State>>,
         metrics: Arc<Metrics>,
         reports: Arc<ReportStore>,
     ) -> Triage {
-        let log = &state.config.log;
-        let access_log = AccessLog::new(log.format.clone(), log.access, log.error_lines_per_second);
+        let access_log = {
+            let current = state.load();
+            let log = &current.config.log;
+            AccessLog::new(log.format.clone(), log.access, log.error_lines_per_second)
+        };
         Triage {
             state,
-            resolver,
             metrics,
             reports,
             access_log,
@@ -194,7 +205,7 @@ impl Triage {
 
     fn upstream_tls(&self, ctx: &RequestCtx) -> bool {
         ctx.upstream
-            .and_then(|i| self.state.upstreams.get(i))
+            .and_then(|i| ctx.state.upstreams.get(i))
             .is_some_and(|u| u.tls)
     }
 
@@ -207,8 +218,8 @@ impl Triage {
         })
     }
 
-    fn upstream_of(&self, ctx: &RequestCtx) -> Option<&Upstream> {
-        ctx.upstream.and_then(|i| self.state.upstreams.get(i))
+    fn upstream_of<'a>(&self, ctx: &'a RequestCtx) -> Option<&'a Upstream> {
+        ctx.upstream.and_then(|i| ctx.state.upstreams.get(i))
     }
 
     /// Counts a failed attempt against its server (passive ejection), logging an ejection.
@@ -216,7 +227,7 @@ impl Triage {
         let (Some(upstream_index), Some(server)) = (ctx.upstream, ctx.server) else {
             return;
         };
-        let Some(upstream) = self.state.upstreams.get(upstream_index) else {
+        let Some(upstream) = ctx.state.upstreams.get(upstream_index) else {
             return;
         };
         if upstream.balancer.record_failure(server) == balancer::Transition::WentDown {
@@ -226,7 +237,8 @@ impl Triage {
                 .get(server)
                 .map_or("", |s| s.label.as_str());
             tracing::warn!(upstream = %upstream.name, server = label, "server ejected after repeated failures");
-            self.metrics
+            ctx.state
+                .handles
                 .set_server_healthy(upstream_index, server, false);
         }
     }
@@ -258,7 +270,7 @@ impl Triage {
             headers,
             route: ctx
                 .route
-                .and_then(|r| self.state.route_labels.get(r))
+                .and_then(|r| ctx.state.route_labels.get(r))
                 .cloned()
                 .unwrap_or_default(),
             upstream: self.upstream_name(ctx).unwrap_or("").to_owned(),
@@ -273,9 +285,9 @@ impl Triage {
         self.metrics.set_stored(stored);
     }
 
-    fn upstream_name(&self, ctx: &RequestCtx) -> Option<&str> {
+    fn upstream_name<'a>(&self, ctx: &'a RequestCtx) -> Option<&'a str> {
         ctx.upstream
-            .and_then(|i| self.state.upstreams.get(i))
+            .and_then(|i| ctx.state.upstreams.get(i))
             .map(|u| u.name.as_str())
     }
 
@@ -285,8 +297,8 @@ impl Triage {
             address: ctx.address,
             text,
             timings: ctx.timings(),
-            report_url: (self.state.config.reports.max_count > 0)
-                .then_some(self.state.config.diagnosis.report_url.as_str()),
+            report_url: (ctx.state.config.reports.max_count > 0)
+                .then_some(ctx.state.config.diagnosis.report_url.as_str()),
         })
     }
 
@@ -356,7 +368,7 @@ impl ProxyHttp for Triage {
     type CTX = RequestCtx;
 
     fn new_ctx(&self) -> RequestCtx {
-        RequestCtx::new()
+        RequestCtx::new(self.state.load_full())
     }
 
     /// Drops the client's own `X-Diagnosis-*` headers, decides disclosure, and routes. A request
@@ -379,13 +391,14 @@ impl ProxyHttp for Triage {
                 req.remove_header(&name);
             }
         }
-        ctx.trusted = self.state.disclosure.shows_detail(client_ip(session));
+        ctx.trusted = ctx.state.disclosure.shows_detail(client_ip(session));
         let path = session.req_header().uri.path();
         ctx.upgrade = session.is_upgrade_req();
-        match self.state.routes.find(request_host(session), path) {
+        let state = Arc::clone(&ctx.state);
+        match state.routes.find(request_host(session), path) {
             Some(route) => {
                 ctx.route = Some(route);
-                let limit = self.state.config.routes.get(route).map(|r| {
+                let limit = state.config.routes.get(route).map(|r| {
                     ctx.upstream = Some(r.upstream);
                     r.max_body_size
                 });
@@ -437,7 +450,8 @@ impl ProxyHttp for Triage {
         _session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
-        let Some(upstream) = self.upstream_of(ctx) else {
+        let state = Arc::clone(&ctx.state);
+        let Some(upstream) = ctx.upstream.and_then(|i| state.upstreams.get(i)) else {
             return Error::e_explain(InternalError, "request has no upstream");
         };
         if ctx.attempts == 0 {
@@ -486,7 +500,7 @@ impl ProxyHttp for Triage {
         let server = &upstream.balancer.servers[index];
         let address = match &server.addr {
             ServerAddr::Ip(address) => *address,
-            ServerAddr::Host { host, port } => match self.resolver.addresses(host).await {
+            ServerAddr::Host { host, port } => match state.resolver.addresses(host).await {
                 Ok(found) => {
                     let ip = found.0[(ctx.attempts as usize - 1) % found.0.len()];
                     SocketAddr::new(ip, *port)
@@ -617,7 +631,7 @@ impl ProxyHttp for Triage {
             ctx.bytes_sent_upstream += chunk.len() as u64;
             let limit = ctx
                 .route
-                .and_then(|r| self.state.config.routes.get(r))
+                .and_then(|r| ctx.state.config.routes.get(r))
                 .map_or(u64::MAX, |r| r.max_body_size);
             if ctx.bytes_sent_upstream > limit {
                 ctx.preset = Some(Finding {
@@ -737,7 +751,7 @@ impl ProxyHttp for Triage {
         };
         let source = diagnosis.map_or(crate::diagnosis::Source::Upstream, |d| d.source());
         let total = ctx.received.elapsed();
-        self.metrics.record(&RequestOutcome {
+        ctx.state.handles.record(&RequestOutcome {
             route: ctx.route,
             upstream: ctx.upstream,
             status,
@@ -778,7 +792,7 @@ impl ProxyHttp for Triage {
             host: request_host(session).unwrap_or(""),
             route: ctx
                 .route
-                .and_then(|r| self.state.route_labels.get(r))
+                .and_then(|r| ctx.state.route_labels.get(r))
                 .map_or("", |l| l.as_str()),
             upstream: self.upstream_name(ctx).unwrap_or(""),
             address: ctx.address,

@@ -1,0 +1,146 @@
+//! Hot reload: a valid config takes effect for new requests without failing any request in
+//! flight; an invalid one is refused, its errors reported, and the old config keeps serving.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::Duration;
+use support::client::{self, Request};
+use support::origin::{self, Behavior};
+use support::triage::{config_text, triage_binary, Triage};
+
+fn body_for(upstream: SocketAddr) -> String {
+    format!(
+        "[upstreams.app]\nservers = [\"{upstream}\"]\n[[routes]]\npath_prefix = \"/\"\nupstream = \"app\"\n"
+    )
+}
+
+/// Rewrites triage's config file with `body` after its listeners.
+fn rewrite_config(triage: &Triage, body: &str) {
+    std::fs::write(
+        triage.config_path(),
+        config_text(triage.http, triage.admin, body),
+    )
+    .expect("rewrite config");
+}
+
+async fn body_eventually(triage: &Triage, want: &str) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let body = client::get(triage.http, "/").await.body_text();
+        if body == want || tokio::time::Instant::now() > deadline {
+            return body;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// SIGHUP reloads the config, as with nginx: new requests go to the new upstream.
+#[tokio::test]
+async fn sighup_applies_a_new_config() {
+    let a = origin::spawn(Behavior::ok("a\n")).await;
+    let b = origin::spawn(Behavior::ok("b\n")).await;
+    let triage = Triage::start(&body_for(a.addr)).await;
+    assert_eq!(client::get(triage.http, "/").await.body_text(), "a\n");
+    rewrite_config(&triage, &body_for(b.addr));
+    let status = Command::new("kill")
+        .args(["-HUP", &triage.pid().to_string()])
+        .status()
+        .expect("kill -HUP");
+    assert!(status.success());
+    triage
+        .wait_for_output("config reloaded", Duration::from_secs(5))
+        .await;
+    assert_eq!(body_eventually(&triage, "b\n").await, "b\n");
+}
+
+/// Reloads back and forth under steady load: not one request fails.
+#[tokio::test]
+async fn reload_under_load_fails_nothing() {
+    let a = origin::spawn(Behavior::ok("a\n")).await;
+    let b = origin::spawn(Behavior::ok("b\n")).await;
+    let triage = Triage::start(&body_for(a.addr)).await;
+    let http = triage.http;
+    let load: Vec<_> = (0..4)
+        .map(|_| {
+            tokio::spawn(async move {
+                let mut statuses = Vec::new();
+                for _ in 0..150 {
+                    let resp = client::send(http, Request::get("/")).await;
+                    statuses.push(resp.map(|r| r.status).unwrap_or(0));
+                }
+                statuses
+            })
+        })
+        .collect();
+    for round in 0..6 {
+        let upstream = if round % 2 == 0 { b.addr } else { a.addr };
+        rewrite_config(&triage, &body_for(upstream));
+        let resp = client::send(triage.admin, Request::new("POST", "/reload"))
+            .await
+            .expect("reload answer");
+        assert_eq!(resp.status, 200, "{}", resp.body_text());
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    let mut total = 0;
+    for task in load {
+        let statuses = task.await.expect("load task");
+        total += statuses.len();
+        assert!(statuses.iter().all(|&s| s == 200), "{statuses:?}");
+    }
+    assert_eq!(total, 600);
+    assert!(a.requests() > 0 && b.requests() > 0);
+}
+
+/// An invalid config is refused with its errors (and their positions), by `triage reload` and
+/// by the admin endpoint, and the running config keeps serving.
+#[tokio::test]
+async fn invalid_reload_keeps_the_old_config() {
+    let a = origin::spawn(Behavior::ok("a\n")).await;
+    let triage = Triage::start(&body_for(a.addr)).await;
+    rewrite_config(
+        &triage,
+        "[upstreams.app]\nservers = [\"not an address\"]\n[[routes]]\npath_prefix = \"/\"\nupstream = \"app\"\n",
+    );
+    let out = Command::new(triage_binary())
+        .arg("reload")
+        .arg("-c")
+        .arg(triage.config_path())
+        .output()
+        .expect("triage reload");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(":7:12: servers:"), "{stderr}");
+    let resp = client::send(triage.admin, Request::new("POST", "/reload"))
+        .await
+        .expect("reload answer");
+    assert_eq!(resp.status, 400);
+    assert!(resp.body_text().contains("running config is unchanged"));
+    triage
+        .wait_for_output("reload refused", Duration::from_secs(5))
+        .await;
+    assert_eq!(client::get(triage.http, "/").await.body_text(), "a\n");
+}
+
+/// `triage reload` applies a valid config and says so.
+#[tokio::test]
+async fn reload_command_applies_a_valid_config() {
+    let a = origin::spawn(Behavior::ok("a\n")).await;
+    let b = origin::spawn(Behavior::ok("b\n")).await;
+    let triage = Triage::start(&body_for(a.addr)).await;
+    rewrite_config(&triage, &body_for(b.addr));
+    let out = Command::new(triage_binary())
+        .arg("reload")
+        .arg("-c")
+        .arg(triage.config_path())
+        .output()
+        .expect("triage reload");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("reloaded"));
+    assert_eq!(body_eventually(&triage, "b\n").await, "b\n");
+}

@@ -382,3 +382,22 @@ async fn websocket_refused_and_broken() {
     assert_eq!(broken.status, 502);
     assert_eq!(broken.header("x-diagnosis"), Some("upgrade_failed"));
 }
+
+/// A route's own read_timeout overrides its upstream's: the stuck request on that route gets
+/// its 504 after the route's timeout, not the upstream's.
+#[tokio::test]
+async fn route_timeout_overrides_the_upstream() {
+    let app = origin::spawn(Behavior::Stall).await;
+    let config = format!(
+        "[upstreams.app]\nservers = [\"{}\"]\nread_timeout = \"30s\"\n\
+         [[routes]]\npath_prefix = \"/quick\"\nupstream = \"app\"\nread_timeout = \"300ms\"\n{}",
+        app.addr,
+        route("app")
+    );
+    let triage = Triage::start(&config).await;
+    let started = tokio::time::Instant::now();
+    let resp = client::get(triage.http, "/quick/report").await;
+    assert_eq!(resp.status, 504);
+    assert_eq!(resp.header("x-diagnosis"), Some("response_timeout"));
+    assert!(started.elapsed() < Duration::from_secs(5));
+}

@@ -232,6 +232,16 @@ pub struct Route {
     /// Largest request body accepted, in bytes (nginx's `client_max_body_size`); larger gets
     /// 413 `request_body_too_large`. Default 1 MiB, as nginx.
     pub max_body_size: u64,
+    /// Overrides of the upstream's timeouts for this route (e.g. a slow report endpoint).
+    pub timeouts: RouteTimeouts,
+}
+
+/// A route's own timeouts; `None` keeps the upstream's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RouteTimeouts {
+    pub connect: Option<Duration>,
+    pub read: Option<Duration>,
+    pub write: Option<Duration>,
 }
 
 impl Config {
@@ -345,7 +355,15 @@ const HEALTH_CHECK: Schema = Schema {
     required: &[],
 };
 const ROUTE: Schema = Schema {
-    keys: &["path_prefix", "host", "upstream", "max_body_size"],
+    keys: &[
+        "path_prefix",
+        "host",
+        "upstream",
+        "max_body_size",
+        "connect_timeout",
+        "read_timeout",
+        "write_timeout",
+    ],
     required: &["path_prefix", "upstream"],
 };
 
@@ -635,6 +653,11 @@ fn read_routes(w: &mut Walker, top: &Section, upstreams: &[Upstream]) -> Vec<Rou
         let max_body_size = w
             .integer(&table, "max_body_size", 0..=(1 << 40))
             .unwrap_or(1 << 20);
+        let timeouts = RouteTimeouts {
+            connect: w.value(&table, "connect_timeout", parse_duration),
+            read: w.value(&table, "read_timeout", parse_duration),
+            write: w.value(&table, "write_timeout", parse_duration),
+        };
         let (Some(path_prefix), Some(upstream)) = (path_prefix, upstream) else {
             continue;
         };
@@ -648,6 +671,7 @@ fn read_routes(w: &mut Walker, top: &Section, upstreams: &[Upstream]) -> Vec<Rou
             path_prefix,
             upstream,
             max_body_size,
+            timeouts,
         };
         let earlier = routes
             .iter()
@@ -874,6 +898,7 @@ path_prefix = "/"
 host = "example.com"
 upstream = "app"
 max_body_size = 10485760
+read_timeout = "2m"
 "#;
         let config = parse(text, &dir).unwrap_or_else(|errors| panic!("{errors}"));
         let expected = Config {
@@ -934,6 +959,11 @@ max_body_size = 10485760
                 path_prefix: "/".into(),
                 upstream: 0,
                 max_body_size: 10 << 20,
+                timeouts: RouteTimeouts {
+                    connect: None,
+                    read: Some(secs(120)),
+                    write: None,
+                },
             }],
         };
         assert_eq!(config, expected);
@@ -989,6 +1019,7 @@ max_body_size = 10485760
                 path_prefix: "/".into(),
                 upstream: 0,
                 max_body_size: 1 << 20,
+                timeouts: RouteTimeouts::default(),
             }]
         );
         assert_eq!(

@@ -12,7 +12,7 @@ pub mod routing;
 pub mod upstream;
 
 use crate::accesslog::{AccessEntry, AccessLog};
-use crate::config::{Config, ServerAddr};
+use crate::config::{self, Config, ServerAddr};
 use crate::diagnosis::classify::Progress;
 use crate::diagnosis::{classify, ClientOutcome, Diagnosis, Disclosure, Facts, Finding};
 use crate::id::RequestId;
@@ -520,7 +520,12 @@ impl ProxyHttp for Triage {
         };
         ctx.address = Some(address);
         ctx.connect_started = Some(Instant::now());
-        Ok(Box::new(upstream.peer(&server.addr, address)))
+        let no_override = config::RouteTimeouts::default();
+        let timeouts = ctx
+            .route
+            .and_then(|r| state.config.routes.get(r))
+            .map_or(&no_override, |r| &r.timeouts);
+        Ok(Box::new(upstream.peer(&server.addr, address, timeouts)))
     }
 
     /// The connection (and TLS) is up: the request is about to be sent.

@@ -66,6 +66,7 @@ mod tests {
             path_prefix: prefix.to_owned(),
             upstream: 0,
             max_body_size: 0,
+            timeouts: Default::default(),
         }
     }
 

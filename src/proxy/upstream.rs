@@ -120,7 +120,12 @@ impl Upstream {
     /// A peer for `addr`, reached as `server`. The TLS name is the configured `sni`, else the
     /// server's hostname, else its IP: never empty, because Pingora skips certificate
     /// verification entirely when the SNI is empty.
-    pub fn peer(&self, server: &ServerAddr, addr: SocketAddr) -> HttpPeer {
+    pub fn peer(
+        &self,
+        server: &ServerAddr,
+        addr: SocketAddr,
+        route: &config::RouteTimeouts,
+    ) -> HttpPeer {
         let name = match (&self.sni, server) {
             (Some(sni), _) => sni.clone(),
             (None, ServerAddr::Host { host, .. }) => host.clone(),
@@ -128,10 +133,13 @@ impl Upstream {
         };
         let mut peer = HttpPeer::new(addr, self.tls, name);
         let options = &mut peer.options;
-        options.connection_timeout = Some(self.connect_timeout);
-        options.total_connection_timeout = Some(self.connect_timeout);
-        options.read_timeout = Some(self.read_timeout);
-        options.write_timeout = Some(self.write_timeout);
+        // connect_timeout bounds the TCP connect and, separately, the TLS handshake (Pingora
+        // applies its connection timeout to each), and both together at twice that.
+        let connect = route.connect.unwrap_or(self.connect_timeout);
+        options.connection_timeout = Some(connect);
+        options.total_connection_timeout = Some(connect * 2);
+        options.read_timeout = Some(route.read.unwrap_or(self.read_timeout));
+        options.write_timeout = Some(route.write.unwrap_or(self.write_timeout));
         options.idle_timeout = Some(POOL_IDLE_TIMEOUT);
         options.ca = self.ca.clone();
         peer

@@ -401,3 +401,24 @@ async fn route_timeout_overrides_the_upstream() {
     assert_eq!(resp.header("x-diagnosis"), Some("response_timeout"));
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+
+/// total_timeout bounds the wait for the answer even when read_timeout is longer.
+#[tokio::test]
+async fn total_timeout_bounds_the_exchange() {
+    let app = origin::spawn(Behavior::SlowHeaders {
+        delay: Duration::from_secs(3),
+        status: 200,
+    })
+    .await;
+    let config = format!(
+        "[upstreams.app]\nservers = [\"{}\"]\nread_timeout = \"30s\"\ntotal_timeout = \"300ms\"\n{}",
+        app.addr,
+        route("app")
+    );
+    let triage = Triage::start(&config).await;
+    let started = tokio::time::Instant::now();
+    let resp = client::get(triage.http, "/").await;
+    assert_eq!(resp.status, 504);
+    assert_eq!(resp.header("x-diagnosis"), Some("response_timeout"));
+    assert!(started.elapsed() < Duration::from_secs(2));
+}

@@ -183,6 +183,9 @@ pub struct Upstream {
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
     pub write_timeout: Duration,
+    /// A bound on the whole exchange with the upstream, from the request's arrival to the end
+    /// of the response body; `None` (default): only the per-wait timeouts apply.
+    pub total_timeout: Option<Duration>,
     /// The weight of each server, parallel to `servers` (`"addr weight=3"`; default 1).
     pub weights: Vec<u32>,
     /// Rewrites the `Host` header sent upstream; `None` (default) passes the client's through.
@@ -242,6 +245,7 @@ pub struct RouteTimeouts {
     pub connect: Option<Duration>,
     pub read: Option<Duration>,
     pub write: Option<Duration>,
+    pub total: Option<Duration>,
 }
 
 impl Config {
@@ -335,6 +339,7 @@ const UPSTREAM: Schema = Schema {
         "connect_timeout",
         "read_timeout",
         "write_timeout",
+        "total_timeout",
         "host_header",
         "retries",
         "max_fails",
@@ -363,6 +368,7 @@ const ROUTE: Schema = Schema {
         "connect_timeout",
         "read_timeout",
         "write_timeout",
+        "total_timeout",
     ],
     required: &["path_prefix", "upstream"],
 };
@@ -546,6 +552,7 @@ fn read_upstream(
     let read_timeout = timeout("read_timeout", 60);
     let write_timeout = timeout("write_timeout", 60);
     let fail_timeout = timeout("fail_timeout", 10);
+    let total_timeout = w.value(table, "total_timeout", parse_duration);
     let host_header = w.value(table, "host_header", host_header);
     let retries = w.integer(table, "retries", 0..=10).map_or(1, |n| n as u32);
     let max_fails = w
@@ -574,6 +581,7 @@ fn read_upstream(
         connect_timeout,
         read_timeout,
         write_timeout,
+        total_timeout,
         weights,
         host_header,
         retries,
@@ -657,6 +665,7 @@ fn read_routes(w: &mut Walker, top: &Section, upstreams: &[Upstream]) -> Vec<Rou
             connect: w.value(&table, "connect_timeout", parse_duration),
             read: w.value(&table, "read_timeout", parse_duration),
             write: w.value(&table, "write_timeout", parse_duration),
+            total: w.value(&table, "total_timeout", parse_duration),
         };
         let (Some(path_prefix), Some(upstream)) = (path_prefix, upstream) else {
             continue;
@@ -941,6 +950,7 @@ read_timeout = "2m"
                 connect_timeout: secs(5),
                 read_timeout: secs(60),
                 write_timeout: secs(60),
+                total_timeout: None,
                 weights: vec![3, 1],
                 host_header: Some("app.internal:8443".into()),
                 retries: 2,
@@ -963,6 +973,7 @@ read_timeout = "2m"
                     connect: None,
                     read: Some(secs(120)),
                     write: None,
+                    total: None,
                 },
             }],
         };
@@ -1152,7 +1163,7 @@ path_prefix = "/api"
             only_error(&text),
             "5:1: unknown key `timeout` in [upstreams.app]; expected one of: \
              servers, tls, sni, ca_file, connect_timeout, read_timeout, write_timeout, \
-             host_header, retries, max_fails, fail_timeout, health_check"
+             total_timeout, host_header, retries, max_fails, fail_timeout, health_check"
         );
         let text = MINIMAL.replace("upstream = \"app\"", "upstream = \"app\"\n  weight = 2");
         assert!(only_error(&text).starts_with("10:3: unknown key `weight` in [[routes]];"));

@@ -114,6 +114,8 @@ pub struct RequestCtx {
     pub tried: u64,
     /// Whether the client asked for a protocol upgrade (WebSocket).
     pub upgrade: bool,
+    /// The total timeout in force for this request, if any.
+    pub total_timeout: Option<Duration>,
     /// The diagnosis, once there is one.
     pub finding: Option<Finding>,
     /// Every failed attempt, for the report; empty (no allocation) on success.
@@ -145,6 +147,7 @@ impl RequestCtx {
             server: None,
             tried: 0,
             upgrade: false,
+            total_timeout: None,
             finding: None,
             failed_attempts: Vec::new(),
             bytes_sent_upstream: 0,
@@ -525,7 +528,18 @@ impl ProxyHttp for Triage {
             .route
             .and_then(|r| state.config.routes.get(r))
             .map_or(&no_override, |r| &r.timeouts);
-        Ok(Box::new(upstream.peer(&server.addr, address, timeouts)))
+        ctx.total_timeout = timeouts.total.or(upstream.total_timeout);
+        let total_left = ctx.total_timeout.map(|total| {
+            total
+                .saturating_sub(ctx.received.elapsed())
+                .max(Duration::from_millis(1))
+        });
+        Ok(Box::new(upstream.peer(
+            &server.addr,
+            address,
+            timeouts,
+            total_left,
+        )))
     }
 
     /// The connection (and TLS) is up: the request is about to be sent.
@@ -659,6 +673,16 @@ impl ProxyHttp for Triage {
     ) -> Result<Option<Duration>> {
         if let Some(chunk) = body {
             ctx.bytes_received_upstream += chunk.len() as u64;
+        }
+        if let Some(total) = ctx.total_timeout {
+            if ctx.received.elapsed() > total {
+                let mut e = Error::explain(
+                    ReadTimedout,
+                    format!("total_timeout {total:?} exceeded while reading body"),
+                );
+                e.as_up();
+                return Err(e);
+            }
         }
         Ok(None)
     }

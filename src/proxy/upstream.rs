@@ -30,6 +30,7 @@ pub struct Upstream {
     connect_timeout: Duration,
     read_timeout: Duration,
     write_timeout: Duration,
+    pub total_timeout: Option<Duration>,
 }
 
 /// Retries may add at most a fifth to an upstream's load (plus a small floor per second), so a
@@ -104,6 +105,7 @@ impl Upstream {
             connect_timeout: cfg.connect_timeout,
             read_timeout: cfg.read_timeout,
             write_timeout: cfg.write_timeout,
+            total_timeout: cfg.total_timeout,
         })
     }
 
@@ -125,6 +127,7 @@ impl Upstream {
         server: &ServerAddr,
         addr: SocketAddr,
         route: &config::RouteTimeouts,
+        total_left: Option<Duration>,
     ) -> HttpPeer {
         let name = match (&self.sni, server) {
             (Some(sni), _) => sni.clone(),
@@ -138,7 +141,9 @@ impl Upstream {
         let connect = route.connect.unwrap_or(self.connect_timeout);
         options.connection_timeout = Some(connect);
         options.total_connection_timeout = Some(connect * 2);
-        options.read_timeout = Some(route.read.unwrap_or(self.read_timeout));
+        // Waiting for the answer never outlasts what is left of the total timeout.
+        let read = route.read.unwrap_or(self.read_timeout);
+        options.read_timeout = Some(total_left.map_or(read, |left| read.min(left)));
         options.write_timeout = Some(route.write.unwrap_or(self.write_timeout));
         options.idle_timeout = Some(POOL_IDLE_TIMEOUT);
         options.ca = self.ca.clone();

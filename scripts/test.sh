@@ -4,4 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-cargo test --all-targets "$@"
+# Benchmarks (benches/) are run with `cargo bench`, never as tests.
+cargo test --lib --bins --tests "$@"

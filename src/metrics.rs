@@ -267,6 +267,13 @@ impl Metrics {
 }
 
 impl MetricHandles {
+    /// Counts one diagnosis of `upstream` (an index into the config's upstreams).
+    pub fn count_failure(&self, upstream: usize, diagnosis: Diagnosis) {
+        if let Some(handles) = self.upstreams.get(upstream) {
+            handles.failures[diagnosis as usize].inc();
+        }
+    }
+
     /// Counts one finished request.
     pub fn record(&self, outcome: &RequestOutcome) {
         let route = outcome

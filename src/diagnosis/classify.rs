@@ -43,10 +43,20 @@ pub struct Finding {
     pub detail: String,
 }
 
-/// Turns the facts of a failed request into a diagnosis.
+/// Turns the facts of a failed request into a diagnosis, with its detail.
 pub fn classify(facts: &Facts<'_>) -> Finding {
+    let diagnosis = diagnose(facts);
+    Finding {
+        diagnosis,
+        detail: detail_of(facts, diagnosis),
+    }
+}
+
+/// The diagnosis alone, without the detail text: no allocation except for TLS failures, whose
+/// reason only exists as text.
+pub fn diagnose(facts: &Facts<'_>) -> Diagnosis {
     let error = facts.error;
-    let diagnosis = match error.esource() {
+    match error.esource() {
         ErrorSource::Downstream => match error.etype() {
             ErrorType::ReadError
             | ErrorType::WriteError
@@ -68,10 +78,6 @@ pub fn classify(facts: &Facts<'_>) -> Finding {
                 diagnosis => diagnosis,
             }
         }
-    };
-    Finding {
-        diagnosis,
-        detail: detail_of(facts, diagnosis),
     }
 }
 

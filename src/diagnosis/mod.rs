@@ -14,7 +14,7 @@ pub mod classify;
 pub mod policy;
 pub mod tls;
 
-pub use classify::{classify, Facts, Finding};
+pub use classify::{classify, diagnose, Facts, Finding};
 pub use policy::Disclosure;
 
 use http::StatusCode;

@@ -1,0 +1,132 @@
+//! Micro-benchmarks of the work triage adds per request, against the budgets of issue 5:
+//! classify a Pingora error and count it (≤ 10 ns), render a complete error response (≤ 2 µs),
+//! and the success-path additions: id, headers, metrics (≤ 1 µs).
+//!
+//! Run: `cargo bench --bench hot_path` (see benches/README.md).
+
+use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use pingora::http::ResponseHeader;
+use pingora::{Error, ErrorType};
+use std::time::{Duration, SystemTime};
+use triage::config;
+use triage::diagnosis::classify::Progress;
+use triage::diagnosis::{diagnose, Diagnosis, Facts, Source};
+use triage::id::RequestId;
+use triage::metrics::{Metrics, RequestOutcome};
+use triage::render::page::BodyFormat;
+use triage::render::{Detail, Failure, Renderer, Timings};
+
+fn config() -> config::Config {
+    let text = "[listen]\nhttp = [\"127.0.0.1:8080\"]\n[upstreams.app]\nservers = [\"127.0.0.1:3000\"]\n[[routes]]\npath_prefix = \"/\"\nupstream = \"app\"\n";
+    match config::parse(text, std::path::Path::new(".")) {
+        Ok(config) => config,
+        Err(errors) => panic!("benchmark config: {errors}"),
+    }
+}
+
+fn refused_error() -> Box<Error> {
+    let mut e = Error::because(
+        ErrorType::ConnectRefused,
+        "Fail to connect to 127.0.0.1:3000",
+        std::io::Error::from_raw_os_error(111),
+    );
+    e.as_up();
+    e
+}
+
+fn classify_and_count(c: &mut Criterion) {
+    let metrics = Metrics::new().expect("metrics");
+    let handles = metrics.handles(&config());
+    let error = refused_error();
+    c.bench_function("classify + count (connect_refused)", |b| {
+        b.iter(|| {
+            let diagnosis = diagnose(black_box(&Facts {
+                error: &error,
+                progress: Progress::Connecting,
+                upstream_tls: false,
+                upgrade: false,
+            }));
+            handles.count_failure(0, diagnosis);
+            diagnosis
+        })
+    });
+}
+
+fn error_response(c: &mut Criterion) {
+    let renderer = Renderer::new();
+    let address = "127.0.0.1:3000".parse().ok();
+    let failure = Failure {
+        id: RequestId::next(),
+        diagnosis: Diagnosis::ConnectRefused,
+        status: http::StatusCode::BAD_GATEWAY,
+        at: SystemTime::now(),
+        attempts: 1,
+        detail: Some(Detail {
+            upstream: Some("app"),
+            address,
+            text: "Connection refused (os error 111)",
+            timings: Timings {
+                connect: None,
+                response: None,
+                total: Duration::from_micros(420),
+            },
+            report_url: Some("http://127.0.0.1:9901/diagnoses/"),
+        }),
+    };
+    let untrusted = Failure {
+        detail: None,
+        ..failure
+    };
+    for (name, failure, format) in [
+        ("error response, JSON, trusted", &failure, BodyFormat::Json),
+        ("error response, HTML, trusted", &failure, BodyFormat::Html),
+        (
+            "error response, JSON, untrusted",
+            &untrusted,
+            BodyFormat::Json,
+        ),
+        (
+            "error response, HTML, untrusted",
+            &untrusted,
+            BodyFormat::Html,
+        ),
+    ] {
+        c.bench_function(name, |b| {
+            b.iter(|| renderer.failure_response(black_box(failure), format))
+        });
+    }
+}
+
+fn success_path(c: &mut Criterion) {
+    let renderer = Renderer::new();
+    let metrics = Metrics::new().expect("metrics");
+    let handles = metrics.handles(&config());
+    let template = ResponseHeader::build(200, Some(4)).expect("response");
+    c.bench_function("success path: id + headers + metrics", |b| {
+        b.iter_batched(
+            || template.clone(),
+            |mut resp| {
+                let id = RequestId::next();
+                renderer
+                    .decorate_upstream_response(&mut resp, id, None, 1, None)
+                    .expect("decorate");
+                handles.record(&RequestOutcome {
+                    route: Some(0),
+                    upstream: Some(0),
+                    status: 200,
+                    source: Source::Upstream,
+                    diagnosis: None,
+                    retries: 0,
+                    connect: None,
+                    response: Some(Duration::from_micros(300)),
+                    total: Duration::from_micros(450),
+                });
+                resp
+            },
+            criterion::BatchSize::SmallInput,
+        )
+    });
+}
+
+criterion_group!(benches, classify_and_count, error_response, success_path);
+criterion_main!(benches);

@@ -10,14 +10,7 @@ use std::time::{Duration, Instant};
 use support::client::{self, Request, Response};
 use support::dns::spawn_dns;
 use support::origin::{self, refused_addr, Behavior};
-use support::triage::Triage;
-
-/// A config with one upstream `app` at `addr` behind route `/`, with `extra` upstream keys.
-fn single_upstream(addr: SocketAddr, extra: &str) -> String {
-    format!(
-        "[upstreams.app]\nservers = [\"{addr}\"]\n{extra}\n\n[[routes]]\npath_prefix = \"/\"\nupstream = \"app\"\n"
-    )
-}
+use support::triage::{single_upstream, Triage};
 
 /// Starts triage in front of `addr` and sends one GET.
 async fn get_through(addr: SocketAddr, extra: &str) -> (Triage, Response) {

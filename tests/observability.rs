@@ -3,19 +3,12 @@
 
 mod support;
 
-use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 use support::client::{self, Request};
 use support::origin::{self, refused_addr, Behavior};
-use support::triage::Triage;
+use support::triage::{single_upstream, Triage};
 use tokio::io::AsyncWriteExt;
-
-fn single_upstream(addr: SocketAddr, extra: &str) -> String {
-    format!(
-        "[upstreams.app]\nservers = [\"{addr}\"]\n{extra}\n\n[[routes]]\npath_prefix = \"/\"\nupstream = \"app\"\n"
-    )
-}
 
 /// Scrapes `/metrics`.
 async fn scrape(triage: &Triage) -> String {

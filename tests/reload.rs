@@ -8,12 +8,10 @@ use std::process::Command;
 use std::time::Duration;
 use support::client::{self, Request};
 use support::origin::{self, Behavior};
-use support::triage::{config_text, triage_binary, Triage};
+use support::triage::{config_text, single_upstream, triage_binary, Triage};
 
 fn body_for(upstream: SocketAddr) -> String {
-    format!(
-        "[upstreams.app]\nservers = [\"{upstream}\"]\n[[routes]]\npath_prefix = \"/\"\nupstream = \"app\"\n"
-    )
+    single_upstream(upstream, "")
 }
 
 /// Rewrites triage's config file with `body` after its listeners.

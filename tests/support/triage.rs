@@ -117,6 +117,14 @@ pub struct Triage {
     dir: TempDir,
 }
 
+/// The sections most tests need: one upstream `app` at `addr` (with `extra` keys in its table)
+/// behind the catch-all route `/`.
+pub fn single_upstream(addr: SocketAddr, extra: &str) -> String {
+    format!(
+        "[upstreams.app]\nservers = [\"{addr}\"]\n{extra}\n\n[[routes]]\npath_prefix = \"/\"\nupstream = \"app\"\n"
+    )
+}
+
 /// The config file triage gets: the listeners this harness picked, then the test's sections.
 pub fn config_text(http: SocketAddr, admin: SocketAddr, config_body: &str) -> String {
     format!("[listen]\nhttp = [\"{http}\"]\n[admin]\nlisten = \"{admin}\"\n\n{config_body}\n")

@@ -183,7 +183,9 @@ impl Renderer {
     ) -> pingora::Result<(ResponseHeader, Bytes)> {
         let p = self.prepared(failure.diagnosis);
         let body = page::render(failure, format);
-        let mut resp = ResponseHeader::build(failure.status, Some(12))?;
+        // No case map: the names are lowercase constants, and the map costs an allocation per
+        // header on a path that runs once per failure in a storm.
+        let mut resp = ResponseHeader::build_no_case(failure.status, Some(14))?;
         resp.insert_header(http::header::CONTENT_TYPE, format.content_type())?;
         resp.insert_header(http::header::CONTENT_LENGTH, body.len())?;
         resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;

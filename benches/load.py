@@ -80,7 +80,7 @@ SETTINGS = {
     "rounds": env_int("BENCH_ROUNDS", 1 if QUICK else 3),
     "warmup": env_int("BENCH_WARMUP", 0 if QUICK else 2),
     # Before each measured run, wait at most this many seconds for the machine to be idle.
-    "idle_wait": env_int("BENCH_IDLE_WAIT", 0 if QUICK else 30),
+    "idle_wait": env_int("BENCH_IDLE_WAIT", 0 if QUICK else 10),
     # Client connections (wrk -c) in scenarios a-c, and in d (slow upstream).
     "connections": env_int("BENCH_CONNECTIONS", 50),
     "slow_connections": env_int("BENCH_SLOW_CONNECTIONS", 100),

@@ -39,6 +39,7 @@ Standard library only (Python 3.9+).
 
 import asyncio
 import ctypes
+import glob
 import json
 import os
 import shutil
@@ -192,6 +193,35 @@ WORKDIR = None
 def stop_all():
     for proc in reversed(list(STARTED)):
         proc.stop()
+
+
+def sweep_leftovers():
+    """Stops what a previous run left behind when it was killed with SIGKILL (no cleanup ran):
+    the kernel then kills its direct children (PR_SET_PDEATHSIG), but nginx's workers outlive
+    their master. A work dir whose runner is gone marks them: every process still running in
+    it (cwd) is that run's, and is killed, and the dir removed."""
+    for workdir in glob.glob(os.path.join(tempfile.gettempdir(), "triage-load-*")):
+        try:
+            with open(os.path.join(workdir, "runner.pid")) as f:
+                runner = int(f.read())
+            with open(f"/proc/{runner}/cmdline", "rb") as f:
+                if b"load.py" in f.read():
+                    continue  # another run, still going
+        except (OSError, ValueError):
+            pass
+        killed = False
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                if os.readlink(f"/proc/{entry}/cwd") == workdir:
+                    os.kill(int(entry), signal.SIGKILL)
+                    killed = True
+                    log(f"killed pid {entry}, left over by a killed run in {workdir}")
+            except OSError:
+                pass
+        if killed:  # (a dir kept with BENCH_KEEP by a run that ended normally stays)
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 def cpu_ticks(pids):
@@ -782,12 +812,14 @@ def machine_info():
         except (OSError, IndexError):
             return "?"
 
-    model = "?"
+    model, mhz = "?", ""
     with open("/proc/cpuinfo") as f:
         for line in f:
-            if line.startswith("model name"):
+            if line.startswith("model name") and model == "?":
                 model = line.split(":", 1)[1].strip()
-                break
+            elif line.startswith("cpu MHz") and not mhz:
+                mhz = f" @ {float(line.split(':', 1)[1]):.0f} MHz"
+    model += mhz
     with open("/proc/meminfo") as f:
         mem_gib = int(f.readline().split()[1]) / 1024 / 1024
     distro = "?"
@@ -825,7 +857,7 @@ def render(results, info, started, load_before, load_after):
     st = SETTINGS
     lines = []
     lines.append(f"Run {started} on {info['cpu']}, {info['memory']}; {info['os']}.  ")
-    lines.append(f"nginx {info['nginx']}, {info['wrk']}, {info['rustc']}, Pingora {info['pingora']}, "
+    lines.append(f"{info['nginx']}, {info['wrk']}, {info['rustc']}, Pingora {info['pingora']}, "
                  f"triage {info['triage']}.  ")
     lines.append(f"{st['rounds']} rounds × {st['duration']:g} s per target (medians), alternating; "
                  f"wrk -t1 -c{st['connections']} (slow scenario -c{st['slow_connections']}); "
@@ -939,7 +971,10 @@ def main(argv):
         log(f"warning: before the first run the machine was already using {idle_busy:.0%} of a core "
             "(a compile?): the numbers will be noisy; see the 'other CPU' column")
 
+    sweep_leftovers()
     WORKDIR = tempfile.mkdtemp(prefix="triage-load-")
+    with open(os.path.join(WORKDIR, "runner.pid"), "w") as f:
+        f.write(str(os.getpid()))
     try:
         ports = {"origin": free_port(), "slow": free_port(), "dead": refused_port()}
         with open(os.path.join(WORKDIR, "origin.conf"), "w") as f:

@@ -206,17 +206,11 @@ impl Triage {
         }
     }
 
-    fn upstream_tls(&self, ctx: &RequestCtx) -> bool {
-        ctx.upstream
-            .and_then(|i| ctx.state.upstreams.get(i))
-            .is_some_and(|u| u.tls)
-    }
-
     fn classify_attempt(&self, error: &Error, ctx: &RequestCtx) -> Finding {
         classify(&Facts {
             error,
             progress: ctx.progress,
-            upstream_tls: self.upstream_tls(ctx),
+            upstream_tls: self.upstream_of(ctx).is_some_and(|u| u.tls),
             upgrade: ctx.upgrade,
         })
     }

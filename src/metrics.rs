@@ -190,15 +190,6 @@ impl Metrics {
 
     /// Resolves the handles for `config`'s routes and upstreams; its servers start as healthy.
     pub fn handles(&self, config: &Config) -> MetricHandles {
-        let (failures, connect, response, duration, retries, client_closed, server_healthy) = (
-            &self.failures,
-            &self.connect,
-            &self.response,
-            &self.duration,
-            &self.retries,
-            &self.client_closed,
-            &self.server_healthy,
-        );
         let upstream_names = config
             .upstreams
             .iter()
@@ -209,19 +200,24 @@ impl Metrics {
                 server_healthy: servers
                     .iter()
                     .map(|s| {
-                        let gauge = server_healthy.with_label_values(&[name, &s.to_string()]);
+                        let gauge = self
+                            .server_healthy
+                            .with_label_values(&[name, &s.to_string()]);
                         gauge.set(1);
                         gauge
                     })
                     .collect(),
                 failures: Diagnosis::ALL
                     .iter()
-                    .map(|d| failures.with_label_values(&[name, d.token(), d.phase().token()]))
+                    .map(|d| {
+                        self.failures
+                            .with_label_values(&[name, d.token(), d.phase().token()])
+                    })
                     .collect(),
-                connect_seconds: connect.with_label_values(&[name]),
-                response_seconds: response.with_label_values(&[name]),
-                request_seconds: duration.with_label_values(&[name]),
-                retries: retries.with_label_values(&[name]),
+                connect_seconds: self.connect.with_label_values(&[name]),
+                response_seconds: self.response.with_label_values(&[name]),
+                request_seconds: self.duration.with_label_values(&[name]),
+                retries: self.retries.with_label_values(&[name]),
             })
             .collect();
         let route_labels = config
@@ -240,7 +236,7 @@ impl Metrics {
             .chain([(NONE_LABEL.to_owned(), NONE_LABEL.to_owned())]);
         let routes = route_labels
             .map(|(route, upstream)| RouteHandles {
-                client_closed: client_closed.with_label_values(&[route.as_str()]),
+                client_closed: self.client_closed.with_label_values(&[route.as_str()]),
                 requests: [code_slots(), code_slots()],
                 route,
                 upstream,

@@ -57,6 +57,12 @@ impl AccessLog {
         }
     }
 
+    /// Whether a request would produce any line: the access log is on, or it failed. When not,
+    /// the caller skips assembling the entry.
+    pub fn writes_anything(&self, failed: bool) -> bool {
+        self.enabled || failed
+    }
+
     /// Writes the access line, and for a failure the error line if the rate allows.
     pub fn write(&self, entry: &AccessEntry<'_>, failed: bool) {
         if self.enabled {

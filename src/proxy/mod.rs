@@ -789,6 +789,10 @@ impl ProxyHttp for Triage {
             self.store_report(session, ctx, &finding, status);
             ctx.finding = Some(finding);
         }
+        let failed = diagnosis.is_some_and(|d| d != Diagnosis::ClientClosed);
+        if !self.access_log.writes_anything(failed) {
+            return;
+        }
         let req = session.req_header();
         let header = |name: http::header::HeaderName| {
             req.headers
@@ -829,7 +833,6 @@ impl ProxyHttp for Triage {
             upstream_ms: ctx.response_time.map(|d| d.as_secs_f64() * 1e3),
             total_ms: total.as_secs_f64() * 1e3,
         };
-        let failed = diagnosis.is_some_and(|d| d != Diagnosis::ClientClosed);
         self.access_log.write(&entry, failed);
     }
 }

@@ -67,6 +67,41 @@ async fn connect_refused() {
     assert!(resp.body_text().contains("nothing is listening"));
 }
 
+/// Like nginx, an upstream failure keeps the client connection: the next request on it is
+/// served. Only a request whose body triage never read closes it, and says so.
+#[tokio::test]
+async fn error_page_keeps_the_client_connection() {
+    let dead = refused_addr();
+    let app = origin::spawn(Behavior::ok("alive")).await;
+    let config = format!(
+        "[upstreams.dead]\nservers = [\"{dead}\"]\n[upstreams.app]\nservers = [\"{}\"]\n\
+         [[routes]]\npath_prefix = \"/dead\"\nupstream = \"dead\"\n\
+         [[routes]]\npath_prefix = \"/\"\nupstream = \"app\"\n",
+        app.addr
+    );
+    let triage = Triage::start(&config).await;
+    let mut conn = client::Connection::connect(triage.http)
+        .await
+        .expect("connect");
+    for _ in 0..2 {
+        let resp = conn.send(Request::get("/dead")).await.expect("response");
+        assert_generated(&resp, 502, "connect_refused", "connect");
+        assert_eq!(resp.header("connection"), Some("keep-alive"), "{resp:?}");
+        let resp = conn
+            .send(Request::get("/"))
+            .await
+            .expect("the same connection serves the next request");
+        assert_eq!((resp.status, resp.body_text().as_str()), (200, "alive"));
+    }
+    let resp = conn
+        .send(Request::post("/dead", vec![b'x'; 64 * 1024]))
+        .await
+        .expect("response");
+    assert_generated(&resp, 502, "connect_refused", "connect");
+    assert_eq!(resp.header("connection"), Some("close"), "{resp:?}");
+    assert!(conn.send(Request::get("/")).await.is_err());
+}
+
 /// A client outside `trusted` gets the token, phase, source, hint and id, but no detail.
 #[tokio::test]
 async fn untrusted_client_gets_no_detail() {

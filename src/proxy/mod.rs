@@ -299,7 +299,8 @@ impl Triage {
         })
     }
 
-    /// Writes the error response for a failure triage answers itself.
+    /// Writes the error response for a failure triage answers itself; true when all of it was
+    /// written. `keep_alive: false` tells the client the connection closes after it.
     async fn respond_failure(
         &self,
         session: &mut Session,
@@ -307,7 +308,7 @@ impl Triage {
         finding: &Finding,
         status: http::StatusCode,
         keep_alive: bool,
-    ) {
+    ) -> bool {
         let failure = Failure {
             id: ctx.id,
             diagnosis: finding.diagnosis,
@@ -328,8 +329,12 @@ impl Triage {
             Ok((resp, body)) => session.write_error_response(resp, body).await,
             Err(e) => Err(e),
         };
-        if let Err(e) = written {
-            tracing::debug!(id = %ctx.id, error = %e, "could not write the error response");
+        match written {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::debug!(id = %ctx.id, error = %e, "could not write the error response");
+                false
+            }
         }
     }
 }
@@ -742,21 +747,26 @@ impl ProxyHttp for Triage {
             Some(finding) => finding,
             None => self.classify_attempt(e, ctx),
         };
-        let error_code = match finding.diagnosis.outcome() {
+        let (error_code, can_reuse_downstream) = match finding.diagnosis.outcome() {
             ClientOutcome::Generated(status) => {
-                self.respond_failure(session, ctx, &finding, status, false)
+                // Like nginx, the client keeps its connection after an error page, unless part
+                // of its request body is still unread: draining an unknown amount from a client
+                // the upstream never saw is not worth it, so that connection is closed.
+                let keep_alive = session.is_body_done();
+                let written = self
+                    .respond_failure(session, ctx, &finding, status, keep_alive)
                     .await;
-                status.as_u16()
+                (status.as_u16(), keep_alive && written)
             }
-            ClientOutcome::Nothing { logged_as } => logged_as,
+            ClientOutcome::Nothing { logged_as } => (logged_as, false),
             ClientOutcome::PassedThrough | ClientOutcome::CutBody => {
-                ctx.upstream_status.unwrap_or(0)
+                (ctx.upstream_status.unwrap_or(0), false)
             }
         };
         ctx.finding = Some(finding);
         FailToProxy {
             error_code,
-            can_reuse_downstream: false,
+            can_reuse_downstream,
         }
     }
 

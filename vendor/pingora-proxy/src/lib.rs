@@ -1345,6 +1345,9 @@ where
                 session.cache.disable(reason);
             }
             let res = self.inner.fail_to_proxy(&mut session, e, &mut ctx).await;
+            // triage patch: honour can_reuse_downstream after an upstream failure too, as
+            // handle_error() does, instead of closing the client connection every time.
+            server_reuse = server_reuse || res.can_reuse_downstream;
 
             // final error will have > 0 status unless downstream connection is dead
             if !self.inner.suppress_error_log(&session, &ctx, e) {

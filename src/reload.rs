@@ -6,9 +6,9 @@
 //! holds the state it started with until it ends, so a reload under load fails nothing. The
 //! background loops (DNS refresh, health checks) restart for the new state.
 //!
-//! What a reload cannot change in a running process (listeners, the admin address, log format,
-//! the report ring's size, certificates) is kept, with a warning that it needs a restart or a
-//! binary upgrade.
+//! What a reload cannot change in a running process (listeners, worker threads, the admin
+//! address, log format, the report ring's size, certificates) is kept, with a warning that it
+//! needs a restart or a binary upgrade.
 
 use crate::config;
 use crate::metrics::Metrics;
@@ -96,6 +96,9 @@ fn needs_restart(old: &config::Config, new: &config::Config) -> Vec<&'static str
     let mut kept = Vec::new();
     if old.listen != new.listen {
         kept.push("[listen]");
+    }
+    if old.server != new.server {
+        kept.push("[server]");
     }
     if old.admin != new.admin {
         kept.push("[admin]");

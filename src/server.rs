@@ -92,6 +92,8 @@ fn server_conf(config: &Config) -> ServerConf {
         graceful_shutdown_timeout_seconds: Some(10),
         upgrade_sock: "/tmp/triage_upgrade.sock".to_owned(),
         pid_file: "/tmp/triage.pid".to_owned(),
+        threads: config.server.worker_threads(),
+        work_stealing: config.server.work_stealing,
         ..ServerConf::default()
     }
 }

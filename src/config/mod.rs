@@ -59,6 +59,7 @@ impl std::error::Error for ConfigErrors {}
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub listen: Listen,
+    pub server: ServerSettings,
     pub admin: Admin,
     pub diagnosis: DiagnosisPolicy,
     pub resolver: Resolver,
@@ -85,6 +86,25 @@ pub struct Listen {
 pub struct Certificate {
     pub cert_file: PathBuf,
     pub key_file: PathBuf,
+}
+
+/// How the proxy runs: its worker threads, like nginx's `worker_processes`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerSettings {
+    /// Worker threads of the proxy; `None` (the default) means one per CPU the process may use.
+    pub threads: Option<usize>,
+    /// Whether idle threads take queued work from busy ones. Default false: each connection
+    /// stays on the thread that accepted it, like an nginx worker, which costs less per request.
+    pub work_stealing: bool,
+}
+
+impl ServerSettings {
+    /// The worker threads to start: the configured count, else one per usable CPU.
+    pub fn worker_threads(&self) -> usize {
+        self.threads.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -287,6 +307,7 @@ pub fn parse(text: &str, origin: &Path) -> Result<Config, ConfigErrors> {
 const TOP: Schema = Schema {
     keys: &[
         "listen",
+        "server",
         "admin",
         "diagnosis",
         "resolver",
@@ -309,6 +330,10 @@ const TLS: Schema = Schema {
 const CERTIFICATE: Schema = Schema {
     keys: &["cert_file", "key_file"],
     required: &["cert_file", "key_file"],
+};
+const SERVER: Schema = Schema {
+    keys: &["threads", "work_stealing"],
+    required: &[],
 };
 const ADMIN: Schema = Schema {
     keys: &["listen"],
@@ -429,6 +454,10 @@ fn read_config(w: &mut Walker, top: &Section, origin: &Path) -> Config {
         );
     }
 
+    let server = w.section(top, "server", &SERVER);
+    let threads = w.integer(&server, "threads", 1..=1024);
+    let work_stealing = w.boolean(&server, "work_stealing");
+
     let admin = w.section(top, "admin", &ADMIN);
     let admin_listen = w
         .value(&admin, "listen", socket_addr)
@@ -466,6 +495,10 @@ fn read_config(w: &mut Walker, top: &Section, origin: &Path) -> Config {
         listen: Listen {
             http: values(http),
             https: values(https),
+        },
+        server: ServerSettings {
+            threads: threads.map(|n| n as usize),
+            work_stealing: work_stealing.unwrap_or(false),
         },
         certificates,
         diagnosis: DiagnosisPolicy {
@@ -860,6 +893,10 @@ upstream = "app"
 [listen]
 http = ["0.0.0.0:8080"]
 
+[server]
+threads = 4
+work_stealing = true
+
 [admin]
 listen = "127.0.0.1:9901"
 
@@ -914,6 +951,10 @@ read_timeout = "2m"
             listen: Listen {
                 http: vec!["0.0.0.0:8080".parse().unwrap()],
                 https: vec![],
+            },
+            server: ServerSettings {
+                threads: Some(4),
+                work_stealing: true,
             },
             certificates: vec![],
             admin: Admin {
@@ -998,6 +1039,9 @@ read_timeout = "2m"
             config.diagnosis.report_url,
             "http://127.0.0.1:9901/diagnoses/"
         );
+        assert_eq!(config.server.threads, None);
+        assert!(config.server.worker_threads() >= 1);
+        assert!(!config.server.work_stealing);
         assert!(config.log.access);
         assert_eq!(config.log.error_lines_per_second, 10);
         assert_eq!(config.reports.max_count, 1000);
@@ -1156,7 +1200,7 @@ path_prefix = "/api"
         assert_eq!(
             only_error(&text),
             "10:2: unknown key `listn` in the top level; expected one of: \
-             listen, admin, diagnosis, resolver, log, reports, tls, upstreams, routes"
+             listen, server, admin, diagnosis, resolver, log, reports, tls, upstreams, routes"
         );
         let text = MINIMAL.replace("servers =", "timeout = \"5s\"\nservers =");
         assert_eq!(
@@ -1194,6 +1238,14 @@ path_prefix = "/api"
             [
                 "11:11: refresh: expected a string, found integer",
                 "13:10: listen: expected a string, found boolean"
+            ]
+        );
+        let text = format!("[server]\nthreads = 0\nwork_stealing = \"no\"\n{MINIMAL}");
+        assert_eq!(
+            errors(&text),
+            [
+                "2:11: threads: 0 is out of range 1..=1024",
+                "3:17: work_stealing: expected a boolean, found string"
             ]
         );
         let text = format!("{MINIMAL}log = \"debug\"\n");

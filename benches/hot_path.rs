@@ -14,6 +14,7 @@ use triage::diagnosis::{diagnose, Diagnosis, Facts, Source};
 use triage::id::RequestId;
 use triage::metrics::{Metrics, RequestOutcome};
 use triage::render::page::BodyFormat;
+use triage::render::text::AddrText;
 use triage::render::{Detail, Failure, Renderer, Timings};
 
 fn config() -> config::Config {
@@ -54,7 +55,7 @@ fn classify_and_count(c: &mut Criterion) {
 
 fn error_response(c: &mut Criterion) {
     let renderer = Renderer::new();
-    let address = "127.0.0.1:3000".parse().ok();
+    let address: std::net::SocketAddr = "127.0.0.1:3000".parse().expect("address");
     let failure = Failure {
         id: RequestId::next(),
         diagnosis: Diagnosis::ConnectRefused,
@@ -63,7 +64,7 @@ fn error_response(c: &mut Criterion) {
         attempts: 1,
         detail: Some(Detail {
             upstream: Some("app"),
-            address,
+            address: None,
             text: "Connection refused (os error 111)",
             timings: Timings {
                 connect: None,
@@ -92,7 +93,14 @@ fn error_response(c: &mut Criterion) {
         ),
     ] {
         c.bench_function(name, |b| {
-            b.iter(|| renderer.failure_response(black_box(failure), format))
+            b.iter(|| {
+                // As on the request path: the address is formatted for each failure.
+                let mut failure = *black_box(failure);
+                if let Some(detail) = &mut failure.detail {
+                    detail.address = Some(AddrText::new(address));
+                }
+                renderer.failure_response(&failure, format)
+            })
         });
     }
 }

@@ -94,7 +94,7 @@ SETTINGS = {
     "load_cpu": os.environ.get("BENCH_LOAD_CPU", "1"),
 }
 SCENARIOS = [s for s in os.environ.get("BENCH_SCENARIOS", "success,refused,mixed,slow").split(",") if s]
-TARGETS = [t for t in os.environ.get("BENCH_TARGETS", "direct,nginx,bare,triage,triage-noaccess").split(",") if t]
+TARGETS = [t for t in os.environ.get("BENCH_TARGETS", "direct,nginx,bare,bare-nosteal,triage,triage-noaccess").split(",") if t]
 
 SCENARIO_TITLES = {
     "success": "(a) success, keepalive",
@@ -106,6 +106,7 @@ TARGET_TITLES = {
     "direct": "direct to origin",
     "nginx": "nginx",
     "bare": "bare Pingora",
+    "bare-nosteal": "bare Pingora, work stealing off",
     "triage": "triage",
     "triage-noaccess": "triage, access log off",
 }
@@ -508,6 +509,11 @@ def triage_conf(port, admin, origin, dead, slow, timeout_ms, access):
 [listen]
 http = ["127.0.0.1:{port}"]
 
+# One worker, like nginx's worker_processes 1 and bare Pingora; work_stealing stays at its
+# default (off).
+[server]
+threads = 1
+
 [admin]
 listen = "127.0.0.1:{admin}"
 
@@ -623,7 +629,7 @@ def start_target(name, scenario, ports, binaries):
             f.write(proxy_nginx_conf(port, ports["origin"], ports["dead"], ports["slow"], timeout_ms))
         proc = Proc("nginx-proxy", [which("nginx"), "-e", "stderr", "-p", WORKDIR, "-c", conf], cpu,
                     subprocess.DEVNULL, signal.SIGTERM)
-    elif name == "bare":
+    elif name in ("bare", "bare-nosteal"):
         # It has no routes: one upstream per start, the scenario's, plus the /fail prefix to the
         # refused port for the mixed scenario.
         upstream = ports["dead"] if scenario == "refused" else ports["slow"] if scenario == "slow" \
@@ -633,7 +639,9 @@ def start_target(name, scenario, ports, binaries):
             argv += ["--fail-upstream", f"127.0.0.1:{ports['dead']}"]
         if scenario == "slow":
             argv += ["--read-timeout-ms", str(timeout_ms)]
-        proc = Proc("bare-pingora", argv, cpu, subprocess.DEVNULL, signal.SIGINT)
+        if name == "bare-nosteal":
+            argv += ["--no-work-stealing"]
+        proc = Proc(name, argv, cpu, subprocess.DEVNULL, signal.SIGINT)
     elif name in ("triage", "triage-noaccess"):
         conf = os.path.join(WORKDIR, f"{name}.toml")
         with open(conf, "w") as f:
@@ -887,19 +895,22 @@ def render(results, info, started, load_before, load_after):
                  "CPU and p99 above 1: triage costs more)")
     lines.append("")
     lines.append("| scenario | req/s triage/nginx | req/s triage/bare | req/s triage/direct | "
-                 "CPU/req triage/nginx | CPU/req triage/bare | p99 triage/nginx | p99 triage/bare | p99 triage/direct |")
-    lines.append("|---|--:|--:|--:|--:|--:|--:|--:|--:|")
+                 "CPU/req triage/nginx | CPU/req triage/bare | CPU/req triage/bare (same runtime) | "
+                 "p99 triage/nginx | p99 triage/bare | p99 triage/direct |")
+    lines.append("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
     for scenario in SCENARIOS:
         res = results.get(scenario, {})
         t = res.get("triage")
         if t is None:
             continue
         n, b, d = res.get("nginx"), res.get("bare"), res.get("direct")
+        bs = res.get("bare-nosteal")
         g = lambda s, k: s[k] if s else None  # noqa: E731
         lines.append(
             f"| {SCENARIO_TITLES[scenario].split(' ', 1)[0]} | {ratio(t['rps'], g(n, 'rps'))} | "
             f"{ratio(t['rps'], g(b, 'rps'))} | {ratio(t['rps'], g(d, 'rps'))} | "
             f"{ratio(t['cpu_us'], g(n, 'cpu_us'))} | {ratio(t['cpu_us'], g(b, 'cpu_us'))} | "
+            f"{ratio(t['cpu_us'], g(bs, 'cpu_us'))} | "
             f"{ratio(t['p99_ms'], g(n, 'p99_ms'))} | {ratio(t['p99_ms'], g(b, 'p99_ms'))} | "
             f"{ratio(t['p99_ms'], g(d, 'p99_ms'))} |")
     return "\n".join(lines) + "\n"

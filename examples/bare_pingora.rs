@@ -2,11 +2,11 @@
 //! version as triage, so `benches/load.py` can tell what triage costs on top of Pingora itself.
 //!
 //! It forwards every request to one fixed upstream over plain HTTP, with Pingora's defaults
-//! for everything else (one worker thread, no timeouts, Pingora's own error responses). It
-//! adds no headers, no logging and no metrics.
+//! for everything else (one worker thread, a work-stealing runtime, no timeouts, Pingora's own
+//! error responses). It adds no headers, no logging and no metrics.
 //!
 //! ```text
-//! bare_pingora LISTEN UPSTREAM [--fail-upstream ADDR] [--read-timeout-ms N]
+//! bare_pingora LISTEN UPSTREAM [--fail-upstream ADDR] [--read-timeout-ms N] [--no-work-stealing]
 //! ```
 //!
 //! - `LISTEN`: address to listen on, e.g. `127.0.0.1:8081`.
@@ -16,6 +16,9 @@
 //!   compare per request, the least routing that scenario needs.
 //! - `--read-timeout-ms N`: the upstream read timeout, for the "slow upstream near its timeout"
 //!   scenario (triage and nginx get the same value there).
+//! - `--no-work-stealing`: Pingora's pool of single-threaded runtimes instead of its default
+//!   work-stealing one; the runtime triage runs on by default, so that comparing the two
+//!   isolates what triage's own work costs.
 //!
 //! Run: `cargo run --release --example bare_pingora -- 127.0.0.1:8081 127.0.0.1:3000`
 
@@ -52,12 +55,13 @@ impl ProxyHttp for Bare {
 }
 
 const USAGE: &str =
-    "usage: bare_pingora LISTEN UPSTREAM [--fail-upstream ADDR] [--read-timeout-ms N]";
+    "usage: bare_pingora LISTEN UPSTREAM [--fail-upstream ADDR] [--read-timeout-ms N] [--no-work-stealing]";
 
 fn main() {
     let mut positional = Vec::new();
     let mut fail_upstream = None;
     let mut read_timeout = None;
+    let mut work_stealing = true;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -66,6 +70,7 @@ fn main() {
                 let ms: u64 = args.next().and_then(|v| v.parse().ok()).expect(USAGE);
                 read_timeout = Some(Duration::from_millis(ms));
             }
+            "--no-work-stealing" => work_stealing = false,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return;
@@ -80,8 +85,12 @@ fn main() {
         .or_else(|| std::env::var("BARE_PINGORA_UPSTREAM").ok())
         .expect(USAGE);
 
-    // ServerConf::default(): threads = 1, like triage's default, so both have one worker.
-    let mut server = Server::new_with_opt_and_conf(None, ServerConf::default());
+    // ServerConf::default(): threads = 1, like nginx's one worker and triage's benchmark config.
+    let conf = ServerConf {
+        work_stealing,
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
     let proxy = Bare {
         upstream,

@@ -37,6 +37,12 @@ impl RequestId {
         std::str::from_utf8(&self.0).unwrap_or("0000000000000000")
     }
 
+    /// The id as a header value.
+    pub fn header_value(&self) -> http::HeaderValue {
+        http::HeaderValue::from_bytes(&self.0)
+            .unwrap_or_else(|_| http::HeaderValue::from_static("0000000000000000"))
+    }
+
     /// Parses an id as printed, e.g. from a `/diagnoses/{id}` path.
     pub fn parse(text: &str) -> Option<RequestId> {
         let bytes: [u8; 16] = text.as_bytes().try_into().ok()?;

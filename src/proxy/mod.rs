@@ -291,7 +291,7 @@ impl Triage {
     fn detail<'a>(&'a self, ctx: &'a RequestCtx, text: &'a str) -> Option<Detail<'a>> {
         ctx.trusted.then(|| Detail {
             upstream: self.upstream_name(ctx),
-            address: ctx.address,
+            address: ctx.address.map(render::text::AddrText::new),
             text,
             timings: ctx.timings(),
             report_url: (ctx.state.config.reports.max_count > 0)

@@ -13,7 +13,6 @@ use crate::id::RequestId;
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
 use pingora::http::ResponseHeader;
-use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
 pub const X_DIAGNOSIS: HeaderName = HeaderName::from_static("x-diagnosis");
@@ -62,7 +61,7 @@ pub struct Detail<'a> {
     /// The upstream's config name, when one was chosen.
     pub upstream: Option<&'a str>,
     /// The address actually tried.
-    pub address: Option<SocketAddr>,
+    pub address: Option<text::AddrText>,
     /// The errno text, TLS reason or bytes received.
     pub text: &'a str,
     pub timings: Timings,
@@ -160,12 +159,12 @@ impl Renderer {
             proxy_status.push_str(itoa_status(status).as_str());
             if let Some(address) = detail.and_then(|d| d.address) {
                 proxy_status.push_str("; next-hop=");
-                text::sf_string(&mut proxy_status, &address.to_string());
+                text::sf_string(&mut proxy_status, address.as_str());
             }
             resp.append_header(PROXY_STATUS, header_value(proxy_status))?;
         }
         if let Some(detail) = detail {
-            self.add_detail_headers(resp, detail, false)?;
+            self.add_detail_headers(resp, detail)?;
             if diagnosis.is_some() {
                 if let Some(url) = detail.report_url {
                     resp.insert_header(X_DIAGNOSIS_REPORT, header_value(format!("{url}{id}")))?;
@@ -183,64 +182,86 @@ impl Renderer {
     ) -> pingora::Result<(ResponseHeader, Bytes)> {
         let p = self.prepared(failure.diagnosis);
         let body = page::render(failure, format);
-        // No case map: the names are lowercase constants, and the map costs an allocation per
-        // header on a path that runs once per failure in a storm.
-        let mut resp = ResponseHeader::build_no_case(failure.status, Some(14))?;
-        resp.insert_header(http::header::CONTENT_TYPE, format.content_type())?;
-        resp.insert_header(http::header::CONTENT_LENGTH, body.len())?;
-        resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
-        resp.insert_header(X_DIAGNOSIS, p.token.clone())?;
-        resp.insert_header(X_DIAGNOSIS_PHASE, p.phase.clone())?;
-        resp.insert_header(X_DIAGNOSIS_SOURCE, self.source_proxy.clone())?;
-        resp.insert_header(X_DIAGNOSIS_ID, failure.id.as_str())?;
-        resp.insert_header(X_DIAGNOSIS_HINT, p.hint.clone())?;
+        // Built as plain `http` parts, converted at the end (no case map): the names are
+        // lowercase constants, and Pingora's `insert_header` would parse and copy each name
+        // again, on a path that runs once per failure in a storm.
+        let (mut parts, ()) = http::Response::new(()).into_parts();
+        parts.status = failure.status;
+        let headers = &mut parts.headers;
+        headers.reserve(15);
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static(format.content_type()),
+        );
+        headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+        headers.insert(
+            http::header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        );
+        headers.insert(X_DIAGNOSIS, p.token.clone());
+        headers.insert(X_DIAGNOSIS_PHASE, p.phase.clone());
+        headers.insert(X_DIAGNOSIS_SOURCE, self.source_proxy.clone());
+        headers.insert(X_DIAGNOSIS_ID, failure.id.header_value());
+        headers.insert(X_DIAGNOSIS_HINT, p.hint.clone());
         if failure.attempts > 0 {
-            resp.insert_header(X_DIAGNOSIS_ATTEMPTS, failure.attempts)?;
+            headers.insert(X_DIAGNOSIS_ATTEMPTS, HeaderValue::from(failure.attempts));
         }
         match &failure.detail {
-            None => resp.insert_header(PROXY_STATUS, p.proxy_status.clone())?,
+            None => {
+                headers.insert(PROXY_STATUS, p.proxy_status.clone());
+            }
             Some(detail) => {
-                let mut value = String::with_capacity(128);
+                let mut value = String::with_capacity(160);
                 // Safe: built from a static token.
                 value.push_str(p.proxy_status.to_str().unwrap_or(PROXY_NAME));
-                if !detail.text.is_empty() {
+                let detail_text = (!detail.text.is_empty())
+                    .then(|| text::header_text(detail.text, text::MAX_HEADER_TEXT));
+                if let Some(detail_text) = &detail_text {
                     value.push_str("; details=");
-                    text::sf_string(
-                        &mut value,
-                        &text::header_text(detail.text, text::MAX_HEADER_TEXT),
-                    );
+                    text::sf_string(&mut value, detail_text);
                 }
-                if let Some(address) = detail.address {
+                if let Some(address) = &detail.address {
                     value.push_str("; next-hop=");
-                    text::sf_string(&mut value, &address.to_string());
+                    text::sf_string(&mut value, address.as_str());
                 }
-                resp.insert_header(PROXY_STATUS, header_value(value))?;
-                self.add_detail_headers(&mut resp, detail, true)?;
+                headers.insert(PROXY_STATUS, header_value(value));
+                if let Some(upstream) = Self::upstream_value(detail) {
+                    headers.insert(X_DIAGNOSIS_UPSTREAM, upstream);
+                }
+                if let Some(detail_text) = detail_text {
+                    headers.insert(X_DIAGNOSIS_DETAIL, header_value(detail_text));
+                }
+                headers.insert(SERVER_TIMING, header_value(server_timing(&detail.timings)));
                 if let Some(url) = detail.report_url {
-                    let link = format!("{url}{}", failure.id);
-                    resp.insert_header(X_DIAGNOSIS_REPORT, header_value(link))?;
+                    let mut link = String::with_capacity(url.len() + 16);
+                    link.push_str(url);
+                    link.push_str(failure.id.as_str());
+                    headers.insert(X_DIAGNOSIS_REPORT, header_value(link));
                 }
             }
         }
-        Ok((resp, body))
+        Ok((ResponseHeader::from(parts), body))
+    }
+
+    /// `X-Diagnosis-Upstream`: the upstream's name and the address tried.
+    fn upstream_value(detail: &Detail<'_>) -> Option<HeaderValue> {
+        let upstream = detail.upstream?;
+        let mut value = String::with_capacity(upstream.len() + 48);
+        value.push_str(upstream);
+        if let Some(address) = &detail.address {
+            value.push(' ');
+            value.push_str(address.as_str());
+        }
+        Some(header_value(value))
     }
 
     fn add_detail_headers(
         &self,
         resp: &mut ResponseHeader,
         detail: &Detail<'_>,
-        with_text: bool,
     ) -> pingora::Result<()> {
-        if let Some(upstream) = detail.upstream {
-            let value = match detail.address {
-                Some(address) => format!("{upstream} {address}"),
-                None => upstream.to_owned(),
-            };
-            resp.insert_header(X_DIAGNOSIS_UPSTREAM, header_value(value))?;
-        }
-        if with_text && !detail.text.is_empty() {
-            let value = text::header_text(detail.text, text::MAX_HEADER_TEXT);
-            resp.insert_header(X_DIAGNOSIS_DETAIL, header_value(value))?;
+        if let Some(value) = Self::upstream_value(detail) {
+            resp.insert_header(X_DIAGNOSIS_UPSTREAM, value)?;
         }
         resp.insert_header(SERVER_TIMING, header_value(server_timing(&detail.timings)))?;
         Ok(())
@@ -249,15 +270,19 @@ impl Renderer {
 
 /// `Server-Timing` (W3C) with durations in milliseconds.
 pub fn server_timing(t: &Timings) -> String {
-    use std::fmt::Write;
     let mut out = String::with_capacity(64);
     if let Some(connect) = t.connect {
-        let _ = write!(out, "connect;dur={:.3}, ", connect.as_secs_f64() * 1e3);
+        out.push_str("connect;dur=");
+        text::push_millis(&mut out, connect);
+        out.push_str(", ");
     }
     if let Some(response) = t.response {
-        let _ = write!(out, "upstream;dur={:.3}, ", response.as_secs_f64() * 1e3);
+        out.push_str("upstream;dur=");
+        text::push_millis(&mut out, response);
+        out.push_str(", ");
     }
-    let _ = write!(out, "total;dur={:.3}", t.total.as_secs_f64() * 1e3);
+    out.push_str("total;dur=");
+    text::push_millis(&mut out, t.total);
     out
 }
 
@@ -344,7 +369,7 @@ mod tests {
         let r = Renderer::new();
         let f = failure(Some(Detail {
             upstream: Some("app"),
-            address: Some("127.0.0.1:3000".parse().expect("addr")),
+            address: Some(text::AddrText::new("127.0.0.1:3000".parse().expect("addr"))),
             text: "Connection refused\r\nX-Evil: \"1\"",
             timings: Timings {
                 connect: None,

@@ -9,7 +9,6 @@ use super::text;
 use super::{Detail, Failure};
 use crate::diagnosis::{Diagnosis, Phase};
 use bytes::Bytes;
-use std::fmt::Write;
 
 /// Which body a client gets, from its `Accept` header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,7 +61,8 @@ fn json(out: &mut String, f: &Failure<'_>) {
     out.push_str(d.token());
     out.push_str("\",\"title\":");
     text::json_string(out, f.status.canonical_reason().unwrap_or("Error"));
-    let _ = write!(out, ",\"status\":{}", f.status.as_u16());
+    out.push_str(",\"status\":");
+    out.push_str(f.status.as_str());
     out.push_str(",\"detail\":");
     text::json_string(out, d.hint());
     out.push_str(",\"instance\":\"urn:triage:request:");
@@ -91,24 +91,35 @@ fn json_detail(out: &mut String, detail: &Detail<'_>, id: &str) {
         out.push_str(",\"upstream\":");
         text::json_string(out, upstream);
     }
-    if let Some(address) = detail.address {
-        let _ = write!(out, ",\"address\":\"{address}\"");
+    if let Some(address) = &detail.address {
+        out.push_str(",\"address\":");
+        text::json_string(out, address.as_str());
     }
     out.push_str(",\"cause\":");
     text::json_string(out, detail.text);
     if let Some(url) = detail.report_url {
         out.push_str(",\"report\":");
-        text::json_string(out, &format!("{url}{id}"));
+        // The id is hex: only the URL can need escaping.
+        text::json_string(out, url);
+        out.pop();
+        out.push_str(id);
+        out.push('"');
     }
     out.push_str(",\"timings_ms\":{");
     let t = &detail.timings;
     if let Some(connect) = t.connect {
-        let _ = write!(out, "\"connect\":{:.3},", connect.as_secs_f64() * 1e3);
+        out.push_str("\"connect\":");
+        text::push_millis(out, connect);
+        out.push(',');
     }
     if let Some(response) = t.response {
-        let _ = write!(out, "\"upstream\":{:.3},", response.as_secs_f64() * 1e3);
+        out.push_str("\"upstream\":");
+        text::push_millis(out, response);
+        out.push(',');
     }
-    let _ = write!(out, "\"total\":{:.3}}}", t.total.as_secs_f64() * 1e3);
+    out.push_str("\"total\":");
+    text::push_millis(out, t.total);
+    out.push('}');
 }
 
 /// Which element of the request path the page marks as broken.
@@ -171,17 +182,19 @@ fn html(out: &mut String, f: &Failure<'_>) {
     let reason = f.status.canonical_reason().unwrap_or("Error");
     out.push_str("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">");
     out.push_str("<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">");
-    let _ = write!(
-        out,
-        "<title>{} {} · {}</title>",
-        f.status.as_u16(),
-        reason,
-        d.token()
-    );
-    out.push_str("<style>");
+    out.push_str("<title>");
+    out.push_str(f.status.as_str());
+    out.push(' ');
+    out.push_str(reason);
+    out.push_str(" · ");
+    out.push_str(d.token());
+    out.push_str("</title><style>");
     out.push_str(STYLE);
-    out.push_str("</style></head><body><main>");
-    let _ = write!(out, "<h1>{} {}</h1>", f.status.as_u16(), reason);
+    out.push_str("</style></head><body><main><h1>");
+    out.push_str(f.status.as_str());
+    out.push(' ');
+    out.push_str(reason);
+    out.push_str("</h1>");
     out.push_str("<p class=\"lead\">");
     out.push_str(match broken_hop(d) {
         BrokenHop::ClientToProxy => "The request could not be read.",
@@ -204,8 +217,8 @@ fn html(out: &mut String, f: &Failure<'_>) {
         if let Some(upstream) = detail.upstream {
             row(out, "Upstream", upstream);
         }
-        if let Some(address) = detail.address {
-            row(out, "Address", &address.to_string());
+        if let Some(address) = &detail.address {
+            row(out, "Address", address.as_str());
         }
         if !detail.text.is_empty() {
             row(out, "Detail", detail.text);
@@ -231,15 +244,26 @@ fn path(out: &mut String, broken: BrokenHop, phase: Phase) {
         BrokenHop::ProxyToUpstream => ("link", "node", "link bad", "node bad"),
     };
     let mark = |class: &str| if class.contains("bad") { "✕" } else { "→" };
-    let _ = write!(
-        out,
-        "<div class=\"path\" aria-label=\"request path\"><span class=\"node\">client</span>\
-<span class=\"{client_link}\">{}</span><span class=\"{proxy}\">triage</span>\
-<span class=\"{upstream_link}\" title=\"{}\">{}</span><span class=\"{upstream}\">upstream</span></div>",
+    let parts = [
+        "<div class=\"path\" aria-label=\"request path\"><span class=\"node\">client</span><span class=\"",
+        client_link,
+        "\">",
         mark(client_link),
+        "</span><span class=\"",
+        proxy,
+        "\">triage</span><span class=\"",
+        upstream_link,
+        "\" title=\"",
         phase.token(),
+        "\">",
         mark(upstream_link),
-    );
+        "</span><span class=\"",
+        upstream,
+        "\">upstream</span></div>",
+    ];
+    for part in parts {
+        out.push_str(part);
+    }
 }
 
 fn row(out: &mut String, name: &str, value: &str) {

@@ -3,13 +3,22 @@
 //! Error details come from the network (the upstream's bytes, OS and TLS library messages that
 //! quote them); none of it may break a header, a page or a document.
 
+//! The escapers copy runs of bytes that need no escaping in one go: they run for every failure
+//! in a storm, and a char at a time cost more than the rest of the page. Splitting a `&str`
+//! at an ASCII byte always lands on a char boundary, so the runs stay valid UTF-8.
+
 use std::fmt::Write;
+use std::net::SocketAddr;
+use std::time::Duration;
 
 /// The longest detail sent in a header; longer text is cut (on a char boundary) and marked.
 pub const MAX_HEADER_TEXT: usize = 256;
 
 /// Printable ASCII only, at most `max` bytes: no CR/LF or other control bytes can reach a header.
 pub fn header_text(text: &str, max: usize) -> String {
+    if text.len() <= max && text.bytes().all(|b| (b' '..=b'~').contains(&b)) {
+        return text.to_owned();
+    }
     // Every char becomes exactly one byte (non-printables become '?'), so chars count bytes.
     let fits = text.chars().count() <= max;
     let keep = if fits { max } else { max.saturating_sub(3) };
@@ -24,49 +33,179 @@ pub fn header_text(text: &str, max: usize) -> String {
     out
 }
 
+/// Appends `text` to `out`, each ASCII byte for which `escape` gives a replacement replaced by it.
+fn escape_into(out: &mut String, text: &str, escape: impl Fn(u8) -> Option<&'static str>) {
+    let mut run = 0;
+    for (i, byte) in text.bytes().enumerate() {
+        if let Some(replacement) = escape(byte) {
+            out.push_str(&text[run..i]);
+            out.push_str(replacement);
+            run = i + 1;
+        }
+    }
+    out.push_str(&text[run..]);
+}
+
 /// An RFC 8941 sf-string (quoted, with `"` and `\` escaped), from already header-safe text.
 pub fn sf_string(out: &mut String, text: &str) {
     out.push('"');
-    for c in text.chars() {
-        if c == '"' || c == '\\' {
-            out.push('\\');
-        }
-        out.push(c);
-    }
+    escape_into(out, text, |b| match b {
+        b'"' => Some("\\\""),
+        b'\\' => Some("\\\\"),
+        _ => None,
+    });
     out.push('"');
 }
 
 /// Escapes text for HTML element content and attribute values.
 pub fn html(out: &mut String, text: &str) {
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
+    escape_into(out, text, |b| match b {
+        b'&' => Some("&amp;"),
+        b'<' => Some("&lt;"),
+        b'>' => Some("&gt;"),
+        b'"' => Some("&quot;"),
+        b'\'' => Some("&#39;"),
+        _ => None,
+    });
 }
 
 /// Writes `text` as a JSON string literal.
 pub fn json_string(out: &mut String, text: &str) {
+    const CONTROL: [&str; 32] = [
+        "\\u0000", "\\u0001", "\\u0002", "\\u0003", "\\u0004", "\\u0005", "\\u0006", "\\u0007",
+        "\\b", "\\t", "\\n", "\\u000b", "\\f", "\\r", "\\u000e", "\\u000f", "\\u0010", "\\u0011",
+        "\\u0012", "\\u0013", "\\u0014", "\\u0015", "\\u0016", "\\u0017", "\\u0018", "\\u0019",
+        "\\u001a", "\\u001b", "\\u001c", "\\u001d", "\\u001e", "\\u001f",
+    ];
     out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
+    escape_into(out, text, |b| match b {
+        b'"' => Some("\\\""),
+        b'\\' => Some("\\\\"),
+        b if b < 0x20 => Some(CONTROL[usize::from(b)]),
+        _ => None,
+    });
+    out.push('"');
+}
+
+/// The decimal digits of `n`, right-aligned in the array, and where they start.
+fn decimal_digits(n: u64) -> ([u8; 20], usize) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut rest = n;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
         }
     }
-    out.push('"');
+    (digits, at)
+}
+
+/// Appends `n` in decimal, without the formatter's machinery.
+pub fn push_decimal(out: &mut String, n: u64) {
+    push_padded(out, n, 0);
+}
+
+/// Appends `n` in decimal, zero-padded to `width` digits (more if it needs them).
+fn push_padded(out: &mut String, n: u64, width: usize) {
+    let (digits, at) = decimal_digits(n);
+    for _ in (digits.len() - at)..width {
+        out.push('0');
+    }
+    // Safe: ASCII digits.
+    out.push_str(std::str::from_utf8(&digits[at..]).unwrap_or("0"));
+}
+
+/// Appends a duration in milliseconds with three decimals (microseconds), e.g. `12.345`.
+pub fn push_millis(out: &mut String, duration: Duration) {
+    let micros = u64::try_from(duration.as_micros()).unwrap_or(u64::MAX);
+    push_decimal(out, micros / 1000);
+    let frac = micros % 1000;
+    out.push('.');
+    out.push(char::from(b'0' + (frac / 100) as u8));
+    out.push(char::from(b'0' + (frac / 10 % 10) as u8));
+    out.push(char::from(b'0' + (frac % 10) as u8));
+}
+
+/// A socket address as text, formatted once per failure on the stack and then reused by every
+/// header and page field that shows it. Printing a `SocketAddr` through `Display` costs more
+/// than all the rest of an error response's headers.
+#[derive(Clone, Copy)]
+pub struct AddrText {
+    len: u8,
+    // The longest, `[ffff:...:255.255.255.255%4294967295]:65535`, is 64 bytes.
+    buf: [u8; 64],
+}
+
+impl AddrText {
+    pub fn new(addr: SocketAddr) -> AddrText {
+        let mut text = AddrText {
+            len: 0,
+            buf: [0; 64],
+        };
+        match addr {
+            SocketAddr::V4(v4) => {
+                for (i, octet) in v4.ip().octets().into_iter().enumerate() {
+                    if i > 0 {
+                        text.push(b".");
+                    }
+                    text.push_decimal(u32::from(octet));
+                }
+                text.push(b":");
+                text.push_decimal(u32::from(v4.port()));
+            }
+            SocketAddr::V6(_) => {
+                // Rare enough for the formatter; it always fits.
+                let _ = write!(text, "{addr}");
+            }
+        }
+        text
+    }
+
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.buf[..usize::from(self.len)]).unwrap_or("")
+    }
+
+    fn push(&mut self, bytes: &[u8]) -> bool {
+        let at = usize::from(self.len);
+        match self.buf.get_mut(at..at + bytes.len()) {
+            Some(slot) => {
+                slot.copy_from_slice(bytes);
+                self.len += bytes.len() as u8;
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn push_decimal(&mut self, n: u32) {
+        let (digits, at) = decimal_digits(u64::from(n));
+        self.push(&digits[at..]);
+    }
+}
+
+impl std::fmt::Write for AddrText {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        if self.push(s.as_bytes()) {
+            Ok(())
+        } else {
+            Err(std::fmt::Error)
+        }
+    }
+}
+
+impl std::fmt::Debug for AddrText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Display for AddrText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// RFC 3339 UTC time with milliseconds, e.g. `2026-11-23T19:49:57.123Z`, without a date library.
@@ -84,14 +223,19 @@ pub fn rfc3339(out: &mut String, at: std::time::SystemTime) {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    let _ = write!(
-        out,
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        secs_of_day / 3600,
-        secs_of_day / 60 % 60,
-        secs_of_day % 60,
-        since_epoch.subsec_millis()
-    );
+    let fields = [
+        (u64::try_from(year).unwrap_or(0), 4, '-'),
+        (month as u64, 2, '-'),
+        (day as u64, 2, 'T'),
+        (secs_of_day / 3600, 2, ':'),
+        (secs_of_day / 60 % 60, 2, ':'),
+        (secs_of_day % 60, 2, '.'),
+        (u64::from(since_epoch.subsec_millis()), 3, 'Z'),
+    ];
+    for (value, width, separator) in fields {
+        push_padded(out, value, width);
+        out.push(separator);
+    }
 }
 
 #[cfg(test)]
@@ -130,6 +274,67 @@ mod tests {
         let mut out = String::new();
         json_string(&mut out, "a\"b\\c\nd\u{1}");
         assert_eq!(out, r#""a\"b\\c\nd\u0001""#);
+    }
+
+    /// Runs between escapes survive intact, multi-byte UTF-8 included, at both ends.
+    #[test]
+    fn escapes_keep_the_text_between() {
+        let mut out = String::new();
+        html(&mut out, "é<ü>ß");
+        assert_eq!(out, "é&lt;ü&gt;ß");
+        let mut out = String::new();
+        json_string(&mut out, "\u{7}tab\there\u{1f}");
+        assert_eq!(out, r#""\u0007tab\there\u001f""#);
+        let mut out = String::new();
+        sf_string(&mut out, "plain");
+        assert_eq!(out, "\"plain\"");
+    }
+
+    /// Durations print as milliseconds with microsecond precision; numbers as plain decimals.
+    #[test]
+    fn millis_and_decimals() {
+        let cases = [
+            (Duration::ZERO, "0.000"),
+            (Duration::from_micros(1), "0.001"),
+            (Duration::from_nanos(1_234_567_890), "1234.567"),
+            (Duration::from_secs(60), "60000.000"),
+        ];
+        for (duration, want) in cases {
+            let mut out = String::new();
+            push_millis(&mut out, duration);
+            assert_eq!(out, want);
+        }
+        for n in [0, 7, 10, 65535, u64::MAX] {
+            let mut out = String::new();
+            push_decimal(&mut out, n);
+            assert_eq!(out, n.to_string());
+        }
+    }
+
+    /// Socket addresses print exactly as `Display` prints them, the longest IPv6 form included.
+    #[test]
+    fn addr_text_matches_display() {
+        let cases = [
+            "0.0.0.0:0",
+            "127.0.0.1:3000",
+            "255.255.255.255:65535",
+            "[::1]:8080",
+            "[ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255%4294967295]:65535",
+        ];
+        for case in cases {
+            let addr: SocketAddr = match case.parse() {
+                Ok(addr) => addr,
+                Err(_) => SocketAddr::V6(std::net::SocketAddrV6::new(
+                    "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255"
+                        .parse()
+                        .unwrap(),
+                    65535,
+                    0,
+                    u32::MAX,
+                )),
+            };
+            assert_eq!(AddrText::new(addr).as_str(), addr.to_string(), "{case}");
+        }
     }
 
     /// Known instants format as RFC 3339, leap years included.

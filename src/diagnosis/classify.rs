@@ -280,12 +280,31 @@ fn detail_of(facts: &Facts<'_>, diagnosis: Diagnosis) -> String {
                 _ => innermost_context(error),
             };
             match io_error(error) {
-                Some(io) if ctx.is_empty() => io.to_string(),
-                Some(io) => format!("{ctx}: {io}"),
+                Some(io) if ctx.is_empty() => io_text(io).into_owned(),
+                Some(io) => format!("{ctx}: {}", io_text(io)),
                 None if ctx.is_empty() => error.etype().as_str().to_owned(),
                 None => ctx.to_owned(),
             }
         }
+    }
+}
+
+/// `io::Error`'s own text ("Connection refused (os error 111)"). An OS error's text depends only
+/// on its errno, so it is formatted once per errno and then copied: `strerror` and the formatter
+/// cost more than the rest of a classification, which runs for every failure in a storm.
+fn io_text(io: &std::io::Error) -> std::borrow::Cow<'static, str> {
+    const CACHED: usize = 256;
+    static TEXTS: [std::sync::OnceLock<Box<str>>; CACHED] =
+        [const { std::sync::OnceLock::new() }; CACHED];
+    let errno = io
+        .raw_os_error()
+        .and_then(|code| usize::try_from(code).ok())
+        .filter(|&code| code < CACHED);
+    match errno {
+        Some(code) => {
+            std::borrow::Cow::Borrowed(TEXTS[code].get_or_init(|| io.to_string().into_boxed_str()))
+        }
+        None => std::borrow::Cow::Owned(io.to_string()),
     }
 }
 
@@ -450,6 +469,18 @@ mod tests {
             run(&e, Progress::Started, false).diagnosis,
             Diagnosis::BadRequest
         );
+    }
+
+    /// An errno's cached text is exactly what `io::Error` prints, on every call.
+    #[test]
+    fn io_text_is_the_io_error_text() {
+        for code in [111, 104, 110, 113, 0, 255, 4095] {
+            let io = std::io::Error::from_raw_os_error(code);
+            assert_eq!(io_text(&io), io.to_string());
+            assert_eq!(io_text(&io), io.to_string());
+        }
+        let custom = std::io::Error::other("custom words");
+        assert_eq!(io_text(&custom), "custom words");
     }
 
     /// The detail is the innermost context with the errno, not the outer "Peer:" wrapper.

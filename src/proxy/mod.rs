@@ -831,7 +831,7 @@ impl ProxyHttp for Triage {
                 .route
                 .and_then(|r| ctx.state.route_labels.get(r))
                 .map_or("", |l| l.as_str()),
-            upstream: self.upstream_name(ctx).unwrap_or(""),
+            upstream_name: self.upstream_name(ctx).unwrap_or(""),
             address: ctx.address,
             source: source.token(),
             diagnosis: diagnosis.map_or("", |d| d.token()),
@@ -839,9 +839,9 @@ impl ProxyHttp for Triage {
             detail: finding.map_or("", |f| f.detail.as_str()),
             attempts: ctx.attempts,
             reused: ctx.reused_connection,
-            connect_ms: ctx.connect_time.map(|d| d.as_secs_f64() * 1e3),
-            upstream_ms: ctx.response_time.map(|d| d.as_secs_f64() * 1e3),
-            total_ms: total.as_secs_f64() * 1e3,
+            connect: ctx.connect_time,
+            upstream: ctx.response_time,
+            total,
         };
         self.access_log.write(&entry, failed);
     }

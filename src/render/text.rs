@@ -147,12 +147,7 @@ impl AddrText {
         };
         match addr {
             SocketAddr::V4(v4) => {
-                for (i, octet) in v4.ip().octets().into_iter().enumerate() {
-                    if i > 0 {
-                        text.push(b".");
-                    }
-                    text.push_decimal(u32::from(octet));
-                }
+                text.push_ipv4(*v4.ip());
                 text.push(b":");
                 text.push_decimal(u32::from(v4.port()));
             }
@@ -164,8 +159,32 @@ impl AddrText {
         text
     }
 
+    /// An IP address alone, as `Display` prints it.
+    pub fn ip(ip: std::net::IpAddr) -> AddrText {
+        let mut text = AddrText {
+            len: 0,
+            buf: [0; 64],
+        };
+        match ip {
+            std::net::IpAddr::V4(v4) => text.push_ipv4(v4),
+            std::net::IpAddr::V6(_) => {
+                let _ = write!(text, "{ip}");
+            }
+        }
+        text
+    }
+
     pub fn as_str(&self) -> &str {
         std::str::from_utf8(&self.buf[..usize::from(self.len)]).unwrap_or("")
+    }
+
+    fn push_ipv4(&mut self, ip: std::net::Ipv4Addr) {
+        for (i, octet) in ip.octets().into_iter().enumerate() {
+            if i > 0 {
+                self.push(b".");
+            }
+            self.push_decimal(u32::from(octet));
+        }
     }
 
     fn push(&mut self, bytes: &[u8]) -> bool {
@@ -334,6 +353,7 @@ mod tests {
                 )),
             };
             assert_eq!(AddrText::new(addr).as_str(), addr.to_string(), "{case}");
+            assert_eq!(AddrText::ip(addr.ip()).as_str(), addr.ip().to_string());
         }
     }
 

@@ -15,17 +15,34 @@ use http::header::{HeaderName, HeaderValue};
 use pingora::http::ResponseHeader;
 use std::time::{Duration, SystemTime};
 
-pub const X_DIAGNOSIS: HeaderName = HeaderName::from_static("x-diagnosis");
-pub const X_DIAGNOSIS_PHASE: HeaderName = HeaderName::from_static("x-diagnosis-phase");
-pub const X_DIAGNOSIS_SOURCE: HeaderName = HeaderName::from_static("x-diagnosis-source");
-pub const X_DIAGNOSIS_ID: HeaderName = HeaderName::from_static("x-diagnosis-id");
-pub const X_DIAGNOSIS_HINT: HeaderName = HeaderName::from_static("x-diagnosis-hint");
-pub const X_DIAGNOSIS_UPSTREAM: HeaderName = HeaderName::from_static("x-diagnosis-upstream");
-pub const X_DIAGNOSIS_DETAIL: HeaderName = HeaderName::from_static("x-diagnosis-detail");
-pub const PROXY_STATUS: HeaderName = HeaderName::from_static("proxy-status");
-pub const SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
-pub const X_DIAGNOSIS_REPORT: HeaderName = HeaderName::from_static("x-diagnosis-report");
-pub const X_DIAGNOSIS_ATTEMPTS: HeaderName = HeaderName::from_static("x-diagnosis-attempts");
+/// The header names as `&'static str`, for headers added to a response that keeps the upstream's
+/// header case: Pingora turns a `&'static str` into its case entry without copying it, and a
+/// `HeaderName` with a copy per insert.
+pub mod name {
+    pub const X_DIAGNOSIS: &str = "x-diagnosis";
+    pub const X_DIAGNOSIS_PHASE: &str = "x-diagnosis-phase";
+    pub const X_DIAGNOSIS_SOURCE: &str = "x-diagnosis-source";
+    pub const X_DIAGNOSIS_ID: &str = "x-diagnosis-id";
+    pub const X_DIAGNOSIS_HINT: &str = "x-diagnosis-hint";
+    pub const X_DIAGNOSIS_UPSTREAM: &str = "x-diagnosis-upstream";
+    pub const X_DIAGNOSIS_DETAIL: &str = "x-diagnosis-detail";
+    pub const PROXY_STATUS: &str = "proxy-status";
+    pub const SERVER_TIMING: &str = "server-timing";
+    pub const X_DIAGNOSIS_REPORT: &str = "x-diagnosis-report";
+    pub const X_DIAGNOSIS_ATTEMPTS: &str = "x-diagnosis-attempts";
+}
+
+pub const X_DIAGNOSIS: HeaderName = HeaderName::from_static(name::X_DIAGNOSIS);
+pub const X_DIAGNOSIS_PHASE: HeaderName = HeaderName::from_static(name::X_DIAGNOSIS_PHASE);
+pub const X_DIAGNOSIS_SOURCE: HeaderName = HeaderName::from_static(name::X_DIAGNOSIS_SOURCE);
+pub const X_DIAGNOSIS_ID: HeaderName = HeaderName::from_static(name::X_DIAGNOSIS_ID);
+pub const X_DIAGNOSIS_HINT: HeaderName = HeaderName::from_static(name::X_DIAGNOSIS_HINT);
+pub const X_DIAGNOSIS_UPSTREAM: HeaderName = HeaderName::from_static(name::X_DIAGNOSIS_UPSTREAM);
+pub const X_DIAGNOSIS_DETAIL: HeaderName = HeaderName::from_static(name::X_DIAGNOSIS_DETAIL);
+pub const PROXY_STATUS: HeaderName = HeaderName::from_static(name::PROXY_STATUS);
+pub const SERVER_TIMING: HeaderName = HeaderName::from_static(name::SERVER_TIMING);
+pub const X_DIAGNOSIS_REPORT: HeaderName = HeaderName::from_static(name::X_DIAGNOSIS_REPORT);
+pub const X_DIAGNOSIS_ATTEMPTS: HeaderName = HeaderName::from_static(name::X_DIAGNOSIS_ATTEMPTS);
 
 /// The name triage gives itself in `Proxy-Status` (RFC 9209 section 2).
 const PROXY_NAME: &str = "triage";
@@ -138,17 +155,17 @@ impl Renderer {
         attempts: u32,
         detail: Option<&Detail<'_>>,
     ) -> pingora::Result<()> {
-        resp.insert_header(X_DIAGNOSIS_ID, id.as_str())?;
-        resp.insert_header(X_DIAGNOSIS_SOURCE, self.source_upstream.clone())?;
+        resp.insert_header(name::X_DIAGNOSIS_ID, id.as_str())?;
+        resp.insert_header(name::X_DIAGNOSIS_SOURCE, self.source_upstream.clone())?;
         if attempts > 1 {
-            resp.insert_header(X_DIAGNOSIS_ATTEMPTS, attempts)?;
+            resp.insert_header(name::X_DIAGNOSIS_ATTEMPTS, attempts)?;
         }
         let status = resp.status.as_u16();
         if let Some(diagnosis) = diagnosis {
             let p = self.prepared(diagnosis);
-            resp.insert_header(X_DIAGNOSIS, p.token.clone())?;
-            resp.insert_header(X_DIAGNOSIS_PHASE, p.phase.clone())?;
-            resp.insert_header(X_DIAGNOSIS_HINT, p.hint.clone())?;
+            resp.insert_header(name::X_DIAGNOSIS, p.token.clone())?;
+            resp.insert_header(name::X_DIAGNOSIS_PHASE, p.phase.clone())?;
+            resp.insert_header(name::X_DIAGNOSIS_HINT, p.hint.clone())?;
             let mut proxy_status = String::with_capacity(64);
             proxy_status.push_str(PROXY_NAME);
             if let Some(error) = diagnosis.proxy_status_error() {
@@ -161,13 +178,16 @@ impl Renderer {
                 proxy_status.push_str("; next-hop=");
                 text::sf_string(&mut proxy_status, address.as_str());
             }
-            resp.append_header(PROXY_STATUS, header_value(proxy_status))?;
+            resp.append_header(name::PROXY_STATUS, header_value(proxy_status))?;
         }
         if let Some(detail) = detail {
             self.add_detail_headers(resp, detail)?;
             if diagnosis.is_some() {
                 if let Some(url) = detail.report_url {
-                    resp.insert_header(X_DIAGNOSIS_REPORT, header_value(format!("{url}{id}")))?;
+                    resp.insert_header(
+                        name::X_DIAGNOSIS_REPORT,
+                        header_value(format!("{url}{id}")),
+                    )?;
                 }
             }
         }
@@ -261,9 +281,12 @@ impl Renderer {
         detail: &Detail<'_>,
     ) -> pingora::Result<()> {
         if let Some(value) = Self::upstream_value(detail) {
-            resp.insert_header(X_DIAGNOSIS_UPSTREAM, value)?;
+            resp.insert_header(name::X_DIAGNOSIS_UPSTREAM, value)?;
         }
-        resp.insert_header(SERVER_TIMING, header_value(server_timing(&detail.timings)))?;
+        resp.insert_header(
+            name::SERVER_TIMING,
+            header_value(server_timing(&detail.timings)),
+        )?;
         Ok(())
     }
 }

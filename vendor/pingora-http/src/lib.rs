@@ -836,11 +836,16 @@ fn http_header_map_upper_bound(size_hint: Option<usize>) -> usize {
     // upper bound in the crate. Any way you cut it, 4,096 headers is insane.
     const PINGORA_MAX_HEADER_COUNT: usize = 4096;
     const INIT_HEADER_SIZE: usize = 8;
+    // triage patch: room for the headers a proxy adds to a parsed request or response
+    // (X-Forwarded-*, X-Request-Id, its own response headers). Sized exactly to the parsed
+    // count, both the header map and the case map grew (reallocated and rehashed) on the
+    // first added header, for every request.
+    const PROXY_HEADROOM: usize = 8;
 
     // We select the size hint or the max size here, ensuring that we pick a value substantially lower
     // than 1 << 15 with room to grow the header map.
     std::cmp::min(
-        size_hint.unwrap_or(INIT_HEADER_SIZE),
+        size_hint.map_or(INIT_HEADER_SIZE, |hint| hint.saturating_add(PROXY_HEADROOM)),
         PINGORA_MAX_HEADER_COUNT,
     )
 }

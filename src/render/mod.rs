@@ -231,32 +231,53 @@ impl Renderer {
                 headers.insert(PROXY_STATUS, p.proxy_status.clone());
             }
             Some(detail) => {
-                let mut value = String::with_capacity(160);
-                // Safe: built from a static token.
-                value.push_str(p.proxy_status.to_str().unwrap_or(PROXY_NAME));
+                // Every per-request value is written into one buffer, then each header gets a
+                // slice of it: one allocation for all of them instead of two per header.
+                let mut buf = String::with_capacity(512);
+                let mut spans: [(HeaderName, std::ops::Range<usize>); 5] =
+                    std::array::from_fn(|_| (PROXY_STATUS, 0..0));
+                let mut count = 0;
+                let mut span = |name: HeaderName, buf: &String, start: usize| {
+                    spans[count] = (name, start..buf.len());
+                    count += 1;
+                };
+
                 let detail_text = (!detail.text.is_empty())
                     .then(|| text::header_text(detail.text, text::MAX_HEADER_TEXT));
+                let start = buf.len();
+                // Safe: built from a static token.
+                buf.push_str(p.proxy_status.to_str().unwrap_or(PROXY_NAME));
                 if let Some(detail_text) = &detail_text {
-                    value.push_str("; details=");
-                    text::sf_string(&mut value, detail_text);
+                    buf.push_str("; details=");
+                    text::sf_string(&mut buf, detail_text);
                 }
                 if let Some(address) = &detail.address {
-                    value.push_str("; next-hop=");
-                    text::sf_string(&mut value, address.as_str());
+                    buf.push_str("; next-hop=");
+                    text::sf_string(&mut buf, address.as_str());
                 }
-                headers.insert(PROXY_STATUS, header_value(value));
-                if let Some(upstream) = Self::upstream_value(detail) {
-                    headers.insert(X_DIAGNOSIS_UPSTREAM, upstream);
+                span(PROXY_STATUS, &buf, start);
+                if let Some(upstream) = detail.upstream {
+                    let start = buf.len();
+                    push_upstream_value(&mut buf, upstream, detail);
+                    span(X_DIAGNOSIS_UPSTREAM, &buf, start);
                 }
-                if let Some(detail_text) = detail_text {
-                    headers.insert(X_DIAGNOSIS_DETAIL, header_value(detail_text));
+                if let Some(detail_text) = &detail_text {
+                    let start = buf.len();
+                    buf.push_str(detail_text);
+                    span(X_DIAGNOSIS_DETAIL, &buf, start);
                 }
-                headers.insert(SERVER_TIMING, header_value(server_timing(&detail.timings)));
+                let start = buf.len();
+                push_server_timing(&mut buf, &detail.timings);
+                span(SERVER_TIMING, &buf, start);
                 if let Some(url) = detail.report_url {
-                    let mut link = String::with_capacity(url.len() + 16);
-                    link.push_str(url);
-                    link.push_str(failure.id.as_str());
-                    headers.insert(X_DIAGNOSIS_REPORT, header_value(link));
+                    let start = buf.len();
+                    buf.push_str(url);
+                    buf.push_str(failure.id.as_str());
+                    span(X_DIAGNOSIS_REPORT, &buf, start);
+                }
+                let shared = Bytes::from(buf);
+                for (name, range) in spans.into_iter().take(count) {
+                    headers.insert(name, header_value_bytes(shared.slice(range)));
                 }
             }
         }
@@ -267,11 +288,7 @@ impl Renderer {
     fn upstream_value(detail: &Detail<'_>) -> Option<HeaderValue> {
         let upstream = detail.upstream?;
         let mut value = String::with_capacity(upstream.len() + 48);
-        value.push_str(upstream);
-        if let Some(address) = &detail.address {
-            value.push(' ');
-            value.push_str(address.as_str());
-        }
+        push_upstream_value(&mut value, upstream, detail);
         Some(header_value(value))
     }
 
@@ -291,28 +308,44 @@ impl Renderer {
     }
 }
 
+/// The upstream's name and the address tried, as `X-Diagnosis-Upstream` shows them.
+fn push_upstream_value(out: &mut String, upstream: &str, detail: &Detail<'_>) {
+    out.push_str(upstream);
+    if let Some(address) = &detail.address {
+        out.push(' ');
+        out.push_str(address.as_str());
+    }
+}
+
 /// `Server-Timing` (W3C) with durations in milliseconds.
 pub fn server_timing(t: &Timings) -> String {
     let mut out = String::with_capacity(64);
+    push_server_timing(&mut out, t);
+    out
+}
+
+fn push_server_timing(out: &mut String, t: &Timings) {
     if let Some(connect) = t.connect {
         out.push_str("connect;dur=");
-        text::push_millis(&mut out, connect);
+        text::push_millis(out, connect);
         out.push_str(", ");
     }
     if let Some(response) = t.response {
         out.push_str("upstream;dur=");
-        text::push_millis(&mut out, response);
+        text::push_millis(out, response);
         out.push_str(", ");
     }
     out.push_str("total;dur=");
-    text::push_millis(&mut out, t.total);
-    out
+    text::push_millis(out, t.total);
 }
 
 /// A header value from text that was made header-safe by construction (printable ASCII).
 fn header_value(text: String) -> HeaderValue {
-    HeaderValue::from_maybe_shared(Bytes::from(text))
-        .unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+    header_value_bytes(Bytes::from(text))
+}
+
+fn header_value_bytes(bytes: Bytes) -> HeaderValue {
+    HeaderValue::from_maybe_shared(bytes).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
 }
 
 /// A three-digit status as text, without going through the formatter.

@@ -46,7 +46,8 @@ impl BodyFormat {
 pub fn render(failure: &Failure<'_>, format: BodyFormat) -> Bytes {
     let mut out = String::with_capacity(match format {
         BodyFormat::Json => 512,
-        BodyFormat::Html => 2048,
+        // The page with every detail row is a little over 2 KiB: no regrowth on the way.
+        BodyFormat::Html => 3072,
     });
     match format {
         BodyFormat::Json => json(&mut out, failure),

@@ -133,15 +133,10 @@ fn millis(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1e3
 }
 
+/// Appends the combined line of `e` to `out`:
 /// `client - - [time] "METHOD path HTTP/1.1" status bytes "referer" "agent" key=value...`.
-pub fn combined_line(e: &AccessEntry<'_>) -> String {
-    let mut out = String::with_capacity(256);
-    push_combined_line(&mut out, e);
-    out
-}
-
-/// Appends the combined line of `e` to `out`, written piece by piece: the formatter machinery
-/// costs several times what the line's few numbers need.
+/// Written piece by piece: the formatter machinery costs several times what the line's few
+/// numbers need.
 fn push_combined_line(out: &mut String, e: &AccessEntry<'_>) {
     match e.client {
         Some(ip) => out.push_str(text::AddrText::ip(ip).as_str()),
@@ -327,8 +322,10 @@ mod tests {
             upstream: None,
             total: Duration::from_micros(1500),
         };
+        let mut line = String::new();
+        push_combined_line(&mut line, &entry);
         assert_eq!(
-            combined_line(&entry),
+            line,
             "127.0.0.1 - - [1970-01-01T00:00:00.000Z] \"GET /x? HTTP/1.1\" 502 10 \"\" \"curl/8\" \
              id=0123456789abcdef host=example route=/ upstream=app source=proxy \
              diagnosis=connect_refused phase=connect attempts=1 reused=false total_ms=1.500 \

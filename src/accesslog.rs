@@ -147,7 +147,7 @@ fn push_combined_line(out: &mut String, e: &AccessEntry<'_>) {
     out.push_str("] \"");
     out.push_str(e.method);
     out.push(' ');
-    push_safe(out, e.path, 1024);
+    text::push_header_text(out, e.path, 1024);
     out.push(' ');
     out.push_str(e.version);
     out.push_str("\" ");
@@ -155,13 +155,13 @@ fn push_combined_line(out: &mut String, e: &AccessEntry<'_>) {
     out.push(' ');
     text::push_decimal(out, e.bytes_sent as u64);
     out.push_str(" \"");
-    push_safe(out, e.referer, 256);
+    text::push_header_text(out, e.referer, 256);
     out.push_str("\" \"");
-    push_safe(out, e.user_agent, 256);
+    text::push_header_text(out, e.user_agent, 256);
     out.push_str("\" id=");
     out.push_str(e.id);
     out.push_str(" host=");
-    push_safe(out, e.host, 256);
+    text::push_header_text(out, e.host, 256);
     out.push_str(" route=");
     out.push_str(or_dash(e.route));
     out.push_str(" upstream=");
@@ -198,15 +198,6 @@ fn push_combined_line(out: &mut String, e: &AccessEntry<'_>) {
     if !e.detail.is_empty() {
         out.push_str(" detail=");
         text::sf_string(out, &text::header_text(e.detail, text::MAX_HEADER_TEXT));
-    }
-}
-
-/// Untrusted request text, made printable ASCII and bounded, without copying when it already is.
-fn push_safe(out: &mut String, value: &str, max: usize) {
-    if value.len() <= max && value.bytes().all(|b| (b' '..=b'~').contains(&b)) {
-        out.push_str(value);
-    } else {
-        out.push_str(&text::header_text(value, max));
     }
 }
 

@@ -16,21 +16,28 @@ pub const MAX_HEADER_TEXT: usize = 256;
 
 /// Printable ASCII only, at most `max` bytes: no CR/LF or other control bytes can reach a header.
 pub fn header_text(text: &str, max: usize) -> String {
+    let mut out = String::with_capacity(text.len().min(max));
+    push_header_text(&mut out, text, max);
+    out
+}
+
+/// Appends [`header_text`]`(text, max)` to `out`, copying `text` as is when it already qualifies.
+pub fn push_header_text(out: &mut String, text: &str, max: usize) {
     if text.len() <= max && text.bytes().all(|b| (b' '..=b'~').contains(&b)) {
-        return text.to_owned();
+        out.push_str(text);
+        return;
     }
     // Every char becomes exactly one byte (non-printables become '?'), so chars count bytes.
     let fits = text.chars().count() <= max;
     let keep = if fits { max } else { max.saturating_sub(3) };
-    let mut out: String = text
-        .chars()
-        .take(keep)
-        .map(|c| if (' '..='~').contains(&c) { c } else { '?' })
-        .collect();
+    out.extend(
+        text.chars()
+            .take(keep)
+            .map(|c| if (' '..='~').contains(&c) { c } else { '?' }),
+    );
     if !fits {
         out.push_str("...");
     }
-    out
 }
 
 /// Appends `text` to `out`, each ASCII byte for which `escape` gives a replacement replaced by it.

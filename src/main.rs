@@ -3,6 +3,12 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+// Per request, Pingora and triage allocate and free a few dozen small blocks (header maps,
+// names, values, buffers). mimalloc's thread-local free lists serve them in a fraction of
+// glibc malloc's instructions; see benches/README.md for the measurement.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const USAGE: &str = "\
 usage: triage -c FILE        run the proxy with this config
        triage -c FILE --upgrade

@@ -119,8 +119,8 @@ impl Upstream {
         self.retry_budget.allow_retry()
     }
 
-    /// A peer for `addr`, reached as `server`. The TLS name is the configured `sni`, else the
-    /// server's hostname, else its IP: never empty, because Pingora skips certificate
+    /// A peer for `addr`, reached as `server`. Over TLS, the name is the configured `sni`,
+    /// else the server's hostname, else its IP: never empty, because Pingora skips certificate
     /// verification entirely when the SNI is empty.
     pub fn peer(
         &self,
@@ -130,6 +130,8 @@ impl Upstream {
         total_left: Option<Duration>,
     ) -> HttpPeer {
         let name = match (&self.sni, server) {
+            // Only TLS uses the name: plain HTTP spares the allocation on every request.
+            _ if !self.tls => String::new(),
             (Some(sni), _) => sni.clone(),
             (None, ServerAddr::Host { host, .. }) => host.clone(),
             (None, ServerAddr::Ip(ip)) => ip.ip().to_string(),

@@ -32,17 +32,17 @@ pub mod name {
     pub const X_DIAGNOSIS_ATTEMPTS: &str = "x-diagnosis-attempts";
 }
 
-pub const X_DIAGNOSIS: HeaderName = HeaderName::from_static(name::X_DIAGNOSIS);
-pub const X_DIAGNOSIS_PHASE: HeaderName = HeaderName::from_static(name::X_DIAGNOSIS_PHASE);
-pub const X_DIAGNOSIS_SOURCE: HeaderName = HeaderName::from_static(name::X_DIAGNOSIS_SOURCE);
-pub const X_DIAGNOSIS_ID: HeaderName = HeaderName::from_static(name::X_DIAGNOSIS_ID);
-pub const X_DIAGNOSIS_HINT: HeaderName = HeaderName::from_static(name::X_DIAGNOSIS_HINT);
-pub const X_DIAGNOSIS_UPSTREAM: HeaderName = HeaderName::from_static(name::X_DIAGNOSIS_UPSTREAM);
-pub const X_DIAGNOSIS_DETAIL: HeaderName = HeaderName::from_static(name::X_DIAGNOSIS_DETAIL);
-pub const PROXY_STATUS: HeaderName = HeaderName::from_static(name::PROXY_STATUS);
-pub const SERVER_TIMING: HeaderName = HeaderName::from_static(name::SERVER_TIMING);
-pub const X_DIAGNOSIS_REPORT: HeaderName = HeaderName::from_static(name::X_DIAGNOSIS_REPORT);
-pub const X_DIAGNOSIS_ATTEMPTS: HeaderName = HeaderName::from_static(name::X_DIAGNOSIS_ATTEMPTS);
+pub static X_DIAGNOSIS: HeaderName = HeaderName::from_static(name::X_DIAGNOSIS);
+pub static X_DIAGNOSIS_PHASE: HeaderName = HeaderName::from_static(name::X_DIAGNOSIS_PHASE);
+pub static X_DIAGNOSIS_SOURCE: HeaderName = HeaderName::from_static(name::X_DIAGNOSIS_SOURCE);
+pub static X_DIAGNOSIS_ID: HeaderName = HeaderName::from_static(name::X_DIAGNOSIS_ID);
+pub static X_DIAGNOSIS_HINT: HeaderName = HeaderName::from_static(name::X_DIAGNOSIS_HINT);
+pub static X_DIAGNOSIS_UPSTREAM: HeaderName = HeaderName::from_static(name::X_DIAGNOSIS_UPSTREAM);
+pub static X_DIAGNOSIS_DETAIL: HeaderName = HeaderName::from_static(name::X_DIAGNOSIS_DETAIL);
+pub static PROXY_STATUS: HeaderName = HeaderName::from_static(name::PROXY_STATUS);
+pub static SERVER_TIMING: HeaderName = HeaderName::from_static(name::SERVER_TIMING);
+pub static X_DIAGNOSIS_REPORT: HeaderName = HeaderName::from_static(name::X_DIAGNOSIS_REPORT);
+pub static X_DIAGNOSIS_ATTEMPTS: HeaderName = HeaderName::from_static(name::X_DIAGNOSIS_ATTEMPTS);
 
 /// The name triage gives itself in `Proxy-Status` (RFC 9209 section 2).
 const PROXY_NAME: &str = "triage";
@@ -155,17 +155,19 @@ impl Renderer {
         attempts: u32,
         detail: Option<&Detail<'_>>,
     ) -> pingora::Result<()> {
-        resp.insert_header(name::X_DIAGNOSIS_ID, id.as_str())?;
-        resp.insert_header(name::X_DIAGNOSIS_SOURCE, self.source_upstream.clone())?;
+        // Static names: Pingora's `insert_header` would parse and copy each name, on every
+        // proxied request.
+        resp.insert_static_header(&X_DIAGNOSIS_ID, id.header_value())?;
+        resp.insert_static_header(&X_DIAGNOSIS_SOURCE, self.source_upstream.clone())?;
         if attempts > 1 {
-            resp.insert_header(name::X_DIAGNOSIS_ATTEMPTS, attempts)?;
+            resp.insert_static_header(&X_DIAGNOSIS_ATTEMPTS, HeaderValue::from(attempts))?;
         }
         let status = resp.status.as_u16();
         if let Some(diagnosis) = diagnosis {
             let p = self.prepared(diagnosis);
-            resp.insert_header(name::X_DIAGNOSIS, p.token.clone())?;
-            resp.insert_header(name::X_DIAGNOSIS_PHASE, p.phase.clone())?;
-            resp.insert_header(name::X_DIAGNOSIS_HINT, p.hint.clone())?;
+            resp.insert_static_header(&X_DIAGNOSIS, p.token.clone())?;
+            resp.insert_static_header(&X_DIAGNOSIS_PHASE, p.phase.clone())?;
+            resp.insert_static_header(&X_DIAGNOSIS_HINT, p.hint.clone())?;
             let mut proxy_status = String::with_capacity(64);
             proxy_status.push_str(PROXY_NAME);
             if let Some(error) = diagnosis.proxy_status_error() {
@@ -178,14 +180,14 @@ impl Renderer {
                 proxy_status.push_str("; next-hop=");
                 text::sf_string(&mut proxy_status, address.as_str());
             }
-            resp.append_header(name::PROXY_STATUS, header_value(proxy_status))?;
+            resp.append_static_header(&PROXY_STATUS, header_value(proxy_status))?;
         }
         if let Some(detail) = detail {
             self.add_detail_headers(resp, detail)?;
             if diagnosis.is_some() {
                 if let Some(url) = detail.report_url {
-                    resp.insert_header(
-                        name::X_DIAGNOSIS_REPORT,
+                    resp.insert_static_header(
+                        &X_DIAGNOSIS_REPORT,
                         header_value(format!("{url}{id}")),
                     )?;
                 }
@@ -218,26 +220,26 @@ impl Renderer {
             http::header::CACHE_CONTROL,
             HeaderValue::from_static("no-store"),
         );
-        headers.insert(X_DIAGNOSIS, p.token.clone());
-        headers.insert(X_DIAGNOSIS_PHASE, p.phase.clone());
-        headers.insert(X_DIAGNOSIS_SOURCE, self.source_proxy.clone());
-        headers.insert(X_DIAGNOSIS_ID, failure.id.header_value());
-        headers.insert(X_DIAGNOSIS_HINT, p.hint.clone());
+        headers.insert(&X_DIAGNOSIS, p.token.clone());
+        headers.insert(&X_DIAGNOSIS_PHASE, p.phase.clone());
+        headers.insert(&X_DIAGNOSIS_SOURCE, self.source_proxy.clone());
+        headers.insert(&X_DIAGNOSIS_ID, failure.id.header_value());
+        headers.insert(&X_DIAGNOSIS_HINT, p.hint.clone());
         if failure.attempts > 0 {
-            headers.insert(X_DIAGNOSIS_ATTEMPTS, HeaderValue::from(failure.attempts));
+            headers.insert(&X_DIAGNOSIS_ATTEMPTS, HeaderValue::from(failure.attempts));
         }
         match &failure.detail {
             None => {
-                headers.insert(PROXY_STATUS, p.proxy_status.clone());
+                headers.insert(&PROXY_STATUS, p.proxy_status.clone());
             }
             Some(detail) => {
                 // Every per-request value is written into one buffer, then each header gets a
                 // slice of it: one allocation for all of them instead of two per header.
                 let mut buf = String::with_capacity(512);
-                let mut spans: [(HeaderName, std::ops::Range<usize>); 5] =
-                    std::array::from_fn(|_| (PROXY_STATUS, 0..0));
+                let mut spans: [(&'static HeaderName, std::ops::Range<usize>); 5] =
+                    std::array::from_fn(|_| (&PROXY_STATUS, 0..0));
                 let mut count = 0;
-                let mut span = |name: HeaderName, buf: &String, start: usize| {
+                let mut span = |name: &'static HeaderName, buf: &String, start: usize| {
                     spans[count] = (name, start..buf.len());
                     count += 1;
                 };
@@ -255,25 +257,25 @@ impl Renderer {
                     buf.push_str("; next-hop=");
                     text::sf_string(&mut buf, address.as_str());
                 }
-                span(PROXY_STATUS, &buf, start);
+                span(&PROXY_STATUS, &buf, start);
                 if let Some(upstream) = detail.upstream {
                     let start = buf.len();
                     push_upstream_value(&mut buf, upstream, detail);
-                    span(X_DIAGNOSIS_UPSTREAM, &buf, start);
+                    span(&X_DIAGNOSIS_UPSTREAM, &buf, start);
                 }
                 if let Some(detail_text) = &detail_text {
                     let start = buf.len();
                     buf.push_str(detail_text);
-                    span(X_DIAGNOSIS_DETAIL, &buf, start);
+                    span(&X_DIAGNOSIS_DETAIL, &buf, start);
                 }
                 let start = buf.len();
                 push_server_timing(&mut buf, &detail.timings);
-                span(SERVER_TIMING, &buf, start);
+                span(&SERVER_TIMING, &buf, start);
                 if let Some(url) = detail.report_url {
                     let start = buf.len();
                     buf.push_str(url);
                     buf.push_str(failure.id.as_str());
-                    span(X_DIAGNOSIS_REPORT, &buf, start);
+                    span(&X_DIAGNOSIS_REPORT, &buf, start);
                 }
                 let shared = Bytes::from(buf);
                 for (name, range) in spans.into_iter().take(count) {
@@ -298,12 +300,9 @@ impl Renderer {
         detail: &Detail<'_>,
     ) -> pingora::Result<()> {
         if let Some(value) = Self::upstream_value(detail) {
-            resp.insert_header(name::X_DIAGNOSIS_UPSTREAM, value)?;
+            resp.insert_static_header(&X_DIAGNOSIS_UPSTREAM, value)?;
         }
-        resp.insert_header(
-            name::SERVER_TIMING,
-            header_value(server_timing(&detail.timings)),
-        )?;
+        resp.insert_static_header(&SERVER_TIMING, header_value(server_timing(&detail.timings)))?;
         Ok(())
     }
 }

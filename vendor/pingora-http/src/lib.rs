@@ -231,6 +231,53 @@ impl RequestHeader {
         )
     }
 
+    /// Make room for `additional` more headers in both the header map and the case map, so
+    /// the inserts that follow do not grow them one at a time.
+    ///
+    /// triage patch: the request Pingora sends upstream is a clone of the client's, and a
+    /// cloned map has no spare room; see PATCHES.md.
+    pub fn reserve(&mut self, additional: usize) -> Result<()> {
+        reserve_headers(
+            self.header_name_map.as_mut(),
+            &mut self.base.headers,
+            additional,
+        )
+    }
+
+    /// [Self::insert_header()] under a name parsed once, ahead of time: a lowercase `static`
+    /// [HeaderName], also written on the wire in lowercase. No name is parsed or copied.
+    ///
+    /// triage patch, see PATCHES.md.
+    pub fn insert_static_header(
+        &mut self,
+        name: &'static HeaderName,
+        value: HeaderValue,
+    ) -> Result<()> {
+        insert_static_header_value(
+            self.header_name_map.as_mut(),
+            &mut self.base.headers,
+            name,
+            value,
+        )
+    }
+
+    /// [Self::append_header()] under a name parsed once, ahead of time, as
+    /// [Self::insert_static_header()].
+    ///
+    /// triage patch, see PATCHES.md.
+    pub fn append_static_header(
+        &mut self,
+        name: &'static HeaderName,
+        value: HeaderValue,
+    ) -> Result<bool> {
+        append_static_header_value(
+            self.header_name_map.as_mut(),
+            &mut self.base.headers,
+            name,
+            value,
+        )
+    }
+
     /// Remove all headers under the name
     pub fn remove_header<'a, N: ?Sized>(&mut self, name: &'a N) -> Option<HeaderValue>
     where
@@ -585,6 +632,53 @@ impl ResponseHeader {
         )
     }
 
+    /// Make room for `additional` more headers in both the header map and the case map, so
+    /// the inserts that follow do not grow them one at a time.
+    ///
+    /// triage patch: the request Pingora sends upstream is a clone of the client's, and a
+    /// cloned map has no spare room; see PATCHES.md.
+    pub fn reserve(&mut self, additional: usize) -> Result<()> {
+        reserve_headers(
+            self.header_name_map.as_mut(),
+            &mut self.base.headers,
+            additional,
+        )
+    }
+
+    /// [Self::insert_header()] under a name parsed once, ahead of time: a lowercase `static`
+    /// [HeaderName], also written on the wire in lowercase. No name is parsed or copied.
+    ///
+    /// triage patch, see PATCHES.md.
+    pub fn insert_static_header(
+        &mut self,
+        name: &'static HeaderName,
+        value: HeaderValue,
+    ) -> Result<()> {
+        insert_static_header_value(
+            self.header_name_map.as_mut(),
+            &mut self.base.headers,
+            name,
+            value,
+        )
+    }
+
+    /// [Self::append_header()] under a name parsed once, ahead of time, as
+    /// [Self::insert_static_header()].
+    ///
+    /// triage patch, see PATCHES.md.
+    pub fn append_static_header(
+        &mut self,
+        name: &'static HeaderName,
+        value: HeaderValue,
+    ) -> Result<bool> {
+        append_static_header_value(
+            self.header_name_map.as_mut(),
+            &mut self.base.headers,
+            name,
+            value,
+        )
+    }
+
     /// Remove all headers under the name
     pub fn remove_header<'a, N: ?Sized>(&mut self, name: &'a N) -> Option<HeaderValue>
     where
@@ -897,6 +991,66 @@ fn insert_header_value<T>(
     }
     value_map.insert(header_name, value);
     Ok(())
+}
+
+/// triage patch: see [RequestHeader::reserve()].
+fn reserve_headers<T>(
+    name_map: Option<&mut CaseMap>,
+    value_map: &mut HMap<T>,
+    additional: usize,
+) -> Result<()> {
+    if let Some(name_map) = name_map {
+        name_map
+            .try_reserve(additional)
+            .or_err(InvalidHTTPHeader, "header name map size overflows MAX_SIZE")?;
+    }
+    value_map
+        .try_reserve(additional)
+        .or_err(InvalidHTTPHeader, "header value map size overflows MAX_SIZE")
+}
+
+/// triage patch: the case name of a static lowercase name is the name itself, shared, not
+/// copied.
+#[inline]
+fn static_case_name(name: &'static HeaderName) -> CaseHeaderName {
+    name.as_str().into_case_header_name()
+}
+
+/// triage patch: see [RequestHeader::insert_static_header()].
+#[inline]
+fn insert_static_header_value<T>(
+    name_map: Option<&mut CaseMap>,
+    value_map: &mut HMap<T>,
+    name: &'static HeaderName,
+    value: T,
+) -> Result<()> {
+    if let Some(name_map) = name_map {
+        name_map
+            .try_insert(name.clone(), static_case_name(name))
+            .or_err(InvalidHTTPHeader, "header name map size overflows MAX_SIZE")?;
+    }
+    value_map
+        .try_insert(name.clone(), value)
+        .or_err(InvalidHTTPHeader, "header value map size overflows MAX_SIZE")?;
+    Ok(())
+}
+
+/// triage patch: see [RequestHeader::append_static_header()].
+#[inline]
+fn append_static_header_value<T>(
+    name_map: Option<&mut CaseMap>,
+    value_map: &mut HMap<T>,
+    name: &'static HeaderName,
+    value: T,
+) -> Result<bool> {
+    if let Some(name_map) = name_map {
+        name_map
+            .try_append(name.clone(), static_case_name(name))
+            .or_err(InvalidHTTPHeader, "header name map size overflows MAX_SIZE")?;
+    }
+    value_map
+        .try_append(name.clone(), value)
+        .or_err(InvalidHTTPHeader, "header value map size overflows MAX_SIZE")
 }
 
 // the &N here is to avoid clone(). None Copy type like String can impl AsHeaderName

@@ -10,6 +10,7 @@ use crate::report::ReportStore;
 use crate::tls::SniResolver;
 use async_trait::async_trait;
 use pingora::listeners::tls::TlsSettings;
+use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
@@ -100,6 +101,18 @@ fn server_conf(config: &Config) -> ServerConf {
 
 /// Builds the server for the config at `path` (already loaded as `config`). Fails (without
 /// panicking) on what validation cannot see before start-up, such as an unreadable CA file.
+/// The buffer a response to a client is gathered in before it goes to the socket.
+///
+/// Pingora's default is one MSS (1,460 bytes), so a response header followed by a body of a
+/// few KiB (an error page, most HTML and JSON answers) left in two `send` calls: two trips
+/// through loopback or the NIC, and two wake-ups of the client. 4 KiB holds the header and
+/// the whole error page. A body written larger than the buffer still goes straight to the
+/// socket, and a chunked body is still flushed at every chunk; only a Content-Length body
+/// that trickles in small pieces waits for 4 KiB (instead of 1,460 bytes) or its end.
+fn client_buffers() -> L4BufferSettings {
+    L4BufferSettings::default().write(4096)
+}
+
 pub fn build(config: Config, path: &Path, upgrade: bool) -> Result<Server, String> {
     let metrics = Arc::new(Metrics::new().map_err(|e| format!("cannot register metrics: {e}"))?);
     let conf = server_conf(&config);
@@ -131,7 +144,8 @@ pub fn build(config: Config, path: &Path, upgrade: bool) -> Result<Server, Strin
     );
     let mut proxy_service = pingora::proxy::http_proxy_service(&server.configuration, proxy);
     for addr in &listen.http {
-        proxy_service.add_tcp(&addr.to_string());
+        proxy_service
+            .add_listener(ListenerConfig::tcp(addr.to_string()).l4_buffer(client_buffers()));
     }
     if !listen.https.is_empty() {
         let pairs: Vec<_> = certificates
@@ -146,7 +160,11 @@ pub fn build(config: Config, path: &Path, upgrade: bool) -> Result<Server, Strin
             settings.set_cert_resolver(resolver.clone());
             // HTTP/2 and HTTP/1.1, chosen by ALPN.
             settings.enable_h2();
-            proxy_service.add_tls_with_settings(&addr.to_string(), None, settings);
+            proxy_service.add_listener(
+                ListenerConfig::tcp(addr.to_string())
+                    .tls(settings)
+                    .l4_buffer(client_buffers()),
+            );
         }
     }
     server.add_service(proxy_service);

@@ -218,6 +218,10 @@ pub struct Upstream {
     pub max_fails: u32,
     /// How long an ejected server stays out; default 10s.
     pub fail_timeout: Duration,
+    /// After a server refuses a connection (nothing listens on its port), how long requests
+    /// are answered `connect_refused` without connecting to it again, or sent to another
+    /// server; default 100ms. Zero (`"off"`) connects for every request, as nginx does.
+    pub refused_holdoff: Duration,
     /// Active health checks; `None` (default) means servers are only judged by live traffic.
     pub health_check: Option<HealthCheck>,
 }
@@ -369,6 +373,7 @@ const UPSTREAM: Schema = Schema {
         "retries",
         "max_fails",
         "fail_timeout",
+        "refused_holdoff",
         "health_check",
     ],
     required: &["servers"],
@@ -585,6 +590,12 @@ fn read_upstream(
     let read_timeout = timeout("read_timeout", 60);
     let write_timeout = timeout("write_timeout", 60);
     let fail_timeout = timeout("fail_timeout", 10);
+    let refused_holdoff = w
+        .value(table, "refused_holdoff", |text| match text {
+            "off" => Ok(Duration::ZERO),
+            _ => parse_duration(text),
+        })
+        .unwrap_or(Duration::from_millis(100));
     let total_timeout = w.value(table, "total_timeout", parse_duration);
     let host_header = w.value(table, "host_header", host_header);
     let retries = w.integer(table, "retries", 0..=10).map_or(1, |n| n as u32);
@@ -620,6 +631,7 @@ fn read_upstream(
         retries,
         max_fails,
         fail_timeout,
+        refused_holdoff,
         health_check,
     }
 }
@@ -931,6 +943,7 @@ host_header = "app.internal:8443"
 retries = 2
 max_fails = 5
 fail_timeout = "30s"
+refused_holdoff = "off"
 
 [upstreams.app.health_check]
 kind = "tcp"
@@ -997,6 +1010,7 @@ read_timeout = "2m"
                 retries: 2,
                 max_fails: 5,
                 fail_timeout: secs(30),
+                refused_holdoff: Duration::ZERO,
                 health_check: Some(HealthCheck {
                     kind: HealthCheckKind::Tcp,
                     interval: secs(1),
@@ -1063,8 +1077,13 @@ read_timeout = "2m"
         assert_eq!(upstream.weights, vec![1]);
         assert_eq!(upstream.host_header, None);
         assert_eq!(
-            (upstream.retries, upstream.max_fails, upstream.fail_timeout),
-            (1, 3, secs(10))
+            (
+                upstream.retries,
+                upstream.max_fails,
+                upstream.fail_timeout,
+                upstream.refused_holdoff
+            ),
+            (1, 3, secs(10), Duration::from_millis(100))
         );
         assert_eq!(upstream.health_check, None);
         assert_eq!(
@@ -1207,7 +1226,8 @@ path_prefix = "/api"
             only_error(&text),
             "5:1: unknown key `timeout` in [upstreams.app]; expected one of: \
              servers, tls, sni, ca_file, connect_timeout, read_timeout, write_timeout, \
-             total_timeout, host_header, retries, max_fails, fail_timeout, health_check"
+             total_timeout, host_header, retries, max_fails, fail_timeout, refused_holdoff, \
+             health_check"
         );
         let text = MINIMAL.replace("upstream = \"app\"", "upstream = \"app\"\n  weight = 2");
         assert!(only_error(&text).starts_with("10:3: unknown key `weight` in [[routes]];"));

@@ -2,8 +2,10 @@
 //!
 //! Servers take turns in proportion to their weight. A server is out of rotation while an active
 //! health check has it down, or for `fail_timeout` after `max_fails` consecutive failed requests
-//! (passive ejection, as nginx does). The request path only reads atomics: no lock is taken to
-//! pick a server.
+//! (passive ejection, as nginx does). A server that refused a connection is, for a moment
+//! (`refused_holdoff`), answered for without connecting: nothing listens there, and a failure
+//! storm should not cost a connect per request. The request path only reads atomics: no lock is
+//! taken to pick a server.
 
 use crate::config::ServerAddr;
 use crate::diagnosis::Diagnosis;
@@ -33,6 +35,11 @@ pub struct Server {
     consecutive_failures: AtomicU32,
     /// Milliseconds since the process epoch until which the server is ejected; 0 if not.
     ejected_until_ms: AtomicU64,
+    /// When the server last refused a connection (ms since the process epoch), and until when
+    /// requests are answered without connecting to it; 0 when it has not refused since its
+    /// last answer.
+    refused_at_ms: AtomicU64,
+    refused_until_ms: AtomicU64,
     pub last_check: ArcSwapOption<CheckResult>,
 }
 
@@ -52,6 +59,8 @@ impl Server {
             check_streak: AtomicU32::new(0),
             consecutive_failures: AtomicU32::new(0),
             ejected_until_ms: AtomicU64::new(0),
+            refused_at_ms: AtomicU64::new(0),
+            refused_until_ms: AtomicU64::new(0),
             last_check: ArcSwapOption::empty(),
         }
     }
@@ -67,6 +76,27 @@ impl Server {
     /// In rotation: up by health checks and not ejected.
     pub fn is_available(&self) -> bool {
         self.is_checked_up() && !self.is_ejected()
+    }
+
+    /// Whether the server refused a connection less than the hold-off ago. The clock is read
+    /// only when it has refused at all, so the success path pays one atomic load.
+    pub fn is_held_off(&self) -> bool {
+        let until = self.refused_until_ms.load(Ordering::Relaxed);
+        until != 0 && until > now_ms()
+    }
+
+    /// How long ago the server refused a connection, and how long the hold-off still runs.
+    pub fn refusal(&self) -> Option<(Duration, Duration)> {
+        let at = self.refused_at_ms.load(Ordering::Relaxed);
+        let until = self.refused_until_ms.load(Ordering::Relaxed);
+        if until == 0 {
+            return None;
+        }
+        let now = now_ms();
+        Some((
+            Duration::from_millis(now.saturating_sub(at)),
+            Duration::from_millis(until.saturating_sub(now)),
+        ))
     }
 }
 
@@ -87,6 +117,7 @@ pub struct Balancer {
     next: AtomicU64,
     max_fails: u32,
     fail_timeout: Duration,
+    refused_holdoff: Duration,
 }
 
 impl Balancer {
@@ -95,6 +126,7 @@ impl Balancer {
         weights: &[u32],
         max_fails: u32,
         fail_timeout: Duration,
+        refused_holdoff: Duration,
     ) -> Balancer {
         let servers = addrs.iter().cloned().map(Server::new).collect();
         Balancer {
@@ -106,6 +138,7 @@ impl Balancer {
             // no_healthy_upstream would.
             max_fails: if addrs.len() > 1 { max_fails } else { 0 },
             fail_timeout,
+            refused_holdoff,
         }
     }
 
@@ -122,7 +155,7 @@ impl Balancer {
         for step in 0..len {
             let index = self.rotation[(start + step) % len];
             let server = &self.servers[index];
-            if !server.is_available() {
+            if !server.is_available() || server.is_held_off() {
                 continue;
             }
             if index < 64 && tried & (1 << index) != 0 {
@@ -134,12 +167,36 @@ impl Balancer {
         fallback
     }
 
-    /// Whether a server other than those in `tried` is available for a retry.
-    pub fn has_untried(&self, tried: u64) -> bool {
+    /// When [Self::pick] finds no server: one in rotation that is only held off after a
+    /// refusal, whose request is then answered `connect_refused` without connecting.
+    pub fn held_off(&self) -> Option<usize> {
         self.servers
             .iter()
-            .enumerate()
-            .any(|(i, s)| s.is_available() && (i >= 64 || tried & (1 << i) == 0))
+            .position(|s| s.is_available() && s.is_held_off())
+    }
+
+    /// Whether a server other than those in `tried` is available for a retry.
+    pub fn has_untried(&self, tried: u64) -> bool {
+        self.servers.iter().enumerate().any(|(i, s)| {
+            s.is_available() && !s.is_held_off() && (i >= 64 || tried & (1 << i) == 0)
+        })
+    }
+
+    /// Server `index` refused a connection: nothing listens there. For the hold-off, requests
+    /// go to other servers, or are answered without connecting when there is none.
+    pub fn record_refused(&self, index: usize) {
+        let Some(server) = self.servers.get(index) else {
+            return;
+        };
+        if self.refused_holdoff.is_zero() {
+            return;
+        }
+        let now = now_ms();
+        let holdoff = u64::try_from(self.refused_holdoff.as_millis()).unwrap_or(u64::MAX);
+        server.refused_at_ms.store(now, Ordering::Relaxed);
+        server
+            .refused_until_ms
+            .store(now.saturating_add(holdoff).max(1), Ordering::Relaxed);
     }
 
     /// A request to server `index` failed in a way that counts against it.
@@ -165,6 +222,9 @@ impl Balancer {
         if let Some(server) = self.servers.get(index) {
             if server.consecutive_failures.load(Ordering::Relaxed) != 0 {
                 server.consecutive_failures.store(0, Ordering::Relaxed);
+            }
+            if server.refused_until_ms.load(Ordering::Relaxed) != 0 {
+                server.refused_until_ms.store(0, Ordering::Relaxed);
             }
         }
     }
@@ -242,7 +302,13 @@ mod tests {
         let addrs: Vec<ServerAddr> = (0..n)
             .map(|i| ServerAddr::Ip(format!("127.0.0.1:{}", 1000 + i).parse().expect("addr")))
             .collect();
-        Balancer::new(&addrs, weights, max_fails, Duration::from_secs(60))
+        Balancer::new(
+            &addrs,
+            weights,
+            max_fails,
+            Duration::from_secs(60),
+            Duration::from_secs(60),
+        )
     }
 
     /// Weights give turns in proportion, spread out smoothly.
@@ -267,6 +333,42 @@ mod tests {
         for _ in 0..4 {
             assert_eq!(b.pick(0), Some(1));
         }
+    }
+
+    /// A server that refused is skipped for the hold-off while another can take the request;
+    /// alone, it is reported held off instead of picked; an answer from it ends the hold-off.
+    #[test]
+    fn refused_server_is_held_off() {
+        let b = balancer(2, &[1, 1], 0);
+        b.record_refused(0);
+        assert!(b.servers[0].is_held_off());
+        for _ in 0..4 {
+            assert_eq!(b.pick(0), Some(1));
+        }
+        assert!(!b.has_untried(0b10), "a held-off server is no retry target");
+        b.record_refused(1);
+        assert_eq!(b.pick(0), None);
+        assert_eq!(b.held_off(), Some(0));
+        let (ago, left) = b.servers[1].refusal().expect("refused");
+        assert!(ago < Duration::from_secs(5) && left > Duration::from_secs(50));
+        b.record_success(0);
+        assert!(!b.servers[0].is_held_off());
+        assert_eq!(b.pick(0), Some(0));
+    }
+
+    /// The hold-off ends by itself, and a zero hold-off never starts one.
+    #[test]
+    fn holdoff_expires_and_can_be_off() {
+        let addrs = [ServerAddr::Ip("127.0.0.1:1000".parse().expect("addr"))];
+        let short = Balancer::new(&addrs, &[1], 0, Duration::ZERO, Duration::from_millis(20));
+        short.record_refused(0);
+        assert_eq!(short.pick(0), None);
+        std::thread::sleep(Duration::from_millis(40));
+        assert_eq!(short.pick(0), Some(0));
+        let off = Balancer::new(&addrs, &[1], 0, Duration::ZERO, Duration::ZERO);
+        off.record_refused(0);
+        assert_eq!(off.pick(0), Some(0));
+        assert_eq!(off.held_off(), None);
     }
 
     /// A lone server is never ejected, however often it fails.

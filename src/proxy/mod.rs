@@ -219,6 +219,35 @@ impl Triage {
         ctx.upstream.and_then(|i| ctx.state.upstreams.get(i))
     }
 
+    /// The only servers left refused a connection moments ago: the request is answered
+    /// `connect_refused` from that refusal, without connecting again (`refused_holdoff`).
+    /// No attempt is made, so none is counted against the server or shown in the attempts.
+    fn answer_held_off(
+        &self,
+        ctx: &mut RequestCtx,
+        upstream: &Upstream,
+        index: usize,
+    ) -> Box<Error> {
+        ctx.attempts -= 1;
+        let server = &upstream.balancer.servers[index];
+        if let ServerAddr::Ip(address) = server.addr {
+            ctx.address = Some(address);
+        }
+        let (ago, left) = server.refusal().unwrap_or_default();
+        ctx.preset = Some(Finding {
+            diagnosis: Diagnosis::ConnectRefused,
+            detail: format!(
+                "not connected: {} refused a connection {} ms ago; the next request in {} ms connects again",
+                server.label,
+                ago.as_millis(),
+                left.as_millis()
+            ),
+        });
+        let mut e = Error::explain(ConnectRefused, "upstream refused a connection moments ago");
+        e.as_up();
+        e
+    }
+
     /// Counts a failed attempt against its server (passive ejection), logging an ejection.
     fn count_server_failure(&self, ctx: &RequestCtx) {
         let (Some(upstream_index), Some(server)) = (ctx.upstream, ctx.server) else {
@@ -468,6 +497,9 @@ impl ProxyHttp for Triage {
         ctx.address = None;
         ctx.server = None;
         let Some(index) = upstream.balancer.pick(ctx.tried) else {
+            if let Some(index) = upstream.balancer.held_off() {
+                return Err(self.answer_held_off(ctx, upstream, index));
+            }
             let detail = upstream
                 .balancer
                 .servers
@@ -695,6 +727,11 @@ impl ProxyHttp for Triage {
         e: Box<Error>,
     ) -> Box<Error> {
         let finding = self.classify_attempt(&e, ctx);
+        if finding.diagnosis == Diagnosis::ConnectRefused {
+            if let (Some(upstream), Some(server)) = (self.upstream_of(ctx), ctx.server) {
+                upstream.balancer.record_refused(server);
+            }
+        }
         ctx.record_attempt(finding);
         self.count_server_failure(ctx);
         let mut e = e;

@@ -67,13 +67,31 @@ fn metric(exposition: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
         .sum()
 }
 
+/// The JSON report of request `id`, after checking its HTML page is served too.
+async fn report_json(triage: &Triage, id: &str) -> serde_json::Value {
+    admin_page(triage, &format!("/diagnoses/{id}")).await;
+    let resp = client::send(
+        triage.admin,
+        Request::get(&format!("/diagnoses/{id}")).header("Accept", "application/json"),
+    )
+    .await
+    .expect("report");
+    assert_eq!(resp.status, 200);
+    let report: serde_json::Value = serde_json::from_slice(&resp.body).expect("JSON");
+    assert_eq!(report["id"], id);
+    report
+}
+
 /// After N requests to a dead upstream, the failure counter rose by exactly N, triage's 502s are
-/// counted as the proxy's, and the report of one of them shows the attempt.
+/// counted as the proxy's, the report of the first shows its attempt, and the report of a later
+/// one (answered from that refusal, within the hold-off) says no connect was made.
 #[tokio::test]
 async fn refused_requests_are_counted_and_reported() {
     const N: usize = 7;
     let dead = refused_addr();
-    let triage = Triage::start(&single_upstream(dead, "")).await;
+    // A hold-off longer than the test, so every request after the first is answered from the
+    // first refusal, however slow the machine.
+    let triage = Triage::start(&single_upstream(dead, "refused_holdoff = \"60s\"")).await;
     let failures = |m: &str| {
         metric(
             m,
@@ -107,16 +125,16 @@ async fn refused_requests_are_counted_and_reported() {
     );
     assert_eq!(metric(&after, "triage_diagnoses_stored", &[]), N as f64);
 
-    admin_page(&triage, &format!("/diagnoses/{}", ids[3])).await;
-    let resp = client::send(
-        triage.admin,
-        Request::get(&format!("/diagnoses/{}", ids[3])).header("Accept", "application/json"),
-    )
-    .await
-    .expect("report");
-    assert_eq!(resp.status, 200);
-    let report: serde_json::Value = serde_json::from_slice(&resp.body).expect("JSON");
-    assert_eq!(report["id"], ids[3].as_str());
+    let held_off = report_json(&triage, &ids[3]).await;
+    assert_eq!(held_off["diagnosis"], "connect_refused");
+    assert_eq!(held_off["attempts"].as_array().map(Vec::len), Some(0));
+    let detail = held_off["detail"].as_str().expect("detail");
+    assert!(
+        detail.starts_with(&format!("not connected: {dead} refused a connection ")),
+        "{detail}"
+    );
+
+    let report = report_json(&triage, &ids[0]).await;
     assert_eq!(report["diagnosis"], "connect_refused");
     assert_eq!(report["phase"], "connect");
     assert_eq!(report["source"], "proxy");
@@ -134,7 +152,7 @@ async fn refused_requests_are_counted_and_reported() {
         assert!(!report[key].is_null(), "report lacks {key}: {report}");
     }
     // The same report as HTML, readable at a glance.
-    let page = client::get(triage.admin, &format!("/diagnoses/{}", ids[3])).await;
+    let page = client::get(triage.admin, &format!("/diagnoses/{}", ids[0])).await;
     assert!(page.body_text().contains("connect_refused"));
     assert!(page.body_text().contains(&dead.to_string()));
 }

@@ -46,6 +46,7 @@ fn classify_and_count(c: &mut Criterion) {
                 progress: Progress::Connecting,
                 upstream_tls: false,
                 upgrade: false,
+                request_unsent: false,
             }));
             handles.count_failure(0, diagnosis);
             diagnosis

@@ -34,6 +34,10 @@ pub struct Facts<'a> {
     pub upstream_tls: bool,
     /// Whether the client asked for a protocol upgrade (WebSocket).
     pub upgrade: bool,
+    /// Whether part of the client's request body was still to be sent upstream. A reset
+    /// during an upload surfaces either on the write of the body or on the read of the
+    /// response, whichever Pingora polls first; with this fact both read the same.
+    pub request_unsent: bool,
 }
 
 /// A diagnosis with the detail that explains it (errno text, TLS reason, bytes received).
@@ -74,6 +78,13 @@ pub fn diagnose(facts: &Facts<'_>) -> Diagnosis {
                     if facts.upgrade =>
                 {
                     Diagnosis::UpgradeFailed
+                }
+                // Dropped before taking the whole request: the send failed, whichever side
+                // of the connection noticed first.
+                Diagnosis::ConnectionReset | Diagnosis::ConnectionClosed
+                    if facts.request_unsent && facts.progress == Progress::Connected =>
+                {
+                    Diagnosis::RequestSendFailed
                 }
                 diagnosis => diagnosis,
             }
@@ -347,6 +358,7 @@ mod tests {
             progress,
             upstream_tls,
             upgrade: false,
+            request_unsent: false,
         })
     }
 
@@ -512,8 +524,42 @@ mod tests {
             progress: Progress::Connected,
             upstream_tls: false,
             upgrade: true,
+            request_unsent: false,
         });
         assert_eq!(f.diagnosis, Diagnosis::UpgradeFailed);
+    }
+
+    /// A reset or close while the request body is still being sent is request_send_failed,
+    /// whether it surfaced on the write or on the read of the response.
+    #[test]
+    fn dropped_during_upload() {
+        let reset = upstream_io(ErrorType::ReadError, "while reading", 104);
+        let closed = upstream_io(ErrorType::ConnectionClosed, "while reading", 104);
+        let write = upstream_io(ErrorType::WriteError, "while writing", 32);
+        for error in [&reset, &closed, &write] {
+            let facts = |request_unsent| Facts {
+                error,
+                progress: Progress::Connected,
+                upstream_tls: false,
+                upgrade: false,
+                request_unsent,
+            };
+            assert_eq!(
+                classify(&facts(true)).diagnosis,
+                Diagnosis::RequestSendFailed
+            );
+        }
+        let whole_request_sent = Facts {
+            error: &reset,
+            progress: Progress::Connected,
+            upstream_tls: false,
+            upgrade: false,
+            request_unsent: false,
+        };
+        assert_eq!(
+            classify(&whole_request_sent).diagnosis,
+            Diagnosis::ConnectionReset
+        );
     }
 
     /// Timeouts never fall into a 502 bucket.

@@ -206,12 +206,13 @@ impl Triage {
         }
     }
 
-    fn classify_attempt(&self, error: &Error, ctx: &RequestCtx) -> Finding {
+    fn classify_attempt(&self, error: &Error, session: &mut Session, ctx: &RequestCtx) -> Finding {
         classify(&Facts {
             error,
             progress: ctx.progress,
             upstream_tls: self.upstream_of(ctx).is_some_and(|u| u.tls),
             upgrade: ctx.upgrade,
+            request_unsent: !session.is_body_done(),
         })
     }
 
@@ -721,12 +722,12 @@ impl ProxyHttp for Triage {
     /// A connect (or TLS) failure: recorded as an attempt; Pingora decides the retry.
     fn fail_to_connect(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         _peer: &HttpPeer,
         ctx: &mut RequestCtx,
         e: Box<Error>,
     ) -> Box<Error> {
-        let finding = self.classify_attempt(&e, ctx);
+        let finding = self.classify_attempt(&e, session, ctx);
         if finding.diagnosis == Diagnosis::ConnectRefused {
             if let (Some(upstream), Some(server)) = (self.upstream_of(ctx), ctx.server) {
                 upstream.balancer.record_refused(server);
@@ -756,7 +757,7 @@ impl ProxyHttp for Triage {
         ctx: &mut RequestCtx,
         client_reused: bool,
     ) -> Box<Error> {
-        let finding = self.classify_attempt(&e, ctx);
+        let finding = self.classify_attempt(&e, session, ctx);
         let counts_against_server = finding.diagnosis.source() == crate::diagnosis::Source::Proxy;
         ctx.record_attempt(finding);
         if counts_against_server {
@@ -782,7 +783,7 @@ impl ProxyHttp for Triage {
     ) -> FailToProxy {
         let finding = match ctx.preset.take() {
             Some(finding) => finding,
-            None => self.classify_attempt(e, ctx),
+            None => self.classify_attempt(e, session, ctx),
         };
         let (error_code, can_reuse_downstream) = match finding.diagnosis.outcome() {
             ClientOutcome::Generated(status) => {

@@ -448,6 +448,37 @@ async fn connect_timeout() {
     drop(fillers);
 }
 
+/// After a refusal, requests within `refused_holdoff` are answered connect_refused without a
+/// connect (the app, back on its port meanwhile, sees none of them), saying so to a trusted
+/// client; after the hold-off, the next request reaches the app.
+#[tokio::test]
+async fn refused_holdoff_answers_without_connecting_then_recovers() {
+    let addr = refused_addr();
+    let triage = Triage::start(&single_upstream(addr, "refused_holdoff = \"1500ms\"")).await;
+    let first = client::get(triage.http, "/").await;
+    assert_generated(&first, 502, "connect_refused", "connect");
+    assert_eq!(first.header("x-diagnosis-attempts"), Some("1"));
+
+    let app = origin::spawn_at(addr, Behavior::ok("back"))
+        .await
+        .expect("the app takes its port back");
+    let held = client::get(triage.http, "/").await;
+    assert_generated(&held, 502, "connect_refused", "connect");
+    assert_eq!(held.header("x-diagnosis-attempts"), None);
+    let detail = held.header("x-diagnosis-detail").expect("detail");
+    assert!(
+        detail.starts_with(&format!("not connected: {addr} refused a connection ")),
+        "{detail}"
+    );
+    assert_eq!(app.connections(), 0, "a held-off request connected");
+
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    let back = client::get(triage.http, "/").await;
+    assert_eq!(back.status, 200, "{back:?}");
+    assert_eq!(back.body_text(), "back");
+    assert_eq!(app.connections(), 1);
+}
+
 /// The app drops the connection while a large request body is still being sent:
 /// 502 request_send_failed.
 #[tokio::test]

@@ -94,7 +94,7 @@ SETTINGS = {
     "load_cpu": os.environ.get("BENCH_LOAD_CPU", "1"),
 }
 SCENARIOS = [s for s in os.environ.get("BENCH_SCENARIOS", "success,refused,mixed,slow").split(",") if s]
-TARGETS = [t for t in os.environ.get("BENCH_TARGETS", "direct,nginx,bare,bare-nosteal,triage,triage-noaccess").split(",") if t]
+TARGETS = [t for t in os.environ.get("BENCH_TARGETS", "direct,nginx,bare,bare-nosteal,triage,triage-noaccess,triage-connect").split(",") if t]
 
 SCENARIO_TITLES = {
     "success": "(a) success, keepalive",
@@ -109,7 +109,12 @@ TARGET_TITLES = {
     "bare-nosteal": "bare Pingora, work stealing off",
     "triage": "triage",
     "triage-noaccess": "triage, access log off",
+    "triage-connect": "triage, refused_holdoff off",
 }
+
+# Targets that differ from "triage" only in some scenarios run only in those: with the hold-off
+# off, triage connects for every failed request, as nginx does; nothing else changes.
+TARGET_SCENARIOS = {"triage-connect": {"refused", "mixed"}}
 
 
 # --------------------------------------------------------------------------------------------
@@ -502,9 +507,9 @@ http {{
 """
 
 
-def triage_conf(port, admin, origin, dead, slow, timeout_ms, access):
+def triage_conf(port, admin, origin, dead, slow, timeout_ms, access, holdoff=True):
     """triage as shipped (conf/triage.toml defaults), only the addresses filled in; with
-    access = false for the second triage row."""
+    access = false for the second triage row, and refused_holdoff off for the third."""
     return f"""
 [listen]
 http = ["127.0.0.1:{port}"]
@@ -525,6 +530,7 @@ servers = ["127.0.0.1:{origin}"]
 
 [upstreams.dead]
 servers = ["127.0.0.1:{dead}"]
+{"" if holdoff else 'refused_holdoff = "off"'}
 
 [upstreams.slow]
 servers = ["127.0.0.1:{slow}"]
@@ -608,10 +614,26 @@ def expected_failure_share(scenario):
 
 
 class Target:
-    def __init__(self, name, port, proc):
+    def __init__(self, name, port, proc, admin=None):
         self.name = name
         self.port = port
         self.proc = proc
+        self.admin = admin  # triage's admin port, for /metrics
+
+
+def failures_counted(target):
+    """triage's count of connect_refused failures so far, from /metrics; None for others."""
+    if target.admin is None:
+        return None
+    conn = http.client.HTTPConnection("127.0.0.1", target.admin, timeout=5)
+    try:
+        conn.request("GET", "/metrics")
+        text = conn.getresponse().read().decode()
+    finally:
+        conn.close()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("triage_upstream_failures_total{")
+               and 'diagnosis="connect_refused"' in line)
 
 
 def start_target(name, scenario, ports, binaries):
@@ -642,18 +664,20 @@ def start_target(name, scenario, ports, binaries):
         if name == "bare-nosteal":
             argv += ["--no-work-stealing"]
         proc = Proc(name, argv, cpu, subprocess.DEVNULL, signal.SIGINT)
-    elif name in ("triage", "triage-noaccess"):
+    elif name in ("triage", "triage-noaccess", "triage-connect"):
         conf = os.path.join(WORKDIR, f"{name}.toml")
+        admin = free_port()
         with open(conf, "w") as f:
-            f.write(triage_conf(port, free_port(), ports["origin"], ports["dead"], ports["slow"],
-                                timeout_ms, access=(name == "triage")))
+            f.write(triage_conf(port, admin, ports["origin"], ports["dead"], ports["slow"],
+                                timeout_ms, access=(name != "triage-noaccess"),
+                                holdoff=(name != "triage-connect")))
         # stdout (the access log and error lines) to /dev/null: the cost of formatting and
         # writing every line is measured, not the disk's.
         proc = Proc(name, [triage_bin, "-c", conf], cpu, subprocess.DEVNULL, signal.SIGINT)
     else:
         raise RuntimeError(f"unknown target {name}")
     wait_listening(port, proc)
-    return Target(name, port, proc)
+    return Target(name, port, proc, admin if name.startswith("triage") else None)
 
 
 def target_url(target, scenario, ports):
@@ -717,6 +741,7 @@ def run_wrk(target, scenario, ports, origin_procs, duration):
             rss_max[0] = max(rss_max[0], rss_kib(proxy_pids))
 
     sampler = threading.Thread(target=sample_rss, daemon=True)
+    counted0 = failures_counted(target)
     proxy0, origin0, busy0 = cpu_ticks(proxy_pids), cpu_ticks(origin_pids), busy_ticks()
     sampler.start()
     with open(out_path, "wb") as out:
@@ -733,6 +758,7 @@ def run_wrk(target, scenario, ports, origin_procs, duration):
     sampler.join()
     proxy1, origin1, busy1 = cpu_ticks(proxy_pids), cpu_ticks(origin_pids), busy_ticks()
     rss_max[0] = max(rss_max[0], rss_kib(proxy_pids))
+    counted1 = failures_counted(target)
     with open(out_path) as f:
         text = f.read()
     line = next((l for l in text.splitlines() if l.startswith("BENCH ")), None)
@@ -759,6 +785,9 @@ def run_wrk(target, scenario, ports, origin_procs, duration):
         "load_core": load_cpu_s / seconds,
         "other_core": max(other_cpu_s, 0.0) / seconds,
         "rss_mib": (rss_max[0] / 1024.0) if target.proc else None,
+        # Failures triage counted in its metrics during the run (every 502 of this run is a
+        # connect_refused, so this must reach non2xx).
+        "counted": None if counted0 is None else counted1 - counted0,
     }
 
 
@@ -781,6 +810,8 @@ def summarize(runs):
     s["requests"] = sum(r["requests"] for r in runs)
     s["non2xx"] = sum(r["non2xx"] for r in runs)
     s["socket_errors"] = sum(r["socket_errors"] for r in runs)
+    counted = [r["counted"] for r in runs]
+    s["counted"] = None if None in counted else sum(counted)
     return s
 
 
@@ -802,6 +833,8 @@ def check(scenario, target, s):
                         ("" if low == high else f"–{high:.0%}"))
     if s["socket_errors"] > 0.001 * s["requests"]:
         problems.append(f"{s['socket_errors']} socket errors")
+    if s.get("counted") is not None and s["counted"] < s["non2xx"]:
+        problems.append(f"only {s['counted']:,.0f} of {s['non2xx']:,} failures counted in /metrics")
     if s["other_core"] is not None and s["other_core"] > 0.15:
         problems.append("noisy: other processes were running")
     return "ok" if not problems else "**" + "; ".join(problems) + "**"
@@ -896,8 +929,9 @@ def render(results, info, started, load_before, load_after):
     lines.append("")
     lines.append("| scenario | req/s triage/nginx | req/s triage/bare | req/s triage/direct | "
                  "CPU/req triage/nginx | CPU/req triage/bare | CPU/req triage/bare (same runtime) | "
-                 "p99 triage/nginx | p99 triage/bare | p99 triage/direct |")
-    lines.append("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+                 "p99 triage/nginx | p99 triage/bare | p99 triage/direct | "
+                 "req/s triage, refused_holdoff off/nginx |")
+    lines.append("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
     for scenario in SCENARIOS:
         res = results.get(scenario, {})
         t = res.get("triage")
@@ -905,6 +939,7 @@ def render(results, info, started, load_before, load_after):
             continue
         n, b, d = res.get("nginx"), res.get("bare"), res.get("direct")
         bs = res.get("bare-nosteal")
+        tc = res.get("triage-connect")
         g = lambda s, k: s[k] if s else None  # noqa: E731
         lines.append(
             f"| {SCENARIO_TITLES[scenario].split(' ', 1)[0]} | {ratio(t['rps'], g(n, 'rps'))} | "
@@ -912,7 +947,8 @@ def render(results, info, started, load_before, load_after):
             f"{ratio(t['cpu_us'], g(n, 'cpu_us'))} | {ratio(t['cpu_us'], g(b, 'cpu_us'))} | "
             f"{ratio(t['cpu_us'], g(bs, 'cpu_us'))} | "
             f"{ratio(t['p99_ms'], g(n, 'p99_ms'))} | {ratio(t['p99_ms'], g(b, 'p99_ms'))} | "
-            f"{ratio(t['p99_ms'], g(d, 'p99_ms'))} |")
+            f"{ratio(t['p99_ms'], g(d, 'p99_ms'))} | "
+            f"{ratio(g(tc, 'rps'), g(n, 'rps'))} |")
     return "\n".join(lines) + "\n"
 
 
@@ -1010,7 +1046,8 @@ def main(argv):
             targets = []
             try:
                 for name in TARGETS:
-                    targets.append(start_target(name, scenario, ports, binaries))
+                    if scenario in TARGET_SCENARIOS.get(name, {scenario}):
+                        targets.append(start_target(name, scenario, ports, binaries))
                 for target in targets:
                     log(f"{scenario}: probe {target.name}: {probe(target, scenario, ports)}")
                     # Warm-up: pools filled, caches and allocators settled; not measured.

@@ -112,15 +112,7 @@ fn decimal_digits(n: u64) -> ([u8; 20], usize) {
 
 /// Appends `n` in decimal, without the formatter's machinery.
 pub fn push_decimal(out: &mut String, n: u64) {
-    push_padded(out, n, 0);
-}
-
-/// Appends `n` in decimal, zero-padded to `width` digits (more if it needs them).
-fn push_padded(out: &mut String, n: u64, width: usize) {
     let (digits, at) = decimal_digits(n);
-    for _ in (digits.len() - at)..width {
-        out.push('0');
-    }
     // Safe: ASCII digits.
     out.push_str(std::str::from_utf8(&digits[at..]).unwrap_or("0"));
 }
@@ -249,19 +241,25 @@ pub fn rfc3339(out: &mut String, at: std::time::SystemTime) {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
+    // Fixed width, written in place: one push per time stamp, on every access log line.
+    let mut text = *b"0000-00-00T00:00:00.000Z";
     let fields = [
-        (u64::try_from(year).unwrap_or(0), 4, '-'),
-        (month as u64, 2, '-'),
-        (day as u64, 2, 'T'),
-        (secs_of_day / 3600, 2, ':'),
-        (secs_of_day / 60 % 60, 2, ':'),
-        (secs_of_day % 60, 2, '.'),
-        (u64::from(since_epoch.subsec_millis()), 3, 'Z'),
+        (0..4, u64::try_from(year.clamp(0, 9999)).unwrap_or(0)),
+        (5..7, month as u64),
+        (8..10, day as u64),
+        (11..13, secs_of_day / 3600),
+        (14..16, secs_of_day / 60 % 60),
+        (17..19, secs_of_day % 60),
+        (20..23, u64::from(since_epoch.subsec_millis())),
     ];
-    for (value, width, separator) in fields {
-        push_padded(out, value, width);
-        out.push(separator);
+    for (range, mut value) in fields {
+        for digit in text[range].iter_mut().rev() {
+            *digit = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
     }
+    // Safe: ASCII digits and separators.
+    out.push_str(std::str::from_utf8(&text).unwrap_or("1970-01-01T00:00:00.000Z"));
 }
 
 #[cfg(test)]

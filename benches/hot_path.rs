@@ -17,6 +17,10 @@ use triage::render::page::BodyFormat;
 use triage::render::text::AddrText;
 use triage::render::{Detail, Failure, Renderer, Timings};
 
+// The allocator the `triage` binary runs with, so allocations cost here what they cost there.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn config() -> config::Config {
     let text = "[listen]\nhttp = [\"127.0.0.1:8080\"]\n[upstreams.app]\nservers = [\"127.0.0.1:3000\"]\n[[routes]]\npath_prefix = \"/\"\nupstream = \"app\"\n";
     match config::parse(text, std::path::Path::new(".")) {

@@ -59,6 +59,7 @@ struct Prepared {
     hint: HeaderValue,
     /// `Proxy-Status` without per-request parameters: what an untrusted client gets.
     proxy_status: HeaderValue,
+    page: page::Escaped,
 }
 
 /// Timings of one request, as far as it got.
@@ -127,6 +128,7 @@ impl Renderer {
                     phase: HeaderValue::from_static(d.phase().token()),
                     hint: HeaderValue::from_static(d.hint()),
                     proxy_status: header_value(proxy_status),
+                    page: page::Escaped::of(*d),
                 }
             })
             .collect();
@@ -203,7 +205,7 @@ impl Renderer {
         format: page::BodyFormat,
     ) -> pingora::Result<(ResponseHeader, Bytes)> {
         let p = self.prepared(failure.diagnosis);
-        let body = page::render(failure, format);
+        let body = page::render(failure, format, &p.page);
         // Built as plain `http` parts, converted at the end (no case map): the names are
         // lowercase constants, and Pingora's `insert_header` would parse and copy each name
         // again, on a path that runs once per failure in a storm.

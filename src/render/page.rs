@@ -42,21 +42,44 @@ impl BodyFormat {
     }
 }
 
-/// The body for `failure` in `format`.
-pub fn render(failure: &Failure<'_>, format: BodyFormat) -> Bytes {
+/// A diagnosis's hint escaped once for each body format, at startup: on every failure it is
+/// then a copy, not an escape.
+#[derive(Debug, Clone)]
+pub struct Escaped {
+    /// A JSON string literal, quotes included.
+    hint_json: String,
+    hint_html: String,
+}
+
+impl Escaped {
+    pub fn of(diagnosis: Diagnosis) -> Escaped {
+        let mut hint_json = String::new();
+        text::json_string(&mut hint_json, diagnosis.hint());
+        let mut hint_html = String::new();
+        text::html(&mut hint_html, diagnosis.hint());
+        Escaped {
+            hint_json,
+            hint_html,
+        }
+    }
+}
+
+/// The body for `failure` in `format`; `escaped` is [`Escaped::of`] its diagnosis.
+pub fn render(failure: &Failure<'_>, format: BodyFormat, escaped: &Escaped) -> Bytes {
     let mut out = String::with_capacity(match format {
-        BodyFormat::Json => 512,
+        // With every detail field, and the hint twice (RFC 9457 `detail`, and `hint`).
+        BodyFormat::Json => 1024,
         // The page with every detail row is a little over 2 KiB: no regrowth on the way.
         BodyFormat::Html => 3072,
     });
     match format {
-        BodyFormat::Json => json(&mut out, failure),
-        BodyFormat::Html => html(&mut out, failure),
+        BodyFormat::Json => json(&mut out, failure, escaped),
+        BodyFormat::Html => html(&mut out, failure, escaped),
     }
     Bytes::from(out)
 }
 
-fn json(out: &mut String, f: &Failure<'_>) {
+fn json(out: &mut String, f: &Failure<'_>, escaped: &Escaped) {
     let d = f.diagnosis;
     out.push_str("{\"type\":\"urn:triage:diagnosis:");
     out.push_str(d.token());
@@ -65,7 +88,7 @@ fn json(out: &mut String, f: &Failure<'_>) {
     out.push_str(",\"status\":");
     out.push_str(f.status.as_str());
     out.push_str(",\"detail\":");
-    text::json_string(out, d.hint());
+    out.push_str(&escaped.hint_json);
     out.push_str(",\"instance\":\"urn:triage:request:");
     out.push_str(f.id.as_str());
     out.push_str("\",\"diagnosis\":\"");
@@ -75,7 +98,7 @@ fn json(out: &mut String, f: &Failure<'_>) {
     out.push_str("\",\"source\":\"");
     out.push_str(d.source().token());
     out.push_str("\",\"hint\":");
-    text::json_string(out, d.hint());
+    out.push_str(&escaped.hint_json);
     out.push_str(",\"id\":\"");
     out.push_str(f.id.as_str());
     out.push_str("\",\"time\":\"");
@@ -178,7 +201,7 @@ h1{margin:0 0 .25rem;font-size:1.6rem}.lead{margin:0 0 1.5rem;color:#4a5263}\
 dl{display:grid;grid-template-columns:max-content 1fr;gap:.3rem 1rem;margin:1.5rem 0 0}\
 dt{color:#6b7385}dd{margin:0;font-family:ui-monospace,monospace;word-break:break-all}";
 
-fn html(out: &mut String, f: &Failure<'_>) {
+fn html(out: &mut String, f: &Failure<'_>, escaped: &Escaped) {
     let d = f.diagnosis;
     let reason = f.status.canonical_reason().unwrap_or("Error");
     out.push_str("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">");
@@ -205,26 +228,28 @@ fn html(out: &mut String, f: &Failure<'_>) {
     out.push_str("</p>");
     path(out, broken_hop(d), d.phase());
     out.push_str("<p class=\"hint\">");
-    text::html(out, d.hint());
+    out.push_str(&escaped.hint_html);
     out.push_str("</p><dl>");
-    row(out, "Diagnosis", d.token());
-    row(out, "Phase", d.phase().token());
-    row(out, "Produced by", d.source().token());
-    row(out, "Request id", f.id.as_str());
-    let mut time = String::with_capacity(24);
-    text::rfc3339(&mut time, f.at);
-    row(out, "Time", &time);
+    plain_row(out, "Diagnosis", d.token());
+    plain_row(out, "Phase", d.phase().token());
+    plain_row(out, "Produced by", d.source().token());
+    plain_row(out, "Request id", f.id.as_str());
+    out.push_str("<dt>Time</dt><dd>");
+    text::rfc3339(out, f.at);
+    out.push_str("</dd>");
     if let Some(detail) = &f.detail {
         if let Some(upstream) = detail.upstream {
             row(out, "Upstream", upstream);
         }
         if let Some(address) = &detail.address {
-            row(out, "Address", address.as_str());
+            plain_row(out, "Address", address.as_str());
         }
         if !detail.text.is_empty() {
             row(out, "Detail", detail.text);
         }
-        row(out, "Timings", &super::server_timing(&detail.timings));
+        out.push_str("<dt>Timings</dt><dd>");
+        super::push_server_timing(out, &detail.timings);
+        out.push_str("</dd>");
         if let Some(url) = detail.report_url {
             out.push_str("<dt>Report</dt><dd><a href=\"");
             text::html(out, url);
@@ -267,11 +292,22 @@ fn path(out: &mut String, broken: BrokenHop, phase: Phase) {
     }
 }
 
+/// A row whose value may hold anything (config names, error text, URLs): escaped.
 fn row(out: &mut String, name: &str, value: &str) {
     out.push_str("<dt>");
     out.push_str(name);
     out.push_str("</dt><dd>");
     text::html(out, value);
+    out.push_str("</dd>");
+}
+
+/// A row whose value triage wrote itself from a fixed alphabet (tokens, hex ids, digits,
+/// addresses), which HTML never needs escaped.
+fn plain_row(out: &mut String, name: &str, value: &str) {
+    out.push_str("<dt>");
+    out.push_str(name);
+    out.push_str("</dt><dd>");
+    out.push_str(value);
     out.push_str("</dd>");
 }
 
@@ -321,7 +357,7 @@ mod tests {
     #[test]
     fn json_body_members() {
         let f = failure(None);
-        let body = render(&f, BodyFormat::Json);
+        let body = render(&f, BodyFormat::Json, &Escaped::of(f.diagnosis));
         let text = std::str::from_utf8(&body).expect("utf8");
         for member in [
             "\"type\":\"urn:triage:diagnosis:connect_refused\"",
@@ -350,7 +386,7 @@ mod tests {
             },
             report_url: None,
         }));
-        let body = render(&f, BodyFormat::Html);
+        let body = render(&f, BodyFormat::Html, &Escaped::of(f.diagnosis));
         let text = std::str::from_utf8(&body).expect("utf8");
         assert!(text.contains("&lt;script&gt;x&lt;/script&gt;"));
         assert!(!text.contains("<script>"));

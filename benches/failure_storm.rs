@@ -89,11 +89,13 @@ fn main() {
     let dir = std::env::temp_dir().join(format!("triage-storm-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let config = dir.join("storm.toml");
+    // refused_holdoff off: every request goes through the connect path, the one that
+    // allocates most per failure, instead of being answered from the last refusal.
     std::fs::write(
         &config,
         format!(
             "[listen]\nhttp = [\"{http}\"]\n[admin]\nlisten = \"{admin}\"\n\
-             [upstreams.dead]\nservers = [\"{dead}\"]\n\
+             [upstreams.dead]\nservers = [\"{dead}\"]\nrefused_holdoff = \"off\"\n\
              [[routes]]\npath_prefix = \"/\"\nupstream = \"dead\"\n"
         ),
     )

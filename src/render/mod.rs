@@ -15,34 +15,19 @@ use http::header::{HeaderName, HeaderValue};
 use pingora::http::ResponseHeader;
 use std::time::{Duration, SystemTime};
 
-/// The header names as `&'static str`, for headers added to a response that keeps the upstream's
-/// header case: Pingora turns a `&'static str` into its case entry without copying it, and a
-/// `HeaderName` with a copy per insert.
-pub mod name {
-    pub const X_DIAGNOSIS: &str = "x-diagnosis";
-    pub const X_DIAGNOSIS_PHASE: &str = "x-diagnosis-phase";
-    pub const X_DIAGNOSIS_SOURCE: &str = "x-diagnosis-source";
-    pub const X_DIAGNOSIS_ID: &str = "x-diagnosis-id";
-    pub const X_DIAGNOSIS_HINT: &str = "x-diagnosis-hint";
-    pub const X_DIAGNOSIS_UPSTREAM: &str = "x-diagnosis-upstream";
-    pub const X_DIAGNOSIS_DETAIL: &str = "x-diagnosis-detail";
-    pub const PROXY_STATUS: &str = "proxy-status";
-    pub const SERVER_TIMING: &str = "server-timing";
-    pub const X_DIAGNOSIS_REPORT: &str = "x-diagnosis-report";
-    pub const X_DIAGNOSIS_ATTEMPTS: &str = "x-diagnosis-attempts";
-}
-
-pub static X_DIAGNOSIS: HeaderName = HeaderName::from_static(name::X_DIAGNOSIS);
-pub static X_DIAGNOSIS_PHASE: HeaderName = HeaderName::from_static(name::X_DIAGNOSIS_PHASE);
-pub static X_DIAGNOSIS_SOURCE: HeaderName = HeaderName::from_static(name::X_DIAGNOSIS_SOURCE);
-pub static X_DIAGNOSIS_ID: HeaderName = HeaderName::from_static(name::X_DIAGNOSIS_ID);
-pub static X_DIAGNOSIS_HINT: HeaderName = HeaderName::from_static(name::X_DIAGNOSIS_HINT);
-pub static X_DIAGNOSIS_UPSTREAM: HeaderName = HeaderName::from_static(name::X_DIAGNOSIS_UPSTREAM);
-pub static X_DIAGNOSIS_DETAIL: HeaderName = HeaderName::from_static(name::X_DIAGNOSIS_DETAIL);
-pub static PROXY_STATUS: HeaderName = HeaderName::from_static(name::PROXY_STATUS);
-pub static SERVER_TIMING: HeaderName = HeaderName::from_static(name::SERVER_TIMING);
-pub static X_DIAGNOSIS_REPORT: HeaderName = HeaderName::from_static(name::X_DIAGNOSIS_REPORT);
-pub static X_DIAGNOSIS_ATTEMPTS: HeaderName = HeaderName::from_static(name::X_DIAGNOSIS_ATTEMPTS);
+// triage's header names, parsed once: headers go in under these statics (Pingora's
+// `insert_static_header`, a triage patch), so no name is parsed or copied per request.
+pub static X_DIAGNOSIS: HeaderName = HeaderName::from_static("x-diagnosis");
+pub static X_DIAGNOSIS_PHASE: HeaderName = HeaderName::from_static("x-diagnosis-phase");
+pub static X_DIAGNOSIS_SOURCE: HeaderName = HeaderName::from_static("x-diagnosis-source");
+pub static X_DIAGNOSIS_ID: HeaderName = HeaderName::from_static("x-diagnosis-id");
+pub static X_DIAGNOSIS_HINT: HeaderName = HeaderName::from_static("x-diagnosis-hint");
+pub static X_DIAGNOSIS_UPSTREAM: HeaderName = HeaderName::from_static("x-diagnosis-upstream");
+pub static X_DIAGNOSIS_DETAIL: HeaderName = HeaderName::from_static("x-diagnosis-detail");
+pub static PROXY_STATUS: HeaderName = HeaderName::from_static("proxy-status");
+pub static SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
+pub static X_DIAGNOSIS_REPORT: HeaderName = HeaderName::from_static("x-diagnosis-report");
+pub static X_DIAGNOSIS_ATTEMPTS: HeaderName = HeaderName::from_static("x-diagnosis-attempts");
 
 /// The name triage gives itself in `Proxy-Status` (RFC 9209 section 2).
 const PROXY_NAME: &str = "triage";

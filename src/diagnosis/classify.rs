@@ -536,30 +536,21 @@ mod tests {
         let reset = upstream_io(ErrorType::ReadError, "while reading", 104);
         let closed = upstream_io(ErrorType::ConnectionClosed, "while reading", 104);
         let write = upstream_io(ErrorType::WriteError, "while writing", 32);
-        for error in [&reset, &closed, &write] {
-            let facts = |request_unsent| Facts {
+        let diagnose = |error: &Error, request_unsent| {
+            classify(&Facts {
                 error,
                 progress: Progress::Connected,
                 upstream_tls: false,
                 upgrade: false,
                 request_unsent,
-            };
-            assert_eq!(
-                classify(&facts(true)).diagnosis,
-                Diagnosis::RequestSendFailed
-            );
-        }
-        let whole_request_sent = Facts {
-            error: &reset,
-            progress: Progress::Connected,
-            upstream_tls: false,
-            upgrade: false,
-            request_unsent: false,
+            })
+            .diagnosis
         };
-        assert_eq!(
-            classify(&whole_request_sent).diagnosis,
-            Diagnosis::ConnectionReset
-        );
+        for error in [&reset, &closed, &write] {
+            assert_eq!(diagnose(error, true), Diagnosis::RequestSendFailed);
+        }
+        // The whole request went out: a reset is the connection's, as before.
+        assert_eq!(diagnose(&reset, false), Diagnosis::ConnectionReset);
     }
 
     /// Timeouts never fall into a 502 bucket.

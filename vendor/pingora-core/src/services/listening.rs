@@ -38,7 +38,7 @@ use pingora_runtime::current_handle;
 use pingora_timeout::timeout;
 use std::fs::Permissions;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Override the runtime options used to run a listening service.
 pub type RuntimeOptsOverride = Arc<dyn Fn(&RuntimeOpts) -> Option<RuntimeOpts> + Send + Sync>;
@@ -187,6 +187,47 @@ impl<A> Service<A> {
     }
 }
 
+/// triage patch (PATCHES.md 1): the accept loop's consecutive errors. Each error pauses the
+/// loop for twice as long as the one before (1 ms, 2 ms, ... up to 1 s), and is logged at most
+/// once a second, with the count of the errors not logged in between. A successful accept
+/// resets the pause; the log's rate limit stays.
+#[derive(Default)]
+struct AcceptErrors {
+    consecutive: u32,
+    last_logged: Option<Instant>,
+    unlogged: u64,
+}
+
+impl AcceptErrors {
+    const FIRST_PAUSE: Duration = Duration::from_millis(1);
+    const MAX_PAUSE: Duration = Duration::from_secs(1);
+    const LOG_INTERVAL: Duration = Duration::from_secs(1);
+
+    fn succeeded(&mut self) {
+        self.consecutive = 0;
+    }
+
+    /// Records an error at `now`: returns the pause before the next accept, whether to log this
+    /// error, and how many errors went unlogged before it.
+    fn failed(&mut self, now: Instant) -> (Duration, bool, u64) {
+        let pause = Self::FIRST_PAUSE
+            .saturating_mul(1u32 << self.consecutive.min(16))
+            .min(Self::MAX_PAUSE);
+        self.consecutive = self.consecutive.saturating_add(1);
+        let log_now = self
+            .last_logged
+            .map_or(true, |at| now.saturating_duration_since(at) >= Self::LOG_INTERVAL);
+        if log_now {
+            self.last_logged = Some(now);
+            let suppressed = std::mem::take(&mut self.unlogged);
+            (pause, true, suppressed)
+        } else {
+            self.unlogged += 1;
+            (pause, false, 0)
+        }
+    }
+}
+
 impl<A: ServerApp + Send + Sync + 'static> Service<A> {
     pub async fn handle_event(event: Stream, app_logic: Arc<A>, shutdown: ShutdownWatch) {
         debug!("new event!");
@@ -204,6 +245,9 @@ impl<A: ServerApp + Send + Sync + 'static> Service<A> {
         mut stack: TransportStack,
         mut shutdown: ShutdownWatch,
     ) {
+        // triage patch (PATCHES.md 1): consecutive accept errors, for the back-off and the
+        // rate-limited log below.
+        let mut accept_errors = AcceptErrors::default();
         // the accept loop, until the system is shutting down
         loop {
             let new_io = tokio::select! { // TODO: consider biased for perf reason?
@@ -227,6 +271,7 @@ impl<A: ServerApp + Send + Sync + 'static> Service<A> {
             };
             match new_io {
                 Ok(io) => {
+                    accept_errors.succeeded();
                     let app = app_logic.clone();
                     let shutdown = shutdown.clone();
                     current_handle().spawn(async move {
@@ -252,18 +297,29 @@ impl<A: ServerApp + Send + Sync + 'static> Service<A> {
                     });
                 }
                 Err(e) => {
-                    error!("Accept() failed {e}");
-                    if let Some(io_error) = e
-                        .root_cause()
-                        .downcast_ref::<std::io::Error>()
-                        .and_then(|e| e.raw_os_error())
-                    {
-                        // 24: too many open files. In this case accept() will continue return this
-                        // error without blocking, which could use up all the resources
-                        if io_error == 24 {
-                            // call sleep to calm the thread down and wait for others to release
-                            // some resources
-                            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    // triage patch (PATCHES.md 1): an accept error is logged rate-limited and
+                    // followed by a pause that doubles with each consecutive error, whatever the
+                    // error. Upstream logged every error and paused only on EMFILE, so an error
+                    // accept() returns at once (a listener registered with a runtime that is
+                    // shutting down returns one for ever) spun this task without yielding:
+                    // its runtime could never shut down, and the log grew by ~100k lines a
+                    // second.
+                    let (pause, log_now, suppressed) = accept_errors.failed(Instant::now());
+                    if log_now {
+                        error!(
+                            "Accept() failed {e} ({suppressed} more accept errors since the last \
+                             line; pausing accept for {pause:?})"
+                        );
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(pause) => {}
+                        // A dropped sender (Err) ends the loop, as in the select above;
+                        // otherwise it would end the pause at once, every time.
+                        changed = shutdown.changed() => {
+                            if changed.is_err() || *shutdown.borrow() {
+                                info!("Shutting down {}", stack.as_str());
+                                break;
+                            }
                         }
                     }
                 }

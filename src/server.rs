@@ -62,7 +62,12 @@ impl BackgroundService for ReloadOnHangup {
         };
         loop {
             tokio::select! {
-                _ = hangups.recv() => {
+                hangup = hangups.recv() => {
+                    // None: the runtime's signal driver is gone (shutting down); waiting
+                    // again would return at once, for ever.
+                    if hangup.is_none() {
+                        return;
+                    }
                     tracing::info!("SIGHUP: reloading the config");
                     // The outcome is logged by the reloader.
                     let _ = self.0.reload().await;

@@ -18,4 +18,5 @@ pub mod render;
 pub mod report;
 pub mod resolve;
 pub mod server;
+pub mod shutdown;
 pub mod tls;

@@ -7,12 +7,13 @@ use crate::metrics::Metrics;
 use crate::proxy::{State, Triage};
 use crate::reload::{self, Reloader};
 use crate::report::ReportStore;
+use crate::shutdown::{InFlight, Signals};
 use crate::tls::SniResolver;
 use async_trait::async_trait;
 use pingora::listeners::tls::TlsSettings;
 use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::server::configuration::{Opt, ServerConf};
-use pingora::server::{Server, ShutdownWatch};
+use pingora::server::{RunArgs, Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
 use std::path::Path;
@@ -91,11 +92,13 @@ fn server_conf(config: &Config) -> ServerConf {
         .map(|u| u.retries as usize)
         .max()
         .unwrap_or(0);
+    // The shutdown watchdog (shutdown.rs) ends the process when the drain is over or at
+    // `shutdown_timeout`; Pingora's own phases, a second longer each, are only a backstop.
+    let grace_seconds = config.server.shutdown_timeout.as_secs_f64().ceil() as u64;
     ServerConf {
         max_retries: most_retries + 2,
-        // SIGTERM: stop accepting, let in-flight requests finish for up to this long.
-        grace_period_seconds: Some(10),
-        graceful_shutdown_timeout_seconds: Some(10),
+        grace_period_seconds: Some(grace_seconds + 1),
+        graceful_shutdown_timeout_seconds: Some(1),
         upgrade_sock: "/tmp/triage_upgrade.sock".to_owned(),
         pid_file: "/tmp/triage.pid".to_owned(),
         threads: config.server.worker_threads(),
@@ -104,8 +107,6 @@ fn server_conf(config: &Config) -> ServerConf {
     }
 }
 
-/// Builds the server for the config at `path` (already loaded as `config`). Fails (without
-/// panicking) on what validation cannot see before start-up, such as an unreadable CA file.
 /// The buffer a response to a client is gathered in before it goes to the socket.
 ///
 /// Pingora's default is one MSS (1,460 bytes), so a response header followed by a body of a
@@ -118,9 +119,28 @@ fn client_buffers() -> L4BufferSettings {
     L4BufferSettings::default().write(4096)
 }
 
-pub fn build(config: Config, path: &Path, upgrade: bool) -> Result<Server, String> {
+/// A server ready to run, with the signal handling that bounds its shutdown.
+pub struct Process {
+    server: Server,
+    signals: Signals,
+}
+
+impl Process {
+    /// Serves until a signal ends the process (see [`crate::shutdown`]).
+    pub fn run_forever(self) -> ! {
+        self.server.run(RunArgs {
+            shutdown_signal: Box::new(self.signals),
+        });
+        std::process::exit(0)
+    }
+}
+
+/// Builds the server for the config at `path` (already loaded as `config`). Fails (without
+/// panicking) on what validation cannot see before start-up, such as an unreadable CA file.
+pub fn build(config: Config, path: &Path, upgrade: bool) -> Result<Process, String> {
     let metrics = Arc::new(Metrics::new().map_err(|e| format!("cannot register metrics: {e}"))?);
     let conf = server_conf(&config);
+    let shutdown_timeout = config.server.shutdown_timeout;
     let listen = config.listen.clone();
     let certificates = config.certificates.clone();
     let admin_listen = config.admin.listen;
@@ -142,10 +162,12 @@ pub fn build(config: Config, path: &Path, upgrade: bool) -> Result<Server, Strin
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
 
+    let in_flight = Arc::new(InFlight::default());
     let proxy = Triage::new(
         reloader.shared_state(),
         Arc::clone(&metrics),
         Arc::clone(&reports),
+        Arc::clone(&in_flight),
     );
     let mut proxy_service = pingora::proxy::http_proxy_service(&server.configuration, proxy);
     for addr in &listen.http {
@@ -188,5 +210,8 @@ pub fn build(config: Config, path: &Path, upgrade: bool) -> Result<Server, Strin
     );
     admin.add_tcp(&admin_listen.to_string());
     server.add_service(admin);
-    Ok(server)
+    Ok(Process {
+        server,
+        signals: Signals::new(in_flight, shutdown_timeout),
+    })
 }

@@ -96,7 +96,14 @@ pub struct ServerSettings {
     /// Whether idle threads take queued work from busy ones. Default false: each connection
     /// stays on the thread that accepted it, like an nginx worker, which costs less per request.
     pub work_stealing: bool,
+    /// How long SIGTERM lets requests in flight finish before the process exits (it exits
+    /// as soon as none is left). Default 10 s, at most [`MAX_SHUTDOWN_TIMEOUT`].
+    pub shutdown_timeout: Duration,
 }
+
+/// The longest `shutdown_timeout`: a stop that takes longer than this is a hang to a
+/// supervisor (systemd's default `TimeoutStopSec` is 90 s).
+pub const MAX_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(3600);
 
 impl ServerSettings {
     /// The worker threads to start: the configured count, else one per usable CPU.
@@ -336,7 +343,7 @@ const CERTIFICATE: Schema = Schema {
     required: &["cert_file", "key_file"],
 };
 const SERVER: Schema = Schema {
-    keys: &["threads", "work_stealing"],
+    keys: &["threads", "work_stealing", "shutdown_timeout"],
     required: &[],
 };
 const ADMIN: Schema = Schema {
@@ -462,6 +469,13 @@ fn read_config(w: &mut Walker, top: &Section, origin: &Path) -> Config {
     let server = w.section(top, "server", &SERVER);
     let threads = w.integer(&server, "threads", 1..=1024);
     let work_stealing = w.boolean(&server, "work_stealing");
+    let shutdown_timeout = w.value(&server, "shutdown_timeout", |text| {
+        let timeout = parse_duration(text)?;
+        if timeout > MAX_SHUTDOWN_TIMEOUT {
+            return Err(format!("`{text}` is longer than the 1h maximum"));
+        }
+        Ok(timeout)
+    });
 
     let admin = w.section(top, "admin", &ADMIN);
     let admin_listen = w
@@ -504,6 +518,7 @@ fn read_config(w: &mut Walker, top: &Section, origin: &Path) -> Config {
         server: ServerSettings {
             threads: threads.map(|n| n as usize),
             work_stealing: work_stealing.unwrap_or(false),
+            shutdown_timeout: shutdown_timeout.unwrap_or(Duration::from_secs(10)),
         },
         certificates,
         diagnosis: DiagnosisPolicy {
@@ -908,6 +923,7 @@ http = ["0.0.0.0:8080"]
 [server]
 threads = 4
 work_stealing = true
+shutdown_timeout = "30s"
 
 [admin]
 listen = "127.0.0.1:9901"
@@ -968,6 +984,7 @@ read_timeout = "2m"
             server: ServerSettings {
                 threads: Some(4),
                 work_stealing: true,
+                shutdown_timeout: Duration::from_secs(30),
             },
             certificates: vec![],
             admin: Admin {
@@ -1056,6 +1073,7 @@ read_timeout = "2m"
         assert_eq!(config.server.threads, None);
         assert!(config.server.worker_threads() >= 1);
         assert!(!config.server.work_stealing);
+        assert_eq!(config.server.shutdown_timeout, Duration::from_secs(10));
         assert!(config.log.access);
         assert_eq!(config.log.error_lines_per_second, 10);
         assert_eq!(config.reports.max_count, 1000);
@@ -1260,12 +1278,15 @@ path_prefix = "/api"
                 "13:10: listen: expected a string, found boolean"
             ]
         );
-        let text = format!("[server]\nthreads = 0\nwork_stealing = \"no\"\n{MINIMAL}");
+        let text = format!(
+            "[server]\nthreads = 0\nwork_stealing = \"no\"\nshutdown_timeout = \"2h\"\n{MINIMAL}"
+        );
         assert_eq!(
             errors(&text),
             [
                 "2:11: threads: 0 is out of range 1..=1024",
-                "3:17: work_stealing: expected a boolean, found string"
+                "3:17: work_stealing: expected a boolean, found string",
+                "4:20: shutdown_timeout: `2h` is longer than the 1h maximum"
             ]
         );
         let text = format!("{MINIMAL}log = \"debug\"\n");

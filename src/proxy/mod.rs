@@ -21,6 +21,7 @@ use crate::render::page::BodyFormat;
 use crate::render::{self, Detail, Failure, Renderer, Timings};
 use crate::report::{self, Attempt, Report, ReportStore};
 use crate::resolve::HostResolver;
+use crate::shutdown::{InFlight, InFlightGuard};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -122,11 +123,15 @@ pub struct RequestCtx {
     pub failed_attempts: Vec<Attempt>,
     pub bytes_sent_upstream: u64,
     pub bytes_received_upstream: u64,
+    /// Counts this request as in flight until the context is dropped (a SIGTERM drain waits
+    /// for it).
+    _in_flight: InFlightGuard,
 }
 
 impl RequestCtx {
-    fn new(state: Arc<State>) -> RequestCtx {
+    fn new(state: Arc<State>, in_flight: InFlightGuard) -> RequestCtx {
         RequestCtx {
+            _in_flight: in_flight,
             state,
             id: RequestId::next(),
             received: Instant::now(),
@@ -183,6 +188,7 @@ pub struct Triage {
     reports: Arc<ReportStore>,
     access_log: AccessLog,
     renderer: Renderer,
+    in_flight: Arc<InFlight>,
 }
 
 impl Triage {
@@ -191,6 +197,7 @@ impl Triage {
         state: Arc<ArcSwap<State>>,
         metrics: Arc<Metrics>,
         reports: Arc<ReportStore>,
+        in_flight: Arc<InFlight>,
     ) -> Triage {
         let access_log = {
             let current = state.load();
@@ -203,6 +210,7 @@ impl Triage {
             reports,
             access_log,
             renderer: Renderer::new(),
+            in_flight,
         }
     }
 
@@ -400,7 +408,7 @@ impl ProxyHttp for Triage {
     type CTX = RequestCtx;
 
     fn new_ctx(&self) -> RequestCtx {
-        RequestCtx::new(self.state.load_full())
+        RequestCtx::new(self.state.load_full(), self.in_flight.enter())
     }
 
     /// Drops the client's own `X-Diagnosis-*` headers, decides disclosure, and routes. A request

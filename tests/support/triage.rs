@@ -286,6 +286,33 @@ impl Triage {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+
+    /// Sends the signal named `signal` (`TERM`, `INT`, `HUP`, ...) to the process.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.pid().to_string()])
+            .status()
+            .unwrap_or_else(|e| panic!("run kill -{signal}: {e}"));
+        assert!(status.success(), "kill -{signal} {} failed", self.pid());
+    }
+
+    /// Polls (every 20 ms, up to `timeout`) until the process exits; returns how long that
+    /// took and its status, or `None` if it is still running at the deadline.
+    pub async fn wait_exit(
+        &mut self,
+        timeout: Duration,
+    ) -> Option<(Duration, std::process::ExitStatus)> {
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some((start.elapsed(), status));
+            }
+            if start.elapsed() >= timeout {
+                return None;
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+    }
 }
 
 impl Drop for Triage {

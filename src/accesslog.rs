@@ -8,7 +8,7 @@
 //! failure storm).
 
 use crate::config::LogFormat;
-use crate::render::text;
+use crate::render::text::{self, push_log_text, LogField};
 use std::cell::RefCell;
 use std::io::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -147,7 +147,7 @@ fn push_combined_line(out: &mut String, e: &AccessEntry<'_>) {
     out.push_str("] \"");
     out.push_str(e.method);
     out.push(' ');
-    text::push_header_text(out, e.path, 1024);
+    push_log_text(out, e.path, 1024, LogField::Quoted);
     out.push(' ');
     out.push_str(e.version);
     out.push_str("\" ");
@@ -155,13 +155,13 @@ fn push_combined_line(out: &mut String, e: &AccessEntry<'_>) {
     out.push(' ');
     text::push_decimal(out, e.bytes_sent as u64);
     out.push_str(" \"");
-    text::push_header_text(out, e.referer, 256);
+    push_log_text(out, e.referer, 256, LogField::Quoted);
     out.push_str("\" \"");
-    text::push_header_text(out, e.user_agent, 256);
+    push_log_text(out, e.user_agent, 256, LogField::Quoted);
     out.push_str("\" id=");
     out.push_str(e.id);
     out.push_str(" host=");
-    text::push_header_text(out, e.host, 256);
+    push_log_text(out, e.host, 256, LogField::Bare);
     out.push_str(" route=");
     out.push_str(or_dash(e.route));
     out.push_str(" upstream=");
@@ -285,6 +285,21 @@ mod tests {
         assert_eq!(limiter.suppressed.load(Ordering::Relaxed), 5);
     }
 
+    /// A client cannot end a field or forge one: `"` and `\\` in quoted fields, a space in a
+    /// bare one, control and non-ASCII bytes anywhere are written `\\xHH`, as nginx does.
+    #[test]
+    fn client_text_cannot_forge_fields() {
+        let mut line = String::new();
+        push_log_text(&mut line, "x\" status=200 \"\\é", 256, LogField::Quoted);
+        assert_eq!(line, "x\\x22 status=200 \\x22\\x5C\\xC3\\xA9");
+        line.clear();
+        push_log_text(&mut line, "a.test upstream=evil", 256, LogField::Bare);
+        assert_eq!(line, "a.test\\x20upstream=evil");
+        line.clear();
+        push_log_text(&mut line, "abcdef", 4, LogField::Bare);
+        assert_eq!(line, "abcd...");
+    }
+
     /// The text line is combined-log first, then triage's fields, with untrusted text made safe.
     #[test]
     fn combined_line_shape() {
@@ -317,7 +332,7 @@ mod tests {
         push_combined_line(&mut line, &entry);
         assert_eq!(
             line,
-            "127.0.0.1 - - [1970-01-01T00:00:00.000Z] \"GET /x? HTTP/1.1\" 502 10 \"\" \"curl/8\" \
+            "127.0.0.1 - - [1970-01-01T00:00:00.000Z] \"GET /x\\x0A HTTP/1.1\" 502 10 \"\" \"curl/8\" \
              id=0123456789abcdef host=example route=/ upstream=app source=proxy \
              diagnosis=connect_refused phase=connect attempts=1 reused=false total_ms=1.500 \
              detail=\"Connection refused (os error 111)\""

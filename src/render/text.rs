@@ -40,6 +40,47 @@ pub fn push_header_text(out: &mut String, text: &str, max: usize) {
     }
 }
 
+/// How an access-log field is delimited, which decides what must be escaped in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogField {
+    /// Between double quotes (request line, referer, user agent): a `"` would end it.
+    Quoted,
+    /// Bare, ended by a space (`host=...`): a space would end it and start a forged field.
+    Bare,
+}
+
+/// Appends at most `max` bytes of `text` to `out` escaped as nginx escapes its access log:
+/// `"`, `\`, control bytes and non-ASCII bytes as `\xHH` (for a [`LogField::Bare`] field the
+/// space too), so nothing a client sends can end a field, forge another or break the line.
+/// Longer text is cut and marked `...`.
+pub fn push_log_text(out: &mut String, text: &str, max: usize, field: LogField) {
+    let needs_escape = |b: u8| {
+        !(b' '..=b'~').contains(&b)
+            || b == b'"'
+            || b == b'\\'
+            || (b == b' ' && field == LogField::Bare)
+    };
+    let bytes = &text.as_bytes()[..text.len().min(max)];
+    if !bytes.iter().any(|&b| needs_escape(b)) {
+        // Only ASCII bytes, so the cut is on a char boundary.
+        out.push_str(&text[..bytes.len()]);
+    } else {
+        const HEX: &[u8; 16] = b"0123456789ABCDEF";
+        for &b in bytes {
+            if needs_escape(b) {
+                out.push_str("\\x");
+                out.push(char::from(HEX[usize::from(b >> 4)]));
+                out.push(char::from(HEX[usize::from(b & 0xf)]));
+            } else {
+                out.push(char::from(b));
+            }
+        }
+    }
+    if text.len() > max {
+        out.push_str("...");
+    }
+}
+
 /// Appends `text` to `out`, each ASCII byte for which `escape` gives a replacement replaced by it.
 fn escape_into(out: &mut String, text: &str, escape: impl Fn(u8) -> Option<&'static str>) {
     let mut run = 0;

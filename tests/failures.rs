@@ -525,3 +525,48 @@ async fn forged_diagnosis_headers_are_dropped() {
     assert!(!echoed.contains("x-diagnosis"), "{echoed}");
     assert!(echoed.contains("x-kept: yes"), "{echoed}");
 }
+
+/// Headers the upstream sends named X-Diagnosis-* never reach a client (trusted or not): the
+/// diagnosis, hint and report link are triage's alone. The app's own Proxy-Status entry is kept,
+/// before triage's.
+#[tokio::test]
+async fn upstream_diagnosis_headers_are_dropped() {
+    let app = origin::spawn(Behavior::Respond {
+        status: 503,
+        headers: vec![
+            ("X-Diagnosis".to_owned(), "connect_refused".to_owned()),
+            ("X-Diagnosis-Hint".to_owned(), "call +1-555-0100".to_owned()),
+            (
+                "X-Diagnosis-Report".to_owned(),
+                "http://evil.example/".to_owned(),
+            ),
+            ("X-Diagnosis-Evil".to_owned(), "yes".to_owned()),
+            ("Proxy-Status".to_owned(), "app-gateway".to_owned()),
+        ],
+        body: b"down\n".to_vec(),
+    })
+    .await;
+    for detail in ["all", "none"] {
+        let triage = Triage::start(&format!(
+            "[diagnosis]\ndetail = \"{detail}\"\n{}",
+            single_upstream(app.addr, "")
+        ))
+        .await;
+        let resp = client::get(triage.http, "/").await;
+        assert_eq!(resp.status, 503, "{resp:?}");
+        assert_eq!(resp.headers_all("x-diagnosis"), ["upstream_status"]);
+        let hint = resp.headers_all("x-diagnosis-hint");
+        assert!(
+            hint.len() == 1 && !hint[0].contains("555"),
+            "{detail}: {hint:?}"
+        );
+        assert!(resp.header("x-diagnosis-evil").is_none(), "{detail}");
+        assert!(
+            resp.headers_all("x-diagnosis-report")
+                .iter()
+                .all(|url| !url.contains("evil.example")),
+            "{detail}: {resp:?}"
+        );
+        assert_eq!(resp.headers_all("proxy-status")[0], "app-gateway");
+    }
+}

@@ -437,3 +437,35 @@ async fn error_lines_are_rate_limited() {
     );
     assert!(line.contains("suppressed=1"));
 }
+
+/// A client cannot forge access-log fields: a `"` in the User-Agent or Referer and a space in
+/// the Host are written `\x22` and `\x20`, as nginx does, so the line still parses as one
+/// request with triage's own fields.
+#[tokio::test]
+async fn client_text_cannot_forge_access_log_fields() {
+    let app = origin::spawn(Behavior::ok("ok\n")).await;
+    let triage = Triage::start(&single_upstream(app.addr, "")).await;
+    let resp = client::send(
+        triage.http,
+        Request::get("/")
+            .header("User-Agent", "curl\" 200 0 \"x\" \"forged")
+            .header("Referer", "http://a/\" upstream=forged"),
+    )
+    .await
+    .expect("a response");
+    assert_eq!(resp.status, 200);
+    let log = triage
+        .wait_for_output("forged", Duration::from_secs(5))
+        .await;
+    let line = log
+        .lines()
+        .find(|l| l.contains("forged"))
+        .expect("the access line");
+    assert!(
+        line.contains(
+            "\"http://a/\\x22 upstream=forged\" \"curl\\x22 200 0 \\x22x\\x22 \\x22forged\""
+        ),
+        "{line}"
+    );
+    assert_eq!(line.matches('"').count(), 6, "{line}");
+}

@@ -414,22 +414,8 @@ impl ProxyHttp for Triage {
     /// Drops the client's own `X-Diagnosis-*` headers, decides disclosure, and routes. A request
     /// no route matches is answered here (404 `no_route`), keeping the connection alive.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        let req = session.req_header();
-        let forged = req
-            .headers
-            .keys()
-            .any(|name| name.as_str().starts_with(render::RESERVED_PREFIX));
-        if forged {
-            let names: Vec<_> = req
-                .headers
-                .keys()
-                .filter(|name| name.as_str().starts_with(render::RESERVED_PREFIX))
-                .cloned()
-                .collect();
-            let req = session.req_header_mut();
-            for name in names {
-                req.remove_header(&name);
-            }
+        for name in render::reserved_headers(&session.req_header().headers) {
+            session.req_header_mut().remove_header(&name);
         }
         ctx.trusted = ctx.state.disclosure.shows_detail(client_ip(session));
         let path = session.req_header().uri.path();

@@ -32,9 +32,21 @@ pub static X_DIAGNOSIS_ATTEMPTS: HeaderName = HeaderName::from_static("x-diagnos
 /// The name triage gives itself in `Proxy-Status` (RFC 9209 section 2).
 const PROXY_NAME: &str = "triage";
 
-/// Header prefix reserved for triage: a client's own `X-Diagnosis-*` headers are dropped before
-/// the request goes upstream, so the app can never be fooled by a forged diagnosis.
+/// Header prefix reserved for triage: `X-Diagnosis-*` headers from the client or the upstream
+/// are dropped (see [`reserved_headers`]).
 pub const RESERVED_PREFIX: &str = "x-diagnosis";
+
+/// The headers in `headers` named with [`RESERVED_PREFIX`]: a client's, dropped before the
+/// request goes upstream, and the upstream's, dropped before triage adds its own (so neither
+/// can show anyone a forged diagnosis, hint or report link). Empty, without allocating, in the
+/// usual case of none.
+pub fn reserved_headers(headers: &http::HeaderMap) -> Vec<http::HeaderName> {
+    headers
+        .keys()
+        .filter(|name| name.as_str().starts_with(RESERVED_PREFIX))
+        .cloned()
+        .collect()
+}
 
 /// The header values of one diagnosis, built once.
 #[derive(Debug, Clone)]
@@ -142,6 +154,11 @@ impl Renderer {
         attempts: u32,
         detail: Option<&Detail<'_>>,
     ) -> pingora::Result<()> {
+        // The diagnosis headers are triage's alone; the app's own `Proxy-Status` entries stay
+        // (RFC 9209: each intermediary appends its own).
+        for name in reserved_headers(&resp.headers) {
+            resp.remove_header(&name);
+        }
         // Static names: Pingora's `insert_header` would parse and copy each name, on every
         // proxied request.
         resp.insert_static_header(&X_DIAGNOSIS_ID, id.header_value())?;

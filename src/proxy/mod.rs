@@ -28,7 +28,9 @@ use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::protocols::Digest;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::ErrorSource;
 use routing::{RouteId, RouteTable};
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -207,12 +209,19 @@ impl Triage {
     }
 
     fn classify_attempt(&self, error: &Error, session: &mut Session, ctx: &RequestCtx) -> Finding {
+        // Only a failure on the client's side can be its stream reset: the upstream's failures
+        // (a failure storm) skip the look at the h2 stream and its lock.
+        let client_reset = match error.esource() {
+            ErrorSource::Downstream => client_stream_reset(session),
+            ErrorSource::Upstream | ErrorSource::Internal | ErrorSource::Unset => None,
+        };
         classify(&Facts {
             error,
             progress: ctx.progress,
             upstream_tls: self.upstream_of(ctx).is_some_and(|u| u.tls),
             upgrade: ctx.upgrade,
             request_unsent: !session.is_body_done(),
+            client_reset,
         })
     }
 
@@ -383,6 +392,19 @@ fn client_ip(session: &Session) -> Option<IpAddr> {
         .client_addr()
         .and_then(|a| a.as_inet())
         .map(|a| a.ip())
+}
+
+/// The reason the client reset its HTTP/2 stream with, if it did. The stream is polled once,
+/// never waited on: Pingora keeps only the text of a reset it saw while waiting for the
+/// upstream, and the stream still holds the typed reason.
+fn client_stream_reset(session: &mut Session) -> Option<h2::Reason> {
+    let closed = session.as_downstream_mut().watch_h2_stream_close()?;
+    let mut closed = std::pin::pin!(closed);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match closed.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(Ok(reason)) => Some(reason),
+        std::task::Poll::Ready(Err(_)) | std::task::Poll::Pending => None,
+    }
 }
 
 /// The host a request is for: the authority of an absolute URI, else the `Host` header.

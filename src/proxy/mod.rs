@@ -225,6 +225,16 @@ impl Triage {
         })
     }
 
+    /// The finding of a failed attempt: what a hook already diagnosed (a body over
+    /// max_body_size fails in request_body_filter, which Pingora reports as a bare 413), else
+    /// the classifier's.
+    fn attempt_finding(&self, error: &Error, session: &mut Session, ctx: &RequestCtx) -> Finding {
+        match &ctx.preset {
+            Some(finding) => finding.clone(),
+            None => self.classify_attempt(error, session, ctx),
+        }
+    }
+
     fn upstream_of<'a>(&self, ctx: &'a RequestCtx) -> Option<&'a Upstream> {
         ctx.upstream.and_then(|i| ctx.state.upstreams.get(i))
     }
@@ -258,8 +268,12 @@ impl Triage {
         e
     }
 
-    /// Counts a failed attempt against its server (passive ejection), logging an ejection.
-    fn count_server_failure(&self, ctx: &RequestCtx) {
+    /// Counts a failed attempt against its server (passive ejection) when the server caused it,
+    /// logging an ejection. Nothing a client does counts.
+    fn count_server_failure(&self, ctx: &RequestCtx, diagnosis: Diagnosis) {
+        if !diagnosis.counts_against_upstream() {
+            return;
+        }
         let (Some(upstream_index), Some(server)) = (ctx.upstream, ctx.server) else {
             return;
         };
@@ -750,13 +764,14 @@ impl ProxyHttp for Triage {
         e: Box<Error>,
     ) -> Box<Error> {
         let finding = self.classify_attempt(&e, session, ctx);
-        if finding.diagnosis == Diagnosis::ConnectRefused {
+        let diagnosis = finding.diagnosis;
+        if diagnosis == Diagnosis::ConnectRefused {
             if let (Some(upstream), Some(server)) = (self.upstream_of(ctx), ctx.server) {
                 upstream.balancer.record_refused(server);
             }
         }
         ctx.record_attempt(finding);
-        self.count_server_failure(ctx);
+        self.count_server_failure(ctx, diagnosis);
         let mut e = e;
         // Nothing reached the app: trying another server is safe for any method, within the
         // upstream's retry count and budget.
@@ -779,12 +794,10 @@ impl ProxyHttp for Triage {
         ctx: &mut RequestCtx,
         client_reused: bool,
     ) -> Box<Error> {
-        let finding = self.classify_attempt(&e, session, ctx);
-        let counts_against_server = finding.diagnosis.source() == crate::diagnosis::Source::Proxy;
+        let finding = self.attempt_finding(&e, session, ctx);
+        let diagnosis = finding.diagnosis;
         ctx.record_attempt(finding);
-        if counts_against_server {
-            self.count_server_failure(ctx);
-        }
+        self.count_server_failure(ctx, diagnosis);
         let mut e = e.more_context(format!("Peer: {peer}"));
         if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated()
         {

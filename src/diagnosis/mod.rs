@@ -617,6 +617,40 @@ mod tests {
         }
     }
 
+    /// The README's passive-ejection paragraph lists exactly the tokens that count against a
+    /// server, then every other token as one that never does.
+    #[test]
+    fn readme_lists_what_counts_against_a_server() {
+        let readme = include_str!("../../README.md");
+        let start = readme
+            .find("**Passive ejection counts only what the server caused.**")
+            .expect("README has the passive ejection paragraph");
+        let paragraph = &readme[start..];
+        let paragraph = &paragraph[..paragraph.find("\n\n").unwrap_or(paragraph.len())];
+        let (counted, never) = paragraph
+            .split_once("No other token ever counts")
+            .expect("the paragraph names the tokens that never count");
+        let tokens = |text: &str| -> HashSet<&'static str> {
+            Diagnosis::ALL
+                .into_iter()
+                .map(|d| d.token())
+                .filter(|t| text.contains(&format!("`{t}`")))
+                .collect()
+        };
+        let expected: HashSet<_> = Diagnosis::ALL
+            .into_iter()
+            .filter(|d| d.counts_against_upstream())
+            .map(|d| d.token())
+            .collect();
+        assert_eq!(tokens(counted), expected);
+        let rest: HashSet<_> = Diagnosis::ALL
+            .into_iter()
+            .filter(|d| !d.counts_against_upstream())
+            .map(|d| d.token())
+            .collect();
+        assert_eq!(tokens(never), rest);
+    }
+
     /// Hints are single lines that fit a header comfortably.
     #[test]
     fn hints_are_one_short_line() {

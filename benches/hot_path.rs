@@ -51,6 +51,7 @@ fn classify_and_count(c: &mut Criterion) {
                 upstream_tls: false,
                 upgrade: false,
                 request_unsent: false,
+                client_reset: None,
             }));
             handles.count_failure(0, diagnosis);
             diagnosis

@@ -1,12 +1,16 @@
 //! What a user replacing nginx relies on, each against real servers on loopback: forwarding
-//! headers, body limits, load balancing with health checks and ejection, retries, DNS changes,
-//! and WebSocket upgrades.
+//! headers, body limits, load balancing with health checks and ejection (which nothing a client
+//! does can trigger), retries, DNS changes, and WebSocket upgrades.
 
 mod support;
 
+use bytes::Bytes;
+use rustls::pki_types::ServerName;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
+use support::certs::TestPki;
 use support::client::{self, Request};
 use support::dns::spawn_dns;
 use support::origin::{self, refused_addr, Behavior};
@@ -421,4 +425,312 @@ async fn total_timeout_bounds_the_exchange() {
     assert_eq!(resp.status, 504);
     assert_eq!(resp.header("x-diagnosis"), Some("response_timeout"));
     assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+/// A TLS connection to triage's https listener, trusting `pki`'s CA, speaking HTTP/2 (ALPN
+/// h2): the client handle, and the task driving the connection (abort it to drop the
+/// connection at once, as a browser tab closing does).
+async fn h2_connect(
+    pki: &TestPki,
+    https: SocketAddr,
+) -> (
+    h2::client::SendRequest<Bytes>,
+    tokio::task::JoinHandle<Result<(), h2::Error>>,
+) {
+    let mut config = (*pki.client_config()).clone();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = TcpStream::connect(https).await.expect("connect");
+    let name = ServerName::try_from("localhost").expect("server name");
+    let tls = connector.connect(name, tcp).await.expect("TLS handshake");
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (client, connection) = h2::client::handshake(tls).await.expect("h2 handshake");
+    (client, tokio::spawn(connection))
+}
+
+/// Sends a GET for `path` on a new HTTP/2 stream and returns the response future, which cancels
+/// the stream (RST_STREAM(CANCEL), as a browser navigating away does) when dropped unanswered.
+async fn h2_get(
+    client: &mut h2::client::SendRequest<Bytes>,
+    path: &str,
+) -> h2::client::ResponseFuture {
+    let ready = tokio::time::timeout(Duration::from_secs(5), client.clone().ready())
+        .await
+        .expect("stream capacity in time")
+        .expect("h2 connection usable");
+    *client = ready;
+    let request = http::Request::get(format!("https://localhost{path}"))
+        .body(())
+        .expect("request");
+    let (response, _) = client.send_request(request, true).expect("send");
+    response
+}
+
+/// Waits (bounded) until the two origins together have read `count` requests; false if they
+/// never do, e.g. because triage stopped sending to them.
+async fn origins_reach(a: &origin::Origin, b: &origin::Origin, count: usize) -> bool {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while tokio::time::Instant::now() < deadline {
+        if a.requests() + b.requests() >= count {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}
+
+/// Two slow servers with max_fails = 3, and the config both tests below share. The delay
+/// leaves a client ample time to go away while triage waits for the answer.
+async fn two_slow_servers() -> (origin::Origin, origin::Origin, String) {
+    let slow = Behavior::SlowHeaders {
+        delay: Duration::from_secs(1),
+        status: 200,
+    };
+    let (a, b) = (origin::spawn(slow.clone()).await, origin::spawn(slow).await);
+    let config = format!(
+        "[upstreams.app]\nservers = [\"{}\", \"{}\"]\nretries = 0\nmax_fails = 3\nfail_timeout = \"60s\"\n\
+         [[routes]]\npath_prefix = \"/\"\nupstream = \"app\"\nmax_body_size = 1000\n",
+        a.addr, b.addr
+    );
+    (a, b, config)
+}
+
+/// Both servers are in rotation (health gauge 1), and the next requests all succeed and reach
+/// both of them.
+async fn both_servers_serve(triage: &Triage, a: &origin::Origin, b: &origin::Origin) {
+    for server in [a.addr, b.addr] {
+        let gauge =
+            format!("triage_upstream_server_healthy{{server=\"{server}\",upstream=\"app\"}}");
+        let m = client::get(triage.admin, "/metrics").await.body_text();
+        assert!(
+            m.lines().any(|l| l == format!("{gauge} 1")),
+            "{server} left the rotation:\n{m}"
+        );
+    }
+    let (before_a, before_b) = (a.requests(), b.requests());
+    let mut requests = tokio::task::JoinSet::new();
+    for _ in 0..6 {
+        let http = triage.http;
+        requests.spawn(async move { client::get(http, "/after").await });
+    }
+    while let Some(resp) = requests.join_next().await {
+        let resp = resp.expect("request task");
+        assert_eq!(resp.status, 200, "{resp:?}");
+    }
+    assert!(
+        a.requests() > before_a && b.requests() > before_b,
+        "both servers get requests: {} -> {}, {} -> {}",
+        before_a,
+        a.requests(),
+        before_b,
+        b.requests()
+    );
+}
+
+/// An HTTP/2 client cancelling its streams (RST_STREAM(CANCEL), as a browser navigating away)
+/// or dropping its connection while the app is slow is client_closed, as an HTTP/1 hang-up
+/// is: the access log says 499 client_closed, so do the reports and the metrics, and it counts
+/// against no server: eight of them on a two-server upstream with max_fails = 3 (where six
+/// counted failures would eject both) leave both in rotation, serving.
+#[tokio::test]
+async fn http2_cancel_is_client_closed_and_ejects_no_server() {
+    let pki = TestPki::new();
+    let (a, b, config) = two_slow_servers().await;
+    let triage = Triage::start_https(&pki.leaf(&["localhost"]), &config).await;
+    let https = triage.https.expect("https listener");
+    let (mut client, _connection) = h2_connect(&pki, https).await;
+    for sent in 1..=6 {
+        let response = h2_get(&mut client, "/cancelled").await;
+        assert!(
+            origins_reach(&a, &b, sent).await,
+            "request {sent} never reached a server"
+        );
+        drop(response);
+    }
+    // A connection dropped with a stream in flight (a browser tab closed) is the same.
+    for sent in 7..=8 {
+        let (mut dropped, connection) = h2_connect(&pki, https).await;
+        let response = h2_get(&mut dropped, "/dropped").await;
+        assert!(
+            origins_reach(&a, &b, sent).await,
+            "request {sent} never reached a server"
+        );
+        connection.abort();
+        drop(response);
+    }
+    assert!(
+        metric_becomes(
+            &triage,
+            "triage_upstream_failures_total{diagnosis=\"client_closed\",phase=\"request\",upstream=\"app\"}",
+            "8",
+            Duration::from_secs(5)
+        )
+        .await,
+        "eight client_closed failures; metrics:\n{}\nlog:\n{}",
+        client::get(triage.admin, "/metrics").await.body_text(),
+        triage.stdout()
+    );
+    let log = triage.stdout();
+    let cancelled: Vec<&str> = log
+        .lines()
+        .filter(|l| {
+            l.contains("\"GET /cancelled HTTP/2.0\"") || l.contains("\"GET /dropped HTTP/2.0\"")
+        })
+        .collect();
+    assert_eq!(cancelled.len(), 8, "{log}");
+    for line in &cancelled {
+        assert!(line.contains("\" 499 "), "{line}");
+        assert!(line.contains("diagnosis=client_closed"), "{line}");
+    }
+    let m = client::get(triage.admin, "/metrics").await.body_text();
+    assert!(
+        m.lines()
+            .any(|l| l == "triage_client_closed_total{route=\"/\"} 8"),
+        "{m}"
+    );
+    let list = client::send(
+        triage.admin,
+        Request::get("/diagnoses?diagnosis=client_closed").header("Accept", "application/json"),
+    )
+    .await
+    .expect("report list");
+    let json: serde_json::Value = serde_json::from_slice(&list.body).expect("JSON");
+    let reports = json["diagnoses"].as_array().expect("array");
+    assert_eq!(reports.len(), 8, "{json}");
+    assert!(reports.iter().all(|r| r["status"] == 499), "{json}");
+    both_servers_serve(&triage, &a, &b).await;
+    // The HTTP/2 connection itself still serves, on both servers.
+    let (before_a, before_b) = (a.requests(), b.requests());
+    for _ in 0..2 {
+        let response = h2_get(&mut client, "/after").await;
+        let response = tokio::time::timeout(Duration::from_secs(5), response)
+            .await
+            .expect("answer in time")
+            .expect("response");
+        assert_eq!(response.status(), 200);
+    }
+    assert!(a.requests() > before_a && b.requests() > before_b);
+}
+
+/// Nothing a client does counts against a server. Fifty client-caused failures, mixed, against
+/// a two-server upstream with max_fails = 3 (where six counted failures would eject both):
+/// a `Connection` header nominating a protected header (400 bad_request, nothing reaches the
+/// app), a streamed body over max_body_size (413), an upload the client abandons half-way,
+/// HTTP/1 clients hanging up while the app is slow, and HTTP/2 streams cancelled while it is
+/// slow (the last three 499 client_closed). None is answered 503 no_healthy_upstream, none
+/// ejects a server, and afterwards both servers are in rotation and serve.
+#[tokio::test]
+async fn client_caused_failures_never_eject_a_server() {
+    let pki = TestPki::new();
+    let (a, b, config) = two_slow_servers().await;
+    let triage = Triage::start_https(&pki.leaf(&["localhost"]), &config).await;
+    let (mut h2, _connection) = h2_connect(&pki, triage.https.expect("https listener")).await;
+    let mut chunked_over_limit =
+        b"POST /upload HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+            .to_vec();
+    for _ in 0..3 {
+        chunked_over_limit.extend(b"3e8\r\n");
+        chunked_over_limit.extend(vec![b'b'; 1000]);
+        chunked_over_limit.extend(b"\r\n");
+    }
+    chunked_over_limit.extend(b"0\r\n\r\n");
+    let mut abandoned_upload =
+        b"POST /upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: 900\r\n\r\n".to_vec();
+    abandoned_upload.extend(vec![b'c'; 400]);
+    let mut reached = 0;
+    for round in 0..10 {
+        let bad = client::send(
+            triage.http,
+            Request::get("/bad").header("Connection", "keep-alive, X-Forwarded-For"),
+        )
+        .await
+        .expect("response");
+        assert_eq!(bad.status, 400, "round {round}: {bad:?}");
+        assert_eq!(bad.header("x-diagnosis"), Some("bad_request"), "{bad:?}");
+        let large = client::send_raw(triage.http, &chunked_over_limit, Duration::from_secs(5))
+            .await
+            .expect("response");
+        assert_eq!(large.status, 413, "round {round}: {large:?}");
+        assert_eq!(
+            large.header("x-diagnosis"),
+            Some("request_body_too_large"),
+            "{large:?}"
+        );
+        let mut upload = TcpStream::connect(triage.http).await.expect("connect");
+        upload.write_all(&abandoned_upload).await.expect("write");
+        drop(upload);
+        let mut hang_up = TcpStream::connect(triage.http).await.expect("connect");
+        hang_up
+            .write_all(b"GET /hang-up HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .await
+            .expect("write");
+        let cancelled = h2_get(&mut h2, "/cancelled").await;
+        reached += 2;
+        assert!(
+            origins_reach(&a, &b, reached).await,
+            "round {round}: the slow requests no longer reach a server"
+        );
+        drop(hang_up);
+        drop(cancelled);
+    }
+    assert!(
+        metric_becomes(
+            &triage,
+            "triage_upstream_failures_total{diagnosis=\"client_closed\",phase=\"request\",upstream=\"app\"}",
+            "30",
+            Duration::from_secs(5)
+        )
+        .await,
+        "30 client_closed failures; log:\n{}",
+        triage.stdout()
+    );
+    let log = triage.stdout();
+    assert!(!log.contains("no_healthy_upstream"), "{log}");
+    assert!(!log.contains("server ejected"), "{log}");
+    both_servers_serve(&triage, &a, &b).await;
+}
+
+/// The positive control of the tests above: failures the server causes still eject it. A
+/// server that resets every connection after reading the request is out after max_fails = 3
+/// resets (connection_reset, counted on an established connection, unlike the refused connects
+/// of passive_ejection_after_failures), and then every request lands on the good server.
+#[tokio::test]
+async fn upstream_resets_still_eject_the_server() {
+    let resetting = origin::spawn(Behavior::ResetBeforeResponse).await;
+    let good = origin::spawn(Behavior::ok("good\n")).await;
+    let config = format!(
+        "[upstreams.app]\nservers = [\"{}\", \"{}\"]\nretries = 0\nmax_fails = 3\nfail_timeout = \"60s\"\n{}",
+        resetting.addr,
+        good.addr,
+        route("app")
+    );
+    let triage = Triage::start(&config).await;
+    let mut resets = 0;
+    for _ in 0..6 {
+        let resp = client::get(triage.http, "/").await;
+        if resp.status == 502 {
+            assert_eq!(
+                resp.header("x-diagnosis"),
+                Some("connection_reset"),
+                "{resp:?}"
+            );
+            resets += 1;
+        }
+    }
+    assert_eq!(resets, 3);
+    let gauge = format!(
+        "triage_upstream_server_healthy{{server=\"{}\",upstream=\"app\"}}",
+        resetting.addr
+    );
+    assert!(metric_becomes(&triage, &gauge, "0", Duration::from_secs(2)).await);
+    let seen = resetting.requests();
+    for _ in 0..6 {
+        let resp = client::get(triage.http, "/").await;
+        assert_eq!(resp.status, 200, "{resp:?}");
+    }
+    assert_eq!(
+        resetting.requests(),
+        seen,
+        "an ejected server gets no requests"
+    );
 }

@@ -221,7 +221,8 @@ pub struct Upstream {
     pub retries: u32,
     /// Passive ejection, as nginx's `max_fails`: after this many consecutive failures a server is
     /// taken out of rotation for `fail_timeout`; 0 disables it. Default 3. As in nginx, an
-    /// upstream with a single server never ejects it.
+    /// upstream with a single server never ejects it. Only failures the server caused count
+    /// ([`crate::diagnosis::Diagnosis::counts_against_upstream`]).
     pub max_fails: u32,
     /// How long an ejected server stays out; default 10s.
     pub fail_timeout: Duration,

@@ -1,7 +1,8 @@
 //! The classifier: the facts a request's hooks recorded in, one [`Diagnosis`] out.
 //!
-//! It reads typed causes first: Pingora's `ErrorType` and source, then the `io::Error` errno at
-//! the bottom of the cause chain. Text is read only where Pingora keeps nothing else: the TLS
+//! It reads typed causes first: Pingora's `ErrorType` and source, then the `io::Error` errno or
+//! the `h2::Error` at the bottom of the cause chain, and the reason of a client's HTTP/2 stream
+//! reset. Text is read only where Pingora keeps nothing else: the TLS
 //! failure reason (see [`super::tls`]), the "header too large" and the raw bytes of an invalid
 //! response header, which tell a TLS record apart from garbage.
 
@@ -38,6 +39,9 @@ pub struct Facts<'a> {
     /// during an upload surfaces either on the write of the body or on the read of the
     /// response, whichever Pingora polls first; with this fact both read the same.
     pub request_unsent: bool,
+    /// The reason the client reset its HTTP/2 stream with, if it did, as the stream itself
+    /// says: Pingora reports a reset it notices while waiting for the upstream only as text.
+    pub client_reset: Option<h2::Reason>,
 }
 
 /// A diagnosis with the detail that explains it (errno text, TLS reason, bytes received).
@@ -67,6 +71,7 @@ pub fn diagnose(facts: &Facts<'_>) -> Diagnosis {
             | ErrorType::ConnectionClosed
             | ErrorType::ReadTimedout
             | ErrorType::WriteTimedout => Diagnosis::ClientClosed,
+            ErrorType::H2Error if client_went_away(facts) => Diagnosis::ClientClosed,
             _ => Diagnosis::BadRequest,
         },
         ErrorSource::Upstream | ErrorSource::Internal | ErrorSource::Unset => {
@@ -179,6 +184,18 @@ fn classify_upstream(facts: &Facts<'_>) -> Diagnosis {
     }
 }
 
+/// Whether an HTTP/2 error on the client's side means the client went away: it cancelled its
+/// stream (RST_STREAM(CANCEL), what a browser does when the user navigates away) or its
+/// connection broke. A stream reset for another reason (PROTOCOL_ERROR, ...) stays a request
+/// triage could not take.
+fn client_went_away(facts: &Facts<'_>) -> bool {
+    if facts.client_reset == Some(h2::Reason::CANCEL) {
+        return true;
+    }
+    cause::<h2::Error>(facts.error)
+        .is_some_and(|e| e.reason() == Some(h2::Reason::CANCEL) || e.is_io())
+}
+
 /// The part of an errno that matters for a diagnosis.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Errno {
@@ -189,15 +206,21 @@ enum Errno {
     Other,
 }
 
-/// Walks the cause chain down to the first `io::Error`. `pingora::Error` does not implement
-/// `source()`, so its `cause` is followed by downcasting; other errors (such as Pingora's
-/// connect-error wrapper, which carries the local address) are followed through `source()`.
+/// Walks the cause chain down to the first `io::Error`.
 fn io_error(error: &Error) -> Option<&std::io::Error> {
+    cause::<std::io::Error>(error)
+}
+
+/// Walks the cause chain down to the first error of type `T`. `pingora::Error` does not
+/// implement `source()`, so its `cause` is followed by downcasting; other errors (such as
+/// Pingora's connect-error wrapper, which carries the local address) are followed through
+/// `source()`.
+fn cause<T: std::error::Error + 'static>(error: &Error) -> Option<&T> {
     let mut cause: &(dyn std::error::Error + 'static) = error.cause.as_deref()?;
     // Bounded: a cause chain is a handful of links; this guards against a cycle-shaped bug.
     for _ in 0..16 {
-        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
-            return Some(io);
+        if let Some(found) = cause.downcast_ref::<T>() {
+            return Some(found);
         }
         cause = match cause.downcast_ref::<Box<Error>>() {
             Some(inner) => inner.cause.as_deref()?,
@@ -290,9 +313,13 @@ fn detail_of(facts: &Facts<'_>, diagnosis: Diagnosis) -> String {
                 Phase::Connect => "",
                 _ => innermost_context(error),
             };
-            match io_error(error) {
-                Some(io) if ctx.is_empty() => io_text(io).into_owned(),
-                Some(io) => format!("{ctx}: {}", io_text(io)),
+            // An HTTP/2 error says in its own words what broke (a reset, a broken pipe).
+            let cause = io_error(error)
+                .map(io_text)
+                .or_else(|| cause::<h2::Error>(error).map(|e| e.to_string().into()));
+            match cause {
+                Some(cause) if ctx.is_empty() => cause.into_owned(),
+                Some(cause) => format!("{ctx}: {cause}"),
                 None if ctx.is_empty() => error.etype().as_str().to_owned(),
                 None => ctx.to_owned(),
             }
@@ -359,6 +386,7 @@ mod tests {
             upstream_tls,
             upgrade: false,
             request_unsent: false,
+            client_reset: None,
         })
     }
 
@@ -483,6 +511,71 @@ mod tests {
         );
     }
 
+    /// An HTTP/2 client cancelling its stream is client_closed, whether Pingora kept the h2
+    /// error (a reset seen while writing) or only its text (a reset seen while waiting for the
+    /// upstream, whose reason the stream itself then gives); a reset for another reason, or an
+    /// h2 error with neither, stays bad_request.
+    #[test]
+    fn http2_cancel_is_client_closed() {
+        let diagnose = |error: &Error, client_reset| {
+            classify(&Facts {
+                error,
+                progress: Progress::Connected,
+                upstream_tls: false,
+                upgrade: false,
+                request_unsent: false,
+                client_reset,
+            })
+            .diagnosis
+        };
+        let mut seen_idle = Error::explain(
+            ErrorType::H2Error,
+            "Client closed H2, reason: stream no longer needed",
+        );
+        seen_idle.as_down();
+        assert_eq!(
+            diagnose(&seen_idle, Some(h2::Reason::CANCEL)),
+            Diagnosis::ClientClosed
+        );
+        assert_eq!(
+            diagnose(&seen_idle, Some(h2::Reason::PROTOCOL_ERROR)),
+            Diagnosis::BadRequest
+        );
+        assert_eq!(diagnose(&seen_idle, None), Diagnosis::BadRequest);
+        let typed = |reason: h2::Reason| {
+            let mut e = Error::because(
+                ErrorType::H2Error,
+                "while waiting for capacity",
+                h2::Error::from(reason),
+            );
+            e.as_down();
+            e
+        };
+        assert_eq!(
+            diagnose(&typed(h2::Reason::CANCEL), None),
+            Diagnosis::ClientClosed
+        );
+        assert_eq!(
+            diagnose(&typed(h2::Reason::PROTOCOL_ERROR), None),
+            Diagnosis::BadRequest
+        );
+        let detail = run(&typed(h2::Reason::CANCEL), Progress::Connected, false).detail;
+        assert_eq!(
+            detail,
+            format!(
+                "while waiting for capacity: {}",
+                h2::Error::from(h2::Reason::CANCEL)
+            )
+        );
+        // The same reason from the upstream's side is the upstream's failure.
+        let mut upstream_reset = typed(h2::Reason::CANCEL);
+        upstream_reset.as_up();
+        assert_eq!(
+            diagnose(&upstream_reset, Some(h2::Reason::CANCEL)),
+            Diagnosis::InvalidResponse
+        );
+    }
+
     /// An errno's cached text is exactly what `io::Error` prints, on every call.
     #[test]
     fn io_text_is_the_io_error_text() {
@@ -525,6 +618,7 @@ mod tests {
             upstream_tls: false,
             upgrade: true,
             request_unsent: false,
+            client_reset: None,
         });
         assert_eq!(f.diagnosis, Diagnosis::UpgradeFailed);
     }
@@ -543,6 +637,7 @@ mod tests {
                 upstream_tls: false,
                 upgrade: false,
                 request_unsent,
+                client_reset: None,
             })
             .diagnosis
         };

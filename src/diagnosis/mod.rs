@@ -437,6 +437,49 @@ impl Diagnosis {
         }
     }
 
+    /// Whether this failure of an attempt counts against the server it went to, towards passive
+    /// ejection (`max_fails` within `fail_timeout`). Only failures the server caused count:
+    /// nothing a client does may take a server out of rotation.
+    pub const fn counts_against_upstream(self) -> bool {
+        match self {
+            // The server refused, failed, timed out or broke the exchange before answering.
+            Diagnosis::ConnectRefused
+            | Diagnosis::ConnectUnreachable
+            | Diagnosis::ConnectFailed
+            | Diagnosis::ConnectTimeout
+            | Diagnosis::TlsHandshakeFailed
+            | Diagnosis::TlsCertificateExpired
+            | Diagnosis::TlsCertificateUntrusted
+            | Diagnosis::TlsCertificateNameMismatch
+            | Diagnosis::TlsUpstreamPlaintext
+            | Diagnosis::UpstreamExpectsTls
+            | Diagnosis::ConnectionReset
+            | Diagnosis::ConnectionClosed
+            | Diagnosis::RequestSendFailed
+            | Diagnosis::RequestSendTimeout
+            | Diagnosis::ResponseTimeout
+            | Diagnosis::InvalidResponse
+            | Diagnosis::ResponseHeadersTooLarge
+            | Diagnosis::UpgradeFailed => true,
+            // The client's doing: a request that cannot be forwarded, a body over the limit, a
+            // client gone (hung up, upload abandoned, HTTP/2 stream cancelled).
+            Diagnosis::BadRequest | Diagnosis::RequestBodyTooLarge | Diagnosis::ClientClosed => {
+                false
+            }
+            // The server answered (its final header already counted as a success): its own
+            // status, a refused upgrade, or a body cut after the status went out.
+            Diagnosis::UpstreamStatus
+            | Diagnosis::UpgradeRefused
+            | Diagnosis::BodyReset
+            | Diagnosis::BodyClosed
+            | Diagnosis::BodyTimeout => false,
+            // No server was reached: no route, none in rotation, or its name did not resolve.
+            Diagnosis::NoRoute | Diagnosis::NoHealthyUpstream | Diagnosis::DnsError => false,
+            // triage's own failure.
+            Diagnosis::InternalError => false,
+        }
+    }
+
     /// The status the access log and metrics record, given what the upstream sent (if anything).
     pub fn logged_status(self, upstream_status: Option<u16>) -> u16 {
         match self.outcome() {
@@ -542,6 +585,70 @@ mod tests {
                 d.token()
             );
         }
+    }
+
+    /// Nothing a client does, and no answer of the app, counts against a server: what counts
+    /// happened while triage reached or waited for the server, and triage made the status.
+    #[test]
+    fn only_server_caused_failures_count_against_it() {
+        for client_caused in [
+            Diagnosis::BadRequest,
+            Diagnosis::RequestBodyTooLarge,
+            Diagnosis::ClientClosed,
+        ] {
+            assert!(!client_caused.counts_against_upstream());
+        }
+        assert!(!Diagnosis::UpstreamStatus.counts_against_upstream());
+        assert!(Diagnosis::ConnectRefused.counts_against_upstream());
+        assert!(Diagnosis::ConnectionReset.counts_against_upstream());
+        for d in Diagnosis::ALL
+            .into_iter()
+            .filter(|d| d.counts_against_upstream())
+        {
+            assert_eq!(d.source(), Source::Proxy, "{}", d.token());
+            assert!(
+                matches!(
+                    d.phase(),
+                    Phase::Connect | Phase::Tls | Phase::Request | Phase::ResponseHeaders
+                ),
+                "{}",
+                d.token()
+            );
+        }
+    }
+
+    /// The README's passive-ejection paragraph lists exactly the tokens that count against a
+    /// server, then every other token as one that never does.
+    #[test]
+    fn readme_lists_what_counts_against_a_server() {
+        let readme = include_str!("../../README.md");
+        let start = readme
+            .find("**Passive ejection counts only what the server caused.**")
+            .expect("README has the passive ejection paragraph");
+        let paragraph = &readme[start..];
+        let paragraph = &paragraph[..paragraph.find("\n\n").unwrap_or(paragraph.len())];
+        let (counted, never) = paragraph
+            .split_once("No other token ever counts")
+            .expect("the paragraph names the tokens that never count");
+        let tokens = |text: &str| -> HashSet<&'static str> {
+            Diagnosis::ALL
+                .into_iter()
+                .map(|d| d.token())
+                .filter(|t| text.contains(&format!("`{t}`")))
+                .collect()
+        };
+        let expected: HashSet<_> = Diagnosis::ALL
+            .into_iter()
+            .filter(|d| d.counts_against_upstream())
+            .map(|d| d.token())
+            .collect();
+        assert_eq!(tokens(counted), expected);
+        let rest: HashSet<_> = Diagnosis::ALL
+            .into_iter()
+            .filter(|d| !d.counts_against_upstream())
+            .map(|d| d.token())
+            .collect();
+        assert_eq!(tokens(never), rest);
     }
 
     /// Hints are single lines that fit a header comfortably.

@@ -2,7 +2,9 @@
 //!
 //! Servers take turns in proportion to their weight. A server is out of rotation while an active
 //! health check has it down, or for `fail_timeout` after `max_fails` consecutive failed requests
-//! (passive ejection, as nginx does). A server that refused a connection is, for a moment
+//! (passive ejection, as nginx does) that the server caused: the proxy records only failures
+//! whose diagnosis [counts against it](crate::diagnosis::Diagnosis::counts_against_upstream),
+//! so nothing a client does ejects a server. A server that refused a connection is, for a moment
 //! (`refused_holdoff`), answered for without connecting: nothing listens there, and a failure
 //! storm should not cost a connect per request. The request path only reads atomics: no lock is
 //! taken to pick a server.

@@ -29,7 +29,9 @@ use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::protocols::Digest;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::ErrorSource;
 use routing::{RouteId, RouteTable};
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -215,13 +217,30 @@ impl Triage {
     }
 
     fn classify_attempt(&self, error: &Error, session: &mut Session, ctx: &RequestCtx) -> Finding {
+        // Only a failure on the client's side can be its stream reset: the upstream's failures
+        // (a failure storm) skip the look at the h2 stream and its lock.
+        let client_reset = match error.esource() {
+            ErrorSource::Downstream => client_stream_reset(session),
+            ErrorSource::Upstream | ErrorSource::Internal | ErrorSource::Unset => None,
+        };
         classify(&Facts {
             error,
             progress: ctx.progress,
             upstream_tls: self.upstream_of(ctx).is_some_and(|u| u.tls),
             upgrade: ctx.upgrade,
             request_unsent: !session.is_body_done(),
+            client_reset,
         })
+    }
+
+    /// The finding of a failed attempt: what a hook already diagnosed (a body over
+    /// max_body_size fails in request_body_filter, which Pingora reports as a bare 413), else
+    /// the classifier's.
+    fn attempt_finding(&self, error: &Error, session: &mut Session, ctx: &RequestCtx) -> Finding {
+        match &ctx.preset {
+            Some(finding) => finding.clone(),
+            None => self.classify_attempt(error, session, ctx),
+        }
     }
 
     fn upstream_of<'a>(&self, ctx: &'a RequestCtx) -> Option<&'a Upstream> {
@@ -257,8 +276,12 @@ impl Triage {
         e
     }
 
-    /// Counts a failed attempt against its server (passive ejection), logging an ejection.
-    fn count_server_failure(&self, ctx: &RequestCtx) {
+    /// Counts a failed attempt against its server (passive ejection) when the server caused it,
+    /// logging an ejection. Nothing a client does counts.
+    fn count_server_failure(&self, ctx: &RequestCtx, diagnosis: Diagnosis) {
+        if !diagnosis.counts_against_upstream() {
+            return;
+        }
         let (Some(upstream_index), Some(server)) = (ctx.upstream, ctx.server) else {
             return;
         };
@@ -391,6 +414,19 @@ fn client_ip(session: &Session) -> Option<IpAddr> {
         .client_addr()
         .and_then(|a| a.as_inet())
         .map(|a| a.ip())
+}
+
+/// The reason the client reset its HTTP/2 stream with, if it did. The stream is polled once,
+/// never waited on: Pingora keeps only the text of a reset it saw while waiting for the
+/// upstream, and the stream still holds the typed reason.
+fn client_stream_reset(session: &mut Session) -> Option<h2::Reason> {
+    let closed = session.as_downstream_mut().watch_h2_stream_close()?;
+    let mut closed = std::pin::pin!(closed);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match closed.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(Ok(reason)) => Some(reason),
+        std::task::Poll::Ready(Err(_)) | std::task::Poll::Pending => None,
+    }
 }
 
 /// The host a request is for: the authority of an absolute URI, else the `Host` header.
@@ -722,13 +758,14 @@ impl ProxyHttp for Triage {
         e: Box<Error>,
     ) -> Box<Error> {
         let finding = self.classify_attempt(&e, session, ctx);
-        if finding.diagnosis == Diagnosis::ConnectRefused {
+        let diagnosis = finding.diagnosis;
+        if diagnosis == Diagnosis::ConnectRefused {
             if let (Some(upstream), Some(server)) = (self.upstream_of(ctx), ctx.server) {
                 upstream.balancer.record_refused(server);
             }
         }
         ctx.record_attempt(finding);
-        self.count_server_failure(ctx);
+        self.count_server_failure(ctx, diagnosis);
         let mut e = e;
         // Nothing reached the app: trying another server is safe for any method, within the
         // upstream's retry count and budget.
@@ -751,12 +788,10 @@ impl ProxyHttp for Triage {
         ctx: &mut RequestCtx,
         client_reused: bool,
     ) -> Box<Error> {
-        let finding = self.classify_attempt(&e, session, ctx);
-        let counts_against_server = finding.diagnosis.source() == crate::diagnosis::Source::Proxy;
+        let finding = self.attempt_finding(&e, session, ctx);
+        let diagnosis = finding.diagnosis;
         ctx.record_attempt(finding);
-        if counts_against_server {
-            self.count_server_failure(ctx);
-        }
+        self.count_server_failure(ctx, diagnosis);
         let mut e = e.more_context(format!("Peer: {peer}"));
         if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated()
         {

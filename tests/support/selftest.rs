@@ -870,6 +870,27 @@ mod launcher {
         );
     }
 
+    /// With an https listener, the certificate table comes before `[admin]`, so the test's
+    /// sections still follow `[admin]`.
+    #[test]
+    fn https_config_text_keeps_the_test_sections_last() {
+        let http: SocketAddr = "127.0.0.1:1111".parse().unwrap();
+        let https: SocketAddr = "127.0.0.1:3333".parse().unwrap();
+        let admin: SocketAddr = "127.0.0.1:2222".parse().unwrap();
+        let text = triage::https_config_text(
+            http,
+            https,
+            admin,
+            std::path::Path::new("/d/cert.pem"),
+            std::path::Path::new("/d/key.pem"),
+            "[[routes]]\npath_prefix = \"/\"",
+        );
+        assert_eq!(
+            text,
+            "[listen]\nhttp = [\"127.0.0.1:1111\"]\nhttps = [\"127.0.0.1:3333\"]\n[[tls.certificates]]\ncert_file = \"/d/cert.pem\"\nkey_file = \"/d/key.pem\"\n[admin]\nlisten = \"127.0.0.1:2222\"\n\n[[routes]]\npath_prefix = \"/\"\n"
+        );
+    }
+
     /// Free ports are distinct, on 127.0.0.1, and bindable again once returned.
     #[test]
     fn free_loopback_addrs_are_distinct_and_free() {

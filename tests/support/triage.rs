@@ -4,7 +4,8 @@
 //!
 //! The config is the `[listen]` and `[admin]` sections this module writes, followed by the
 //! test's own sections (`[diagnosis]`, `[upstreams.x]`, `[[routes]]`, ...), which must not
-//! repeat `[listen]` or `[admin]`.
+//! repeat `[listen]` or `[admin]`. [`Triage::start_https`] adds an `https` listener and its
+//! certificate, for HTTPS and HTTP/2 clients.
 //!
 //! Triage logs (access log included) go to its stdout; [`Triage::wait_for_output`] polls both
 //! captured streams, since a log line may be written just after the response left.
@@ -15,6 +16,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use super::certs::CertifiedKey;
 
 /// How long triage may take to listen on both ports.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(15);
@@ -111,6 +114,8 @@ pub struct Triage {
     pub http: SocketAddr,
     /// The admin listener (/healthz, /readyz).
     pub admin: SocketAddr,
+    /// The HTTPS listener (HTTP/2 and HTTP/1.1 by ALPN), when started by [`Triage::start_https`].
+    pub https: Option<SocketAddr>,
     child: Child,
     config_path: PathBuf,
     /// Holds the config and the logs; removed after Drop has killed the child.
@@ -128,6 +133,24 @@ pub fn single_upstream(addr: SocketAddr, extra: &str) -> String {
 /// The config file triage gets: the listeners this harness picked, then the test's sections.
 pub fn config_text(http: SocketAddr, admin: SocketAddr, config_body: &str) -> String {
     format!("[listen]\nhttp = [\"{http}\"]\n[admin]\nlisten = \"{admin}\"\n\n{config_body}\n")
+}
+
+/// Like [`config_text`] with an `https` listener too, serving the certificate in `cert_file`
+/// and `key_file`; the `[[tls.certificates]]` table comes before `[admin]`, so the test's
+/// sections still follow `[admin]` as they do in [`config_text`].
+pub fn https_config_text(
+    http: SocketAddr,
+    https: SocketAddr,
+    admin: SocketAddr,
+    cert_file: &Path,
+    key_file: &Path,
+    config_body: &str,
+) -> String {
+    format!(
+        "[listen]\nhttp = [\"{http}\"]\nhttps = [\"{https}\"]\n[[tls.certificates]]\ncert_file = \"{}\"\nkey_file = \"{}\"\n[admin]\nlisten = \"{admin}\"\n\n{config_body}\n",
+        cert_file.display(),
+        key_file.display()
+    )
 }
 
 /// `n` distinct free ports on 127.0.0.1: all bound at once (so they differ), then released.
@@ -159,22 +182,55 @@ impl Triage {
         .await
     }
 
+    /// Like [`Triage::start`], with an `https` listener too (in [`Triage::https`]) serving
+    /// `cert`, for HTTPS and HTTP/2 clients.
+    pub async fn start_https(cert: &CertifiedKey, config_body: &str) -> Triage {
+        let dir = temp_dir();
+        let cert_file = dir.write_file("cert.pem", &cert.cert_pem);
+        let key_file = dir.write_file("key.pem", &cert.key_pem);
+        Triage::launch(dir, config_body, Some((&cert_file, &key_file)), |config| {
+            let mut command = Command::new(triage_binary());
+            command.arg("-c").arg(config);
+            command
+        })
+        .await
+    }
+
     /// Like [`Triage::start_in`] with the command line made by `command` from the config
     /// file's path, e.g. to set environment variables (`RUST_LOG`) for the child.
     pub async fn start_command(
+        dir: TempDir,
+        config_body: &str,
+        command: impl Fn(&Path) -> Command,
+    ) -> Triage {
+        Triage::launch(dir, config_body, None, command).await
+    }
+
+    /// Starts triage on free ports, with an `https` listener when `tls` names a certificate
+    /// and key file; retried when another process took a port first.
+    async fn launch(
         mut dir: TempDir,
         config_body: &str,
+        tls: Option<(&Path, &Path)>,
         command: impl Fn(&Path) -> Command,
     ) -> Triage {
         let mut failures = Vec::new();
         for attempt in 1..=START_ATTEMPTS {
-            let addrs = free_loopback_addrs(2);
+            let addrs = free_loopback_addrs(3);
             let (http, admin) = (addrs[0], addrs[1]);
-            let config_path = dir.write_file("triage.toml", config_text(http, admin, config_body));
+            let https = tls.map(|_| addrs[2]);
+            let text = match (tls, https) {
+                (Some((cert_file, key_file)), Some(https)) => {
+                    https_config_text(http, https, admin, cert_file, key_file, config_body)
+                }
+                _ => config_text(http, admin, config_body),
+            };
+            let config_path = dir.write_file("triage.toml", text);
             let child = spawn_logged(&mut command(&config_path), &dir);
             let mut triage = Triage {
                 http,
                 admin,
+                https,
                 child,
                 config_path,
                 dir,
@@ -194,7 +250,7 @@ impl Triage {
                     let stdout = triage.stdout();
                     drop(triage);
                     panic!(
-                        "triage did not listen on {http} and {admin} within {STARTUP_TIMEOUT:?}; stderr:\n{stderr}\nstdout:\n{stdout}"
+                        "triage did not listen on {http}, {admin} (and https {https:?}) within {STARTUP_TIMEOUT:?}; stderr:\n{stderr}\nstdout:\n{stdout}"
                     );
                 }
             }
@@ -205,14 +261,18 @@ impl Triage {
         );
     }
 
-    /// Polls until both ports accept TCP connections, the child exits, or the startup timeout.
+    /// Polls until every port accepts TCP connections, the child exits, or the startup timeout.
     async fn wait_until_listening(&mut self) -> Ready {
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return Ready::Exited(status.to_string());
             }
-            if accepts(self.http).await && accepts(self.admin).await {
+            let https_accepts = match self.https {
+                Some(https) => accepts(https).await,
+                None => true,
+            };
+            if accepts(self.http).await && accepts(self.admin).await && https_accepts {
                 return Ready::Listening;
             }
             tokio::time::sleep(POLL_INTERVAL).await;

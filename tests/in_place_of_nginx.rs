@@ -35,8 +35,10 @@ async fn metric_becomes(triage: &Triage, series: &str, value: &str, within: Dura
     false
 }
 
-/// The app gets X-Forwarded-For/Proto/Host and an X-Request-Id; Host is rewritten when the
-/// upstream says so; hop-by-hop and Connection-nominated headers do not reach it.
+/// The app gets X-Forwarded-For/Proto/Host, X-Real-IP and an X-Request-Id; Host is rewritten
+/// when the upstream says so; hop-by-hop and Connection-nominated headers do not reach it, nor
+/// a client's own claims of an address (X-Real-IP is replaced, Forwarded and True-Client-IP
+/// removed).
 #[tokio::test]
 async fn forwarding_headers_reach_the_app() {
     let app = origin::spawn(Behavior::Echo).await;
@@ -53,7 +55,10 @@ async fn forwarding_headers_reach_the_app() {
             .header("X-Forwarded-For", "203.0.113.9")
             .header("Connection", "close, X-Secret")
             .header("X-Secret", "hop-only")
-            .header("Keep-Alive", "timeout=5"),
+            .header("Keep-Alive", "timeout=5")
+            .header("X-Real-IP", "10.6.6.6")
+            .header("Forwarded", "for=10.6.6.6")
+            .header("True-Client-IP", "10.6.6.6"),
     )
     .await
     .expect("response");
@@ -65,6 +70,7 @@ async fn forwarding_headers_reach_the_app() {
         "x-forwarded-proto: http",
         "x-forwarded-host: shop.example",
         "host: internal.app",
+        "x-real-ip: 127.0.0.1",
         &format!("x-request-id: {id}"),
     ] {
         assert!(
@@ -74,6 +80,7 @@ async fn forwarding_headers_reach_the_app() {
     }
     assert!(!seen.contains("x-secret"), "{seen}");
     assert!(!seen.contains("keep-alive"), "{seen}");
+    assert!(!seen.contains("10.6.6.6"), "{seen}");
 }
 
 /// A client's well-formed X-Request-Id is passed through, and Host is kept by default.

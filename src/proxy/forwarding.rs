@@ -1,7 +1,12 @@
 //! The forwarding headers apps expect behind a proxy, set the way nginx configs usually set them:
-//! `X-Forwarded-For` (appended, `$proxy_add_x_forwarded_for`), `X-Forwarded-Proto`,
-//! `X-Forwarded-Host`, and `X-Request-Id` (the client's when well-formed, else the request's
-//! diagnosis id, so app logs and triage's reports share an id).
+//! `X-Forwarded-For` (appended, `$proxy_add_x_forwarded_for`), `X-Real-IP` (the peer's address,
+//! `$remote_addr`), `X-Forwarded-Proto`, `X-Forwarded-Host`, and `X-Request-Id` (the client's
+//! when well-formed, else the request's diagnosis id, so app logs and triage's reports share an
+//! id).
+//!
+//! Headers that claim a client address and that an app may trust without knowing who set them
+//! are the proxy's to write: a client's `X-Real-IP` is replaced, and its `Forwarded` (RFC 7239)
+//! and `True-Client-IP` (a CDN's) are removed, so a client cannot pose as another address.
 
 use crate::id::RequestId;
 use crate::render::text::AddrText;
@@ -18,6 +23,9 @@ static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+static TRUE_CLIENT_IP: HeaderName = HeaderName::from_static("true-client-ip");
 
 /// The scheme the client used.
 pub fn scheme_of(session: &Session) -> &'static str {
@@ -64,11 +72,22 @@ pub fn add_forwarding_headers(
     id: RequestId,
 ) -> pingora::Result<()> {
     // The request going upstream is a clone of the client's, with no spare room in its maps:
-    // room for all four at once instead of growing on the first.
-    req.reserve(4)?;
+    // room for all five at once instead of growing on the first.
+    req.reserve(5)?;
     if let Some(value) = client.and_then(|ip| forwarded_for(req.headers.get(&X_FORWARDED_FOR), ip))
     {
         req.insert_static_header(&X_FORWARDED_FOR, value)?;
+    }
+    match client.and_then(|ip| HeaderValue::from_str(AddrText::ip(ip).as_str()).ok()) {
+        Some(ip) => req.insert_static_header(&X_REAL_IP, ip)?,
+        None => {
+            req.remove_header(&X_REAL_IP);
+        }
+    }
+    for claimed in [&FORWARDED, &TRUE_CLIENT_IP] {
+        if req.headers.contains_key(claimed) {
+            req.remove_header(claimed);
+        }
     }
     req.insert_static_header(&X_FORWARDED_PROTO, HeaderValue::from_static(scheme))?;
     let host = req.headers.get(http::header::HOST).cloned().or_else(|| {
@@ -118,6 +137,26 @@ mod tests {
         assert_eq!(header(&req, "x-forwarded-proto"), Some("http"));
         assert_eq!(header(&req, "x-forwarded-host"), Some("app.example"));
         assert_eq!(header(&req, "x-request-id"), Some(id.as_str()));
+    }
+
+    /// A client cannot pose as another address: its X-Real-IP is replaced by the peer's, its
+    /// Forwarded and True-Client-IP are removed (without a peer address, X-Real-IP is removed).
+    #[test]
+    fn client_address_claims_are_replaced_or_removed() {
+        let claims = [
+            ("x-real-ip", "10.0.0.1"),
+            ("forwarded", "for=10.0.0.1;proto=https"),
+            ("true-client-ip", "10.0.0.1"),
+        ];
+        let mut req = request(&claims);
+        add_forwarding_headers(&mut req, "192.0.2.9".parse().ok(), "http", RequestId::next())
+            .expect("ok");
+        assert_eq!(header(&req, "x-real-ip"), Some("192.0.2.9"));
+        assert_eq!(header(&req, "forwarded"), None);
+        assert_eq!(header(&req, "true-client-ip"), None);
+        let mut req = request(&claims);
+        add_forwarding_headers(&mut req, None, "http", RequestId::next()).expect("ok");
+        assert_eq!(header(&req, "x-real-ip"), None);
     }
 
     /// An empty or blank X-Forwarded-For is replaced by the client's address, not appended to.

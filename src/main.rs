@@ -124,7 +124,11 @@ fn run(path: &std::path::Path, with_demo: bool, upgrade: bool) -> ExitCode {
         Ok(config) => config,
         Err(code) => return code,
     };
-    triage::server::init_logging(&config.log.level, &config.log.format);
+    triage::server::init_logging(
+        &config.log.level,
+        &config.log.format,
+        config.log.error_lines_per_second,
+    );
     if with_demo {
         if let Err(e) = triage::demo::spawn(&config) {
             eprintln!("triage: cannot start the demo app: {e}");

@@ -20,18 +20,39 @@ use std::path::Path;
 use std::sync::Arc;
 
 /// Installs the log subscriber the config asks for. `RUST_LOG`, when set, overrides the level.
-pub fn init_logging(level: &LogLevel, format: &LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+///
+/// Pingora's own lines (targets `pingora*`) share a budget of `pingora_lines_per_second`
+/// (`[log] error_lines_per_second`): Pingora logs an error line for many things a client does
+/// (a half-sent request, a reset connection), and a client sending those by the thousand must
+/// not flood the log. Lines over the budget are dropped.
+pub fn init_logging(level: &LogLevel, format: &LogFormat, pingora_lines_per_second: u32) {
+    use tracing_subscriber::filter::FilterExt;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+    let level_filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level.as_str()));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stdout);
-    let result = match format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder.with_ansi(false).try_init(),
+    let pingora_budget = crate::accesslog::RateLimiter::new(pingora_lines_per_second);
+    // After the level filter (`and` stops at the first "no"), so only lines that would be
+    // written spend the budget.
+    let filter = level_filter.and(tracing_subscriber::filter::filter_fn(move |meta| {
+        !meta.target().starts_with("pingora") || pingora_budget.admit().is_some()
+    }));
+    let layer = match format {
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_writer(std::io::stdout)
+            .boxed(),
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_ansi(false)
+            .with_writer(std::io::stdout)
+            .boxed(),
     };
     // A subscriber already installed (e.g. by an embedding program) is fine.
-    let _ = result;
+    let _ = tracing_subscriber::registry()
+        .with(layer.with_filter(filter))
+        .try_init();
 }
 
 /// Keeps the current state's background loops running, across reloads.

@@ -469,3 +469,40 @@ async fn client_text_cannot_forge_access_log_fields() {
     );
     assert_eq!(line.matches('"').count(), 6, "{line}");
 }
+
+/// A client cannot flood the log through Pingora's own error lines: 300 half-sent requests
+/// (the head cut, the connection closed), each of which Pingora logs at error level, leave at
+/// most `[log] error_lines_per_second` of those lines per second.
+#[tokio::test]
+async fn pingora_lines_are_rate_limited() {
+    let app = origin::spawn(Behavior::ok("ok\n")).await;
+    let triage = Triage::start(&format!(
+        "[log]\naccess = false\nerror_lines_per_second = 3\n{}",
+        single_upstream(app.addr, "")
+    ))
+    .await;
+    let started = std::time::Instant::now();
+    for _ in 0..300 {
+        let mut stream = tokio::net::TcpStream::connect(triage.http)
+            .await
+            .expect("connect");
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nX-Half: ")
+            .await
+            .expect("write");
+        drop(stream);
+    }
+    // Pingora logs a cut request once it reads the close; give the last ones time to arrive.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let seconds = started.elapsed().as_secs() + 1;
+    let pingora_lines = triage
+        .stdout()
+        .lines()
+        .filter(|l| l.contains("ERROR pingora"))
+        .count();
+    assert!(
+        pingora_lines as u64 <= 3 * (seconds + 1),
+        "{pingora_lines} Pingora error lines in {seconds} s:\n{}",
+        triage.stdout()
+    );
+}

@@ -149,8 +149,13 @@ mod tests {
             ("true-client-ip", "10.0.0.1"),
         ];
         let mut req = request(&claims);
-        add_forwarding_headers(&mut req, "192.0.2.9".parse().ok(), "http", RequestId::next())
-            .expect("ok");
+        add_forwarding_headers(
+            &mut req,
+            "192.0.2.9".parse().ok(),
+            "http",
+            RequestId::next(),
+        )
+        .expect("ok");
         assert_eq!(header(&req, "x-real-ip"), Some("192.0.2.9"));
         assert_eq!(header(&req, "forwarded"), None);
         assert_eq!(header(&req, "true-client-ip"), None);

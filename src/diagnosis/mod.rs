@@ -12,77 +12,48 @@
 
 pub mod classify;
 pub mod policy;
+pub(crate) mod taxonomy;
 pub mod tls;
 
 pub use classify::{classify, diagnose, Facts, Finding};
 pub use policy::Disclosure;
 
 use http::StatusCode;
+use taxonomy::taxonomy;
 
-/// Where in the life of a request the failure happened, in the order a request goes through them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Phase {
-    /// Choosing an upstream for the request (no route matched).
-    Route,
-    /// Resolving the upstream's hostname.
-    Dns,
-    /// Opening the TCP connection.
-    Connect,
-    /// The TLS handshake with the upstream.
-    Tls,
-    /// Sending the request (headers and body) to the upstream.
-    Request,
-    /// Waiting for and parsing the upstream's response headers.
-    ResponseHeaders,
-    /// Relaying the response body, after the status was sent to the client.
-    ResponseBody,
-}
-
-impl Phase {
-    /// Every phase, in request order; metrics pre-resolve one handle per phase from this.
-    pub const ALL: [Phase; 7] = [
-        Phase::Route,
-        Phase::Dns,
-        Phase::Connect,
-        Phase::Tls,
-        Phase::Request,
-        Phase::ResponseHeaders,
-        Phase::ResponseBody,
-    ];
-
-    /// The stable token, as sent in `X-Diagnosis-Phase` and used as a metric label.
-    pub const fn token(self) -> &'static str {
-        match self {
-            Phase::Route => "route",
-            Phase::Dns => "dns",
-            Phase::Connect => "connect",
-            Phase::Tls => "tls",
-            Phase::Request => "request",
-            Phase::ResponseHeaders => "response_headers",
-            Phase::ResponseBody => "response_body",
-        }
+taxonomy! {
+    /// Where in the life of a request the failure happened, in the order a request goes through
+    /// them. The token is sent in `X-Diagnosis-Phase` and used as a metric label.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum Phase {
+        unknown: UnknownPhase,
+        /// Choosing an upstream for the request (no route matched).
+        Route => "route",
+        /// Resolving the upstream's hostname.
+        Dns => "dns",
+        /// Opening the TCP connection.
+        Connect => "connect",
+        /// The TLS handshake with the upstream.
+        Tls => "tls",
+        /// Sending the request (headers and body) to the upstream.
+        Request => "request",
+        /// Waiting for and parsing the upstream's response headers.
+        ResponseHeaders => "response_headers",
+        /// Relaying the response body, after the status was sent to the client.
+        ResponseBody => "response_body",
     }
 }
 
-/// Who produced the status the client received.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Source {
-    /// triage generated the status (the upstream failed or was never reached).
-    Proxy,
-    /// The upstream app produced the status; triage passed it through.
-    Upstream,
-}
-
-impl Source {
-    /// Every source; metrics pre-resolve one handle per source from this.
-    pub const ALL: [Source; 2] = [Source::Proxy, Source::Upstream];
-
-    /// The stable token, as sent in `X-Diagnosis-Source` and used as a metric label.
-    pub const fn token(self) -> &'static str {
-        match self {
-            Source::Proxy => "proxy",
-            Source::Upstream => "upstream",
-        }
+taxonomy! {
+    /// Who produced the status the client received. The token is sent in `X-Diagnosis-Source`
+    /// and used as a metric label.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum Source {
+        unknown: UnknownSource,
+        /// triage generated the status (the upstream failed or was never reached).
+        Proxy => "proxy",
+        /// The upstream app produced the status; triage passed it through.
+        Upstream => "upstream",
     }
 }
 
@@ -156,54 +127,31 @@ pub enum Diagnosis {
     InternalError,
 }
 
-/// The RFC 9209 `Proxy-Status` error types triage uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProxyStatusError {
-    DnsError,
-    DestinationNotFound,
-    DestinationUnavailable,
-    DestinationIpUnroutable,
-    ConnectionRefused,
-    ConnectionTerminated,
-    ConnectionTimeout,
-    ConnectionReadTimeout,
-    ConnectionWriteTimeout,
-    TlsProtocolError,
-    TlsCertificateError,
-    HttpRequestError,
-    HttpRequestDenied,
-    HttpUpgradeFailed,
-    HttpResponseIncomplete,
-    HttpResponseHeaderSectionSize,
-    HttpResponseTimeout,
-    HttpProtocolError,
-    ProxyInternalError,
-}
-
-impl ProxyStatusError {
-    /// The registered token (RFC 9209 section 2.3).
-    pub const fn token(self) -> &'static str {
-        match self {
-            ProxyStatusError::DnsError => "dns_error",
-            ProxyStatusError::DestinationNotFound => "destination_not_found",
-            ProxyStatusError::DestinationUnavailable => "destination_unavailable",
-            ProxyStatusError::DestinationIpUnroutable => "destination_ip_unroutable",
-            ProxyStatusError::ConnectionRefused => "connection_refused",
-            ProxyStatusError::ConnectionTerminated => "connection_terminated",
-            ProxyStatusError::ConnectionTimeout => "connection_timeout",
-            ProxyStatusError::ConnectionReadTimeout => "connection_read_timeout",
-            ProxyStatusError::ConnectionWriteTimeout => "connection_write_timeout",
-            ProxyStatusError::TlsProtocolError => "tls_protocol_error",
-            ProxyStatusError::TlsCertificateError => "tls_certificate_error",
-            ProxyStatusError::HttpRequestError => "http_request_error",
-            ProxyStatusError::HttpRequestDenied => "http_request_denied",
-            ProxyStatusError::HttpUpgradeFailed => "http_upgrade_failed",
-            ProxyStatusError::HttpResponseIncomplete => "http_response_incomplete",
-            ProxyStatusError::HttpResponseHeaderSectionSize => "http_response_header_section_size",
-            ProxyStatusError::HttpResponseTimeout => "http_response_timeout",
-            ProxyStatusError::HttpProtocolError => "http_protocol_error",
-            ProxyStatusError::ProxyInternalError => "proxy_internal_error",
-        }
+taxonomy! {
+    /// The RFC 9209 `Proxy-Status` error types triage uses; the token is the registered one
+    /// (RFC 9209 section 2.3).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum ProxyStatusError {
+        unknown: UnknownProxyStatusError,
+        DnsError => "dns_error",
+        DestinationNotFound => "destination_not_found",
+        DestinationUnavailable => "destination_unavailable",
+        DestinationIpUnroutable => "destination_ip_unroutable",
+        ConnectionRefused => "connection_refused",
+        ConnectionTerminated => "connection_terminated",
+        ConnectionTimeout => "connection_timeout",
+        ConnectionReadTimeout => "connection_read_timeout",
+        ConnectionWriteTimeout => "connection_write_timeout",
+        TlsProtocolError => "tls_protocol_error",
+        TlsCertificateError => "tls_certificate_error",
+        HttpRequestError => "http_request_error",
+        HttpRequestDenied => "http_request_denied",
+        HttpUpgradeFailed => "http_upgrade_failed",
+        HttpResponseIncomplete => "http_response_incomplete",
+        HttpResponseHeaderSectionSize => "http_response_header_section_size",
+        HttpResponseTimeout => "http_response_timeout",
+        HttpProtocolError => "http_protocol_error",
+        ProxyInternalError => "proxy_internal_error",
     }
 }
 

@@ -465,11 +465,39 @@ mod tests {
             ("client_closed", 499),
         ];
         for (token, status) in expect {
-            let d = Diagnosis::ALL
-                .into_iter()
-                .find(|d| d.token() == token)
-                .unwrap_or_else(|| panic!("missing token {token}"));
+            let d: Diagnosis = token
+                .parse()
+                .unwrap_or_else(|_| panic!("missing token {token}"));
             assert_eq!(d.logged_status(None), status, "{token}");
+        }
+    }
+
+    /// Every token of every taxonomy parses back to its variant, and only an exact token
+    /// parses: another case, surrounding space or an empty string is refused.
+    #[test]
+    fn tokens_parse_back_to_their_variant() {
+        fn round_trip<T: std::str::FromStr + PartialEq>(all: &[T], token: fn(&T) -> &'static str) {
+            for variant in all {
+                let token = token(variant);
+                assert!(token.parse::<T>().is_ok_and(|v| v == *variant), "{token}");
+                assert!(token.to_uppercase().parse::<T>().is_err(), "{token}");
+                assert!(format!(" {token}").parse::<T>().is_err(), "{token}");
+            }
+            assert!("".parse::<T>().is_err());
+        }
+        round_trip(&Diagnosis::ALL, |d| d.token());
+        round_trip(&Phase::ALL, |p| p.token());
+        round_trip(&Source::ALL, |s| s.token());
+        round_trip(&ProxyStatusError::ALL, |e| e.token());
+        assert_eq!("not_a_token".parse::<Diagnosis>(), Err(UnknownDiagnosis));
+    }
+
+    /// An array built from `ALL` and indexed by a variant gives that variant's own slot.
+    #[test]
+    fn per_variant_arrays_line_up_with_all() {
+        let labels: [&str; Diagnosis::COUNT] = Diagnosis::ALL.map(Diagnosis::token);
+        for d in Diagnosis::ALL {
+            assert_eq!(labels[d], d.token());
         }
     }
 
@@ -487,11 +515,27 @@ mod tests {
         }
     }
 
-    /// The README's table lists every diagnosis with its current status, phase, RFC 9209 type
-    /// and hint, so the documentation cannot drift from the code.
+    /// The README's table lists every diagnosis, in `ALL`'s order and nothing else, with its
+    /// current status, phase, RFC 9209 type and hint, so the documentation cannot drift from the
+    /// code.
     #[test]
     fn readme_table_matches_the_taxonomy() {
         let readme = include_str!("../../README.md");
+        let table = readme
+            .split_once("## Every diagnosis\n")
+            .map(|(_, rest)| rest)
+            .expect("README has an \"Every diagnosis\" section");
+        let tokens: Vec<&str> = table
+            .lines()
+            .skip_while(|l| !l.starts_with('|'))
+            .take_while(|l| l.starts_with('|'))
+            .filter_map(|l| l.strip_prefix("| `")?.split_once('`').map(|(t, _)| t))
+            .collect();
+        assert_eq!(
+            tokens,
+            Diagnosis::ALL.map(Diagnosis::token),
+            "README's rows"
+        );
         for d in Diagnosis::ALL {
             let prefix = format!("| `{}` | ", d.token());
             let row = readme

@@ -35,7 +35,8 @@ const CODES: usize = 500;
 
 /// Handles for one upstream.
 struct UpstreamHandles {
-    failures: Vec<IntCounter>,
+    /// One per diagnosis, indexed by it.
+    failures: [IntCounter; Diagnosis::COUNT],
     connect_seconds: Histogram,
     response_seconds: Histogram,
     request_seconds: Histogram,
@@ -50,7 +51,7 @@ struct RouteHandles {
     upstream: String,
     client_closed: IntCounter,
     /// `[source][code - 100]`, resolved on first use.
-    requests: [Box<[OnceLock<IntCounter>]>; 2],
+    requests: [Box<[OnceLock<IntCounter>]>; Source::COUNT],
 }
 
 /// All of triage's metrics: one registry and the metric families, for the life of the process
@@ -207,13 +208,10 @@ impl Metrics {
                         gauge
                     })
                     .collect(),
-                failures: Diagnosis::ALL
-                    .iter()
-                    .map(|d| {
-                        self.failures
-                            .with_label_values(&[name, d.token(), d.phase().token()])
-                    })
-                    .collect(),
+                failures: Diagnosis::ALL.map(|d| {
+                    self.failures
+                        .with_label_values(&[name, d.token(), d.phase().token()])
+                }),
                 connect_seconds: self.connect.with_label_values(&[name]),
                 response_seconds: self.response.with_label_values(&[name]),
                 request_seconds: self.duration.with_label_values(&[name]),
@@ -237,7 +235,7 @@ impl Metrics {
         let routes = route_labels
             .map(|(route, upstream)| RouteHandles {
                 client_closed: self.client_closed.with_label_values(&[route.as_str()]),
-                requests: [code_slots(), code_slots()],
+                requests: Source::ALL.map(|_| code_slots()),
                 route,
                 upstream,
             })
@@ -266,7 +264,7 @@ impl MetricHandles {
     /// Counts one diagnosis of `upstream` (an index into the config's upstreams).
     pub fn count_failure(&self, upstream: usize, diagnosis: Diagnosis) {
         if let Some(handles) = self.upstreams.get(upstream) {
-            handles.failures[diagnosis as usize].inc();
+            handles.failures[diagnosis].inc();
         }
     }
 
@@ -285,7 +283,7 @@ impl MetricHandles {
             .inc();
         let up = &self.upstreams[upstream];
         if let Some(d) = outcome.diagnosis {
-            up.failures[d as usize].inc();
+            up.failures[d].inc();
             if d == Diagnosis::ClientClosed {
                 route_handles.client_closed.inc();
             }
@@ -308,16 +306,12 @@ impl MetricHandles {
         source: Source,
         status: u16,
     ) -> &'a IntCounter {
-        let source_index = match source {
-            Source::Proxy => 0,
-            Source::Upstream => 1,
-        };
         // HTTP has no codes outside 100..=599; anything else is counted as 599 rather than lost.
         let (slot, code) = match status.checked_sub(FIRST_CODE) {
             Some(i) if (i as usize) < CODES => (i as usize, status),
             _ => (CODES - 1, 599),
         };
-        route.requests[source_index][slot].get_or_init(|| {
+        route.requests[source][slot].get_or_init(|| {
             self.requests.with_label_values(&[
                 route.route.as_str(),
                 route.upstream.as_str(),

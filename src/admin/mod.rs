@@ -5,7 +5,7 @@
 
 mod views;
 
-use crate::diagnosis::Diagnosis;
+use crate::diagnosis::{Diagnosis, UnknownDiagnosis};
 use crate::id::RequestId;
 use crate::metrics::Metrics;
 use crate::reload::Reloader;
@@ -104,19 +104,22 @@ impl ServeHttp for Admin {
             }
             "/diagnoses" | "/diagnoses/" => {
                 let upstream = query_param(query, "upstream");
-                let token = query_param(query, "diagnosis");
-                if let Some(token) = token {
-                    if !Diagnosis::ALL.iter().any(|d| d.token() == token) {
-                        return text(StatusCode::BAD_REQUEST, "unknown diagnosis token\n");
+                let diagnosis = match query_param(query, "diagnosis")
+                    .map(str::parse::<Diagnosis>)
+                    .transpose()
+                {
+                    Ok(diagnosis) => diagnosis,
+                    Err(UnknownDiagnosis) => {
+                        return text(StatusCode::BAD_REQUEST, "unknown diagnosis token\n")
                     }
-                }
+                };
                 let limit = query_param(query, "limit")
                     .and_then(|l| l.parse().ok())
                     .unwrap_or(100)
                     .min(MAX_LIST);
                 let reports = self.reports.recent(limit, |r| {
                     upstream.is_none_or(|u| r.upstream == u)
-                        && token.is_none_or(|t| r.diagnosis.token() == t)
+                        && diagnosis.is_none_or(|d| r.diagnosis == d)
                 });
                 match format {
                     Format::Json => json(StatusCode::OK, views::list_json(&reports)),

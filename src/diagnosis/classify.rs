@@ -268,62 +268,31 @@ fn starts_with_tls_record(error: &Error) -> bool {
     buf.starts_with("\\x15\\x03") || buf.starts_with("\\x16\\x03")
 }
 
-/// What the detail header and the report say, beyond the token.
+/// What the detail header and the report say, beyond the token. What explains a diagnosis
+/// follows from its phase: a TLS failure's reason only exists as text; the innermost Pingora
+/// context says what was going on ("while reading response headers, bytes already read: 0",
+/// "buf: ..."), while outer layers only repeat the peer, which the report shows on its own;
+/// connect contexts also just name the peer, so connect failures show the OS's words alone.
 fn detail_of(facts: &Facts<'_>, diagnosis: Diagnosis) -> String {
     let error = facts.error;
-    match diagnosis {
-        Diagnosis::TlsHandshakeFailed
-        | Diagnosis::TlsCertificateExpired
-        | Diagnosis::TlsCertificateUntrusted
-        | Diagnosis::TlsCertificateNameMismatch
-        | Diagnosis::TlsUpstreamPlaintext => {
-            let text = error.to_string();
-            classify_tls_text(&text).reason.to_owned()
-        }
-        Diagnosis::DnsError
-        | Diagnosis::ConnectRefused
-        | Diagnosis::ConnectUnreachable
-        | Diagnosis::ConnectFailed
-        | Diagnosis::ConnectTimeout
-        | Diagnosis::UpstreamExpectsTls
-        | Diagnosis::ConnectionReset
-        | Diagnosis::ConnectionClosed
-        | Diagnosis::RequestSendFailed
-        | Diagnosis::RequestSendTimeout
-        | Diagnosis::ResponseTimeout
-        | Diagnosis::InvalidResponse
-        | Diagnosis::ResponseHeadersTooLarge
-        | Diagnosis::BodyReset
-        | Diagnosis::BodyClosed
-        | Diagnosis::BodyTimeout
-        | Diagnosis::NoRoute
-        | Diagnosis::NoHealthyUpstream
-        | Diagnosis::RequestBodyTooLarge
-        | Diagnosis::UpgradeFailed
-        | Diagnosis::UpgradeRefused
-        | Diagnosis::UpstreamStatus
-        | Diagnosis::ClientClosed
-        | Diagnosis::BadRequest
-        | Diagnosis::InternalError => {
-            // The innermost Pingora context says what was going on ("while reading response
-            // headers, bytes already read: 0", "buf: ..."); outer layers only repeat the peer,
-            // which the report shows on its own. Connect contexts also just name the peer, so
-            // connect failures show the OS's words alone.
-            let ctx = match diagnosis.phase() {
-                Phase::Connect => "",
-                _ => innermost_context(error),
-            };
-            // An HTTP/2 error says in its own words what broke (a reset, a broken pipe).
-            let cause = io_error(error)
-                .map(io_text)
-                .or_else(|| cause::<h2::Error>(error).map(|e| e.to_string().into()));
-            match cause {
-                Some(cause) if ctx.is_empty() => cause.into_owned(),
-                Some(cause) => format!("{ctx}: {cause}"),
-                None if ctx.is_empty() => error.etype().as_str().to_owned(),
-                None => ctx.to_owned(),
-            }
-        }
+    let ctx = match diagnosis.phase() {
+        Phase::Tls => return classify_tls_text(&error.to_string()).reason.to_owned(),
+        Phase::Connect => "",
+        Phase::Route
+        | Phase::Dns
+        | Phase::Request
+        | Phase::ResponseHeaders
+        | Phase::ResponseBody => innermost_context(error),
+    };
+    // An HTTP/2 error says in its own words what broke (a reset, a broken pipe).
+    let cause = io_error(error)
+        .map(io_text)
+        .or_else(|| cause::<h2::Error>(error).map(|e| e.to_string().into()));
+    match cause {
+        Some(cause) if ctx.is_empty() => cause.into_owned(),
+        Some(cause) => format!("{ctx}: {cause}"),
+        None if ctx.is_empty() => error.etype().as_str().to_owned(),
+        None => ctx.to_owned(),
     }
 }
 

@@ -4,7 +4,9 @@
 //! [`Diagnosis`] is the one closed taxonomy every other part of triage reads: the response
 //! headers and error page, the metrics labels, the access log and the reports. Each variant
 //! carries a stable token (never renamed: operators alert on it), the status the client gets, the
-//! phase, the RFC 9209 `Proxy-Status` error type and a one-line hint. Every `match` on it is
+//! phase, the RFC 9209 `Proxy-Status` error type, the broken hop of the request path and a
+//! one-line hint. All of it is one entry of one table (see [`taxonomy`]): a new variant is one
+//! entry, and an entry missing an attribute does not compile. Every `match` on it elsewhere is
 //! exhaustive with no `_` arm, so a new variant does not compile until every place handles it.
 //!
 //! [`classify`] turns the facts the proxy hooks recorded (a `pingora::Error`, the phase reached,
@@ -12,198 +14,76 @@
 
 pub mod classify;
 pub mod policy;
+pub(crate) mod taxonomy;
 pub mod tls;
 
 pub use classify::{classify, diagnose, Facts, Finding};
 pub use policy::Disclosure;
 
 use http::StatusCode;
+use taxonomy::taxonomy;
 
-/// Where in the life of a request the failure happened, in the order a request goes through them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Phase {
-    /// Choosing an upstream for the request (no route matched).
-    Route,
-    /// Resolving the upstream's hostname.
-    Dns,
-    /// Opening the TCP connection.
-    Connect,
-    /// The TLS handshake with the upstream.
-    Tls,
-    /// Sending the request (headers and body) to the upstream.
-    Request,
-    /// Waiting for and parsing the upstream's response headers.
-    ResponseHeaders,
-    /// Relaying the response body, after the status was sent to the client.
-    ResponseBody,
-}
-
-impl Phase {
-    /// Every phase, in request order; metrics pre-resolve one handle per phase from this.
-    pub const ALL: [Phase; 7] = [
-        Phase::Route,
-        Phase::Dns,
-        Phase::Connect,
-        Phase::Tls,
-        Phase::Request,
-        Phase::ResponseHeaders,
-        Phase::ResponseBody,
-    ];
-
-    /// The stable token, as sent in `X-Diagnosis-Phase` and used as a metric label.
-    pub const fn token(self) -> &'static str {
-        match self {
-            Phase::Route => "route",
-            Phase::Dns => "dns",
-            Phase::Connect => "connect",
-            Phase::Tls => "tls",
-            Phase::Request => "request",
-            Phase::ResponseHeaders => "response_headers",
-            Phase::ResponseBody => "response_body",
-        }
+taxonomy! {
+    /// Where in the life of a request the failure happened, in the order a request goes through
+    /// them. The token is sent in `X-Diagnosis-Phase` and used as a metric label.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum Phase {
+        unknown: UnknownPhase,
+        /// Choosing an upstream for the request (no route matched).
+        Route => "route",
+        /// Resolving the upstream's hostname.
+        Dns => "dns",
+        /// Opening the TCP connection.
+        Connect => "connect",
+        /// The TLS handshake with the upstream.
+        Tls => "tls",
+        /// Sending the request (headers and body) to the upstream.
+        Request => "request",
+        /// Waiting for and parsing the upstream's response headers.
+        ResponseHeaders => "response_headers",
+        /// Relaying the response body, after the status was sent to the client.
+        ResponseBody => "response_body",
     }
 }
 
-/// Who produced the status the client received.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Source {
-    /// triage generated the status (the upstream failed or was never reached).
-    Proxy,
-    /// The upstream app produced the status; triage passed it through.
-    Upstream,
-}
-
-impl Source {
-    /// Every source; metrics pre-resolve one handle per source from this.
-    pub const ALL: [Source; 2] = [Source::Proxy, Source::Upstream];
-
-    /// The stable token, as sent in `X-Diagnosis-Source` and used as a metric label.
-    pub const fn token(self) -> &'static str {
-        match self {
-            Source::Proxy => "proxy",
-            Source::Upstream => "upstream",
-        }
+taxonomy! {
+    /// Who produced the status the client received. The token is sent in `X-Diagnosis-Source`
+    /// and used as a metric label.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum Source {
+        unknown: UnknownSource,
+        /// triage generated the status (the upstream failed or was never reached).
+        Proxy => "proxy",
+        /// The upstream app produced the status; triage passed it through.
+        Upstream => "upstream",
     }
 }
 
-/// Everything that can go wrong with a proxied request, as one closed set.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Diagnosis {
-    /// The upstream's hostname did not resolve.
-    DnsError,
-    /// TCP connect answered with RST: nothing listens on that port.
-    ConnectRefused,
-    /// No route to the upstream's network or host (ENETUNREACH, EHOSTUNREACH).
-    ConnectUnreachable,
-    /// TCP connect failed for another reason (an errno that is neither refused nor unreachable).
-    ConnectFailed,
-    /// TCP connect (or the TLS handshake on top of it) did not finish in `connect_timeout`.
-    ConnectTimeout,
-    /// The TLS handshake failed for a reason other than those below.
-    TlsHandshakeFailed,
-    /// The upstream's certificate is outside its validity period.
-    TlsCertificateExpired,
-    /// The upstream's certificate does not chain to a trusted CA.
-    TlsCertificateUntrusted,
-    /// The upstream's certificate is not valid for the name triage asked for (SNI).
-    TlsCertificateNameMismatch,
-    /// TLS is configured, but the upstream answered in plain HTTP.
-    TlsUpstreamPlaintext,
-    /// Plain HTTP is configured, but the upstream speaks TLS.
-    UpstreamExpectsTls,
-    /// The upstream reset the connection before sending response headers.
-    ConnectionReset,
-    /// The upstream closed the connection before sending a complete response header.
-    ConnectionClosed,
-    /// Sending the request to the upstream failed.
-    RequestSendFailed,
-    /// Sending the request to the upstream did not finish in `write_timeout`.
-    RequestSendTimeout,
-    /// The upstream sent no response headers within `read_timeout`.
-    ResponseTimeout,
-    /// The upstream's response was not valid HTTP (garbage, malformed status line or headers, bad
-    /// framing).
-    InvalidResponse,
-    /// The upstream's response headers exceeded the size triage accepts.
-    ResponseHeadersTooLarge,
-    /// The upstream reset the connection while sending the body; the client got a cut response.
-    BodyReset,
-    /// The upstream closed the connection before the body was complete; the client got a cut
-    /// response.
-    BodyClosed,
-    /// The upstream stopped sending the body for longer than `read_timeout`; the client got a cut
-    /// response.
-    BodyTimeout,
-    /// No route matches the request's host and path.
-    NoRoute,
-    /// Every server of the upstream is marked down by health checks or passive ejection.
-    NoHealthyUpstream,
-    /// The request body is larger than the route's `max_body_size`.
-    RequestBodyTooLarge,
-    /// The client asked for a protocol upgrade (WebSocket) and the upstream broke the connection
-    /// before switching protocols.
-    UpgradeFailed,
-    /// The client asked for a protocol upgrade and the upstream answered without switching
-    /// protocols; its answer passes through.
-    UpgradeRefused,
-    /// The upstream itself answered with a 5xx status, passed through untouched.
-    UpstreamStatus,
-    /// The client went away before the response was complete (logged as 499).
-    ClientClosed,
-    /// The client's request could not be read as HTTP.
-    BadRequest,
-    /// A failure inside triage itself, not caused by the upstream.
-    InternalError,
-}
-
-/// The RFC 9209 `Proxy-Status` error types triage uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProxyStatusError {
-    DnsError,
-    DestinationNotFound,
-    DestinationUnavailable,
-    DestinationIpUnroutable,
-    ConnectionRefused,
-    ConnectionTerminated,
-    ConnectionTimeout,
-    ConnectionReadTimeout,
-    ConnectionWriteTimeout,
-    TlsProtocolError,
-    TlsCertificateError,
-    HttpRequestError,
-    HttpRequestDenied,
-    HttpUpgradeFailed,
-    HttpResponseIncomplete,
-    HttpResponseHeaderSectionSize,
-    HttpResponseTimeout,
-    HttpProtocolError,
-    ProxyInternalError,
-}
-
-impl ProxyStatusError {
-    /// The registered token (RFC 9209 section 2.3).
-    pub const fn token(self) -> &'static str {
-        match self {
-            ProxyStatusError::DnsError => "dns_error",
-            ProxyStatusError::DestinationNotFound => "destination_not_found",
-            ProxyStatusError::DestinationUnavailable => "destination_unavailable",
-            ProxyStatusError::DestinationIpUnroutable => "destination_ip_unroutable",
-            ProxyStatusError::ConnectionRefused => "connection_refused",
-            ProxyStatusError::ConnectionTerminated => "connection_terminated",
-            ProxyStatusError::ConnectionTimeout => "connection_timeout",
-            ProxyStatusError::ConnectionReadTimeout => "connection_read_timeout",
-            ProxyStatusError::ConnectionWriteTimeout => "connection_write_timeout",
-            ProxyStatusError::TlsProtocolError => "tls_protocol_error",
-            ProxyStatusError::TlsCertificateError => "tls_certificate_error",
-            ProxyStatusError::HttpRequestError => "http_request_error",
-            ProxyStatusError::HttpRequestDenied => "http_request_denied",
-            ProxyStatusError::HttpUpgradeFailed => "http_upgrade_failed",
-            ProxyStatusError::HttpResponseIncomplete => "http_response_incomplete",
-            ProxyStatusError::HttpResponseHeaderSectionSize => "http_response_header_section_size",
-            ProxyStatusError::HttpResponseTimeout => "http_response_timeout",
-            ProxyStatusError::HttpProtocolError => "http_protocol_error",
-            ProxyStatusError::ProxyInternalError => "proxy_internal_error",
-        }
+taxonomy! {
+    /// The RFC 9209 `Proxy-Status` error types triage uses; the token is the registered one
+    /// (RFC 9209 section 2.3).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum ProxyStatusError {
+        unknown: UnknownProxyStatusError,
+        DnsError => "dns_error",
+        DestinationNotFound => "destination_not_found",
+        DestinationUnavailable => "destination_unavailable",
+        DestinationIpUnroutable => "destination_ip_unroutable",
+        ConnectionRefused => "connection_refused",
+        ConnectionTerminated => "connection_terminated",
+        ConnectionTimeout => "connection_timeout",
+        ConnectionReadTimeout => "connection_read_timeout",
+        ConnectionWriteTimeout => "connection_write_timeout",
+        TlsProtocolError => "tls_protocol_error",
+        TlsCertificateError => "tls_certificate_error",
+        HttpRequestError => "http_request_error",
+        HttpRequestDenied => "http_request_denied",
+        HttpUpgradeFailed => "http_upgrade_failed",
+        HttpResponseIncomplete => "http_response_incomplete",
+        HttpResponseHeaderSectionSize => "http_response_header_section_size",
+        HttpResponseTimeout => "http_response_timeout",
+        HttpProtocolError => "http_protocol_error",
+        ProxyInternalError => "proxy_internal_error",
     }
 }
 
@@ -220,147 +100,346 @@ pub enum ClientOutcome {
     Nothing { logged_as: u16 },
 }
 
-impl Diagnosis {
-    /// Every variant, for tables, docs and pre-resolved metric handles.
-    pub const ALL: [Diagnosis; 30] = [
-        Diagnosis::DnsError,
-        Diagnosis::ConnectRefused,
-        Diagnosis::ConnectUnreachable,
-        Diagnosis::ConnectFailed,
-        Diagnosis::ConnectTimeout,
-        Diagnosis::TlsHandshakeFailed,
-        Diagnosis::TlsCertificateExpired,
-        Diagnosis::TlsCertificateUntrusted,
-        Diagnosis::TlsCertificateNameMismatch,
-        Diagnosis::TlsUpstreamPlaintext,
-        Diagnosis::UpstreamExpectsTls,
-        Diagnosis::ConnectionReset,
-        Diagnosis::ConnectionClosed,
-        Diagnosis::RequestSendFailed,
-        Diagnosis::RequestSendTimeout,
-        Diagnosis::ResponseTimeout,
-        Diagnosis::InvalidResponse,
-        Diagnosis::ResponseHeadersTooLarge,
-        Diagnosis::BodyReset,
-        Diagnosis::BodyClosed,
-        Diagnosis::BodyTimeout,
-        Diagnosis::NoRoute,
-        Diagnosis::NoHealthyUpstream,
-        Diagnosis::RequestBodyTooLarge,
-        Diagnosis::UpgradeFailed,
-        Diagnosis::UpgradeRefused,
-        Diagnosis::UpstreamStatus,
-        Diagnosis::ClientClosed,
-        Diagnosis::BadRequest,
-        Diagnosis::InternalError,
-    ];
+/// Which element of the request path (client → triage → upstream) broke; the error page marks
+/// it, so whoever hits the page can tell at a glance whose fault it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BrokenHop {
+    /// Between the client and triage: the request itself was not valid, or the client left.
+    ClientToProxy,
+    /// triage itself: no route, or an internal failure.
+    Proxy,
+    /// Between triage and the upstream: the upstream failed or could not be reached.
+    ProxyToUpstream,
+}
 
-    /// The stable token, as sent in `X-Diagnosis` and used as a metric label.
-    pub const fn token(self) -> &'static str {
-        match self {
-            Diagnosis::DnsError => "dns_error",
-            Diagnosis::ConnectRefused => "connect_refused",
-            Diagnosis::ConnectUnreachable => "connect_unreachable",
-            Diagnosis::ConnectFailed => "connect_failed",
-            Diagnosis::ConnectTimeout => "connect_timeout",
-            Diagnosis::TlsHandshakeFailed => "tls_handshake_failed",
-            Diagnosis::TlsCertificateExpired => "tls_certificate_expired",
-            Diagnosis::TlsCertificateUntrusted => "tls_certificate_untrusted",
-            Diagnosis::TlsCertificateNameMismatch => "tls_certificate_name_mismatch",
-            Diagnosis::TlsUpstreamPlaintext => "tls_upstream_plaintext",
-            Diagnosis::UpstreamExpectsTls => "upstream_expects_tls",
-            Diagnosis::ConnectionReset => "connection_reset",
-            Diagnosis::ConnectionClosed => "connection_closed",
-            Diagnosis::RequestSendFailed => "request_send_failed",
-            Diagnosis::RequestSendTimeout => "request_send_timeout",
-            Diagnosis::ResponseTimeout => "response_timeout",
-            Diagnosis::InvalidResponse => "invalid_response",
-            Diagnosis::ResponseHeadersTooLarge => "response_headers_too_large",
-            Diagnosis::BodyReset => "body_reset",
-            Diagnosis::BodyClosed => "body_closed",
-            Diagnosis::BodyTimeout => "body_timeout",
-            Diagnosis::NoRoute => "no_route",
-            Diagnosis::NoHealthyUpstream => "no_healthy_upstream",
-            Diagnosis::RequestBodyTooLarge => "request_body_too_large",
-            Diagnosis::UpgradeFailed => "upgrade_failed",
-            Diagnosis::UpgradeRefused => "upgrade_refused",
-            Diagnosis::UpstreamStatus => "upstream_status",
-            Diagnosis::ClientClosed => "client_closed",
-            Diagnosis::BadRequest => "bad_request",
-            Diagnosis::InternalError => "internal_error",
-        }
+/// Whose failure a diagnosis is, for what it may count against. Only [`Fault::Server`] counts
+/// towards passive ejection; [`Fault::Client`] reports go to a ring of their own, so client
+/// noise cannot push the upstream's failures out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The server refused, failed, timed out or broke the exchange before answering.
+    Server,
+    /// The app answered (its final header already counted as a success): its own status, a
+    /// refused upgrade, or a body cut after the status went out.
+    App,
+    /// The client's doing: a request that cannot be forwarded or is not routed, a body over the
+    /// limit, a client gone (hung up, upload abandoned, HTTP/2 stream cancelled).
+    Client,
+    /// No server was reached for a reason of triage's side: none in rotation, its name did not
+    /// resolve, or triage's own failure.
+    Proxy,
+}
+
+/// A diagnosis's row of the table: everything about it but its token. Each field is required in
+/// every entry, so a new diagnosis does not compile until it has all of them.
+#[derive(Debug, Clone, Copy)]
+struct Row {
+    outcome: ClientOutcome,
+    phase: Phase,
+    proxy_status_error: Option<ProxyStatusError>,
+    broken_hop: BrokenHop,
+    fault: Fault,
+    hint: &'static str,
+}
+
+taxonomy! {
+    /// Everything that can go wrong with a proxied request, as one closed set. The token is sent
+    /// in `X-Diagnosis` and used as a metric label.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum Diagnosis {
+        unknown: UnknownDiagnosis,
+        row: Row,
+        /// The upstream's hostname did not resolve.
+        DnsError => "dns_error" {
+            outcome: ClientOutcome::Generated(StatusCode::BAD_GATEWAY),
+            phase: Phase::Dns,
+            proxy_status_error: Some(ProxyStatusError::DnsError),
+            broken_hop: BrokenHop::ProxyToUpstream,
+            fault: Fault::Proxy,
+            hint: "the upstream's hostname does not resolve: check the name in the config and the DNS record",
+        },
+        /// TCP connect answered with RST: nothing listens on that port.
+        ConnectRefused => "connect_refused" {
+            outcome: ClientOutcome::Generated(StatusCode::BAD_GATEWAY),
+            phase: Phase::Connect,
+            proxy_status_error: Some(ProxyStatusError::ConnectionRefused),
+            broken_hop: BrokenHop::ProxyToUpstream,
+            fault: Fault::Server,
+            hint: "nothing is listening: the app process crashed, is restarting, or the port in the config is wrong; check its logs and the port",
+        },
+        /// No route to the upstream's network or host (ENETUNREACH, EHOSTUNREACH).
+        ConnectUnreachable => "connect_unreachable" {
+            outcome: ClientOutcome::Generated(StatusCode::BAD_GATEWAY),
+            phase: Phase::Connect,
+            proxy_status_error: Some(ProxyStatusError::DestinationIpUnroutable),
+            broken_hop: BrokenHop::ProxyToUpstream,
+            fault: Fault::Server,
+            hint: "no network route to the upstream: the host is down or its address changed; check the address and the network",
+        },
+        /// TCP connect failed for another reason (an errno that is neither refused nor
+        /// unreachable).
+        ConnectFailed => "connect_failed" {
+            outcome: ClientOutcome::Generated(StatusCode::BAD_GATEWAY),
+            phase: Phase::Connect,
+            proxy_status_error: Some(ProxyStatusError::DestinationUnavailable),
+            broken_hop: BrokenHop::ProxyToUpstream,
+            fault: Fault::Server,
+            hint: "the connection to the upstream could not be opened: see the detail for the system error",
+        },
+        /// TCP connect (or the TLS handshake on top of it) did not finish in `connect_timeout`.
+        ConnectTimeout => "connect_timeout" {
+            outcome: ClientOutcome::Generated(StatusCode::GATEWAY_TIMEOUT),
+            phase: Phase::Connect,
+            proxy_status_error: Some(ProxyStatusError::ConnectionTimeout),
+            broken_hop: BrokenHop::ProxyToUpstream,
+            fault: Fault::Server,
+            hint: "the upstream did not accept the connection in time: it is overloaded, down, or firewalled; check that it is up and reachable",
+        },
+        /// The TLS handshake failed for a reason other than those below.
+        TlsHandshakeFailed => "tls_handshake_failed" {
+            outcome: ClientOutcome::Generated(StatusCode::BAD_GATEWAY),
+            phase: Phase::Tls,
+            proxy_status_error: Some(ProxyStatusError::TlsProtocolError),
+            broken_hop: BrokenHop::ProxyToUpstream,
+            fault: Fault::Server,
+            hint: "the TLS handshake with the upstream failed: check the upstream's TLS setup and that both sides share a protocol version",
+        },
+        /// The upstream's certificate is outside its validity period.
+        TlsCertificateExpired => "tls_certificate_expired" {
+            outcome: ClientOutcome::Generated(StatusCode::BAD_GATEWAY),
+            phase: Phase::Tls,
+            proxy_status_error: Some(ProxyStatusError::TlsCertificateError),
+            broken_hop: BrokenHop::ProxyToUpstream,
+            fault: Fault::Server,
+            hint: "the upstream's certificate has expired or is not yet valid: renew it, and check the clocks",
+        },
+        /// The upstream's certificate does not chain to a trusted CA.
+        TlsCertificateUntrusted => "tls_certificate_untrusted" {
+            outcome: ClientOutcome::Generated(StatusCode::BAD_GATEWAY),
+            phase: Phase::Tls,
+            proxy_status_error: Some(ProxyStatusError::TlsCertificateError),
+            broken_hop: BrokenHop::ProxyToUpstream,
+            fault: Fault::Server,
+            hint: "the upstream's certificate is not signed by a trusted CA: set ca_file to the CA that signed it, or install a publicly trusted certificate",
+        },
+        /// The upstream's certificate is not valid for the name triage asked for (SNI).
+        TlsCertificateNameMismatch => "tls_certificate_name_mismatch" {
+            outcome: ClientOutcome::Generated(StatusCode::BAD_GATEWAY),
+            phase: Phase::Tls,
+            proxy_status_error: Some(ProxyStatusError::TlsCertificateError),
+            broken_hop: BrokenHop::ProxyToUpstream,
+            fault: Fault::Server,
+            hint: "the upstream's certificate is for another name: set sni to a name the certificate covers, or fix the certificate",
+        },
+        /// TLS is configured, but the upstream answered in plain HTTP.
+        TlsUpstreamPlaintext => "tls_upstream_plaintext" {
+            outcome: ClientOutcome::Generated(StatusCode::BAD_GATEWAY),
+            phase: Phase::Tls,
+            proxy_status_error: Some(ProxyStatusError::TlsProtocolError),
+            broken_hop: BrokenHop::ProxyToUpstream,
+            fault: Fault::Server,
+            hint: "the upstream answered in plain HTTP on a port configured for TLS: set tls = false, or point at its TLS port",
+        },
+        /// Plain HTTP is configured, but the upstream speaks TLS.
+        UpstreamExpectsTls => "upstream_expects_tls" {
+            outcome: ClientOutcome::Generated(StatusCode::BAD_GATEWAY),
+            phase: Phase::ResponseHeaders,
+            proxy_status_error: Some(ProxyStatusError::HttpProtocolError),
+            broken_hop: BrokenHop::ProxyToUpstream,
+            fault: Fault::Server,
+            hint: "the upstream speaks TLS on a port configured for plain HTTP: set tls = true, or point at its plain HTTP port",
+        },
+        /// The upstream reset the connection before sending response headers.
+        ConnectionReset => "connection_reset" {
+            outcome: ClientOutcome::Generated(StatusCode::BAD_GATEWAY),
+            phase: Phase::ResponseHeaders,
+            proxy_status_error: Some(ProxyStatusError::ConnectionTerminated),
+            broken_hop: BrokenHop::ProxyToUpstream,
+            fault: Fault::Server,
+            hint: "the upstream reset the connection before answering: the app crashed or was killed mid-request (out of memory?), or a deploy restarted it; check its logs",
+        },
+        /// The upstream closed the connection before sending a complete response header.
+        ConnectionClosed => "connection_closed" {
+            outcome: ClientOutcome::Generated(StatusCode::BAD_GATEWAY),
+            phase: Phase::ResponseHeaders,
+            proxy_status_error: Some(ProxyStatusError::HttpResponseIncomplete),
+            broken_hop: BrokenHop::ProxyToUpstream,
+            fault: Fault::Server,
+            hint: "the upstream closed the connection without answering: the app crashed mid-request or closed an idle connection; check its logs",
+        },
+        /// Sending the request to the upstream failed.
+        RequestSendFailed => "request_send_failed" {
+            outcome: ClientOutcome::Generated(StatusCode::BAD_GATEWAY),
+            phase: Phase::Request,
+            proxy_status_error: Some(ProxyStatusError::ConnectionTerminated),
+            broken_hop: BrokenHop::ProxyToUpstream,
+            fault: Fault::Server,
+            hint: "the upstream dropped the connection while the request was being sent: check its logs and its request size limits",
+        },
+        /// Sending the request to the upstream did not finish in `write_timeout`.
+        RequestSendTimeout => "request_send_timeout" {
+            outcome: ClientOutcome::Generated(StatusCode::GATEWAY_TIMEOUT),
+            phase: Phase::Request,
+            proxy_status_error: Some(ProxyStatusError::ConnectionWriteTimeout),
+            broken_hop: BrokenHop::ProxyToUpstream,
+            fault: Fault::Server,
+            hint: "the upstream stopped reading the request: it is overloaded or stuck; check its load",
+        },
+        /// The upstream sent no response headers within `read_timeout`.
+        ResponseTimeout => "response_timeout" {
+            outcome: ClientOutcome::Generated(StatusCode::GATEWAY_TIMEOUT),
+            phase: Phase::ResponseHeaders,
+            proxy_status_error: Some(ProxyStatusError::HttpResponseTimeout),
+            broken_hop: BrokenHop::ProxyToUpstream,
+            fault: Fault::Server,
+            hint: "the upstream accepted the request but did not answer within read_timeout: it is overloaded or stuck (slow query, deadlock); check its load and slow requests",
+        },
+        /// The upstream's response was not valid HTTP (garbage, malformed status line or
+        /// headers, bad framing).
+        InvalidResponse => "invalid_response" {
+            outcome: ClientOutcome::Generated(StatusCode::BAD_GATEWAY),
+            phase: Phase::ResponseHeaders,
+            proxy_status_error: Some(ProxyStatusError::HttpProtocolError),
+            broken_hop: BrokenHop::ProxyToUpstream,
+            fault: Fault::Server,
+            hint: "the upstream's answer is not valid HTTP: another service may be on that port, or the app wrote garbage; check what listens there",
+        },
+        /// The upstream's response headers exceeded the size triage accepts.
+        ResponseHeadersTooLarge => "response_headers_too_large" {
+            outcome: ClientOutcome::Generated(StatusCode::BAD_GATEWAY),
+            phase: Phase::ResponseHeaders,
+            proxy_status_error: Some(ProxyStatusError::HttpResponseHeaderSectionSize),
+            broken_hop: BrokenHop::ProxyToUpstream,
+            fault: Fault::Server,
+            hint: "the upstream sent response headers larger than triage accepts: look for a runaway cookie or header in the app",
+        },
+        /// The upstream reset the connection while sending the body; the client got a cut response.
+        BodyReset => "body_reset" {
+            outcome: ClientOutcome::CutBody,
+            phase: Phase::ResponseBody,
+            proxy_status_error: Some(ProxyStatusError::ConnectionTerminated),
+            broken_hop: BrokenHop::ProxyToUpstream,
+            fault: Fault::App,
+            hint: "the upstream reset the connection mid-body: the app crashed or was killed while streaming (out of memory?); the client got a cut response",
+        },
+        /// The upstream closed the connection before the body was complete; the client got a cut
+        /// response.
+        BodyClosed => "body_closed" {
+            outcome: ClientOutcome::CutBody,
+            phase: Phase::ResponseBody,
+            proxy_status_error: Some(ProxyStatusError::HttpResponseIncomplete),
+            broken_hop: BrokenHop::ProxyToUpstream,
+            fault: Fault::App,
+            hint: "the upstream closed the connection before the body was complete: the app crashed or lied about Content-Length; the client got a cut response",
+        },
+        /// The upstream stopped sending the body for longer than `read_timeout`; the client got
+        /// a cut response.
+        BodyTimeout => "body_timeout" {
+            outcome: ClientOutcome::CutBody,
+            phase: Phase::ResponseBody,
+            proxy_status_error: Some(ProxyStatusError::ConnectionReadTimeout),
+            broken_hop: BrokenHop::ProxyToUpstream,
+            fault: Fault::App,
+            hint: "the upstream stopped sending the body for longer than read_timeout; the client got a cut response",
+        },
+        /// No route matches the request's host and path.
+        NoRoute => "no_route" {
+            outcome: ClientOutcome::Generated(StatusCode::NOT_FOUND),
+            phase: Phase::Route,
+            proxy_status_error: Some(ProxyStatusError::DestinationNotFound),
+            broken_hop: BrokenHop::Proxy,
+            fault: Fault::Client,
+            hint: "no route matches this host and path: check [[routes]] in the config",
+        },
+        /// Every server of the upstream is marked down by health checks or passive ejection.
+        NoHealthyUpstream => "no_healthy_upstream" {
+            outcome: ClientOutcome::Generated(StatusCode::SERVICE_UNAVAILABLE),
+            phase: Phase::Route,
+            proxy_status_error: Some(ProxyStatusError::DestinationUnavailable),
+            broken_hop: BrokenHop::ProxyToUpstream,
+            fault: Fault::Proxy,
+            hint: "every server of this upstream failed its health checks or was ejected after repeated failures: check the servers and their logs",
+        },
+        /// The request body is larger than the route's `max_body_size`.
+        RequestBodyTooLarge => "request_body_too_large" {
+            outcome: ClientOutcome::Generated(StatusCode::PAYLOAD_TOO_LARGE),
+            phase: Phase::Request,
+            proxy_status_error: Some(ProxyStatusError::HttpRequestDenied),
+            broken_hop: BrokenHop::ClientToProxy,
+            fault: Fault::Client,
+            hint: "the request body is larger than this route's max_body_size: send less, or raise the limit",
+        },
+        /// The client asked for a protocol upgrade (WebSocket) and the upstream broke the
+        /// connection before switching protocols.
+        UpgradeFailed => "upgrade_failed" {
+            outcome: ClientOutcome::Generated(StatusCode::BAD_GATEWAY),
+            phase: Phase::ResponseHeaders,
+            proxy_status_error: Some(ProxyStatusError::HttpUpgradeFailed),
+            broken_hop: BrokenHop::ProxyToUpstream,
+            fault: Fault::Server,
+            hint: "the upstream broke the connection during the protocol upgrade (WebSocket): check the app's logs and that it serves WebSockets on this path",
+        },
+        /// The client asked for a protocol upgrade and the upstream answered without switching
+        /// protocols; its answer passes through.
+        UpgradeRefused => "upgrade_refused" {
+            outcome: ClientOutcome::PassedThrough,
+            phase: Phase::ResponseHeaders,
+            proxy_status_error: Some(ProxyStatusError::HttpUpgradeFailed),
+            broken_hop: BrokenHop::ProxyToUpstream,
+            fault: Fault::App,
+            hint: "the app answered the protocol upgrade (WebSocket) without switching protocols: check that it serves WebSockets on this path; its answer is passed on",
+        },
+        /// The upstream itself answered with a 5xx status, passed through untouched.
+        UpstreamStatus => "upstream_status" {
+            outcome: ClientOutcome::PassedThrough,
+            phase: Phase::ResponseHeaders,
+            proxy_status_error: None,
+            broken_hop: BrokenHop::ProxyToUpstream,
+            fault: Fault::App,
+            hint: "the app itself answered with this error status: triage only passed it on; check the app's logs (database down?)",
+        },
+        /// The client went away before the response was complete (logged as 499).
+        ClientClosed => "client_closed" {
+            outcome: ClientOutcome::Nothing { logged_as: 499 },
+            phase: Phase::Request,
+            proxy_status_error: None,
+            broken_hop: BrokenHop::ClientToProxy,
+            fault: Fault::Client,
+            hint: "the client went away before the response was complete",
+        },
+        /// The client's request could not be read as HTTP.
+        BadRequest => "bad_request" {
+            outcome: ClientOutcome::Generated(StatusCode::BAD_REQUEST),
+            phase: Phase::Request,
+            proxy_status_error: Some(ProxyStatusError::HttpRequestError),
+            broken_hop: BrokenHop::ClientToProxy,
+            fault: Fault::Client,
+            hint: "the client's request was not valid HTTP",
+        },
+        /// A failure inside triage itself, not caused by the upstream.
+        InternalError => "internal_error" {
+            outcome: ClientOutcome::Generated(StatusCode::INTERNAL_SERVER_ERROR),
+            phase: Phase::Request,
+            proxy_status_error: Some(ProxyStatusError::ProxyInternalError),
+            broken_hop: BrokenHop::Proxy,
+            fault: Fault::Proxy,
+            hint: "a failure inside triage itself, not caused by the upstream: please report it with the id",
+        },
     }
+}
 
+impl Diagnosis {
     /// What the client gets. Every timeout is a 504; no upstream failure is ever a 500.
     pub const fn outcome(self) -> ClientOutcome {
-        use ClientOutcome::*;
-        match self {
-            Diagnosis::DnsError
-            | Diagnosis::ConnectRefused
-            | Diagnosis::ConnectUnreachable
-            | Diagnosis::ConnectFailed
-            | Diagnosis::TlsHandshakeFailed
-            | Diagnosis::TlsCertificateExpired
-            | Diagnosis::TlsCertificateUntrusted
-            | Diagnosis::TlsCertificateNameMismatch
-            | Diagnosis::TlsUpstreamPlaintext
-            | Diagnosis::UpstreamExpectsTls
-            | Diagnosis::ConnectionReset
-            | Diagnosis::ConnectionClosed
-            | Diagnosis::RequestSendFailed
-            | Diagnosis::InvalidResponse
-            | Diagnosis::ResponseHeadersTooLarge
-            | Diagnosis::UpgradeFailed => Generated(StatusCode::BAD_GATEWAY),
-            Diagnosis::NoHealthyUpstream => Generated(StatusCode::SERVICE_UNAVAILABLE),
-            Diagnosis::RequestBodyTooLarge => Generated(StatusCode::PAYLOAD_TOO_LARGE),
-            Diagnosis::ConnectTimeout
-            | Diagnosis::RequestSendTimeout
-            | Diagnosis::ResponseTimeout => Generated(StatusCode::GATEWAY_TIMEOUT),
-            Diagnosis::NoRoute => Generated(StatusCode::NOT_FOUND),
-            Diagnosis::BadRequest => Generated(StatusCode::BAD_REQUEST),
-            Diagnosis::InternalError => Generated(StatusCode::INTERNAL_SERVER_ERROR),
-            Diagnosis::BodyReset | Diagnosis::BodyClosed | Diagnosis::BodyTimeout => CutBody,
-            Diagnosis::UpstreamStatus | Diagnosis::UpgradeRefused => PassedThrough,
-            Diagnosis::ClientClosed => Nothing { logged_as: 499 },
-        }
+        self.row().outcome
     }
 
     /// The phase the failure happened in.
     pub const fn phase(self) -> Phase {
-        match self {
-            Diagnosis::NoRoute | Diagnosis::NoHealthyUpstream => Phase::Route,
-            Diagnosis::DnsError => Phase::Dns,
-            Diagnosis::ConnectRefused
-            | Diagnosis::ConnectUnreachable
-            | Diagnosis::ConnectFailed
-            | Diagnosis::ConnectTimeout => Phase::Connect,
-            Diagnosis::TlsHandshakeFailed
-            | Diagnosis::TlsCertificateExpired
-            | Diagnosis::TlsCertificateUntrusted
-            | Diagnosis::TlsCertificateNameMismatch
-            | Diagnosis::TlsUpstreamPlaintext => Phase::Tls,
-            Diagnosis::RequestSendFailed
-            | Diagnosis::RequestSendTimeout
-            | Diagnosis::RequestBodyTooLarge
-            | Diagnosis::BadRequest
-            | Diagnosis::ClientClosed
-            | Diagnosis::InternalError => Phase::Request,
-            Diagnosis::UpstreamExpectsTls
-            | Diagnosis::ConnectionReset
-            | Diagnosis::ConnectionClosed
-            | Diagnosis::ResponseTimeout
-            | Diagnosis::InvalidResponse
-            | Diagnosis::ResponseHeadersTooLarge
-            | Diagnosis::UpgradeFailed
-            | Diagnosis::UpgradeRefused
-            | Diagnosis::UpstreamStatus => Phase::ResponseHeaders,
-            Diagnosis::BodyReset | Diagnosis::BodyClosed | Diagnosis::BodyTimeout => {
-                Phase::ResponseBody
-            }
-        }
+        self.row().phase
     }
 
-    /// Who produced the status the client saw.
+    /// Who produced the status the client saw: follows from the outcome, so it is not a column.
     pub const fn source(self) -> Source {
         match self.outcome() {
             ClientOutcome::Generated(_) | ClientOutcome::Nothing { .. } => Source::Proxy,
@@ -371,113 +450,29 @@ impl Diagnosis {
     /// The RFC 9209 error type; `None` where the upstream answered (it carries
     /// `received-status` instead) or the client is gone.
     pub const fn proxy_status_error(self) -> Option<ProxyStatusError> {
-        use ProxyStatusError as P;
-        Some(match self {
-            Diagnosis::DnsError => P::DnsError,
-            Diagnosis::ConnectRefused => P::ConnectionRefused,
-            Diagnosis::ConnectUnreachable => P::DestinationIpUnroutable,
-            Diagnosis::ConnectFailed => P::DestinationUnavailable,
-            Diagnosis::ConnectTimeout => P::ConnectionTimeout,
-            Diagnosis::TlsHandshakeFailed | Diagnosis::TlsUpstreamPlaintext => P::TlsProtocolError,
-            Diagnosis::TlsCertificateExpired
-            | Diagnosis::TlsCertificateUntrusted
-            | Diagnosis::TlsCertificateNameMismatch => P::TlsCertificateError,
-            Diagnosis::UpstreamExpectsTls | Diagnosis::InvalidResponse => P::HttpProtocolError,
-            Diagnosis::ConnectionReset | Diagnosis::RequestSendFailed | Diagnosis::BodyReset => {
-                P::ConnectionTerminated
-            }
-            Diagnosis::ConnectionClosed | Diagnosis::BodyClosed => P::HttpResponseIncomplete,
-            Diagnosis::RequestSendTimeout => P::ConnectionWriteTimeout,
-            Diagnosis::ResponseTimeout => P::HttpResponseTimeout,
-            Diagnosis::BodyTimeout => P::ConnectionReadTimeout,
-            Diagnosis::ResponseHeadersTooLarge => P::HttpResponseHeaderSectionSize,
-            Diagnosis::NoRoute => P::DestinationNotFound,
-            Diagnosis::NoHealthyUpstream => P::DestinationUnavailable,
-            Diagnosis::RequestBodyTooLarge => P::HttpRequestDenied,
-            Diagnosis::UpgradeFailed | Diagnosis::UpgradeRefused => P::HttpUpgradeFailed,
-            Diagnosis::BadRequest => P::HttpRequestError,
-            Diagnosis::InternalError => P::ProxyInternalError,
-            Diagnosis::UpstreamStatus | Diagnosis::ClientClosed => return None,
-        })
+        self.row().proxy_status_error
+    }
+
+    /// The element of the request path that broke, as the error page marks it.
+    pub const fn broken_hop(self) -> BrokenHop {
+        self.row().broken_hop
     }
 
     /// One line: the likely cause, then the first thing to do.
     pub const fn hint(self) -> &'static str {
-        match self {
-            Diagnosis::DnsError => "the upstream's hostname does not resolve: check the name in the config and the DNS record",
-            Diagnosis::ConnectRefused => "nothing is listening: the app process crashed, is restarting, or the port in the config is wrong; check its logs and the port",
-            Diagnosis::ConnectUnreachable => "no network route to the upstream: the host is down or its address changed; check the address and the network",
-            Diagnosis::ConnectFailed => "the connection to the upstream could not be opened: see the detail for the system error",
-            Diagnosis::ConnectTimeout => "the upstream did not accept the connection in time: it is overloaded, down, or firewalled; check that it is up and reachable",
-            Diagnosis::TlsHandshakeFailed => "the TLS handshake with the upstream failed: check the upstream's TLS setup and that both sides share a protocol version",
-            Diagnosis::TlsCertificateExpired => "the upstream's certificate has expired or is not yet valid: renew it, and check the clocks",
-            Diagnosis::TlsCertificateUntrusted => "the upstream's certificate is not signed by a trusted CA: set ca_file to the CA that signed it, or install a publicly trusted certificate",
-            Diagnosis::TlsCertificateNameMismatch => "the upstream's certificate is for another name: set sni to a name the certificate covers, or fix the certificate",
-            Diagnosis::TlsUpstreamPlaintext => "the upstream answered in plain HTTP on a port configured for TLS: set tls = false, or point at its TLS port",
-            Diagnosis::UpstreamExpectsTls => "the upstream speaks TLS on a port configured for plain HTTP: set tls = true, or point at its plain HTTP port",
-            Diagnosis::ConnectionReset => "the upstream reset the connection before answering: the app crashed or was killed mid-request (out of memory?), or a deploy restarted it; check its logs",
-            Diagnosis::ConnectionClosed => "the upstream closed the connection without answering: the app crashed mid-request or closed an idle connection; check its logs",
-            Diagnosis::RequestSendFailed => "the upstream dropped the connection while the request was being sent: check its logs and its request size limits",
-            Diagnosis::RequestSendTimeout => "the upstream stopped reading the request: it is overloaded or stuck; check its load",
-            Diagnosis::ResponseTimeout => "the upstream accepted the request but did not answer within read_timeout: it is overloaded or stuck (slow query, deadlock); check its load and slow requests",
-            Diagnosis::InvalidResponse => "the upstream's answer is not valid HTTP: another service may be on that port, or the app wrote garbage; check what listens there",
-            Diagnosis::ResponseHeadersTooLarge => "the upstream sent response headers larger than triage accepts: look for a runaway cookie or header in the app",
-            Diagnosis::BodyReset => "the upstream reset the connection mid-body: the app crashed or was killed while streaming (out of memory?); the client got a cut response",
-            Diagnosis::BodyClosed => "the upstream closed the connection before the body was complete: the app crashed or lied about Content-Length; the client got a cut response",
-            Diagnosis::BodyTimeout => "the upstream stopped sending the body for longer than read_timeout; the client got a cut response",
-            Diagnosis::NoRoute => "no route matches this host and path: check [[routes]] in the config",
-            Diagnosis::NoHealthyUpstream => "every server of this upstream failed its health checks or was ejected after repeated failures: check the servers and their logs",
-            Diagnosis::RequestBodyTooLarge => "the request body is larger than this route's max_body_size: send less, or raise the limit",
-            Diagnosis::UpgradeFailed => "the upstream broke the connection during the protocol upgrade (WebSocket): check the app's logs and that it serves WebSockets on this path",
-            Diagnosis::UpgradeRefused => "the app answered the protocol upgrade (WebSocket) without switching protocols: check that it serves WebSockets on this path; its answer is passed on",
-            Diagnosis::UpstreamStatus => "the app itself answered with this error status: triage only passed it on; check the app's logs (database down?)",
-            Diagnosis::ClientClosed => "the client went away before the response was complete",
-            Diagnosis::BadRequest => "the client's request was not valid HTTP",
-            Diagnosis::InternalError => "a failure inside triage itself, not caused by the upstream: please report it with the id",
-        }
+        self.row().hint
+    }
+
+    /// Whose failure this is.
+    pub const fn fault(self) -> Fault {
+        self.row().fault
     }
 
     /// Whether this failure of an attempt counts against the server it went to, towards passive
     /// ejection (`max_fails` within `fail_timeout`). Only failures the server caused count:
     /// nothing a client does may take a server out of rotation.
     pub const fn counts_against_upstream(self) -> bool {
-        match self {
-            // The server refused, failed, timed out or broke the exchange before answering.
-            Diagnosis::ConnectRefused
-            | Diagnosis::ConnectUnreachable
-            | Diagnosis::ConnectFailed
-            | Diagnosis::ConnectTimeout
-            | Diagnosis::TlsHandshakeFailed
-            | Diagnosis::TlsCertificateExpired
-            | Diagnosis::TlsCertificateUntrusted
-            | Diagnosis::TlsCertificateNameMismatch
-            | Diagnosis::TlsUpstreamPlaintext
-            | Diagnosis::UpstreamExpectsTls
-            | Diagnosis::ConnectionReset
-            | Diagnosis::ConnectionClosed
-            | Diagnosis::RequestSendFailed
-            | Diagnosis::RequestSendTimeout
-            | Diagnosis::ResponseTimeout
-            | Diagnosis::InvalidResponse
-            | Diagnosis::ResponseHeadersTooLarge
-            | Diagnosis::UpgradeFailed => true,
-            // The client's doing: a request that cannot be forwarded, a body over the limit, a
-            // client gone (hung up, upload abandoned, HTTP/2 stream cancelled).
-            Diagnosis::BadRequest | Diagnosis::RequestBodyTooLarge | Diagnosis::ClientClosed => {
-                false
-            }
-            // The server answered (its final header already counted as a success): its own
-            // status, a refused upgrade, or a body cut after the status went out.
-            Diagnosis::UpstreamStatus
-            | Diagnosis::UpgradeRefused
-            | Diagnosis::BodyReset
-            | Diagnosis::BodyClosed
-            | Diagnosis::BodyTimeout => false,
-            // No server was reached: no route, none in rotation, or its name did not resolve.
-            Diagnosis::NoRoute | Diagnosis::NoHealthyUpstream | Diagnosis::DnsError => false,
-            // triage's own failure.
-            Diagnosis::InternalError => false,
-        }
+        matches!(self.fault(), Fault::Server)
     }
 
     /// The status the access log and metrics record, given what the upstream sent (if anything).
@@ -531,11 +526,39 @@ mod tests {
             ("client_closed", 499),
         ];
         for (token, status) in expect {
-            let d = Diagnosis::ALL
-                .into_iter()
-                .find(|d| d.token() == token)
-                .unwrap_or_else(|| panic!("missing token {token}"));
+            let d: Diagnosis = token
+                .parse()
+                .unwrap_or_else(|_| panic!("missing token {token}"));
             assert_eq!(d.logged_status(None), status, "{token}");
+        }
+    }
+
+    /// Every token of every taxonomy parses back to its variant, and only an exact token
+    /// parses: another case, surrounding space or an empty string is refused.
+    #[test]
+    fn tokens_parse_back_to_their_variant() {
+        fn round_trip<T: std::str::FromStr + PartialEq>(all: &[T], token: fn(&T) -> &'static str) {
+            for variant in all {
+                let token = token(variant);
+                assert!(token.parse::<T>().is_ok_and(|v| v == *variant), "{token}");
+                assert!(token.to_uppercase().parse::<T>().is_err(), "{token}");
+                assert!(format!(" {token}").parse::<T>().is_err(), "{token}");
+            }
+            assert!("".parse::<T>().is_err());
+        }
+        round_trip(&Diagnosis::ALL, |d| d.token());
+        round_trip(&Phase::ALL, |p| p.token());
+        round_trip(&Source::ALL, |s| s.token());
+        round_trip(&ProxyStatusError::ALL, |e| e.token());
+        assert_eq!("not_a_token".parse::<Diagnosis>(), Err(UnknownDiagnosis));
+    }
+
+    /// An array built from `ALL` and indexed by a variant gives that variant's own slot.
+    #[test]
+    fn per_variant_arrays_line_up_with_all() {
+        let labels: [&str; Diagnosis::COUNT] = Diagnosis::ALL.map(Diagnosis::token);
+        for d in Diagnosis::ALL {
+            assert_eq!(labels[d], d.token());
         }
     }
 
@@ -553,11 +576,27 @@ mod tests {
         }
     }
 
-    /// The README's table lists every diagnosis with its current status, phase, RFC 9209 type
-    /// and hint, so the documentation cannot drift from the code.
+    /// The README's table lists every diagnosis, in `ALL`'s order and nothing else, with its
+    /// current status, phase, RFC 9209 type and hint, so the documentation cannot drift from the
+    /// code.
     #[test]
     fn readme_table_matches_the_taxonomy() {
         let readme = include_str!("../../README.md");
+        let table = readme
+            .split_once("## Every diagnosis\n")
+            .map(|(_, rest)| rest)
+            .expect("README has an \"Every diagnosis\" section");
+        let tokens: Vec<&str> = table
+            .lines()
+            .skip_while(|l| !l.starts_with('|'))
+            .take_while(|l| l.starts_with('|'))
+            .filter_map(|l| l.strip_prefix("| `")?.split_once('`').map(|(t, _)| t))
+            .collect();
+        assert_eq!(
+            tokens,
+            Diagnosis::ALL.map(Diagnosis::token),
+            "README's rows"
+        );
         for d in Diagnosis::ALL {
             let prefix = format!("| `{}` | ", d.token());
             let row = readme

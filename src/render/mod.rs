@@ -99,7 +99,8 @@ pub struct Failure<'a> {
 /// Renders diagnosis headers and error responses.
 #[derive(Debug)]
 pub struct Renderer {
-    prepared: Vec<Prepared>,
+    /// One per diagnosis, indexed by it.
+    prepared: [Prepared; Diagnosis::COUNT],
     source_proxy: HeaderValue,
     source_upstream: HeaderValue,
 }
@@ -112,23 +113,20 @@ impl Default for Renderer {
 
 impl Renderer {
     pub fn new() -> Renderer {
-        let prepared = Diagnosis::ALL
-            .iter()
-            .map(|d| {
-                let mut proxy_status = String::from(PROXY_NAME);
-                if let Some(error) = d.proxy_status_error() {
-                    proxy_status.push_str("; error=");
-                    proxy_status.push_str(error.token());
-                }
-                Prepared {
-                    token: HeaderValue::from_static(d.token()),
-                    phase: HeaderValue::from_static(d.phase().token()),
-                    hint: HeaderValue::from_static(d.hint()),
-                    proxy_status: header_value(proxy_status),
-                    page: page::Escaped::of(*d),
-                }
-            })
-            .collect();
+        let prepared = Diagnosis::ALL.map(|d| {
+            let mut proxy_status = String::from(PROXY_NAME);
+            if let Some(error) = d.proxy_status_error() {
+                proxy_status.push_str("; error=");
+                proxy_status.push_str(error.token());
+            }
+            Prepared {
+                token: HeaderValue::from_static(d.token()),
+                phase: HeaderValue::from_static(d.phase().token()),
+                hint: HeaderValue::from_static(d.hint()),
+                proxy_status: header_value(proxy_status),
+                page: page::Escaped::of(d),
+            }
+        });
         Renderer {
             prepared,
             source_proxy: HeaderValue::from_static(Source::Proxy.token()),
@@ -137,9 +135,7 @@ impl Renderer {
     }
 
     fn prepared(&self, diagnosis: Diagnosis) -> &Prepared {
-        // `Diagnosis::ALL` lists the variants in declaration order (checked by a test), so the
-        // discriminant is the index.
-        &self.prepared[diagnosis as usize]
+        &self.prepared[diagnosis]
     }
 
     /// Adds the headers every response proxied from the upstream carries: the id and the source,

@@ -7,7 +7,7 @@
 
 use super::text;
 use super::{Detail, Failure};
-use crate::diagnosis::{Diagnosis, Phase};
+use crate::diagnosis::{BrokenHop, Diagnosis, Phase};
 use bytes::Bytes;
 
 /// Which body a client gets, from its `Accept` header.
@@ -146,50 +146,6 @@ fn json_detail(out: &mut String, detail: &Detail<'_>, id: &str) {
     out.push('}');
 }
 
-/// Which element of the request path the page marks as broken.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum BrokenHop {
-    /// Between the client and triage: the request itself was not valid.
-    ClientToProxy,
-    /// triage itself: no route, or an internal failure.
-    Proxy,
-    /// Between triage and the upstream: the upstream failed or could not be reached.
-    ProxyToUpstream,
-}
-
-fn broken_hop(d: Diagnosis) -> BrokenHop {
-    match d {
-        Diagnosis::BadRequest | Diagnosis::ClientClosed => BrokenHop::ClientToProxy,
-        Diagnosis::NoRoute | Diagnosis::InternalError => BrokenHop::Proxy,
-        Diagnosis::RequestBodyTooLarge => BrokenHop::ClientToProxy,
-        Diagnosis::NoHealthyUpstream | Diagnosis::UpgradeFailed | Diagnosis::UpgradeRefused => {
-            BrokenHop::ProxyToUpstream
-        }
-        Diagnosis::DnsError
-        | Diagnosis::ConnectRefused
-        | Diagnosis::ConnectUnreachable
-        | Diagnosis::ConnectFailed
-        | Diagnosis::ConnectTimeout
-        | Diagnosis::TlsHandshakeFailed
-        | Diagnosis::TlsCertificateExpired
-        | Diagnosis::TlsCertificateUntrusted
-        | Diagnosis::TlsCertificateNameMismatch
-        | Diagnosis::TlsUpstreamPlaintext
-        | Diagnosis::UpstreamExpectsTls
-        | Diagnosis::ConnectionReset
-        | Diagnosis::ConnectionClosed
-        | Diagnosis::RequestSendFailed
-        | Diagnosis::RequestSendTimeout
-        | Diagnosis::ResponseTimeout
-        | Diagnosis::InvalidResponse
-        | Diagnosis::ResponseHeadersTooLarge
-        | Diagnosis::BodyReset
-        | Diagnosis::BodyClosed
-        | Diagnosis::BodyTimeout
-        | Diagnosis::UpstreamStatus => BrokenHop::ProxyToUpstream,
-    }
-}
-
 const STYLE: &str = "body{font:16px/1.5 system-ui,sans-serif;margin:0;background:#f6f7f9;color:#1d2330}\
 main{max-width:44rem;margin:3rem auto;padding:2rem;background:#fff;border-radius:12px;box-shadow:0 1px 4px #0002}\
 h1{margin:0 0 .25rem;font-size:1.6rem}.lead{margin:0 0 1.5rem;color:#4a5263}\
@@ -220,13 +176,13 @@ fn html(out: &mut String, f: &Failure<'_>, escaped: &Escaped) {
     out.push_str(reason);
     out.push_str("</h1>");
     out.push_str("<p class=\"lead\">");
-    out.push_str(match broken_hop(d) {
+    out.push_str(match d.broken_hop() {
         BrokenHop::ClientToProxy => "The request could not be read.",
         BrokenHop::Proxy => "The proxy could not handle this request.",
         BrokenHop::ProxyToUpstream => "The proxy is fine; the app behind it failed.",
     });
     out.push_str("</p>");
-    path(out, broken_hop(d), d.phase());
+    path(out, d.broken_hop(), d.phase());
     out.push_str("<p class=\"hint\">");
     out.push_str(&escaped.hint_html);
     out.push_str("</p><dl>");

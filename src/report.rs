@@ -5,12 +5,12 @@
 //! taken on the success path. What a report keeps is redacted on the way in: no query strings,
 //! no credentials or cookies.
 
-use crate::diagnosis::Diagnosis;
+use crate::diagnosis::{Diagnosis, Fault};
 use crate::id::RequestId;
 use crate::render::text;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 /// Request headers whose values never go into a report.
@@ -102,57 +102,91 @@ pub fn redact_header(name: &str, value: &[u8]) -> (String, String) {
     (lower, value)
 }
 
+/// One bounded ring of reports: the oldest goes first when either bound would be passed.
 struct Ring {
     reports: VecDeque<Arc<Report>>,
     bytes: usize,
-}
-
-/// The bounded store of recent failure reports.
-pub struct ReportStore {
-    ring: Mutex<Ring>,
     max_count: usize,
     max_bytes: usize,
 }
 
-impl ReportStore {
-    pub fn new(max_count: usize, max_bytes: usize) -> ReportStore {
-        ReportStore {
-            ring: Mutex::new(Ring {
-                reports: VecDeque::with_capacity(max_count.min(4096)),
-                bytes: 0,
-            }),
+impl Ring {
+    fn new(max_count: usize, max_bytes: usize) -> Ring {
+        Ring {
+            reports: VecDeque::with_capacity(max_count.min(4096)),
+            bytes: 0,
             max_count,
             max_bytes,
         }
     }
 
-    /// Stores a report, evicting the oldest until both bounds hold. Returns the count stored.
-    pub fn insert(&self, report: Report) -> usize {
-        let weight = report.weight();
+    fn insert(&mut self, report: Arc<Report>, weight: usize) {
         if self.max_count == 0 || weight > self.max_bytes {
-            return self.len();
+            return;
         }
-        let report = Arc::new(report);
-        // A poisoned lock only means another thread panicked mid-insert; the ring is still
-        // consistent enough to keep serving reports.
-        let mut ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
-        while ring.reports.len() >= self.max_count || ring.bytes + weight > self.max_bytes {
-            match ring.reports.pop_front() {
-                Some(old) => ring.bytes -= old.weight(),
+        while self.reports.len() >= self.max_count || self.bytes + weight > self.max_bytes {
+            match self.reports.pop_front() {
+                Some(old) => self.bytes -= old.weight(),
                 None => break,
             }
         }
-        ring.bytes += weight;
-        ring.reports.push_back(report);
-        ring.reports.len()
+        self.bytes += weight;
+        self.reports.push_back(report);
+    }
+}
+
+/// The share of `[reports]` bounds given to the ring of client-caused failures.
+const CLIENT_RING_SHARE: usize = 16;
+
+/// The bounded store of recent failure reports, in two rings: the failures of the upstream and
+/// triage (bounded by `[reports] max_count` and `max_bytes`), and a ring a sixteenth that size
+/// for the client's own failures ([`Fault::Client`]: bad requests, unrouted paths, bodies over
+/// the limit, clients gone), so a client sending those by the thousand cannot push the
+/// upstream's failures out.
+pub struct ReportStore {
+    upstream: Mutex<Ring>,
+    client: Mutex<Ring>,
+}
+
+impl ReportStore {
+    pub fn new(max_count: usize, max_bytes: usize) -> ReportStore {
+        let share = |bound: usize| match bound {
+            0 => 0,
+            bound => (bound / CLIENT_RING_SHARE).max(1),
+        };
+        ReportStore {
+            upstream: Mutex::new(Ring::new(max_count, max_bytes)),
+            client: Mutex::new(Ring::new(share(max_count), share(max_bytes))),
+        }
+    }
+
+    /// The ring for reports of this fault.
+    fn ring_for(&self, fault: Fault) -> &Mutex<Ring> {
+        match fault {
+            Fault::Client => &self.client,
+            Fault::Server | Fault::App | Fault::Proxy => &self.upstream,
+        }
+    }
+
+    /// Both rings, locked. A poisoned lock only means another thread panicked mid-insert; the
+    /// ring is still consistent enough to keep serving reports.
+    fn rings(&self) -> [MutexGuard<'_, Ring>; 2] {
+        [&self.upstream, &self.client].map(|ring| ring.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Stores a report in its ring, evicting that ring's oldest until both its bounds hold.
+    /// Returns the count stored in both.
+    pub fn insert(&self, report: Report) -> usize {
+        let weight = report.weight();
+        let ring = self.ring_for(report.diagnosis.fault());
+        ring.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(Arc::new(report), weight);
+        self.len()
     }
 
     pub fn len(&self) -> usize {
-        self.ring
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .reports
-            .len()
+        self.rings().iter().map(|ring| ring.reports.len()).sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -161,25 +195,35 @@ impl ReportStore {
 
     /// The bytes the stored reports account for.
     pub fn bytes(&self) -> usize {
-        self.ring.lock().unwrap_or_else(|p| p.into_inner()).bytes
+        self.rings().iter().map(|ring| ring.bytes).sum()
     }
 
     /// The report with this id, if still stored.
     pub fn get(&self, id: RequestId) -> Option<Arc<Report>> {
-        let ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
-        ring.reports.iter().rev().find(|r| r.id == id).cloned()
+        self.rings()
+            .iter()
+            .find_map(|ring| ring.reports.iter().rev().find(|r| r.id == id).cloned())
     }
 
     /// Up to `limit` reports, newest first, that pass `keep`.
     pub fn recent(&self, limit: usize, keep: impl Fn(&Report) -> bool) -> Vec<Arc<Report>> {
-        let ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
-        ring.reports
+        let mut recent: Vec<Arc<Report>> = self
+            .rings()
             .iter()
-            .rev()
-            .filter(|r| keep(r))
-            .take(limit)
-            .cloned()
-            .collect()
+            .flat_map(|ring| {
+                ring.reports
+                    .iter()
+                    .rev()
+                    .filter(|r| keep(r))
+                    .take(limit)
+                    .cloned()
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        // Each ring's part is newest first; a stable sort keeps that order among equal times.
+        recent.sort_by(|a, b| b.time.cmp(&a.time));
+        recent.truncate(limit);
+        recent
     }
 }
 
@@ -225,6 +269,31 @@ mod tests {
         assert!(store.get(ids[4]).is_some());
         let newest_first: Vec<_> = store.recent(10, |_| true).iter().map(|r| r.id).collect();
         assert_eq!(newest_first, vec![ids[4], ids[3], ids[2]]);
+    }
+
+    /// Client-caused failures by the thousand evict only each other: the upstream's reports
+    /// stay, and the client's ring holds a sixteenth of the bounds.
+    #[test]
+    fn client_noise_cannot_push_out_upstream_failures() {
+        let store = ReportStore::new(32, usize::MAX);
+        let upstream = report(10);
+        let (upstream_id, first) = (upstream.id, upstream.time);
+        store.insert(upstream);
+        let mut last_client = None;
+        for later in 1..=1000 {
+            let mut noise = report(10);
+            noise.diagnosis = Diagnosis::NoRoute;
+            noise.time = first + Duration::from_millis(later);
+            last_client = Some(noise.id);
+            store.insert(noise);
+        }
+        assert!(store.get(upstream_id).is_some());
+        assert!(store.get(last_client.expect("an id")).is_some());
+        assert_eq!(store.len(), 1 + 2);
+        let newest_first: Vec<_> = store.recent(10, |_| true).iter().map(|r| r.id).collect();
+        assert_eq!(newest_first.len(), 3);
+        assert_eq!(newest_first[0], last_client.expect("an id"));
+        assert_eq!(newest_first[2], upstream_id);
     }
 
     /// The byte bound holds however many reports arrive.

@@ -221,7 +221,7 @@ impl ReportStore {
             })
             .collect();
         // Each ring's part is newest first; a stable sort keeps that order among equal times.
-        recent.sort_by(|a, b| b.time.cmp(&a.time));
+        recent.sort_by_key(|report| std::cmp::Reverse(report.time));
         recent.truncate(limit);
         recent
     }

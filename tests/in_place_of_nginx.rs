@@ -741,3 +741,28 @@ async fn upstream_resets_still_eject_the_server() {
         "an ejected server gets no requests"
     );
 }
+
+/// The healthy gauge follows the real state: 0 while a server is ejected, 1 again once its
+/// `fail_timeout` has passed and it is back in rotation (the gauge used to stay 0 for ever).
+#[tokio::test]
+async fn healthy_gauge_returns_when_the_ejection_ends() {
+    let dead = refused_addr();
+    let good = origin::spawn(Behavior::ok("good\n")).await;
+    let config = format!(
+        "[upstreams.app]\nservers = [\"{dead}\", \"{}\"]\nretries = 0\nmax_fails = 1\nfail_timeout = \"1s\"\nrefused_holdoff = \"off\"\n{}",
+        good.addr,
+        route("app")
+    );
+    let triage = Triage::start(&config).await;
+    let gauge = format!("triage_upstream_server_healthy{{server=\"{dead}\",upstream=\"app\"}}");
+    let mut refused = false;
+    for _ in 0..4 {
+        refused |= client::get(triage.http, "/").await.status == 502;
+    }
+    assert!(refused, "no request went to the dead server");
+    assert!(metric_becomes(&triage, &gauge, "0", Duration::from_millis(500)).await);
+    assert!(
+        metric_becomes(&triage, &gauge, "1", Duration::from_secs(3)).await,
+        "the gauge stayed 0 after fail_timeout"
+    );
+}

@@ -95,6 +95,9 @@ impl ServeHttp for Admin {
             // added, so answering at all means ready.
             "/readyz" => text(StatusCode::OK, "ready\n"),
             "/metrics" => {
+                if let Some(reloader) = &self.reloader {
+                    reloader.shared_state().load().refresh_health_gauges();
+                }
                 let mut resp = Response::new(self.metrics.encode().into_bytes());
                 resp.headers_mut().insert(
                     http::header::CONTENT_TYPE,

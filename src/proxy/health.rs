@@ -73,11 +73,9 @@ async fn check_upstream_forever(state: &State, upstream: usize, check: &HealthCh
                 Transition::None => {}
                 Transition::WentDown => {
                     tracing::warn!(upstream = %up.name, server = %server.label, check = %verdict, "server failed its health checks: out of rotation");
-                    state.handles.set_server_healthy(upstream, index, false);
                 }
                 Transition::CameUp => {
                     tracing::info!(upstream = %up.name, server = %server.label, "server passed its health checks: back in rotation");
-                    state.handles.set_server_healthy(upstream, index, true);
                 }
             }
         }

@@ -87,6 +87,21 @@ impl State {
     }
 }
 
+impl State {
+    /// Sets each server's `triage_upstream_server_healthy` to whether it is in rotation now
+    /// (passing its health checks and not ejected), for a scrape of `/metrics`. Read from the
+    /// balancer rather than set on each change: an ejection ends on its own when `fail_timeout`
+    /// passes, with no event that could update the gauge.
+    pub fn refresh_health_gauges(&self) {
+        for (upstream_index, upstream) in self.upstreams.iter().enumerate() {
+            for (server_index, server) in upstream.balancer.servers.iter().enumerate() {
+                self.handles
+                    .set_server_healthy(upstream_index, server_index, server.is_available());
+            }
+        }
+    }
+}
+
 /// The facts one request accumulates as it goes through the hooks.
 pub struct RequestCtx {
     /// The config this request runs under, from start to end, whatever reloads happen.
@@ -295,9 +310,6 @@ impl Triage {
                 .get(server)
                 .map_or("", |s| s.label.as_str());
             tracing::warn!(upstream = %upstream.name, server = label, "server ejected after repeated failures");
-            ctx.state
-                .handles
-                .set_server_healthy(upstream_index, server, false);
         }
     }
 

@@ -2,7 +2,9 @@
 //! wording of every error message.
 
 use super::*;
-use std::net::Ipv6Addr;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
 
 const MINIMAL: &str = r#"[listen]
 http = ["0.0.0.0:8080"]

@@ -1,0 +1,93 @@
+//! The settings a running process fixes at start: listeners and their certificates, worker
+//! threads, the admin listener, logging, and the failure-report ring.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listen {
+    /// Plain-HTTP listeners, no duplicates. `http` and `https` together have at least one.
+    pub http: Vec<SocketAddr>,
+    /// TLS listeners (HTTP/1.1 and HTTP/2 by ALPN), served with `tls.certificates`.
+    pub https: Vec<SocketAddr>,
+}
+
+/// A certificate for the `https` listeners, checked (readable, parsable, key matching) at load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Certificate {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+/// How the proxy runs: its worker threads, like nginx's `worker_processes`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerSettings {
+    /// Worker threads of the proxy; `None` (the default) means one per CPU the process may use.
+    pub threads: Option<usize>,
+    /// Whether idle threads take queued work from busy ones. Default false: each connection
+    /// stays on the thread that accepted it, like an nginx worker, which costs less per request.
+    pub work_stealing: bool,
+}
+
+impl ServerSettings {
+    /// The worker threads to start: the configured count, else one per usable CPU.
+    pub fn worker_threads(&self) -> usize {
+        self.threads.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admin {
+    /// Default 127.0.0.1:9901.
+    pub listen: SocketAddr,
+}
+
+/// The bounds of the failure-report ring behind `/diagnoses`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reports {
+    /// Default 1000; 0 keeps no reports.
+    pub max_count: usize,
+    /// Default 8 MiB.
+    pub max_bytes: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Log {
+    pub level: LogLevel,
+    pub format: LogFormat,
+    /// Whether to write one access-log line per request; default true.
+    pub access: bool,
+    /// At most this many error-level failure lines per second; the rest are counted and the
+    /// count is reported in the next line. Default 10.
+    pub error_lines_per_second: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogLevel {
+    /// The name as written in the config, which is also what `tracing` filters accept.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+            LogLevel::Trace => "trace",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}

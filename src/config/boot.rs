@@ -1,10 +1,12 @@
 //! The settings a running process fixes at start: listeners and their certificates, worker
 //! threads, the admin listener, logging, and the failure-report ring.
+//!
+//! Every key the file may leave out takes its value from the `Default` of its type.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Listen {
     /// Plain-HTTP listeners, no duplicates. `http` and `https` together have at least one.
     pub http: Vec<SocketAddr>,
@@ -20,7 +22,7 @@ pub struct Certificate {
 }
 
 /// How the proxy runs: its worker threads, like nginx's `worker_processes`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ServerSettings {
     /// Worker threads of the proxy; `None` (the default) means one per CPU the process may use.
     pub threads: Option<usize>,
@@ -44,6 +46,14 @@ pub struct Admin {
     pub listen: SocketAddr,
 }
 
+impl Default for Admin {
+    fn default() -> Self {
+        Admin {
+            listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9901),
+        }
+    }
+}
+
 /// The bounds of the failure-report ring behind `/diagnoses`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reports {
@@ -51,6 +61,15 @@ pub struct Reports {
     pub max_count: usize,
     /// Default 8 MiB.
     pub max_bytes: usize,
+}
+
+impl Default for Reports {
+    fn default() -> Self {
+        Reports {
+            max_count: 1000,
+            max_bytes: 8 << 20,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,10 +83,22 @@ pub struct Log {
     pub error_lines_per_second: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+impl Default for Log {
+    fn default() -> Self {
+        Log {
+            level: LogLevel::default(),
+            format: LogFormat::default(),
+            access: true,
+            error_lines_per_second: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum LogLevel {
     Error,
     Warn,
+    #[default]
     Info,
     Debug,
     Trace,
@@ -86,8 +117,9 @@ impl LogLevel {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum LogFormat {
+    #[default]
     Text,
     Json,
 }

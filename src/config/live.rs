@@ -1,4 +1,8 @@
 //! The settings a reload replaces: the disclosure policy, DNS resolution, upstreams and routes.
+//!
+//! Every key the file may leave out takes its value from the `Default` of its type. Upstreams
+//! and routes have keys the file must give (`servers`; `path_prefix` and `upstream`): their
+//! defaults are placeholders the reader always replaces.
 
 use super::{Cidr, ServerAddr};
 use std::net::SocketAddr;
@@ -16,6 +20,17 @@ pub struct DiagnosisPolicy {
     pub report_url: String,
 }
 
+impl Default for DiagnosisPolicy {
+    /// The reader replaces `report_url` with the reports on the configured admin listener.
+    fn default() -> Self {
+        DiagnosisPolicy {
+            detail: DetailPolicy::Trusted,
+            trusted: Cidr::loopback(),
+            report_url: format!("http://{}/diagnoses/", super::Admin::default().listen),
+        }
+    }
+}
+
 /// Which clients see the detailed fields of a diagnosis.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DetailPolicy {
@@ -30,6 +45,15 @@ pub struct Resolver {
     pub nameservers: Vec<SocketAddr>,
     /// How often upstream hostnames are re-resolved; default 30s.
     pub refresh: Duration,
+}
+
+impl Default for Resolver {
+    fn default() -> Self {
+        Resolver {
+            nameservers: Vec::new(),
+            refresh: Duration::from_secs(30),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,6 +94,29 @@ pub struct Upstream {
     pub health_check: Option<HealthCheck>,
 }
 
+impl Default for Upstream {
+    fn default() -> Self {
+        Upstream {
+            name: String::new(),
+            servers: Vec::new(),
+            tls: false,
+            sni: None,
+            ca_file: None,
+            connect_timeout: Duration::from_secs(5),
+            read_timeout: Duration::from_secs(60),
+            write_timeout: Duration::from_secs(60),
+            total_timeout: None,
+            weights: Vec::new(),
+            host_header: None,
+            retries: 1,
+            max_fails: 3,
+            fail_timeout: Duration::from_secs(10),
+            refused_holdoff: Duration::from_millis(100),
+            health_check: None,
+        }
+    }
+}
+
 /// An active health check of every server of an upstream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HealthCheck {
@@ -84,12 +131,29 @@ pub struct HealthCheck {
     pub unhealthy_threshold: u32,
 }
 
+impl Default for HealthCheck {
+    fn default() -> Self {
+        HealthCheck {
+            kind: HealthCheckKind::Tcp,
+            interval: Duration::from_secs(5),
+            timeout: Duration::from_secs(2),
+            healthy_threshold: 2,
+            unhealthy_threshold: 3,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HealthCheckKind {
     /// The server accepts a TCP connection.
     Tcp,
     /// `GET path` answers 2xx or 3xx.
     Http { path: String },
+}
+
+impl HealthCheckKind {
+    /// The path an HTTP check asks for when the file names none.
+    pub const DEFAULT_PATH: &'static str = "/";
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,6 +169,18 @@ pub struct Route {
     pub max_body_size: u64,
     /// Overrides of the upstream's timeouts for this route (e.g. a slow report endpoint).
     pub timeouts: RouteTimeouts,
+}
+
+impl Default for Route {
+    fn default() -> Self {
+        Route {
+            host: None,
+            path_prefix: "/".to_owned(),
+            upstream: 0,
+            max_body_size: 1 << 20,
+            timeouts: RouteTimeouts::default(),
+        }
+    }
 }
 
 /// A route's own timeouts; `None` keeps the upstream's.

@@ -4,9 +4,13 @@
 //! A broken config should cost one edit, not one restart per mistake, so every problem in a file
 //! is reported together, in file order, each with the 1-based line and column of the offending
 //! key or value (or of the table header, for a missing key). The document is parsed with
-//! `toml_edit`, which keeps byte spans, and walked by hand through `walk::Walker`, which records
-//! errors instead of stopping. A TOML syntax error is reported alone, since nothing after it can
-//! be read reliably. Nothing here panics on input.
+//! `toml_edit`, which keeps byte spans, and read by hand through `table::Table`, which records
+//! errors instead of stopping and knows a key because a reader asked for it. A TOML syntax error
+//! is reported alone, since nothing after it can be read reliably. Nothing here panics on input.
+//!
+//! The files: `boot.rs` and `live.rs` hold the types, with their defaults; `read.rs` the
+//! readers, one per table; `values.rs` (with `addr.rs`, `cidr.rs`, `duration.rs`) the value
+//! parsers; `table.rs` the reader API; `tests.rs` the tests.
 
 mod addr;
 mod boot;
@@ -14,8 +18,8 @@ mod cidr;
 mod duration;
 mod live;
 mod read;
+mod table;
 mod values;
-mod walk;
 
 pub use addr::ServerAddr;
 pub use boot::{Admin, Certificate, Listen, Log, LogFormat, LogLevel, Reports, ServerSettings};
@@ -28,7 +32,7 @@ pub use live::{
 
 use std::fmt;
 use std::path::Path;
-use walk::{Section, Walker};
+use table::{Errors, Table};
 
 /// One problem in a config file. `line` and `column` are 1-based; both are 0 when the file could
 /// not be read at all.
@@ -103,7 +107,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
 /// against (the config file's directory); the `ca_file`s themselves are read here.
 pub fn parse(text: &str, origin: &Path) -> Result<Config, ConfigErrors> {
     let document = toml_edit::ImDocument::parse(text).map_err(|error| {
-        let (line, column) = walk::line_column(text, error.span().map_or(0, |span| span.start));
+        let (line, column) = table::line_column(text, error.span().map_or(0, |span| span.start));
         let message = error.message().trim().replace('\n', "; ");
         ConfigErrors(vec![ConfigError {
             line,
@@ -111,9 +115,9 @@ pub fn parse(text: &str, origin: &Path) -> Result<Config, ConfigErrors> {
             message: format!("invalid TOML: {message}"),
         }])
     })?;
-    let mut walker = Walker::new(text);
-    let config = read::read_config(&mut walker, &Section::top(document.as_table()), origin);
-    walker.finish(config)
+    let errors = Errors::new(text);
+    let config = read::config(Table::top(document.as_table(), &errors), origin);
+    errors.finish(config)
 }
 
 #[cfg(test)]

@@ -1,151 +1,160 @@
 //! The readers: one function per table of the file, turning it into the typed values.
+//!
+//! Each key is named once, where it is read; the [`Table`] it is read from counts it as known,
+//! so whatever a reader does not ask for is an unknown key. Readers ask for their keys in the
+//! order the docs list them, which is the order an unknown-key message lists them in. A key the
+//! file leaves out, or gets wrong, takes the `Default` of its type, so later tables are still
+//! checked; the result is only used when no error was recorded.
 
+use super::table::{required, values, Spanned, Table};
 use super::values::{
-    check_ca_file, host_header, nameserver, one_of, path_prefix, report_url, route_host,
-    server_with_weight, socket_addr, upstream_index, values,
+    check_ca_file, detail_policy, holdoff, host_header, is_http_check, log_format, log_level,
+    nameserver, path_prefix, report_url, route_host, server_with_weight, socket_addr,
+    upstream_index, upstream_name,
 };
-use super::walk::{Schema, Section, Spanned, Walker};
 use super::*;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
-use std::time::Duration;
 
-const TOP: Schema = Schema {
-    keys: &[
-        "listen",
-        "server",
-        "admin",
-        "diagnosis",
-        "resolver",
-        "log",
-        "reports",
-        "tls",
-        "upstreams",
-        "routes",
-    ],
-    required: &["listen", "routes"],
-};
-const LISTEN: Schema = Schema {
-    keys: &["http", "https"],
-    required: &[],
-};
-const TLS: Schema = Schema {
-    keys: &["certificates"],
-    required: &[],
-};
-const CERTIFICATE: Schema = Schema {
-    keys: &["cert_file", "key_file"],
-    required: &["cert_file", "key_file"],
-};
-const SERVER: Schema = Schema {
-    keys: &["threads", "work_stealing"],
-    required: &[],
-};
-const ADMIN: Schema = Schema {
-    keys: &["listen"],
-    required: &[],
-};
-const DIAGNOSIS: Schema = Schema {
-    keys: &["detail", "trusted", "report_url"],
-    required: &[],
-};
-const RESOLVER: Schema = Schema {
-    keys: &["nameservers", "refresh"],
-    required: &[],
-};
-const LOG: Schema = Schema {
-    keys: &["level", "format", "access", "error_lines_per_second"],
-    required: &[],
-};
-const REPORTS: Schema = Schema {
-    keys: &["max_count", "max_bytes"],
-    required: &[],
-};
-const UPSTREAM: Schema = Schema {
-    keys: &[
-        "servers",
-        "tls",
-        "sni",
-        "ca_file",
-        "connect_timeout",
-        "read_timeout",
-        "write_timeout",
-        "total_timeout",
-        "host_header",
-        "retries",
-        "max_fails",
-        "fail_timeout",
-        "refused_holdoff",
-        "health_check",
-    ],
-    required: &["servers"],
-};
-const HEALTH_CHECK: Schema = Schema {
-    keys: &[
-        "kind",
-        "path",
-        "interval",
-        "timeout",
-        "healthy_threshold",
-        "unhealthy_threshold",
-    ],
-    required: &[],
-};
-const ROUTE: Schema = Schema {
-    keys: &[
-        "path_prefix",
-        "host",
-        "upstream",
-        "max_body_size",
-        "connect_timeout",
-        "read_timeout",
-        "write_timeout",
-        "total_timeout",
-    ],
-    required: &["path_prefix", "upstream"],
-};
+/// Reads the whole file.
+pub(super) fn config(mut top: Table, origin: &Path) -> Config {
+    let listen = listen(&mut top);
+    let server = server(&mut top);
+    let admin = admin(&mut top);
+    let diagnosis = diagnosis(&mut top, &admin);
+    let resolver = resolver(&mut top);
+    let log = log(&mut top);
+    let reports = reports(&mut top);
+    let certificates = certificates(&mut top, origin, &listen);
+    let upstreams: Vec<Upstream> = top
+        .named_tables("upstreams")
+        .into_iter()
+        .map(|(name, table)| upstream(name, table, origin))
+        .collect();
+    let routes = routes(&mut top, &upstreams);
+    Config {
+        listen: listen.value,
+        server,
+        admin,
+        diagnosis,
+        resolver,
+        log,
+        reports,
+        certificates,
+        upstreams,
+        routes,
+    }
+}
 
-const DETAIL_POLICIES: &[(&str, DetailPolicy)] = &[
-    ("all", DetailPolicy::All),
-    ("trusted", DetailPolicy::Trusted),
-    ("none", DetailPolicy::None),
-];
-const LOG_LEVELS: &[(&str, LogLevel)] = &[
-    ("error", LogLevel::Error),
-    ("warn", LogLevel::Warn),
-    ("info", LogLevel::Info),
-    ("debug", LogLevel::Debug),
-    ("trace", LogLevel::Trace),
-];
-const LOG_FORMATS: &[(&str, LogFormat)] = &[("text", LogFormat::Text), ("json", LogFormat::Json)];
-
-/// Reads the whole file. Every field falls back to its default when absent or invalid, so later
-/// sections are still checked; the result is only used when no error was recorded.
-pub(super) fn read_config(w: &mut Walker, top: &Section, origin: &Path) -> Config {
-    w.check_keys(top, &TOP);
-
-    let listen = w.section(top, "listen", &LISTEN);
-    let http = w.list(&listen, "http", socket_addr).unwrap_or_default();
-    let https = w.list(&listen, "https", socket_addr).unwrap_or_default();
+fn listen(top: &mut Table) -> Spanned<Listen> {
+    let given = top.has("listen");
+    let mut t = top.table(required("listen"));
+    let http = t.list("http", socket_addr).unwrap_or_default();
+    let https = t.list("https", socket_addr).unwrap_or_default();
     let all_listeners: Vec<_> = http.iter().chain(https.iter()).cloned().collect();
-    w.reject_duplicates("listen", &all_listeners);
-    if all_listeners.is_empty() && top.has("listen") {
-        w.error(
-            listen.at,
+    t.errors().reject_duplicates("listen", &all_listeners);
+    if all_listeners.is_empty() && given {
+        t.error(
+            t.at,
             "listen: needs at least one address in `http` or `https`",
         );
     }
+    Spanned {
+        value: Listen {
+            http: values(http),
+            https: values(https),
+        },
+        at: t.at,
+    }
+}
 
-    let tls = w.section(top, "tls", &TLS);
-    let certificates: Vec<Certificate> = w
-        .table_array(&tls, "certificates", &CERTIFICATE)
+fn server(top: &mut Table) -> ServerSettings {
+    let mut t = top.table("server");
+    let default = ServerSettings::default();
+    ServerSettings {
+        threads: t
+            .integer("threads", 1..=1024)
+            .map(|n| n as usize)
+            .or(default.threads),
+        work_stealing: t.boolean("work_stealing").unwrap_or(default.work_stealing),
+    }
+}
+
+fn admin(top: &mut Table) -> Admin {
+    let mut t = top.table("admin");
+    Admin {
+        listen: t
+            .value("listen", socket_addr)
+            .unwrap_or(Admin::default().listen),
+    }
+}
+
+fn diagnosis(top: &mut Table, admin: &Admin) -> DiagnosisPolicy {
+    let mut t = top.table("diagnosis");
+    let default = DiagnosisPolicy::default();
+    DiagnosisPolicy {
+        detail: t.value("detail", detail_policy).unwrap_or(default.detail),
+        trusted: t
+            .list("trusted", |text| text.parse::<Cidr>())
+            .map_or(default.trusted, values),
+        report_url: t
+            .value("report_url", report_url)
+            .unwrap_or_else(|| format!("http://{}/diagnoses/", admin.listen)),
+    }
+}
+
+fn resolver(top: &mut Table) -> Resolver {
+    let mut t = top.table("resolver");
+    let default = Resolver::default();
+    Resolver {
+        nameservers: t
+            .list("nameservers", nameserver)
+            .map_or(default.nameservers, values),
+        refresh: t
+            .value("refresh", parse_duration)
+            .unwrap_or(default.refresh),
+    }
+}
+
+fn log(top: &mut Table) -> Log {
+    let mut t = top.table("log");
+    let default = Log::default();
+    Log {
+        level: t.value("level", log_level).unwrap_or(default.level),
+        format: t.value("format", log_format).unwrap_or(default.format),
+        access: t.boolean("access").unwrap_or(default.access),
+        error_lines_per_second: t
+            .integer("error_lines_per_second", 0..=1_000_000)
+            .map_or(default.error_lines_per_second, |n| n as u32),
+    }
+}
+
+fn reports(top: &mut Table) -> Reports {
+    let mut t = top.table("reports");
+    let default = Reports::default();
+    Reports {
+        max_count: t
+            .integer("max_count", 0..=10_000_000)
+            .map_or(default.max_count, |n| n as usize),
+        max_bytes: t
+            .integer("max_bytes", 0..=(1 << 34))
+            .map_or(default.max_bytes, |n| n as usize),
+    }
+}
+
+/// `[[tls.certificates]]`, each checked (readable, parsable, key matching) here.
+fn certificates(top: &mut Table, origin: &Path, listen: &Spanned<Listen>) -> Vec<Certificate> {
+    let mut tls = top.table("tls");
+    let errors_before = tls.errors().count();
+    let certificates: Vec<Certificate> = tls
+        .table_array("certificates")
         .into_iter()
-        .filter_map(|table| {
-            let cert = w.spanned(&table, "cert_file", |text| Ok(origin.join(text)))?;
-            let key = w.value(&table, "key_file", |text| Ok(origin.join(text)))?;
+        .filter_map(|mut t| {
+            let cert = t.spanned(required("cert_file"), |text| Ok(origin.join(text)));
+            let key = t.value(required("key_file"), |text| Ok(origin.join(text)));
+            let (cert, key) = (cert?, key?);
             let pair = [(cert.value.clone(), key.clone())];
             if let Err(reason) = crate::tls::SniResolver::load(&pair) {
-                w.error(cert.at, format!("certificates: {reason}"));
+                t.error(cert.at, format!("certificates: {reason}"));
                 return None;
             }
             Some(Certificate {
@@ -154,108 +163,26 @@ pub(super) fn read_config(w: &mut Walker, top: &Section, origin: &Path) -> Confi
             })
         })
         .collect();
-    if !https.is_empty() && certificates.is_empty() && w.error_count() == 0 {
-        w.error(
+    tls.finish();
+    // Said only when the file names no certificate at all: one it names but cannot use has
+    // been reported already.
+    let certificates_failed = top.errors().count() > errors_before;
+    if !listen.value.https.is_empty() && certificates.is_empty() && !certificates_failed {
+        top.error(
             listen.at,
             "listen.https needs at least one [[tls.certificates]] with cert_file and key_file",
         );
     }
-
-    let server = w.section(top, "server", &SERVER);
-    let threads = w.integer(&server, "threads", 1..=1024);
-    let work_stealing = w.boolean(&server, "work_stealing");
-
-    let admin = w.section(top, "admin", &ADMIN);
-    let admin_listen = w
-        .value(&admin, "listen", socket_addr)
-        .unwrap_or(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9901));
-
-    let diagnosis = w.section(top, "diagnosis", &DIAGNOSIS);
-    let detail = w.value(&diagnosis, "detail", |text| one_of(text, DETAIL_POLICIES));
-    let trusted = w.list(&diagnosis, "trusted", |text| text.parse::<Cidr>());
-    let report_url = w.value(&diagnosis, "report_url", report_url);
-
-    let resolver = w.section(top, "resolver", &RESOLVER);
-    let nameservers = w
-        .list(&resolver, "nameservers", nameserver)
-        .unwrap_or_default();
-    let refresh = w.value(&resolver, "refresh", parse_duration);
-
-    let log = w.section(top, "log", &LOG);
-    let level = w.value(&log, "level", |text| one_of(text, LOG_LEVELS));
-    let format = w.value(&log, "format", |text| one_of(text, LOG_FORMATS));
-    let access = w.boolean(&log, "access");
-    let error_lines = w.integer(&log, "error_lines_per_second", 0..=1_000_000);
-
-    let reports = w.section(top, "reports", &REPORTS);
-    let max_count = w.integer(&reports, "max_count", 0..=10_000_000);
-    let max_bytes = w.integer(&reports, "max_bytes", 0..=(1 << 34));
-
-    let upstreams: Vec<Upstream> = w
-        .named_sections(top, "upstreams", &UPSTREAM)
-        .into_iter()
-        .map(|(name, section)| read_upstream(w, name, &section, origin))
-        .collect();
-    let routes = read_routes(w, top, &upstreams);
-
-    Config {
-        listen: Listen {
-            http: values(http),
-            https: values(https),
-        },
-        server: ServerSettings {
-            threads: threads.map(|n| n as usize),
-            work_stealing: work_stealing.unwrap_or(false),
-        },
-        certificates,
-        diagnosis: DiagnosisPolicy {
-            detail: detail.unwrap_or(DetailPolicy::Trusted),
-            trusted: trusted.map(values).unwrap_or_else(Cidr::loopback),
-            report_url: report_url.unwrap_or_else(|| format!("http://{admin_listen}/diagnoses/")),
-        },
-        admin: Admin {
-            listen: admin_listen,
-        },
-        resolver: Resolver {
-            nameservers: values(nameservers),
-            refresh: refresh.unwrap_or(Duration::from_secs(30)),
-        },
-        log: Log {
-            level: level.unwrap_or(LogLevel::Info),
-            format: format.unwrap_or(LogFormat::Text),
-            access: access.unwrap_or(true),
-            error_lines_per_second: error_lines.map_or(10, |n| n as u32),
-        },
-        reports: Reports {
-            max_count: max_count.map_or(1000, |n| n as usize),
-            max_bytes: max_bytes.map_or(8 << 20, |n| n as usize),
-        },
-        upstreams,
-        routes,
-    }
+    certificates
 }
 
-fn read_upstream(
-    w: &mut Walker,
-    name: Spanned<String>,
-    table: &Section,
-    origin: &Path,
-) -> Upstream {
-    let name_is_valid = (1..=64).contains(&name.value.len())
-        && name
-            .value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    if !name_is_valid {
-        let message = format!(
-            "upstream name `{}` must be 1 to 64 characters of A-Z, a-z, 0-9, _ and -, since it is used as a metric label and a header value",
-            name.value
-        );
-        w.error(name.at, message);
+fn upstream(name: Spanned<String>, mut t: Table, origin: &Path) -> Upstream {
+    if let Err(message) = upstream_name(&name.value) {
+        t.error(name.at, message);
     }
-
-    let weighted = w
-        .non_empty_list(table, "servers", server_with_weight)
+    let default = Upstream::default();
+    let weighted = t
+        .non_empty_list(required("servers"), server_with_weight)
         .unwrap_or_default();
     let servers: Vec<Spanned<ServerAddr>> = weighted
         .iter()
@@ -265,58 +192,54 @@ fn read_upstream(
         })
         .collect();
     let weights = weighted.iter().map(|s| s.value.1).collect();
-    w.reject_duplicates("servers", &servers);
-    let tls = w.boolean(table, "tls").unwrap_or(false);
-    let sni = w.spanned(table, "sni", addr::hostname);
-    let ca_file = w.spanned(table, "ca_file", |text| Ok(origin.join(text)));
+    t.errors().reject_duplicates("servers", &servers);
+    let tls = t.boolean("tls").unwrap_or(default.tls);
+    let sni = t.spanned("sni", addr::hostname);
+    let ca_file = t.spanned("ca_file", |text| Ok(origin.join(text)));
     if !tls {
         for (key, at) in [
             ("sni", sni.as_ref().map(|v| v.at)),
             ("ca_file", ca_file.as_ref().map(|v| v.at)),
         ] {
             if let Some(at) = at {
-                w.error(at, format!("{key}: only applies with tls = true"));
+                t.error(at, format!("{key}: only applies with tls = true"));
             }
         }
     } else if let Some(ca_file) = &ca_file {
         if let Err(message) = check_ca_file(&ca_file.value) {
-            w.error(ca_file.at, format!("ca_file: {message}"));
+            t.error(ca_file.at, format!("ca_file: {message}"));
         }
     }
-
-    let mut timeout = |key, default| {
-        w.value(table, key, parse_duration)
-            .unwrap_or(Duration::from_secs(default))
-    };
-    let connect_timeout = timeout("connect_timeout", 5);
-    let read_timeout = timeout("read_timeout", 60);
-    let write_timeout = timeout("write_timeout", 60);
-    let fail_timeout = timeout("fail_timeout", 10);
-    let refused_holdoff = w
-        .value(table, "refused_holdoff", |text| match text {
-            "off" => Ok(Duration::ZERO),
-            _ => parse_duration(text),
-        })
-        .unwrap_or(Duration::from_millis(100));
-    let total_timeout = w.value(table, "total_timeout", parse_duration);
-    let host_header = w.value(table, "host_header", host_header);
-    let retries = w.integer(table, "retries", 0..=10).map_or(1, |n| n as u32);
-    let max_fails = w
-        .integer(table, "max_fails", 0..=1000)
-        .map_or(3, |n| n as u32);
-    let health_check = if table.has("health_check") {
-        let section = w.section(table, "health_check", &HEALTH_CHECK);
-        let check = read_health_check(w, &section);
+    let mut timeout = |key, default| t.value(key, parse_duration).unwrap_or(default);
+    let connect_timeout = timeout("connect_timeout", default.connect_timeout);
+    let read_timeout = timeout("read_timeout", default.read_timeout);
+    let write_timeout = timeout("write_timeout", default.write_timeout);
+    let total_timeout = t
+        .value("total_timeout", parse_duration)
+        .or(default.total_timeout);
+    let host_header = t.value("host_header", host_header).or(default.host_header);
+    let retries = t
+        .integer("retries", 0..=10)
+        .map_or(default.retries, |n| n as u32);
+    let max_fails = t
+        .integer("max_fails", 0..=1000)
+        .map_or(default.max_fails, |n| n as u32);
+    let fail_timeout = t
+        .value("fail_timeout", parse_duration)
+        .unwrap_or(default.fail_timeout);
+    let refused_holdoff = t
+        .value("refused_holdoff", holdoff)
+        .unwrap_or(default.refused_holdoff);
+    let health_check = t.optional_table("health_check").map(|mut table| {
+        let check = health_check(&mut table);
         if tls && matches!(check.kind, HealthCheckKind::Http { .. }) {
-            w.error(
-                section.at,
+            table.error(
+                table.at,
                 "health_check: HTTP checks of a TLS upstream are not supported yet; use kind = \"tcp\"",
             );
         }
-        Some(check)
-    } else {
-        None
-    };
+        check
+    });
 
     Upstream {
         name: name.value,
@@ -338,55 +261,61 @@ fn read_upstream(
     }
 }
 
-fn read_health_check(w: &mut Walker, table: &Section) -> HealthCheck {
-    let kind = w.value(table, "kind", |text| {
-        one_of(text, &[("tcp", false), ("http", true)])
-    });
-    let path = w.value(table, "path", path_prefix);
-    let kind = match (kind, path) {
+fn health_check(t: &mut Table) -> HealthCheck {
+    let default = HealthCheck::default();
+    let is_http = t.value("kind", is_http_check);
+    let path = t.value("path", path_prefix);
+    // A path alone is enough to ask for an HTTP check.
+    let kind = match (is_http, path) {
         (Some(true), path) => HealthCheckKind::Http {
-            path: path.unwrap_or_else(|| "/".to_owned()),
+            path: path.unwrap_or_else(|| HealthCheckKind::DEFAULT_PATH.to_owned()),
         },
         (_, Some(path)) => HealthCheckKind::Http { path },
-        (Some(false) | None, None) => HealthCheckKind::Tcp,
+        (Some(false) | None, None) => default.kind,
     };
-    let mut duration =
-        |key, default: Duration| w.value(table, key, parse_duration).unwrap_or(default);
-    let interval = duration("interval", Duration::from_secs(5));
-    let timeout = duration("timeout", Duration::from_secs(2));
-    let mut threshold =
-        |key, default: u32| w.integer(table, key, 1..=100).map_or(default, |n| n as u32);
+    let interval = t
+        .value("interval", parse_duration)
+        .unwrap_or(default.interval);
+    let timeout = t
+        .value("timeout", parse_duration)
+        .unwrap_or(default.timeout);
+    let mut threshold = |key, default: u32| t.integer(key, 1..=100).map_or(default, |n| n as u32);
     HealthCheck {
         kind,
         interval,
         timeout,
-        healthy_threshold: threshold("healthy_threshold", 2),
-        unhealthy_threshold: threshold("unhealthy_threshold", 3),
+        healthy_threshold: threshold("healthy_threshold", default.healthy_threshold),
+        unhealthy_threshold: threshold("unhealthy_threshold", default.unhealthy_threshold),
     }
 }
 
-fn read_routes(w: &mut Walker, top: &Section, upstreams: &[Upstream]) -> Vec<Route> {
+fn routes(top: &mut Table, upstreams: &[Upstream]) -> Vec<Route> {
     let mut routes: Vec<Spanned<Route>> = Vec::new();
-    for table in w.table_array(top, "routes", &ROUTE) {
-        let errors_before = w.error_count();
-        let path_prefix = w.value(&table, "path_prefix", path_prefix);
-        let host = w.value(&table, "host", route_host);
-        let upstream = w.value(&table, "upstream", |name| upstream_index(upstreams, name));
-        let max_body_size = w
-            .integer(&table, "max_body_size", 0..=(1 << 40))
-            .unwrap_or(1 << 20);
+    for mut t in top.table_array(required("routes")) {
+        let errors = t.errors();
+        let errors_before = errors.count();
+        let at = t.at;
+        let default = Route::default();
+        let path_prefix = t.value(required("path_prefix"), path_prefix);
+        let host = t.value("host", route_host).or(default.host);
+        let upstream = t.value(required("upstream"), |name| upstream_index(upstreams, name));
+        let max_body_size = t
+            .integer("max_body_size", 0..=(1 << 40))
+            .unwrap_or(default.max_body_size);
         let timeouts = RouteTimeouts {
-            connect: w.value(&table, "connect_timeout", parse_duration),
-            read: w.value(&table, "read_timeout", parse_duration),
-            write: w.value(&table, "write_timeout", parse_duration),
-            total: w.value(&table, "total_timeout", parse_duration),
+            connect: t.value("connect_timeout", parse_duration),
+            read: t.value("read_timeout", parse_duration),
+            write: t.value("write_timeout", parse_duration),
+            total: t.value("total_timeout", parse_duration),
         };
+        // Unknown keys count as mistakes of this route too.
+        t.finish();
         let (Some(path_prefix), Some(upstream)) = (path_prefix, upstream) else {
             continue;
         };
         // A route with any mistake is left out of the duplicate check, so one mistake is not
         // reported twice.
-        if w.error_count() > errors_before {
+        if errors.count() > errors_before {
             continue;
         }
         let route = Route {
@@ -407,15 +336,12 @@ fn read_routes(w: &mut Walker, top: &Section, upstreams: &[Upstream]) -> Vec<Rou
             let message = format!(
                 "duplicate route: {host} with path_prefix `{}` is already routed on line {}",
                 route.path_prefix,
-                w.line_of(earlier.at)
+                errors.line_of(earlier.at)
             );
-            w.error(table.at, message);
+            errors.error(at, message);
             continue;
         }
-        routes.push(Spanned {
-            value: route,
-            at: table.at,
-        });
+        routes.push(Spanned { value: route, at });
     }
     values(routes)
 }

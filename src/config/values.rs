@@ -1,10 +1,11 @@
 //! The value parsers: each turns one string of the file into a typed value or says what is wrong
 //! with it. Durations, addresses and networks have their own modules.
 
-use super::walk::Spanned;
-use super::{addr, ServerAddr, Upstream};
+use super::parse_duration;
+use super::{addr, DetailPolicy, LogFormat, LogLevel, ServerAddr, Upstream};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
+use std::time::Duration;
 
 /// `addr` or `addr weight=N` (as nginx's `server addr weight=N;`), N from 1 to 1000.
 pub(super) fn server_with_weight(text: &str) -> Result<(ServerAddr, u32), String> {
@@ -39,11 +40,65 @@ pub(super) fn host_header(text: &str) -> Result<String, String> {
     Ok(text.to_ascii_lowercase())
 }
 
-pub(super) fn values<T>(spanned: Vec<Spanned<T>>) -> Vec<T> {
-    spanned.into_iter().map(|s| s.value).collect()
+pub(super) fn detail_policy(text: &str) -> Result<DetailPolicy, String> {
+    one_of(
+        text,
+        &[
+            ("all", DetailPolicy::All),
+            ("trusted", DetailPolicy::Trusted),
+            ("none", DetailPolicy::None),
+        ],
+    )
 }
 
-pub(super) fn one_of<T: Clone>(text: &str, choices: &[(&str, T)]) -> Result<T, String> {
+pub(super) fn log_level(text: &str) -> Result<LogLevel, String> {
+    one_of(
+        text,
+        &[
+            ("error", LogLevel::Error),
+            ("warn", LogLevel::Warn),
+            ("info", LogLevel::Info),
+            ("debug", LogLevel::Debug),
+            ("trace", LogLevel::Trace),
+        ],
+    )
+}
+
+pub(super) fn log_format(text: &str) -> Result<LogFormat, String> {
+    one_of(
+        text,
+        &[("text", LogFormat::Text), ("json", LogFormat::Json)],
+    )
+}
+
+/// A health check's `kind`: true for `http`, false for `tcp`.
+pub(super) fn is_http_check(text: &str) -> Result<bool, String> {
+    one_of(text, &[("tcp", false), ("http", true)])
+}
+
+/// Upstream names become metric labels and header values, so they are kept to a safe alphabet.
+pub(super) fn upstream_name(name: &str) -> Result<(), String> {
+    let valid = (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    match valid {
+        true => Ok(()),
+        false => Err(format!(
+            "upstream name `{name}` must be 1 to 64 characters of A-Z, a-z, 0-9, _ and -, since it is used as a metric label and a header value"
+        )),
+    }
+}
+
+/// `"off"` (zero: connect for every request) or a duration.
+pub(super) fn holdoff(text: &str) -> Result<Duration, String> {
+    match text {
+        "off" => Ok(Duration::ZERO),
+        _ => parse_duration(text),
+    }
+}
+
+fn one_of<T: Clone>(text: &str, choices: &[(&str, T)]) -> Result<T, String> {
     match choices.iter().find(|(name, _)| *name == text) {
         Some((_, value)) => Ok(value.clone()),
         None => {

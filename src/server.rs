@@ -148,11 +148,8 @@ pub fn build(config: Config, path: &Path, upgrade: bool) -> Result<Server, Strin
             .add_listener(ListenerConfig::tcp(addr.to_string()).l4_buffer(client_buffers()));
     }
     if !listen.https.is_empty() {
-        let pairs: Vec<_> = certificates
-            .iter()
-            .map(|c| (c.cert_file.clone(), c.key_file.clone()))
-            .collect();
-        let resolver = Arc::new(SniResolver::load(&pairs)?);
+        let loaded = certificates.iter().map(|c| c.loaded.clone()).collect();
+        let resolver = Arc::new(SniResolver::new(loaded)?);
         for addr in &listen.https {
             // The paths are unused: the resolver supplies the certificates, by SNI.
             let mut settings = TlsSettings::intermediate("", "")

@@ -3,6 +3,7 @@
 //!
 //! Every key the file may leave out takes its value from the `Default` of its type.
 
+use crate::tls::ServerCertificate;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
@@ -14,11 +15,13 @@ pub struct Listen {
     pub https: Vec<SocketAddr>,
 }
 
-/// A certificate for the `https` listeners, checked (readable, parsable, key matching) at load.
+/// A certificate for the `https` listeners, read and checked (parsable, key matching) at load.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Certificate {
     pub cert_file: PathBuf,
     pub key_file: PathBuf,
+    /// What the two files hold, ready to serve.
+    pub loaded: ServerCertificate,
 }
 
 /// How the proxy runs: its worker threads, like nginx's `worker_processes`.

@@ -5,8 +5,10 @@
 //! defaults are placeholders the reader always replaces.
 
 use super::{Cidr, ServerAddr};
+use pingora::protocols::tls::CaType;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,9 +67,9 @@ pub struct Upstream {
     pub tls: bool,
     /// Lowercased; only ever set when `tls` is true.
     pub sni: Option<String>,
-    /// Resolved against the config file's directory, and checked to hold a PEM certificate when
-    /// the config was loaded. Only ever set when `tls` is true.
-    pub ca_file: Option<PathBuf>,
+    /// The CAs the upstream's certificate is verified against instead of the system's. Only ever
+    /// set when `tls` is true.
+    pub ca_file: Option<CaFile>,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
     pub write_timeout: Duration,
@@ -115,6 +117,14 @@ impl Default for Upstream {
             health_check: None,
         }
     }
+}
+
+/// A `ca_file`, resolved against the config file's directory and read when the config was loaded.
+#[derive(Clone)]
+pub struct CaFile {
+    pub path: PathBuf,
+    /// Its certificates, as Pingora's peer options take them.
+    pub certs: Arc<CaType>,
 }
 
 /// An active health check of every server of an upstream.

@@ -16,6 +16,7 @@ mod addr;
 mod boot;
 mod cidr;
 mod duration;
+mod files;
 mod live;
 mod read;
 mod table;
@@ -26,8 +27,8 @@ pub use boot::{Admin, Certificate, Listen, Log, LogFormat, LogLevel, Reports, Se
 pub use cidr::Cidr;
 pub use duration::parse_duration;
 pub use live::{
-    DetailPolicy, DiagnosisPolicy, HealthCheck, HealthCheckKind, Resolver, Route, RouteTimeouts,
-    Upstream,
+    CaFile, DetailPolicy, DiagnosisPolicy, HealthCheck, HealthCheckKind, Resolver, Route,
+    RouteTimeouts, Upstream,
 };
 
 use std::fmt;

@@ -8,9 +8,9 @@
 
 use super::table::{required, values, Spanned, Table};
 use super::values::{
-    check_ca_file, detail_policy, holdoff, host_header, is_http_check, log_format, log_level,
-    nameserver, path_prefix, report_url, route_host, server_with_weight, socket_addr,
-    upstream_index, upstream_name,
+    detail_policy, holdoff, host_header, is_http_check, log_format, log_level, nameserver,
+    path_prefix, report_url, route_host, server_with_weight, socket_addr, upstream_index,
+    upstream_name,
 };
 use super::*;
 use std::path::Path;
@@ -152,15 +152,9 @@ fn certificates(top: &mut Table, origin: &Path, listen: &Spanned<Listen>) -> Vec
             let cert = t.spanned(required("cert_file"), |text| Ok(origin.join(text)));
             let key = t.value(required("key_file"), |text| Ok(origin.join(text)));
             let (cert, key) = (cert?, key?);
-            let pair = [(cert.value.clone(), key.clone())];
-            if let Err(reason) = crate::tls::SniResolver::load(&pair) {
-                t.error(cert.at, format!("certificates: {reason}"));
-                return None;
-            }
-            Some(Certificate {
-                cert_file: cert.value,
-                key_file: key,
-            })
+            Certificate::read(cert.value, key)
+                .map_err(|reason| t.error(cert.at, format!("certificates: {reason}")))
+                .ok()
         })
         .collect();
     tls.finish();
@@ -195,21 +189,22 @@ fn upstream(name: Spanned<String>, mut t: Table, origin: &Path) -> Upstream {
     t.errors().reject_duplicates("servers", &servers);
     let tls = t.boolean("tls").unwrap_or(default.tls);
     let sni = t.spanned("sni", addr::hostname);
-    let ca_file = t.spanned("ca_file", |text| Ok(origin.join(text)));
+    let ca_path = t.spanned("ca_file", |text| Ok(origin.join(text)));
     if !tls {
         for (key, at) in [
             ("sni", sni.as_ref().map(|v| v.at)),
-            ("ca_file", ca_file.as_ref().map(|v| v.at)),
+            ("ca_file", ca_path.as_ref().map(|v| v.at)),
         ] {
             if let Some(at) = at {
                 t.error(at, format!("{key}: only applies with tls = true"));
             }
         }
-    } else if let Some(ca_file) = &ca_file {
-        if let Err(message) = check_ca_file(&ca_file.value) {
-            t.error(ca_file.at, format!("ca_file: {message}"));
-        }
     }
+    let ca_file = ca_path.filter(|_| tls).and_then(|path| {
+        CaFile::read(&path.value)
+            .map_err(|message| t.error(path.at, format!("ca_file: {message}")))
+            .ok()
+    });
     let mut timeout = |key, default| t.value(key, parse_duration).unwrap_or(default);
     let connect_timeout = timeout("connect_timeout", default.connect_timeout);
     let read_timeout = timeout("read_timeout", default.read_timeout);
@@ -246,7 +241,7 @@ fn upstream(name: Spanned<String>, mut t: Table, origin: &Path) -> Upstream {
         servers: values(servers),
         tls,
         sni: sni.map(|v| v.value),
-        ca_file: ca_file.map(|v| v.value),
+        ca_file,
         connect_timeout,
         read_timeout,
         write_timeout,

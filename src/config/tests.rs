@@ -41,7 +41,13 @@ fn scratch_dir(test: &str) -> PathBuf {
     dir
 }
 
-const PEM: &str = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+/// A real (self-signed) certificate in PEM: a ca_file is parsed when the config is loaded.
+fn pem() -> String {
+    rcgen::generate_simple_self_signed(vec!["ca.test".to_owned()])
+        .unwrap()
+        .cert
+        .pem()
+}
 
 fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
@@ -51,7 +57,7 @@ fn secs(n: u64) -> Duration {
 #[test]
 fn documented_example_parses() {
     let dir = scratch_dir("example");
-    std::fs::write(dir.join("ca.pem"), PEM).unwrap();
+    std::fs::write(dir.join("ca.pem"), pem()).unwrap();
     let text = r#"
 [listen]
 http = ["0.0.0.0:8080"]
@@ -151,7 +157,7 @@ read_timeout = "2m"
             ],
             tls: true,
             sni: Some("app.internal".into()),
-            ca_file: Some(dir.join("ca.pem")),
+            ca_file: Some(CaFile::read(&dir.join("ca.pem")).unwrap()),
             connect_timeout: secs(5),
             read_timeout: secs(60),
             write_timeout: secs(60),
@@ -563,12 +569,14 @@ fn tls_options_need_tls() {
     );
 }
 
-/// A ca_file resolves against origin and must exist and hold a PEM certificate.
+/// A ca_file resolves against origin and must exist and hold a PEM certificate that parses.
 #[test]
 fn ca_file_is_checked() {
     let dir = scratch_dir("ca-file");
-    std::fs::write(dir.join("good.pem"), PEM).unwrap();
+    std::fs::write(dir.join("good.pem"), pem()).unwrap();
     std::fs::write(dir.join("key.pem"), "-----BEGIN PRIVATE KEY-----\n").unwrap();
+    let not_der = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    std::fs::write(dir.join("bad.pem"), not_der).unwrap();
     let with_ca = |file: &str| {
         MINIMAL.replace(
             "servers =",
@@ -576,13 +584,23 @@ fn ca_file_is_checked() {
         )
     };
     let config = parse(&with_ca("good.pem"), &dir).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(config.upstreams[0].ca_file, Some(dir.join("good.pem")));
+    let ca_path = config.upstreams[0].ca_file.as_ref().map(|ca| &ca.path);
+    assert_eq!(ca_path, Some(&dir.join("good.pem")));
 
     let errors = parse(&with_ca("key.pem"), &dir).unwrap_err().0;
     assert_eq!((errors.len(), errors[0].line, errors[0].column), (1, 6, 11));
     assert!(errors[0]
         .message
         .ends_with("key.pem holds no PEM certificate (no -----BEGIN CERTIFICATE----- line)"));
+
+    // Read once at load: a certificate that does not parse is a config error, not a failed start.
+    let errors = parse(&with_ca("bad.pem"), &dir).unwrap_err().0;
+    assert_eq!((errors.len(), errors[0].line, errors[0].column), (1, 6, 11));
+    assert!(
+        errors[0].message.starts_with("ca_file: ") && errors[0].message.contains("bad.pem"),
+        "{}",
+        errors[0].message
+    );
 
     let errors = parse(&with_ca("missing.pem"), &dir).unwrap_err().0;
     assert_eq!((errors.len(), errors[0].line, errors[0].column), (1, 6, 11));
@@ -670,11 +688,12 @@ refresh = "10"
 #[test]
 fn load_reads_file() {
     let dir = scratch_dir("load");
-    std::fs::write(dir.join("ca.pem"), PEM).unwrap();
+    std::fs::write(dir.join("ca.pem"), pem()).unwrap();
     let text = MINIMAL.replace("servers =", "tls = true\nca_file = \"ca.pem\"\nservers =");
     std::fs::write(dir.join("triage.toml"), text).unwrap();
     let config = load(&dir.join("triage.toml")).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(config.upstreams[0].ca_file, Some(dir.join("ca.pem")));
+    let ca_path = config.upstreams[0].ca_file.as_ref().map(|ca| &ca.path);
+    assert_eq!(ca_path, Some(&dir.join("ca.pem")));
 
     let errors = load(&dir.join("absent.toml")).unwrap_err();
     assert_eq!(errors.0.len(), 1);

@@ -4,7 +4,6 @@
 use super::parse_duration;
 use super::{addr, DetailPolicy, LogFormat, LogLevel, ServerAddr, Upstream};
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::Path;
 use std::time::Duration;
 
 /// `addr` or `addr weight=N` (as nginx's `server addr weight=N;`), N from 1 to 1000.
@@ -175,20 +174,4 @@ pub(super) fn upstream_index(upstreams: &[Upstream], name: &str) -> Result<usize
             defined.join(", ")
         ),
     })
-}
-
-pub(super) fn check_ca_file(path: &Path) -> Result<(), String> {
-    const MARKER: &[u8] = b"-----BEGIN CERTIFICATE-----";
-    let contents =
-        std::fs::read(path).map_err(|error| format!("cannot read {}: {error}", path.display()))?;
-    match contents
-        .windows(MARKER.len())
-        .any(|window| window == MARKER)
-    {
-        true => Ok(()),
-        false => Err(format!(
-            "{} holds no PEM certificate (no -----BEGIN CERTIFICATE----- line)",
-            path.display()
-        )),
-    }
 }

@@ -47,14 +47,10 @@ pub struct State {
 }
 
 impl State {
-    /// Everything `config` needs at run time; fails (without panicking) on what validation
-    /// cannot see, such as a CA file that became unreadable.
+    /// Everything `config` needs at run time; fails (without panicking) if the DNS resolver
+    /// cannot be set up.
     pub fn new(config: Config, metrics: &Metrics) -> Result<State, String> {
-        let upstreams = config
-            .upstreams
-            .iter()
-            .map(Upstream::new)
-            .collect::<Result<Vec<_>, _>>()?;
+        let upstreams = config.upstreams.iter().map(Upstream::new).collect();
         let hostnames = config
             .upstreams
             .iter()

@@ -7,10 +7,11 @@
 //! background loops (DNS refresh, health checks) restart for the new state.
 //!
 //! What a reload cannot change in a running process (listeners, worker threads, the admin
-//! address, log format, the report ring's size, certificates) is kept, with a warning that it
-//! needs a restart or a binary upgrade.
+//! address, log format, the report ring and its link, certificates: the config's boot part) is
+//! kept, with a warning that it needs a restart or a binary upgrade. Only the live part of the
+//! new config reaches the new [`State`].
 
-use crate::config;
+use crate::config::{self, BootConfig};
 use crate::metrics::Metrics;
 use crate::proxy::{health, State};
 use arc_swap::ArcSwap;
@@ -21,6 +22,8 @@ use tokio::sync::{watch, Mutex};
 /// Reloads the config file into the shared state.
 pub struct Reloader {
     path: PathBuf,
+    /// The boot part the process started with, which stays in force whatever a reload says.
+    boot: BootConfig,
     current: Arc<ArcSwap<State>>,
     metrics: Arc<Metrics>,
     changes: watch::Sender<Arc<State>>,
@@ -29,10 +32,17 @@ pub struct Reloader {
 }
 
 impl Reloader {
-    pub fn new(path: PathBuf, state: Arc<State>, metrics: Arc<Metrics>) -> Reloader {
+    /// `boot` is the boot part the process started with; `state` was built from its live part.
+    pub fn new(
+        path: PathBuf,
+        boot: BootConfig,
+        state: Arc<State>,
+        metrics: Arc<Metrics>,
+    ) -> Reloader {
         let (changes, _) = watch::channel(Arc::clone(&state));
         Reloader {
             path,
+            boot,
             current: Arc::new(ArcSwap::new(state)),
             metrics,
             changes,
@@ -66,9 +76,10 @@ impl Reloader {
                 ));
             }
         };
-        let old = self.current.load_full();
-        let kept = needs_restart(&old.config, &config);
-        let state = match State::new(config, &self.metrics) {
+        // Against what runs, not against the previous reload: a boot-only change stays unapplied
+        // until a restart, however many reloads come after it.
+        let kept = needs_restart(&self.boot, &config.boot);
+        let state = match State::new(config.live, &self.metrics) {
             Ok(state) => Arc::new(state),
             Err(reason) => {
                 tracing::error!(file = %self.path.display(), "reload refused: {reason}");
@@ -91,8 +102,8 @@ impl Reloader {
     }
 }
 
-/// What differs between two configs that a running process cannot apply.
-fn needs_restart(old: &config::Config, new: &config::Config) -> Vec<&'static str> {
+/// What differs between two boot configs, which a running process cannot apply.
+fn needs_restart(old: &BootConfig, new: &BootConfig) -> Vec<&'static str> {
     let mut kept = Vec::new();
     if old.listen != new.listen {
         kept.push("[listen]");
@@ -106,8 +117,13 @@ fn needs_restart(old: &config::Config, new: &config::Config) -> Vec<&'static str
     if old.log != new.log {
         kept.push("[log]");
     }
-    if old.reports != new.reports {
+    if (old.reports.max_count, old.reports.max_bytes)
+        != (new.reports.max_count, new.reports.max_bytes)
+    {
         kept.push("[reports]");
+    }
+    if old.reports.url != new.reports.url {
+        kept.push("[diagnosis] report_url");
     }
     if old.certificates != new.certificates {
         kept.push("[tls]");
@@ -138,5 +154,44 @@ pub async fn supervise(
         if !keep_going {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn boot(extra: &str) -> BootConfig {
+        let text = format!(
+            "[listen]\nhttp = [\"127.0.0.1:8080\"]\n{extra}\n[upstreams.app]\nservers = [\"127.0.0.1:3000\"]\n[[routes]]\npath_prefix = \"/\"\nupstream = \"app\"\n"
+        );
+        match config::parse(&text, std::path::Path::new(".")) {
+            Ok(config) => config.boot,
+            Err(errors) => panic!("{errors}"),
+        }
+    }
+
+    /// Live sections never need a restart; each boot section is named as the file names it,
+    /// and report_url apart from the ring's bounds.
+    #[test]
+    fn needs_restart_names_the_boot_sections() {
+        let running = boot("");
+        let live_only = boot("[diagnosis]\ndetail = \"none\"\n[resolver]\nrefresh = \"5s\"\n");
+        assert!(needs_restart(&running, &live_only).is_empty());
+        for (extra, section) in [
+            ("[server]\nthreads = 3\n", "[server]"),
+            ("[admin]\nlisten = \"127.0.0.1:9999\"\n", "[admin]"),
+            ("[log]\naccess = false\n", "[log]"),
+            ("[reports]\nmax_count = 5\n", "[reports]"),
+            (
+                "[diagnosis]\nreport_url = \"https://support.example/\"\n",
+                "[diagnosis] report_url",
+            ),
+        ] {
+            assert_eq!(needs_restart(&running, &boot(extra)), [section], "{extra}");
+        }
+        let mut listen = running.clone();
+        listen.listen.http.push("127.0.0.1:8081".parse().unwrap());
+        assert_eq!(needs_restart(&running, &listen), ["[listen]"]);
     }
 }

@@ -7,6 +7,33 @@ use crate::tls::ServerCertificate;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
+/// What a running process fixes when it starts: its listeners and their certificates, its
+/// threads, the admin listener, logging, and the report ring. A reload that changes any of it
+/// says which sections need a restart, and the running values stay in force.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BootConfig {
+    pub listen: Listen,
+    /// Certificates for the `https` listeners, chosen by SNI; the first is the default.
+    pub certificates: Vec<Certificate>,
+    pub server: ServerSettings,
+    pub admin: Admin,
+    pub log: Log,
+    pub reports: Reports,
+}
+
+impl BootConfig {
+    /// The base URL failure reports are linked at (the id is appended), or `None` when the ring
+    /// keeps no reports to link to. By default the reports on the admin listener.
+    pub fn report_url(&self) -> Option<String> {
+        (self.reports.max_count > 0).then(|| {
+            self.reports
+                .url
+                .clone()
+                .unwrap_or_else(|| format!("http://{}/diagnoses/", self.admin.listen))
+        })
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Listen {
     /// Plain-HTTP listeners, no duplicates. `http` and `https` together have at least one.
@@ -57,13 +84,17 @@ impl Default for Admin {
     }
 }
 
-/// The bounds of the failure-report ring behind `/diagnoses`.
+/// The failure-report ring behind `/diagnoses`: its bounds, and where its reports are linked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reports {
     /// Default 1000; 0 keeps no reports.
     pub max_count: usize,
     /// Default 8 MiB.
     pub max_bytes: usize,
+    /// `[diagnosis] report_url`: the base URL of the reports, linked from `X-Diagnosis-Report`
+    /// (trusted clients) and the error page; `None` (default) means the admin listener's
+    /// `/diagnoses/`. See [`BootConfig::report_url`].
+    pub url: Option<String>,
 }
 
 impl Default for Reports {
@@ -71,6 +102,7 @@ impl Default for Reports {
         Reports {
             max_count: 1000,
             max_bytes: 8 << 20,
+            url: None,
         }
     }
 }

@@ -11,24 +11,40 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// What a reload replaces: who sees details, how hostnames resolve, the upstreams and the routes.
+/// The proxy's state is built from this alone.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LiveConfig {
+    pub diagnosis: DiagnosisPolicy,
+    pub resolver: Resolver,
+    /// In file order; [`Route::upstream`] indexes into this.
+    pub upstreams: Vec<Upstream>,
+    /// In file order.
+    pub routes: Vec<Route>,
+}
+
+impl LiveConfig {
+    /// The upstream a route of this config sends to.
+    pub fn upstream_of(&self, route: &Route) -> Option<&Upstream> {
+        self.upstreams.get(route.upstream)
+    }
+}
+
+/// Who sees the detailed fields of a diagnosis. (Its `report_url` is the report ring's, in
+/// [`Reports::url`](super::Reports::url).)
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DiagnosisPolicy {
     /// Default [`DetailPolicy::Trusted`].
     pub detail: DetailPolicy,
     /// Default 127.0.0.0/8 and ::1/128.
     pub trusted: Vec<Cidr>,
-    /// Base URL of the failure reports, linked from `X-Diagnosis-Report` (trusted clients) and
-    /// the error page; the id is appended. Default `http://<admin listen>/diagnoses/`.
-    pub report_url: String,
 }
 
 impl Default for DiagnosisPolicy {
-    /// The reader replaces `report_url` with the reports on the configured admin listener.
     fn default() -> Self {
         DiagnosisPolicy {
             detail: DetailPolicy::Trusted,
             trusted: Cidr::loopback(),
-            report_url: format!("http://{}/diagnoses/", super::Admin::default().listen),
         }
     }
 }
@@ -172,7 +188,7 @@ pub struct Route {
     pub host: Option<String>,
     /// Starts with `/`.
     pub path_prefix: String,
-    /// Index into [`Config::upstreams`](super::Config::upstreams).
+    /// Index into [`LiveConfig::upstreams`].
     pub upstream: usize,
     /// Largest request body accepted, in bytes (nginx's `client_max_body_size`); larger gets
     /// 413 `request_body_too_large`. Default 1 MiB, as nginx.

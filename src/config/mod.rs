@@ -23,12 +23,14 @@ mod table;
 mod values;
 
 pub use addr::ServerAddr;
-pub use boot::{Admin, Certificate, Listen, Log, LogFormat, LogLevel, Reports, ServerSettings};
+pub use boot::{
+    Admin, BootConfig, Certificate, Listen, Log, LogFormat, LogLevel, Reports, ServerSettings,
+};
 pub use cidr::Cidr;
 pub use duration::parse_duration;
 pub use live::{
-    CaFile, DetailPolicy, DiagnosisPolicy, HealthCheck, HealthCheckKind, Resolver, Route,
-    RouteTimeouts, Upstream,
+    CaFile, DetailPolicy, DiagnosisPolicy, HealthCheck, HealthCheckKind, LiveConfig, Resolver,
+    Route, RouteTimeouts, Upstream,
 };
 
 use std::fmt;
@@ -68,28 +70,13 @@ impl fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
+/// A checked config file, split by when it takes effect: `boot` is fixed when the process
+/// starts, `live` is replaced by each reload. Code on the reload path takes only the live part,
+/// so it cannot act on a boot-only setting the running process cannot change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
-    pub listen: Listen,
-    pub server: ServerSettings,
-    pub admin: Admin,
-    pub diagnosis: DiagnosisPolicy,
-    pub resolver: Resolver,
-    pub log: Log,
-    pub reports: Reports,
-    /// Certificates for the `https` listeners, chosen by SNI; the first is the default.
-    pub certificates: Vec<Certificate>,
-    /// In file order; [`Route::upstream`] indexes into this.
-    pub upstreams: Vec<Upstream>,
-    /// In file order.
-    pub routes: Vec<Route>,
-}
-
-impl Config {
-    /// The upstream a route of this config sends to.
-    pub fn upstream_of(&self, route: &Route) -> Option<&Upstream> {
-        self.upstreams.get(route.upstream)
-    }
+    pub boot: BootConfig,
+    pub live: LiveConfig,
 }
 
 /// Reads and parses the config file at `path`; relative `ca_file`s resolve against its directory.

@@ -20,10 +20,13 @@ pub(super) fn config(mut top: Table, origin: &Path) -> Config {
     let listen = listen(&mut top);
     let server = server(&mut top);
     let admin = admin(&mut top);
-    let diagnosis = diagnosis(&mut top, &admin);
+    let (diagnosis, report_url) = diagnosis(&mut top);
     let resolver = resolver(&mut top);
     let log = log(&mut top);
-    let reports = reports(&mut top);
+    let reports = Reports {
+        url: report_url,
+        ..reports(&mut top)
+    };
     let certificates = certificates(&mut top, origin, &listen);
     let upstreams: Vec<Upstream> = top
         .named_tables("upstreams")
@@ -32,16 +35,20 @@ pub(super) fn config(mut top: Table, origin: &Path) -> Config {
         .collect();
     let routes = routes(&mut top, &upstreams);
     Config {
-        listen: listen.value,
-        server,
-        admin,
-        diagnosis,
-        resolver,
-        log,
-        reports,
-        certificates,
-        upstreams,
-        routes,
+        boot: BootConfig {
+            listen: listen.value,
+            certificates,
+            server,
+            admin,
+            log,
+            reports,
+        },
+        live: LiveConfig {
+            diagnosis,
+            resolver,
+            upstreams,
+            routes,
+        },
     }
 }
 
@@ -88,18 +95,18 @@ fn admin(top: &mut Table) -> Admin {
     }
 }
 
-fn diagnosis(top: &mut Table, admin: &Admin) -> DiagnosisPolicy {
+/// The disclosure policy, and `report_url`, which belongs to the report ring (boot-only).
+fn diagnosis(top: &mut Table) -> (DiagnosisPolicy, Option<String>) {
     let mut t = top.table("diagnosis");
     let default = DiagnosisPolicy::default();
-    DiagnosisPolicy {
+    let policy = DiagnosisPolicy {
         detail: t.value("detail", detail_policy).unwrap_or(default.detail),
         trusted: t
             .list("trusted", |text| text.parse::<Cidr>())
             .map_or(default.trusted, values),
-        report_url: t
-            .value("report_url", report_url)
-            .unwrap_or_else(|| format!("http://{}/diagnoses/", admin.listen)),
-    }
+    };
+    let report_url = t.value("report_url", report_url).or(Reports::default().url);
+    (policy, report_url)
 }
 
 fn resolver(top: &mut Table) -> Resolver {
@@ -138,6 +145,7 @@ fn reports(top: &mut Table) -> Reports {
         max_bytes: t
             .integer("max_bytes", 0..=(1 << 34))
             .map_or(default.max_bytes, |n| n as usize),
+        url: default.url,
     }
 }
 

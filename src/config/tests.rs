@@ -118,76 +118,80 @@ read_timeout = "2m"
 "#;
     let config = parse(text, &dir).unwrap_or_else(|errors| panic!("{errors}"));
     let expected = Config {
-        listen: Listen {
-            http: vec!["0.0.0.0:8080".parse().unwrap()],
-            https: vec![],
-        },
-        server: ServerSettings {
-            threads: Some(4),
-            work_stealing: true,
-        },
-        certificates: vec![],
-        admin: Admin {
-            listen: "127.0.0.1:9901".parse().unwrap(),
-        },
-        diagnosis: DiagnosisPolicy {
-            detail: DetailPolicy::Trusted,
-            trusted: vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()],
-            report_url: "https://support.example/diagnoses/".into(),
-        },
-        resolver: Resolver {
-            nameservers: vec!["127.0.0.1:53".parse().unwrap()],
-            refresh: secs(30),
-        },
-        log: Log {
-            level: LogLevel::Info,
-            format: LogFormat::Text,
-            access: false,
-            error_lines_per_second: 5,
-        },
-        reports: Reports {
-            max_count: 50,
-            max_bytes: 65536,
-        },
-        upstreams: vec![Upstream {
-            name: "app".into(),
-            servers: vec![
-                "127.0.0.1:3000".parse().unwrap(),
-                "127.0.0.1:3001".parse().unwrap(),
-            ],
-            tls: true,
-            sni: Some("app.internal".into()),
-            ca_file: Some(CaFile::read(&dir.join("ca.pem")).unwrap()),
-            connect_timeout: secs(5),
-            read_timeout: secs(60),
-            write_timeout: secs(60),
-            total_timeout: None,
-            weights: vec![3, 1],
-            host_header: Some("app.internal:8443".into()),
-            retries: 2,
-            max_fails: 5,
-            fail_timeout: secs(30),
-            refused_holdoff: Duration::ZERO,
-            health_check: Some(HealthCheck {
-                kind: HealthCheckKind::Tcp,
-                interval: secs(1),
-                timeout: Duration::from_millis(500),
-                healthy_threshold: 1,
-                unhealthy_threshold: 2,
-            }),
-        }],
-        routes: vec![Route {
-            host: Some("example.com".into()),
-            path_prefix: "/".into(),
-            upstream: 0,
-            max_body_size: 10 << 20,
-            timeouts: RouteTimeouts {
-                connect: None,
-                read: Some(secs(120)),
-                write: None,
-                total: None,
+        boot: BootConfig {
+            listen: Listen {
+                http: vec!["0.0.0.0:8080".parse().unwrap()],
+                https: vec![],
             },
-        }],
+            certificates: vec![],
+            server: ServerSettings {
+                threads: Some(4),
+                work_stealing: true,
+            },
+            admin: Admin {
+                listen: "127.0.0.1:9901".parse().unwrap(),
+            },
+            log: Log {
+                level: LogLevel::Info,
+                format: LogFormat::Text,
+                access: false,
+                error_lines_per_second: 5,
+            },
+            reports: Reports {
+                max_count: 50,
+                max_bytes: 65536,
+                url: Some("https://support.example/diagnoses/".into()),
+            },
+        },
+        live: LiveConfig {
+            diagnosis: DiagnosisPolicy {
+                detail: DetailPolicy::Trusted,
+                trusted: vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()],
+            },
+            resolver: Resolver {
+                nameservers: vec!["127.0.0.1:53".parse().unwrap()],
+                refresh: secs(30),
+            },
+            upstreams: vec![Upstream {
+                name: "app".into(),
+                servers: vec![
+                    "127.0.0.1:3000".parse().unwrap(),
+                    "127.0.0.1:3001".parse().unwrap(),
+                ],
+                tls: true,
+                sni: Some("app.internal".into()),
+                ca_file: Some(CaFile::read(&dir.join("ca.pem")).unwrap()),
+                connect_timeout: secs(5),
+                read_timeout: secs(60),
+                write_timeout: secs(60),
+                total_timeout: None,
+                weights: vec![3, 1],
+                host_header: Some("app.internal:8443".into()),
+                retries: 2,
+                max_fails: 5,
+                fail_timeout: secs(30),
+                refused_holdoff: Duration::ZERO,
+                health_check: Some(HealthCheck {
+                    kind: HealthCheckKind::Tcp,
+                    interval: secs(1),
+                    timeout: Duration::from_millis(500),
+                    healthy_threshold: 1,
+                    unhealthy_threshold: 2,
+                }),
+            }],
+            routes: vec![Route {
+                host: Some("example.com".into()),
+                path_prefix: "/".into(),
+                upstream: 0,
+                max_body_size: 10 << 20,
+                timeouts: RouteTimeouts {
+                    connect: None,
+                    read: Some(secs(120)),
+                    write: None,
+                    total: None,
+                },
+            }],
+        },
     };
     assert_eq!(config, expected);
 }
@@ -197,33 +201,33 @@ read_timeout = "2m"
 fn defaults() {
     let config = parse_ok(MINIMAL);
     assert_eq!(
-        config.admin.listen,
+        config.boot.admin.listen,
         SocketAddr::from(([127, 0, 0, 1], 9901))
     );
-    assert_eq!(config.diagnosis.detail, DetailPolicy::Trusted);
-    assert_eq!(config.diagnosis.trusted, Cidr::loopback());
+    assert_eq!(config.live.diagnosis.detail, DetailPolicy::Trusted);
+    assert_eq!(config.live.diagnosis.trusted, Cidr::loopback());
     assert_eq!(
-        config.diagnosis.trusted[1].network(),
+        config.live.diagnosis.trusted[1].network(),
         IpAddr::V6(Ipv6Addr::LOCALHOST)
     );
     assert_eq!(
-        config.diagnosis.report_url,
-        "http://127.0.0.1:9901/diagnoses/"
+        config.boot.report_url().as_deref(),
+        Some("http://127.0.0.1:9901/diagnoses/")
     );
-    assert_eq!(config.server.threads, None);
-    assert!(config.server.worker_threads() >= 1);
-    assert!(!config.server.work_stealing);
-    assert!(config.log.access);
-    assert_eq!(config.log.error_lines_per_second, 10);
-    assert_eq!(config.reports.max_count, 1000);
-    assert_eq!(config.reports.max_bytes, 8 << 20);
-    assert!(config.resolver.nameservers.is_empty());
-    assert_eq!(config.resolver.refresh, secs(30));
+    assert_eq!(config.boot.server.threads, None);
+    assert!(config.boot.server.worker_threads() >= 1);
+    assert!(!config.boot.server.work_stealing);
+    assert!(config.boot.log.access);
+    assert_eq!(config.boot.log.error_lines_per_second, 10);
+    assert_eq!(config.boot.reports.max_count, 1000);
+    assert_eq!(config.boot.reports.max_bytes, 8 << 20);
+    assert!(config.live.resolver.nameservers.is_empty());
+    assert_eq!(config.live.resolver.refresh, secs(30));
     assert_eq!(
-        (config.log.level.as_str(), &config.log.format),
+        (config.boot.log.level.as_str(), &config.boot.log.format),
         ("info", &LogFormat::Text)
     );
-    let upstream = &config.upstreams[0];
+    let upstream = &config.live.upstreams[0];
     assert!(!upstream.tls && upstream.sni.is_none() && upstream.ca_file.is_none());
     let timeouts = (
         upstream.connect_timeout,
@@ -244,7 +248,7 @@ fn defaults() {
     );
     assert_eq!(upstream.health_check, None);
     assert_eq!(
-        config.routes,
+        config.live.routes,
         vec![Route {
             host: None,
             path_prefix: "/".into(),
@@ -255,7 +259,8 @@ fn defaults() {
     );
     assert_eq!(
         config
-            .upstream_of(&config.routes[0])
+            .live
+            .upstream_of(&config.live.routes[0])
             .map(|u| u.name.as_str()),
         Some("app")
     );
@@ -286,16 +291,16 @@ path_prefix = "/"
 upstream = "web"
 "#;
     let config = parse_ok(text);
-    assert_eq!(config.listen.http.len(), 2);
+    assert_eq!(config.boot.listen.http.len(), 2);
     assert_eq!(
-        (config.diagnosis.detail, config.diagnosis.trusted),
+        (config.live.diagnosis.detail, config.live.diagnosis.trusted),
         (DetailPolicy::None, vec![])
     );
     assert_eq!(
-        (config.log.level, config.log.format),
+        (config.boot.log.level, config.boot.log.format),
         (LogLevel::Trace, LogFormat::Json)
     );
-    let servers: Vec<String> = config.upstreams[0]
+    let servers: Vec<String> = config.live.upstreams[0]
         .servers
         .iter()
         .map(ToString::to_string)
@@ -304,9 +309,15 @@ upstream = "web"
         servers,
         ["web-1.internal:8080", "10.0.0.2:8080", "[fd00::2]:8080"]
     );
-    assert_eq!(config.routes[0].host.as_deref(), Some("api.example.com"));
     assert_eq!(
-        (config.routes[0].upstream, config.routes[1].upstream),
+        config.live.routes[0].host.as_deref(),
+        Some("api.example.com")
+    );
+    assert_eq!(
+        (
+            config.live.routes[0].upstream,
+            config.live.routes[1].upstream
+        ),
         (1, 0)
     );
 }
@@ -318,7 +329,27 @@ fn inline_tables_are_accepted() {
 upstreams.app = { servers = ["app:80"] }
 routes = [{ path_prefix = "/", upstream = "app" }]
 "#;
-    assert_eq!(parse_ok(text).routes.len(), 1);
+    assert_eq!(parse_ok(text).live.routes.len(), 1);
+}
+
+/// The report link belongs to the boot part: by default the reports on the configured admin
+/// listener, the configured report_url otherwise, and none when the ring keeps no reports.
+#[test]
+fn report_url_follows_admin_and_ring() {
+    let text = format!("{MINIMAL}[admin]\nlisten = \"127.0.0.1:9999\"\n");
+    assert_eq!(
+        parse_ok(&text).boot.report_url().as_deref(),
+        Some("http://127.0.0.1:9999/diagnoses/")
+    );
+    let text = format!("{MINIMAL}[diagnosis]\nreport_url = \"https://support.example/r\"\n");
+    let config = parse_ok(&text);
+    assert_eq!(
+        config.boot.report_url().as_deref(),
+        Some("https://support.example/r/")
+    );
+    assert_eq!(config.live.diagnosis, DiagnosisPolicy::default());
+    let text = format!("{MINIMAL}[reports]\nmax_count = 0\n");
+    assert_eq!(parse_ok(&text).boot.report_url(), None);
 }
 
 /// A TOML syntax error is reported alone, at the position toml_edit gives.
@@ -584,7 +615,7 @@ fn ca_file_is_checked() {
         )
     };
     let config = parse(&with_ca("good.pem"), &dir).unwrap_or_else(|e| panic!("{e}"));
-    let ca_path = config.upstreams[0].ca_file.as_ref().map(|ca| &ca.path);
+    let ca_path = config.live.upstreams[0].ca_file.as_ref().map(|ca| &ca.path);
     assert_eq!(ca_path, Some(&dir.join("good.pem")));
 
     let errors = parse(&with_ca("key.pem"), &dir).unwrap_err().0;
@@ -692,7 +723,7 @@ fn load_reads_file() {
     let text = MINIMAL.replace("servers =", "tls = true\nca_file = \"ca.pem\"\nservers =");
     std::fs::write(dir.join("triage.toml"), text).unwrap();
     let config = load(&dir.join("triage.toml")).unwrap_or_else(|e| panic!("{e}"));
-    let ca_path = config.upstreams[0].ca_file.as_ref().map(|ca| &ca.path);
+    let ca_path = config.live.upstreams[0].ca_file.as_ref().map(|ca| &ca.path);
     assert_eq!(ca_path, Some(&dir.join("ca.pem")));
 
     let errors = load(&dir.join("absent.toml")).unwrap_err();

@@ -10,6 +10,10 @@
 //! address, log format, the report ring and its link, certificates: the config's boot part) is
 //! kept, with a warning that it needs a restart or a binary upgrade. Only the live part of the
 //! new config reaches the new [`State`].
+//!
+//! One live setting has a bound fixed at start: Pingora's limit on attempts per request comes
+//! from the largest `retries` the process started with. A reload raising an upstream's `retries`
+//! above it is refused, saying so, rather than applied with fewer retries than the file says.
 
 use crate::config::{self, BootConfig};
 use crate::metrics::Metrics;
@@ -24,6 +28,9 @@ pub struct Reloader {
     path: PathBuf,
     /// The boot part the process started with, which stays in force whatever a reload says.
     boot: BootConfig,
+    /// The largest `retries` the process started with, from which Pingora's bound on attempts
+    /// per request was fixed (server.rs).
+    most_retries: u32,
     current: Arc<ArcSwap<State>>,
     metrics: Arc<Metrics>,
     changes: watch::Sender<Arc<State>>,
@@ -32,7 +39,8 @@ pub struct Reloader {
 }
 
 impl Reloader {
-    /// `boot` is the boot part the process started with; `state` was built from its live part.
+    /// `boot` is the boot part the process started with; `state` was built from its live part,
+    /// which also fixed the bound on retries.
     pub fn new(
         path: PathBuf,
         boot: BootConfig,
@@ -43,6 +51,7 @@ impl Reloader {
         Reloader {
             path,
             boot,
+            most_retries: state.config.most_retries(),
             current: Arc::new(ArcSwap::new(state)),
             metrics,
             changes,
@@ -79,14 +88,12 @@ impl Reloader {
         // Against what runs, not against the previous reload: a boot-only change stays unapplied
         // until a restart, however many reloads come after it.
         let kept = needs_restart(&self.boot, &config.boot);
+        if let Some(reason) = retries_beyond(&config.live, self.most_retries) {
+            return Err(self.refuse(&reason));
+        }
         let state = match State::new(config.live, &self.metrics) {
             Ok(state) => Arc::new(state),
-            Err(reason) => {
-                tracing::error!(file = %self.path.display(), "reload refused: {reason}");
-                return Err(format!(
-                    "reload refused; the running config is unchanged: {reason}"
-                ));
-            }
+            Err(reason) => return Err(self.refuse(&reason)),
         };
         self.current.store(Arc::clone(&state));
         self.changes.send_replace(state);
@@ -100,6 +107,31 @@ impl Reloader {
         }
         Ok(message)
     }
+
+    /// Logs why a valid config cannot be applied, and says so for the caller.
+    fn refuse(&self, reason: &str) -> String {
+        tracing::error!(file = %self.path.display(), "reload refused: {reason}");
+        format!("reload refused; the running config is unchanged: {reason}")
+    }
+}
+
+/// Why `live` asks for more retries than a process started with `most_retries` can make, if it
+/// does. Applying such a config would cap the retries below what the file says, silently.
+fn retries_beyond(live: &config::LiveConfig, most_retries: u32) -> Option<String> {
+    let over: Vec<String> = live
+        .upstreams
+        .iter()
+        .filter(|u| u.retries > most_retries)
+        .map(|u| format!("[upstreams.{}] retries = {}", u.name, u.retries))
+        .collect();
+    (!over.is_empty()).then(|| {
+        format!(
+            "{}: more retries than the {most_retries} this process was started with allows; the \
+             bound on attempts per request is fixed at start, so restart triage (or upgrade the \
+             binary) to raise it",
+            over.join(", ")
+        )
+    })
 }
 
 /// What differs between two boot configs, which a running process cannot apply.
@@ -161,14 +193,37 @@ pub async fn supervise(
 mod tests {
     use super::*;
 
-    fn boot(extra: &str) -> BootConfig {
+    fn parse(extra: &str, upstream: &str) -> config::Config {
         let text = format!(
-            "[listen]\nhttp = [\"127.0.0.1:8080\"]\n{extra}\n[upstreams.app]\nservers = [\"127.0.0.1:3000\"]\n[[routes]]\npath_prefix = \"/\"\nupstream = \"app\"\n"
+            "[listen]\nhttp = [\"127.0.0.1:8080\"]\n{extra}\n[upstreams.app]\nservers = [\"127.0.0.1:3000\"]\n{upstream}\n[upstreams.api]\nservers = [\"127.0.0.1:3001\"]\n[[routes]]\npath_prefix = \"/\"\nupstream = \"app\"\n"
         );
-        match config::parse(&text, std::path::Path::new(".")) {
-            Ok(config) => config.boot,
-            Err(errors) => panic!("{errors}"),
-        }
+        config::parse(&text, std::path::Path::new(".")).unwrap_or_else(|errors| panic!("{errors}"))
+    }
+
+    fn boot(extra: &str) -> BootConfig {
+        parse(extra, "").boot
+    }
+
+    /// Retries up to the largest the process started with are fine, on any upstream; more are
+    /// refused, naming each upstream over the bound and the bound.
+    #[test]
+    fn retries_above_the_start_bound_are_refused() {
+        let started = parse("", "retries = 3").live.most_retries();
+        assert_eq!(started, 3);
+        assert_eq!(
+            retries_beyond(&parse("", "retries = 0").live, started),
+            None
+        );
+        assert_eq!(
+            retries_beyond(&parse("", "retries = 3").live, started),
+            None
+        );
+        let reason = retries_beyond(&parse("", "retries = 4").live, 1).unwrap_or_default();
+        assert!(
+            reason.starts_with("[upstreams.app] retries = 4: more retries than the 1 this process")
+                && reason.contains("restart triage"),
+            "{reason}"
+        );
     }
 
     /// Live sections never need a restart; each boot section is named as the file names it,

@@ -79,15 +79,10 @@ impl BackgroundService for ReloadOnHangup {
 fn server_conf(boot: &BootConfig, live: &LiveConfig) -> ServerConf {
     // Pingora's bound on attempts per request: the largest `retries` plus the first attempt,
     // plus one for a stale pooled connection. Each upstream's own `retries` and retry budget
-    // decide within that bound.
-    let most_retries = live
-        .upstreams
-        .iter()
-        .map(|u| u.retries as usize)
-        .max()
-        .unwrap_or(0);
+    // decide within that bound. It is fixed for the life of the process, so a reload may not
+    // raise `retries` above it (reload.rs refuses).
     ServerConf {
-        max_retries: most_retries + 2,
+        max_retries: live.most_retries() as usize + 2,
         // SIGTERM: stop accepting, let in-flight requests finish for up to this long.
         grace_period_seconds: Some(10),
         graceful_shutdown_timeout_seconds: Some(10),

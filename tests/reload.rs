@@ -171,3 +171,28 @@ async fn reload_keeps_the_report_ring_and_its_link() {
     assert_eq!(failed.header("x-diagnosis"), Some("connect_refused"));
     assert_eq!(failed.header("x-diagnosis-report"), None);
 }
+
+/// A reload raising an upstream's retries above what the process started with (Pingora fixes its
+/// bound on attempts at start) is refused, saying why and what to do, and the old config serves.
+#[tokio::test]
+async fn reload_raising_retries_past_the_start_bound_is_refused() {
+    let a = origin::spawn(Behavior::ok("a\n")).await;
+    let b = origin::spawn(Behavior::ok("b\n")).await;
+    let triage = Triage::start(&body_for(a.addr)).await;
+    rewrite_config(&triage, &single_upstream(b.addr, "retries = 3"));
+    let resp = client::send(triage.admin, Request::new("POST", "/reload"))
+        .await
+        .expect("reload answer");
+    assert_eq!(resp.status, 400, "{}", resp.body_text());
+    let said = resp.body_text();
+    assert!(
+        said.contains("running config is unchanged")
+            && said.contains("[upstreams.app] retries = 3: more retries than the 1")
+            && said.contains("restart triage"),
+        "{said}"
+    );
+    triage
+        .wait_for_output("reload refused", Duration::from_secs(5))
+        .await;
+    assert_eq!(client::get(triage.http, "/").await.body_text(), "a\n");
+}

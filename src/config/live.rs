@@ -28,6 +28,12 @@ impl LiveConfig {
     pub fn upstream_of(&self, route: &Route) -> Option<&Upstream> {
         self.upstreams.get(route.upstream)
     }
+
+    /// The largest `retries` of any upstream. The config a process starts with fixes, from this,
+    /// Pingora's bound on attempts per request, which no reload can raise.
+    pub fn most_retries(&self) -> u32 {
+        self.upstreams.iter().map(|u| u.retries).max().unwrap_or(0)
+    }
 }
 
 /// Who sees the detailed fields of a diagnosis. (Its `report_url` is the report ring's, in

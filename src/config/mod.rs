@@ -10,7 +10,8 @@
 //!
 //! The files: `boot.rs` and `live.rs` hold the types, with their defaults; `read.rs` the
 //! readers, one per table; `values.rs` (with `addr.rs`, `cidr.rs`, `duration.rs`) the value
-//! parsers; `table.rs` the reader API; `tests.rs` the tests.
+//! parsers; `files.rs` reads the CA and certificate files a config names, once; `table.rs` is
+//! the reader API; `tests.rs` the tests.
 
 mod addr;
 mod boot;
@@ -79,7 +80,7 @@ pub struct Config {
     pub live: LiveConfig,
 }
 
-/// Reads and parses the config file at `path`; relative `ca_file`s resolve against its directory.
+/// Reads and parses the config file at `path`; relative file paths resolve against its directory.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     let text = std::fs::read_to_string(path).map_err(|error| {
         ConfigErrors(vec![ConfigError {
@@ -91,8 +92,9 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     parse(&text, path.parent().unwrap_or(Path::new("")))
 }
 
-/// Parses and checks config text. `origin` is the directory relative `ca_file` paths resolve
-/// against (the config file's directory); the `ca_file`s themselves are read here.
+/// Parses and checks config text. `origin` is the directory relative `ca_file`, `cert_file` and
+/// `key_file` paths resolve against (the config file's directory); the files themselves are read
+/// and parsed here, once.
 pub fn parse(text: &str, origin: &Path) -> Result<Config, ConfigErrors> {
     let document = toml_edit::ImDocument::parse(text).map_err(|error| {
         let (line, column) = table::line_column(text, error.span().map_or(0, |span| span.start));

@@ -21,10 +21,10 @@ use triage::render::{Detail, Failure, Renderer, Timings};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn config() -> config::Config {
+fn config() -> config::LiveConfig {
     let text = "[listen]\nhttp = [\"127.0.0.1:8080\"]\n[upstreams.app]\nservers = [\"127.0.0.1:3000\"]\n[[routes]]\npath_prefix = \"/\"\nupstream = \"app\"\n";
     match config::parse(text, std::path::Path::new(".")) {
-        Ok(config) => config,
+        Ok(config) => config.live,
         Err(errors) => panic!("benchmark config: {errors}"),
     }
 }

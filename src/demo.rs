@@ -6,7 +6,7 @@
 //! 3 s (past the demo's read_timeout); `/crash` resets the connection like an app killed mid
 //! request; `/garbage` writes bytes that are not HTTP.
 
-use crate::config::{Config, ServerAddr};
+use crate::config::{LiveConfig, ServerAddr};
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -14,7 +14,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 /// Starts the demo app on its own thread and runtime, on the first server of the `demo`
 /// upstream.
-pub fn spawn(config: &Config) -> Result<(), String> {
+pub fn spawn(config: &LiveConfig) -> Result<(), String> {
     let upstream = config
         .upstreams
         .iter()

@@ -88,7 +88,7 @@ fn reload(path: &std::path::Path) -> ExitCode {
             return code;
         }
     };
-    let admin = config.admin.listen;
+    let admin = config.boot.admin.listen;
     let exchange = || -> std::io::Result<String> {
         let mut stream =
             std::net::TcpStream::connect_timeout(&admin, std::time::Duration::from_secs(5))?;
@@ -125,12 +125,12 @@ fn run(path: &std::path::Path, with_demo: bool, upgrade: bool) -> ExitCode {
         Err(code) => return code,
     };
     triage::server::init_logging(
-        &config.log.level,
-        &config.log.format,
-        config.log.error_lines_per_second,
+        &config.boot.log.level,
+        &config.boot.log.format,
+        config.boot.log.error_lines_per_second,
     );
     if with_demo {
-        if let Err(e) = triage::demo::spawn(&config) {
+        if let Err(e) = triage::demo::spawn(&config.live) {
             eprintln!("triage: cannot start the demo app: {e}");
             return ExitCode::FAILURE;
         }

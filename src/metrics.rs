@@ -6,7 +6,7 @@
 //! status-code handles are resolved on first use and cached, so counting a request is a few
 //! atomic adds with no label hashing or string formatting.
 
-use crate::config::Config;
+use crate::config::LiveConfig;
 use crate::diagnosis::{Diagnosis, Source};
 use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
@@ -190,7 +190,7 @@ impl Metrics {
     }
 
     /// Resolves the handles for `config`'s routes and upstreams; its servers start as healthy.
-    pub fn handles(&self, config: &Config) -> MetricHandles {
+    pub fn handles(&self, config: &LiveConfig) -> MetricHandles {
         let upstream_names = config
             .upstreams
             .iter()

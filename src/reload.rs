@@ -7,10 +7,15 @@
 //! background loops (DNS refresh, health checks) restart for the new state.
 //!
 //! What a reload cannot change in a running process (listeners, worker threads, the admin
-//! address, log format, the report ring's size, certificates) is kept, with a warning that it
-//! needs a restart or a binary upgrade.
+//! address, log format, the report ring and its link, certificates: the config's boot part) is
+//! kept, with a warning that it needs a restart or a binary upgrade. Only the live part of the
+//! new config reaches the new [`State`].
+//!
+//! One live setting has a bound fixed at start: Pingora's limit on attempts per request comes
+//! from the largest `retries` the process started with. A reload raising an upstream's `retries`
+//! above it is refused, saying so, rather than applied with fewer retries than the file says.
 
-use crate::config;
+use crate::config::{self, BootConfig};
 use crate::metrics::Metrics;
 use crate::proxy::{health, State};
 use arc_swap::ArcSwap;
@@ -21,6 +26,11 @@ use tokio::sync::{watch, Mutex};
 /// Reloads the config file into the shared state.
 pub struct Reloader {
     path: PathBuf,
+    /// The boot part the process started with, which stays in force whatever a reload says.
+    boot: BootConfig,
+    /// The largest `retries` the process started with, from which Pingora's bound on attempts
+    /// per request was fixed (server.rs).
+    most_retries: u32,
     current: Arc<ArcSwap<State>>,
     metrics: Arc<Metrics>,
     changes: watch::Sender<Arc<State>>,
@@ -29,10 +39,19 @@ pub struct Reloader {
 }
 
 impl Reloader {
-    pub fn new(path: PathBuf, state: Arc<State>, metrics: Arc<Metrics>) -> Reloader {
+    /// `boot` is the boot part the process started with; `state` was built from its live part,
+    /// which also fixed the bound on retries.
+    pub fn new(
+        path: PathBuf,
+        boot: BootConfig,
+        state: Arc<State>,
+        metrics: Arc<Metrics>,
+    ) -> Reloader {
         let (changes, _) = watch::channel(Arc::clone(&state));
         Reloader {
             path,
+            boot,
+            most_retries: state.config.most_retries(),
             current: Arc::new(ArcSwap::new(state)),
             metrics,
             changes,
@@ -66,16 +85,15 @@ impl Reloader {
                 ));
             }
         };
-        let old = self.current.load_full();
-        let kept = needs_restart(&old.config, &config);
-        let state = match State::new(config, &self.metrics) {
+        // Against what runs, not against the previous reload: a boot-only change stays unapplied
+        // until a restart, however many reloads come after it.
+        let kept = needs_restart(&self.boot, &config.boot);
+        if let Some(reason) = retries_beyond(&config.live, self.most_retries) {
+            return Err(self.refuse(&reason));
+        }
+        let state = match State::new(config.live, &self.metrics) {
             Ok(state) => Arc::new(state),
-            Err(reason) => {
-                tracing::error!(file = %self.path.display(), "reload refused: {reason}");
-                return Err(format!(
-                    "reload refused; the running config is unchanged: {reason}"
-                ));
-            }
+            Err(reason) => return Err(self.refuse(&reason)),
         };
         self.current.store(Arc::clone(&state));
         self.changes.send_replace(state);
@@ -89,10 +107,35 @@ impl Reloader {
         }
         Ok(message)
     }
+
+    /// Logs why a valid config cannot be applied, and says so for the caller.
+    fn refuse(&self, reason: &str) -> String {
+        tracing::error!(file = %self.path.display(), "reload refused: {reason}");
+        format!("reload refused; the running config is unchanged: {reason}")
+    }
 }
 
-/// What differs between two configs that a running process cannot apply.
-fn needs_restart(old: &config::Config, new: &config::Config) -> Vec<&'static str> {
+/// Why `live` asks for more retries than a process started with `most_retries` can make, if it
+/// does. Applying such a config would cap the retries below what the file says, silently.
+fn retries_beyond(live: &config::LiveConfig, most_retries: u32) -> Option<String> {
+    let over: Vec<String> = live
+        .upstreams
+        .iter()
+        .filter(|u| u.retries > most_retries)
+        .map(|u| format!("[upstreams.{}] retries = {}", u.name, u.retries))
+        .collect();
+    (!over.is_empty()).then(|| {
+        format!(
+            "{}: more retries than the {most_retries} this process was started with allows; the \
+             bound on attempts per request is fixed at start, so restart triage (or upgrade the \
+             binary) to raise it",
+            over.join(", ")
+        )
+    })
+}
+
+/// What differs between two boot configs, which a running process cannot apply.
+fn needs_restart(old: &BootConfig, new: &BootConfig) -> Vec<&'static str> {
     let mut kept = Vec::new();
     if old.listen != new.listen {
         kept.push("[listen]");
@@ -106,8 +149,13 @@ fn needs_restart(old: &config::Config, new: &config::Config) -> Vec<&'static str
     if old.log != new.log {
         kept.push("[log]");
     }
-    if old.reports != new.reports {
+    if (old.reports.max_count, old.reports.max_bytes)
+        != (new.reports.max_count, new.reports.max_bytes)
+    {
         kept.push("[reports]");
+    }
+    if old.reports.url != new.reports.url {
+        kept.push("[diagnosis] report_url");
     }
     if old.certificates != new.certificates {
         kept.push("[tls]");
@@ -138,5 +186,67 @@ pub async fn supervise(
         if !keep_going {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(extra: &str, upstream: &str) -> config::Config {
+        let text = format!(
+            "[listen]\nhttp = [\"127.0.0.1:8080\"]\n{extra}\n[upstreams.app]\nservers = [\"127.0.0.1:3000\"]\n{upstream}\n[upstreams.api]\nservers = [\"127.0.0.1:3001\"]\n[[routes]]\npath_prefix = \"/\"\nupstream = \"app\"\n"
+        );
+        config::parse(&text, std::path::Path::new(".")).unwrap_or_else(|errors| panic!("{errors}"))
+    }
+
+    fn boot(extra: &str) -> BootConfig {
+        parse(extra, "").boot
+    }
+
+    /// Retries up to the largest the process started with are fine, on any upstream; more are
+    /// refused, naming each upstream over the bound and the bound.
+    #[test]
+    fn retries_above_the_start_bound_are_refused() {
+        let started = parse("", "retries = 3").live.most_retries();
+        assert_eq!(started, 3);
+        assert_eq!(
+            retries_beyond(&parse("", "retries = 0").live, started),
+            None
+        );
+        assert_eq!(
+            retries_beyond(&parse("", "retries = 3").live, started),
+            None
+        );
+        let reason = retries_beyond(&parse("", "retries = 4").live, 1).unwrap_or_default();
+        assert!(
+            reason.starts_with("[upstreams.app] retries = 4: more retries than the 1 this process")
+                && reason.contains("restart triage"),
+            "{reason}"
+        );
+    }
+
+    /// Live sections never need a restart; each boot section is named as the file names it,
+    /// and report_url apart from the ring's bounds.
+    #[test]
+    fn needs_restart_names_the_boot_sections() {
+        let running = boot("");
+        let live_only = boot("[diagnosis]\ndetail = \"none\"\n[resolver]\nrefresh = \"5s\"\n");
+        assert!(needs_restart(&running, &live_only).is_empty());
+        for (extra, section) in [
+            ("[server]\nthreads = 3\n", "[server]"),
+            ("[admin]\nlisten = \"127.0.0.1:9999\"\n", "[admin]"),
+            ("[log]\naccess = false\n", "[log]"),
+            ("[reports]\nmax_count = 5\n", "[reports]"),
+            (
+                "[diagnosis]\nreport_url = \"https://support.example/\"\n",
+                "[diagnosis] report_url",
+            ),
+        ] {
+            assert_eq!(needs_restart(&running, &boot(extra)), [section], "{extra}");
+        }
+        let mut listen = running.clone();
+        listen.listen.http.push("127.0.0.1:8081".parse().unwrap());
+        assert_eq!(needs_restart(&running, &listen), ["[listen]"]);
     }
 }

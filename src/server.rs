@@ -2,7 +2,7 @@
 //! listener, the background loops (DNS refresh, health checks) and the reload triggers.
 
 use crate::admin::Admin;
-use crate::config::{Config, LogFormat, LogLevel};
+use crate::config::{BootConfig, Config, LiveConfig, LogFormat, LogLevel};
 use crate::metrics::Metrics;
 use crate::proxy::{State, Triage};
 use crate::reload::{self, Reloader};
@@ -103,27 +103,22 @@ impl BackgroundService for ReloadOnHangup {
 /// Pingora's server settings for triage. `upgrade` takes the listening sockets over from a
 /// running triage (zero-downtime binary upgrade: start the new binary with `--upgrade`, then
 /// send SIGQUIT to the old one, which hands its sockets over and drains).
-fn server_conf(config: &Config) -> ServerConf {
+fn server_conf(boot: &BootConfig, live: &LiveConfig) -> ServerConf {
     // Pingora's bound on attempts per request: the largest `retries` plus the first attempt,
     // plus one for a stale pooled connection. Each upstream's own `retries` and retry budget
-    // decide within that bound.
-    let most_retries = config
-        .upstreams
-        .iter()
-        .map(|u| u.retries as usize)
-        .max()
-        .unwrap_or(0);
+    // decide within that bound. It is fixed for the life of the process, so a reload may not
+    // raise `retries` above it (reload.rs refuses).
     // The shutdown watchdog (shutdown.rs) ends the process when the drain is over or at
     // `shutdown_timeout`; Pingora's own phases, a second longer each, are only a backstop.
-    let grace_seconds = config.server.shutdown_timeout.as_secs_f64().ceil() as u64;
+    let grace_seconds = boot.server.shutdown_timeout.as_secs_f64().ceil() as u64;
     ServerConf {
-        max_retries: most_retries + 2,
+        max_retries: live.most_retries() as usize + 2,
         grace_period_seconds: Some(grace_seconds + 1),
         graceful_shutdown_timeout_seconds: Some(1),
         upgrade_sock: "/tmp/triage_upgrade.sock".to_owned(),
         pid_file: "/tmp/triage.pid".to_owned(),
-        threads: config.server.worker_threads(),
-        work_stealing: config.server.work_stealing,
+        threads: boot.server.worker_threads(),
+        work_stealing: boot.server.work_stealing,
         ..ServerConf::default()
     }
 }
@@ -156,22 +151,21 @@ impl Process {
     }
 }
 
-/// Builds the server for the config at `path` (already loaded as `config`). Fails (without
-/// panicking) on what validation cannot see before start-up, such as an unreadable CA file.
+/// Builds the server for the config at `path` (already loaded as `config`): the boot part sets
+/// up the process, the live part the first proxy state. Fails (without panicking) on what
+/// validation cannot see before start-up, such as a DNS resolver that cannot be set up.
 pub fn build(config: Config, path: &Path, upgrade: bool) -> Result<Process, String> {
+    let Config { boot, live } = config;
     let metrics = Arc::new(Metrics::new().map_err(|e| format!("cannot register metrics: {e}"))?);
-    let conf = server_conf(&config);
-    let shutdown_timeout = config.server.shutdown_timeout;
-    let listen = config.listen.clone();
-    let certificates = config.certificates.clone();
-    let admin_listen = config.admin.listen;
+    let conf = server_conf(&boot, &live);
     let reports = Arc::new(ReportStore::new(
-        config.reports.max_count,
-        config.reports.max_bytes,
+        boot.reports.max_count,
+        boot.reports.max_bytes,
     ));
-    let state = Arc::new(State::new(config, &metrics)?);
+    let state = Arc::new(State::new(live, &metrics)?);
     let reloader = Arc::new(Reloader::new(
         path.to_path_buf(),
+        boot.clone(),
         state,
         Arc::clone(&metrics),
     ));
@@ -189,19 +183,17 @@ pub fn build(config: Config, path: &Path, upgrade: bool) -> Result<Process, Stri
         Arc::clone(&metrics),
         Arc::clone(&reports),
         Arc::clone(&in_flight),
+        &boot,
     );
     let mut proxy_service = pingora::proxy::http_proxy_service(&server.configuration, proxy);
-    for addr in &listen.http {
+    for addr in &boot.listen.http {
         proxy_service
             .add_listener(ListenerConfig::tcp(addr.to_string()).l4_buffer(client_buffers()));
     }
-    if !listen.https.is_empty() {
-        let pairs: Vec<_> = certificates
-            .iter()
-            .map(|c| (c.cert_file.clone(), c.key_file.clone()))
-            .collect();
-        let resolver = Arc::new(SniResolver::load(&pairs)?);
-        for addr in &listen.https {
+    if !boot.listen.https.is_empty() {
+        let loaded = boot.certificates.iter().map(|c| c.loaded.clone()).collect();
+        let resolver = Arc::new(SniResolver::new(loaded)?);
+        for addr in &boot.listen.https {
             // The paths are unused: the resolver supplies the certificates, by SNI.
             let mut settings = TlsSettings::intermediate("", "")
                 .map_err(|e| format!("cannot set up TLS on {addr}: {e}"))?;
@@ -229,10 +221,10 @@ pub fn build(config: Config, path: &Path, upgrade: bool) -> Result<Process, Stri
         "admin".to_owned(),
         Admin::new(metrics, reports, Some(reloader)),
     );
-    admin.add_tcp(&admin_listen.to_string());
+    admin.add_tcp(&boot.admin.listen.to_string());
     server.add_service(admin);
     Ok(Process {
         server,
-        signals: Signals::new(in_flight, shutdown_timeout),
+        signals: Signals::new(in_flight, boot.server.shutdown_timeout),
     })
 }

@@ -3,7 +3,8 @@
 //! Each `[[tls.certificates]]` entry serves the DNS names in its certificate (exact names and
 //! `*.` wildcards); a client that sends no SNI, or a name no certificate covers, gets the first
 //! certificate, as nginx's default server would. Files are read and checked (certificate and key
-//! match) when the config is loaded, so a bad certificate is a config error, not a crash.
+//! match) once, when the config is loaded ([`ServerCertificate::load`]), so a bad certificate is
+//! a config error, not a crash, and start-up serves what the check read.
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
@@ -12,26 +13,31 @@ use std::path::Path;
 use std::sync::Arc;
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
-/// One loaded certificate and the names it serves.
-#[derive(Debug)]
-struct Entry {
+/// One loaded certificate chain with its key, and the names it serves.
+#[derive(Debug, Clone)]
+pub struct ServerCertificate {
     names: Vec<String>,
     key: Arc<CertifiedKey>,
 }
 
+impl PartialEq for ServerCertificate {
+    /// The same chain (the key is checked to belong to it), so a renewed certificate differs.
+    fn eq(&self, other: &Self) -> bool {
+        self.names == other.names && self.key.cert == other.key.cert
+    }
+}
+
+impl Eq for ServerCertificate {}
+
 /// Picks a certificate by SNI.
 #[derive(Debug)]
 pub struct SniResolver {
-    entries: Vec<Entry>,
+    entries: Vec<ServerCertificate>,
 }
 
 impl SniResolver {
-    /// Loads every `(cert_file, key_file)` pair; the first is the default.
-    pub fn load(pairs: &[(std::path::PathBuf, std::path::PathBuf)]) -> Result<SniResolver, String> {
-        let entries = pairs
-            .iter()
-            .map(|(cert, key)| load_pair(cert, key))
-            .collect::<Result<Vec<_>, _>>()?;
+    /// Serves `entries`; the first is the default.
+    pub fn new(entries: Vec<ServerCertificate>) -> Result<SniResolver, String> {
         if entries.is_empty() {
             return Err("an https listener needs at least one [[tls.certificates]]".to_owned());
         }
@@ -65,7 +71,14 @@ fn name_matches(pattern: &str, name: &str) -> bool {
     }
 }
 
-fn load_pair(cert_path: &Path, key_path: &Path) -> Result<Entry, String> {
+impl ServerCertificate {
+    /// Reads a PEM certificate chain and its PEM private key, and checks they belong together.
+    pub fn load(cert_path: &Path, key_path: &Path) -> Result<ServerCertificate, String> {
+        load_pair(cert_path, key_path)
+    }
+}
+
+fn load_pair(cert_path: &Path, key_path: &Path) -> Result<ServerCertificate, String> {
     let cert_pem = std::fs::read(cert_path).map_err(|e| format!("{}: {e}", cert_path.display()))?;
     let chain: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut cert_pem.as_slice())
         .collect::<Result<_, _>>()
@@ -89,7 +102,7 @@ fn load_pair(cert_path: &Path, key_path: &Path) -> Result<Entry, String> {
             key_path.display()
         )
     })?;
-    Ok(Entry {
+    Ok(ServerCertificate {
         names,
         key: Arc::new(certified),
     })

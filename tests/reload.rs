@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 use support::client::{self, Request};
-use support::origin::{self, Behavior};
+use support::origin::{self, refused_addr, Behavior};
 use support::triage::{config_text, single_upstream, triage_binary, Triage};
 
 fn body_for(upstream: SocketAddr) -> String {
@@ -141,4 +141,58 @@ async fn reload_command_applies_a_valid_config() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("reloaded"));
     assert_eq!(body_eventually(&triage, "b\n").await, "b\n");
+}
+
+/// The report ring and its link stay as the process started: a reload that turns the ring on
+/// (max_count 0 -> 10) or moves report_url says both need a restart, and failures still carry
+/// no link to a ring that keeps nothing.
+#[tokio::test]
+async fn reload_keeps_the_report_ring_and_its_link() {
+    let dead = refused_addr();
+    let body = single_upstream(dead, "");
+    let triage = Triage::start(&format!("[reports]\nmax_count = 0\n{body}")).await;
+    rewrite_config(
+        &triage,
+        &format!(
+            "[reports]\nmax_count = 10\n[diagnosis]\nreport_url = \"https://support.example/r\"\n{body}"
+        ),
+    );
+    let resp = client::send(triage.admin, Request::new("POST", "/reload"))
+        .await
+        .expect("reload answer");
+    assert_eq!(resp.status, 200, "{}", resp.body_text());
+    let said = resp.body_text();
+    assert!(
+        said.contains("not applied until restart: [reports]")
+            && said.contains("not applied until restart: [diagnosis] report_url"),
+        "{said}"
+    );
+    let failed = client::get(triage.http, "/").await;
+    assert_eq!(failed.header("x-diagnosis"), Some("connect_refused"));
+    assert_eq!(failed.header("x-diagnosis-report"), None);
+}
+
+/// A reload raising an upstream's retries above what the process started with (Pingora fixes its
+/// bound on attempts at start) is refused, saying why and what to do, and the old config serves.
+#[tokio::test]
+async fn reload_raising_retries_past_the_start_bound_is_refused() {
+    let a = origin::spawn(Behavior::ok("a\n")).await;
+    let b = origin::spawn(Behavior::ok("b\n")).await;
+    let triage = Triage::start(&body_for(a.addr)).await;
+    rewrite_config(&triage, &single_upstream(b.addr, "retries = 3"));
+    let resp = client::send(triage.admin, Request::new("POST", "/reload"))
+        .await
+        .expect("reload answer");
+    assert_eq!(resp.status, 400, "{}", resp.body_text());
+    let said = resp.body_text();
+    assert!(
+        said.contains("running config is unchanged")
+            && said.contains("[upstreams.app] retries = 3: more retries than the 1")
+            && said.contains("restart triage"),
+        "{said}"
+    );
+    triage
+        .wait_for_output("reload refused", Duration::from_secs(5))
+        .await;
+    assert_eq!(client::get(triage.http, "/").await.body_text(), "a\n");
 }

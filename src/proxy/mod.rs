@@ -12,7 +12,7 @@ pub mod routing;
 pub mod upstream;
 
 use crate::accesslog::{AccessEntry, AccessLog};
-use crate::config::{self, Config, ServerAddr};
+use crate::config::{self, BootConfig, LiveConfig, ServerAddr};
 use crate::diagnosis::classify::Progress;
 use crate::diagnosis::{classify, ClientOutcome, Diagnosis, Disclosure, Facts, Finding};
 use crate::id::RequestId;
@@ -37,9 +37,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use upstream::Upstream;
 
-/// Everything a request needs that comes from the config, built once.
+/// Everything a request needs that comes from the live config, built once per reload.
 pub struct State {
-    pub config: Config,
+    pub config: LiveConfig,
     pub resolver: Arc<HostResolver>,
     pub handles: MetricHandles,
     pub routes: RouteTable,
@@ -50,14 +50,10 @@ pub struct State {
 }
 
 impl State {
-    /// Everything `config` needs at run time; fails (without panicking) on what validation
-    /// cannot see, such as a CA file that became unreadable.
-    pub fn new(config: Config, metrics: &Metrics) -> Result<State, String> {
-        let upstreams = config
-            .upstreams
-            .iter()
-            .map(Upstream::new)
-            .collect::<Result<Vec<_>, _>>()?;
+    /// Everything `config` needs at run time; fails (without panicking) if the DNS resolver
+    /// cannot be set up.
+    pub fn new(config: LiveConfig, metrics: &Metrics) -> Result<State, String> {
+        let upstreams = config.upstreams.iter().map(Upstream::new).collect();
         let hostnames = config
             .upstreams
             .iter()
@@ -95,8 +91,11 @@ impl State {
     pub fn refresh_health_gauges(&self) {
         for (upstream_index, upstream) in self.upstreams.iter().enumerate() {
             for (server_index, server) in upstream.balancer.servers.iter().enumerate() {
-                self.handles
-                    .set_server_healthy(upstream_index, server_index, server.is_available());
+                self.handles.set_server_healthy(
+                    upstream_index,
+                    server_index,
+                    server.is_available(),
+                );
             }
         }
     }
@@ -206,28 +205,29 @@ pub struct Triage {
     access_log: AccessLog,
     renderer: Renderer,
     in_flight: Arc<InFlight>,
+    /// Where failure reports are linked, if the ring keeps any (fixed at start, like the ring).
+    report_url: Option<String>,
 }
 
 impl Triage {
-    /// `state` is shared with the reloader, which swaps in a new one on a valid reload.
+    /// `state` is shared with the reloader, which swaps in a new one on a valid reload; `boot`
+    /// gives what stays as the process started: the access log and the report link.
     pub fn new(
         state: Arc<ArcSwap<State>>,
         metrics: Arc<Metrics>,
         reports: Arc<ReportStore>,
         in_flight: Arc<InFlight>,
+        boot: &BootConfig,
     ) -> Triage {
-        let access_log = {
-            let current = state.load();
-            let log = &current.config.log;
-            AccessLog::new(log.format.clone(), log.access, log.error_lines_per_second)
-        };
+        let log = &boot.log;
         Triage {
             state,
             metrics,
             reports,
-            access_log,
+            access_log: AccessLog::new(log.format.clone(), log.access, log.error_lines_per_second),
             renderer: Renderer::new(),
             in_flight,
+            report_url: boot.report_url(),
         }
     }
 
@@ -367,8 +367,7 @@ impl Triage {
             address: ctx.address.map(render::text::AddrText::new),
             text,
             timings: ctx.timings(),
-            report_url: (ctx.state.config.reports.max_count > 0)
-                .then_some(ctx.state.config.diagnosis.report_url.as_str()),
+            report_url: self.report_url.as_deref(),
         })
     }
 

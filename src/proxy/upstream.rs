@@ -5,13 +5,10 @@ use super::balancer::Balancer;
 use crate::config::{self, ServerAddr};
 use pingora::protocols::tls::CaType;
 use pingora::upstreams::peer::HttpPeer;
-use pingora::utils::tls::WrappedX509;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use x509_parser::prelude::{FromDer, X509Certificate};
 
 /// How long an idle pooled connection to an upstream is kept.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -87,17 +84,13 @@ impl RetryBudget {
 }
 
 impl Upstream {
-    /// Builds the runtime upstream; fails only if the CA file cannot be read or parsed.
-    pub fn new(cfg: &config::Upstream) -> Result<Upstream, String> {
-        let ca = match &cfg.ca_file {
-            Some(path) => Some(load_ca(path)?),
-            None => None,
-        };
-        Ok(Upstream {
+    /// Builds the runtime upstream, with the CA certificates read when the config was loaded.
+    pub fn new(cfg: &config::Upstream) -> Upstream {
+        Upstream {
             name: cfg.name.clone(),
             tls: cfg.tls,
             sni: cfg.sni.clone(),
-            ca,
+            ca: cfg.ca_file.as_ref().map(|ca| Arc::clone(&ca.certs)),
             balancer: Balancer::new(
                 &cfg.servers,
                 &cfg.weights,
@@ -112,7 +105,7 @@ impl Upstream {
             read_timeout: cfg.read_timeout,
             write_timeout: cfg.write_timeout,
             total_timeout: cfg.total_timeout,
-        })
+        }
     }
 
     /// Counts a request towards the retry budget.
@@ -157,22 +150,4 @@ impl Upstream {
         options.ca = self.ca.clone();
         peer
     }
-}
-
-/// Reads a PEM file of CA certificates into the form Pingora's peer options take.
-fn load_ca(path: &Path) -> Result<Arc<CaType>, String> {
-    let pem = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut certs = Vec::new();
-    for der in rustls_pemfile::certs(&mut pem.as_slice()) {
-        let der = der.map_err(|e| format!("{}: {e}", path.display()))?;
-        let wrapped = WrappedX509::try_new(der.to_vec(), |raw| {
-            X509Certificate::from_der(raw).map(|(_, cert)| cert)
-        })
-        .map_err(|e| format!("{}: not a valid certificate: {e}", path.display()))?;
-        certs.push(wrapped);
-    }
-    if certs.is_empty() {
-        return Err(format!("{}: no certificate found", path.display()));
-    }
-    Ok(Arc::from(certs.into_boxed_slice()))
 }

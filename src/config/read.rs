@@ -1,0 +1,359 @@
+//! The readers: one function per table of the file, turning it into the typed values.
+//!
+//! Each key is named once, where it is read; the [`Table`] it is read from counts it as known,
+//! so whatever a reader does not ask for is an unknown key. Readers ask for their keys in the
+//! order the docs list them, which is the order an unknown-key message lists them in. A key the
+//! file leaves out, or gets wrong, takes the `Default` of its type, so later tables are still
+//! checked; the result is only used when no error was recorded.
+
+use super::table::{required, values, Spanned, Table};
+use super::values::{
+    detail_policy, holdoff, host_header, is_http_check, log_format, log_level, nameserver,
+    path_prefix, report_url, route_host, server_with_weight, socket_addr, upstream_index,
+    upstream_name,
+};
+use super::*;
+use std::path::Path;
+
+/// Reads the whole file.
+pub(super) fn config(mut top: Table, origin: &Path) -> Config {
+    let listen = listen(&mut top);
+    let server = server(&mut top);
+    let admin = admin(&mut top);
+    let (diagnosis, report_url) = diagnosis(&mut top);
+    let resolver = resolver(&mut top);
+    let log = log(&mut top);
+    let reports = Reports {
+        url: report_url,
+        ..reports(&mut top)
+    };
+    let certificates = certificates(&mut top, origin, &listen);
+    let upstreams: Vec<Upstream> = top
+        .named_tables("upstreams")
+        .into_iter()
+        .map(|(name, table)| upstream(name, table, origin))
+        .collect();
+    let routes = routes(&mut top, &upstreams);
+    Config {
+        boot: BootConfig {
+            listen: listen.value,
+            certificates,
+            server,
+            admin,
+            log,
+            reports,
+        },
+        live: LiveConfig {
+            diagnosis,
+            resolver,
+            upstreams,
+            routes,
+        },
+    }
+}
+
+fn listen(top: &mut Table) -> Spanned<Listen> {
+    let given = top.has("listen");
+    let mut t = top.table(required("listen"));
+    let http = t.list("http", socket_addr).unwrap_or_default();
+    let https = t.list("https", socket_addr).unwrap_or_default();
+    let all_listeners: Vec<_> = http.iter().chain(https.iter()).cloned().collect();
+    t.errors().reject_duplicates("listen", &all_listeners);
+    if all_listeners.is_empty() && given {
+        t.error(
+            t.at,
+            "listen: needs at least one address in `http` or `https`",
+        );
+    }
+    Spanned {
+        value: Listen {
+            http: values(http),
+            https: values(https),
+        },
+        at: t.at,
+    }
+}
+
+fn server(top: &mut Table) -> ServerSettings {
+    let mut t = top.table("server");
+    let default = ServerSettings::default();
+    ServerSettings {
+        threads: t
+            .integer("threads", 1..=1024)
+            .map(|n| n as usize)
+            .or(default.threads),
+        work_stealing: t.boolean("work_stealing").unwrap_or(default.work_stealing),
+        shutdown_timeout: t
+            .value("shutdown_timeout", |text| {
+                let timeout = parse_duration(text)?;
+                if timeout > MAX_SHUTDOWN_TIMEOUT {
+                    return Err(format!("`{text}` is longer than the 1h maximum"));
+                }
+                Ok(timeout)
+            })
+            .unwrap_or(default.shutdown_timeout),
+    }
+}
+
+fn admin(top: &mut Table) -> Admin {
+    let mut t = top.table("admin");
+    Admin {
+        listen: t
+            .value("listen", socket_addr)
+            .unwrap_or(Admin::default().listen),
+    }
+}
+
+/// The disclosure policy, and `report_url`, which belongs to the report ring (boot-only).
+fn diagnosis(top: &mut Table) -> (DiagnosisPolicy, Option<String>) {
+    let mut t = top.table("diagnosis");
+    let default = DiagnosisPolicy::default();
+    let policy = DiagnosisPolicy {
+        detail: t.value("detail", detail_policy).unwrap_or(default.detail),
+        trusted: t
+            .list("trusted", |text| text.parse::<Cidr>())
+            .map_or(default.trusted, values),
+    };
+    let report_url = t.value("report_url", report_url).or(Reports::default().url);
+    (policy, report_url)
+}
+
+fn resolver(top: &mut Table) -> Resolver {
+    let mut t = top.table("resolver");
+    let default = Resolver::default();
+    Resolver {
+        nameservers: t
+            .list("nameservers", nameserver)
+            .map_or(default.nameservers, values),
+        refresh: t
+            .value("refresh", parse_duration)
+            .unwrap_or(default.refresh),
+    }
+}
+
+fn log(top: &mut Table) -> Log {
+    let mut t = top.table("log");
+    let default = Log::default();
+    Log {
+        level: t.value("level", log_level).unwrap_or(default.level),
+        format: t.value("format", log_format).unwrap_or(default.format),
+        access: t.boolean("access").unwrap_or(default.access),
+        error_lines_per_second: t
+            .integer("error_lines_per_second", 0..=1_000_000)
+            .map_or(default.error_lines_per_second, |n| n as u32),
+    }
+}
+
+fn reports(top: &mut Table) -> Reports {
+    let mut t = top.table("reports");
+    let default = Reports::default();
+    Reports {
+        max_count: t
+            .integer("max_count", 0..=10_000_000)
+            .map_or(default.max_count, |n| n as usize),
+        max_bytes: t
+            .integer("max_bytes", 0..=(1 << 34))
+            .map_or(default.max_bytes, |n| n as usize),
+        url: default.url,
+    }
+}
+
+/// `[[tls.certificates]]`, each checked (readable, parsable, key matching) here.
+fn certificates(top: &mut Table, origin: &Path, listen: &Spanned<Listen>) -> Vec<Certificate> {
+    let mut tls = top.table("tls");
+    let errors_before = tls.errors().count();
+    let certificates: Vec<Certificate> = tls
+        .table_array("certificates")
+        .into_iter()
+        .filter_map(|mut t| {
+            let cert = t.spanned(required("cert_file"), |text| Ok(origin.join(text)));
+            let key = t.value(required("key_file"), |text| Ok(origin.join(text)));
+            let (cert, key) = (cert?, key?);
+            Certificate::read(cert.value, key)
+                .map_err(|reason| t.error(cert.at, format!("certificates: {reason}")))
+                .ok()
+        })
+        .collect();
+    tls.finish();
+    // Said only when the file names no certificate at all: one it names but cannot use has
+    // been reported already.
+    let certificates_failed = top.errors().count() > errors_before;
+    if !listen.value.https.is_empty() && certificates.is_empty() && !certificates_failed {
+        top.error(
+            listen.at,
+            "listen.https needs at least one [[tls.certificates]] with cert_file and key_file",
+        );
+    }
+    certificates
+}
+
+fn upstream(name: Spanned<String>, mut t: Table, origin: &Path) -> Upstream {
+    if let Err(message) = upstream_name(&name.value) {
+        t.error(name.at, message);
+    }
+    let default = Upstream::default();
+    let weighted = t
+        .non_empty_list(required("servers"), server_with_weight)
+        .unwrap_or_default();
+    let servers: Vec<Spanned<ServerAddr>> = weighted
+        .iter()
+        .map(|s| Spanned {
+            value: s.value.0.clone(),
+            at: s.at,
+        })
+        .collect();
+    let weights = weighted.iter().map(|s| s.value.1).collect();
+    t.errors().reject_duplicates("servers", &servers);
+    let tls = t.boolean("tls").unwrap_or(default.tls);
+    let sni = t.spanned("sni", addr::hostname);
+    let ca_path = t.spanned("ca_file", |text| Ok(origin.join(text)));
+    if !tls {
+        for (key, at) in [
+            ("sni", sni.as_ref().map(|v| v.at)),
+            ("ca_file", ca_path.as_ref().map(|v| v.at)),
+        ] {
+            if let Some(at) = at {
+                t.error(at, format!("{key}: only applies with tls = true"));
+            }
+        }
+    }
+    let ca_file = ca_path.filter(|_| tls).and_then(|path| {
+        CaFile::read(&path.value)
+            .map_err(|message| t.error(path.at, format!("ca_file: {message}")))
+            .ok()
+    });
+    let mut timeout = |key, default| t.value(key, parse_duration).unwrap_or(default);
+    let connect_timeout = timeout("connect_timeout", default.connect_timeout);
+    let read_timeout = timeout("read_timeout", default.read_timeout);
+    let write_timeout = timeout("write_timeout", default.write_timeout);
+    let total_timeout = t
+        .value("total_timeout", parse_duration)
+        .or(default.total_timeout);
+    let host_header = t.value("host_header", host_header).or(default.host_header);
+    let retries = t
+        .integer("retries", 0..=10)
+        .map_or(default.retries, |n| n as u32);
+    let max_fails = t
+        .integer("max_fails", 0..=1000)
+        .map_or(default.max_fails, |n| n as u32);
+    let fail_timeout = t
+        .value("fail_timeout", parse_duration)
+        .unwrap_or(default.fail_timeout);
+    let refused_holdoff = t
+        .value("refused_holdoff", holdoff)
+        .unwrap_or(default.refused_holdoff);
+    let health_check = t.optional_table("health_check").map(|mut table| {
+        let check = health_check(&mut table);
+        if tls && matches!(check.kind, HealthCheckKind::Http { .. }) {
+            table.error(
+                table.at,
+                "health_check: HTTP checks of a TLS upstream are not supported yet; use kind = \"tcp\"",
+            );
+        }
+        check
+    });
+
+    Upstream {
+        name: name.value,
+        servers: values(servers),
+        tls,
+        sni: sni.map(|v| v.value),
+        ca_file,
+        connect_timeout,
+        read_timeout,
+        write_timeout,
+        total_timeout,
+        weights,
+        host_header,
+        retries,
+        max_fails,
+        fail_timeout,
+        refused_holdoff,
+        health_check,
+    }
+}
+
+fn health_check(t: &mut Table) -> HealthCheck {
+    let default = HealthCheck::default();
+    let is_http = t.value("kind", is_http_check);
+    let path = t.value("path", path_prefix);
+    // A path alone is enough to ask for an HTTP check.
+    let kind = match (is_http, path) {
+        (Some(true), path) => HealthCheckKind::Http {
+            path: path.unwrap_or_else(|| HealthCheckKind::DEFAULT_PATH.to_owned()),
+        },
+        (_, Some(path)) => HealthCheckKind::Http { path },
+        (Some(false) | None, None) => default.kind,
+    };
+    let interval = t
+        .value("interval", parse_duration)
+        .unwrap_or(default.interval);
+    let timeout = t
+        .value("timeout", parse_duration)
+        .unwrap_or(default.timeout);
+    let mut threshold = |key, default: u32| t.integer(key, 1..=100).map_or(default, |n| n as u32);
+    HealthCheck {
+        kind,
+        interval,
+        timeout,
+        healthy_threshold: threshold("healthy_threshold", default.healthy_threshold),
+        unhealthy_threshold: threshold("unhealthy_threshold", default.unhealthy_threshold),
+    }
+}
+
+fn routes(top: &mut Table, upstreams: &[Upstream]) -> Vec<Route> {
+    let mut routes: Vec<Spanned<Route>> = Vec::new();
+    for mut t in top.table_array(required("routes")) {
+        let errors = t.errors();
+        let errors_before = errors.count();
+        let at = t.at;
+        let default = Route::default();
+        let path_prefix = t.value(required("path_prefix"), path_prefix);
+        let host = t.value("host", route_host).or(default.host);
+        let upstream = t.value(required("upstream"), |name| upstream_index(upstreams, name));
+        let max_body_size = t
+            .integer("max_body_size", 0..=(1 << 40))
+            .unwrap_or(default.max_body_size);
+        let timeouts = RouteTimeouts {
+            connect: t.value("connect_timeout", parse_duration),
+            read: t.value("read_timeout", parse_duration),
+            write: t.value("write_timeout", parse_duration),
+            total: t.value("total_timeout", parse_duration),
+        };
+        // Unknown keys count as mistakes of this route too.
+        t.finish();
+        let (Some(path_prefix), Some(upstream)) = (path_prefix, upstream) else {
+            continue;
+        };
+        // A route with any mistake is left out of the duplicate check, so one mistake is not
+        // reported twice.
+        if errors.count() > errors_before {
+            continue;
+        }
+        let route = Route {
+            host,
+            path_prefix,
+            upstream,
+            max_body_size,
+            timeouts,
+        };
+        let earlier = routes
+            .iter()
+            .find(|r| r.value.host == route.host && r.value.path_prefix == route.path_prefix);
+        if let Some(earlier) = earlier {
+            let host = route
+                .host
+                .as_deref()
+                .map_or("any host".to_owned(), |h| format!("host `{h}`"));
+            let message = format!(
+                "duplicate route: {host} with path_prefix `{}` is already routed on line {}",
+                route.path_prefix,
+                errors.line_of(earlier.at)
+            );
+            errors.error(at, message);
+            continue;
+        }
+        routes.push(Spanned { value: route, at });
+    }
+    values(routes)
+}

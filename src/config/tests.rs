@@ -1,0 +1,742 @@
+//! Unit tests of the config reader: every accepted form, every default, and the position and
+//! wording of every error message.
+
+use super::*;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+const MINIMAL: &str = r#"[listen]
+http = ["0.0.0.0:8080"]
+
+[upstreams.app]
+servers = ["127.0.0.1:3000"]
+
+[[routes]]
+path_prefix = "/"
+upstream = "app"
+"#;
+
+fn parse_ok(text: &str) -> Config {
+    parse(text, Path::new(".")).unwrap_or_else(|errors| panic!("{errors}"))
+}
+
+/// Every error as "LINE:COLUMN: message", in the order reported.
+fn errors(text: &str) -> Vec<String> {
+    let errors = parse(text, Path::new(".")).expect_err("config should be rejected");
+    errors.0.iter().map(ToString::to_string).collect()
+}
+
+/// The one error `text` has, asserting there is exactly one.
+fn only_error(text: &str) -> String {
+    let mut errors = errors(text);
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    errors.remove(0)
+}
+
+/// A fresh directory per test, so tests that write files can run in parallel.
+fn scratch_dir(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("triage-config-{}-{test}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A real (self-signed) certificate in PEM: a ca_file is parsed when the config is loaded.
+fn pem() -> String {
+    rcgen::generate_simple_self_signed(vec!["ca.test".to_owned()])
+        .unwrap()
+        .cert
+        .pem()
+}
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+/// The documented example (with tls = true, which sni and ca_file require) parses to exactly these values.
+#[test]
+fn documented_example_parses() {
+    let dir = scratch_dir("example");
+    std::fs::write(dir.join("ca.pem"), pem()).unwrap();
+    let text = r#"
+[listen]
+http = ["0.0.0.0:8080"]
+
+[server]
+threads = 4
+work_stealing = true
+shutdown_timeout = "30s"
+
+[admin]
+listen = "127.0.0.1:9901"
+
+[diagnosis]
+detail = "trusted"
+trusted = ["127.0.0.0/8", "::1/128"]
+report_url = "https://support.example/diagnoses"
+
+[resolver]
+nameservers = ["127.0.0.1:53"]
+refresh = "30s"
+
+[log]
+level = "info"
+format = "text"
+access = false
+error_lines_per_second = 5
+
+[reports]
+max_count = 50
+max_bytes = 65536
+
+[upstreams.app]
+servers = ["127.0.0.1:3000 weight=3", "127.0.0.1:3001"]
+tls = true
+sni = "app.internal"
+ca_file = "ca.pem"
+connect_timeout = "5s"
+read_timeout = "60s"
+write_timeout = "60s"
+host_header = "app.internal:8443"
+retries = 2
+max_fails = 5
+fail_timeout = "30s"
+refused_holdoff = "off"
+
+[upstreams.app.health_check]
+kind = "tcp"
+interval = "1s"
+timeout = "500ms"
+healthy_threshold = 1
+unhealthy_threshold = 2
+
+[[routes]]
+path_prefix = "/"
+host = "example.com"
+upstream = "app"
+max_body_size = 10485760
+read_timeout = "2m"
+"#;
+    let config = parse(text, &dir).unwrap_or_else(|errors| panic!("{errors}"));
+    let expected = Config {
+        boot: BootConfig {
+            listen: Listen {
+                http: vec!["0.0.0.0:8080".parse().unwrap()],
+                https: vec![],
+            },
+            certificates: vec![],
+            server: ServerSettings {
+                threads: Some(4),
+                work_stealing: true,
+                shutdown_timeout: Duration::from_secs(30),
+            },
+            admin: Admin {
+                listen: "127.0.0.1:9901".parse().unwrap(),
+            },
+            log: Log {
+                level: LogLevel::Info,
+                format: LogFormat::Text,
+                access: false,
+                error_lines_per_second: 5,
+            },
+            reports: Reports {
+                max_count: 50,
+                max_bytes: 65536,
+                url: Some("https://support.example/diagnoses/".into()),
+            },
+        },
+        live: LiveConfig {
+            diagnosis: DiagnosisPolicy {
+                detail: DetailPolicy::Trusted,
+                trusted: vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()],
+            },
+            resolver: Resolver {
+                nameservers: vec!["127.0.0.1:53".parse().unwrap()],
+                refresh: secs(30),
+            },
+            upstreams: vec![Upstream {
+                name: "app".into(),
+                servers: vec![
+                    "127.0.0.1:3000".parse().unwrap(),
+                    "127.0.0.1:3001".parse().unwrap(),
+                ],
+                tls: true,
+                sni: Some("app.internal".into()),
+                ca_file: Some(CaFile::read(&dir.join("ca.pem")).unwrap()),
+                connect_timeout: secs(5),
+                read_timeout: secs(60),
+                write_timeout: secs(60),
+                total_timeout: None,
+                weights: vec![3, 1],
+                host_header: Some("app.internal:8443".into()),
+                retries: 2,
+                max_fails: 5,
+                fail_timeout: secs(30),
+                refused_holdoff: Duration::ZERO,
+                health_check: Some(HealthCheck {
+                    kind: HealthCheckKind::Tcp,
+                    interval: secs(1),
+                    timeout: Duration::from_millis(500),
+                    healthy_threshold: 1,
+                    unhealthy_threshold: 2,
+                }),
+            }],
+            routes: vec![Route {
+                host: Some("example.com".into()),
+                path_prefix: "/".into(),
+                upstream: 0,
+                max_body_size: 10 << 20,
+                timeouts: RouteTimeouts {
+                    connect: None,
+                    read: Some(secs(120)),
+                    write: None,
+                    total: None,
+                },
+            }],
+        },
+    };
+    assert_eq!(config, expected);
+}
+
+/// Everything optional takes its documented default.
+#[test]
+fn defaults() {
+    let config = parse_ok(MINIMAL);
+    assert_eq!(
+        config.boot.admin.listen,
+        SocketAddr::from(([127, 0, 0, 1], 9901))
+    );
+    assert_eq!(config.live.diagnosis.detail, DetailPolicy::Trusted);
+    assert_eq!(config.live.diagnosis.trusted, Cidr::loopback());
+    assert_eq!(
+        config.live.diagnosis.trusted[1].network(),
+        IpAddr::V6(Ipv6Addr::LOCALHOST)
+    );
+    assert_eq!(
+        config.boot.report_url().as_deref(),
+        Some("http://127.0.0.1:9901/diagnoses/")
+    );
+    assert_eq!(config.boot.server.threads, None);
+    assert!(config.boot.server.worker_threads() >= 1);
+    assert!(!config.boot.server.work_stealing);
+    assert_eq!(config.boot.server.shutdown_timeout, Duration::from_secs(10));
+    assert!(config.boot.log.access);
+    assert_eq!(config.boot.log.error_lines_per_second, 10);
+    assert_eq!(config.boot.reports.max_count, 1000);
+    assert_eq!(config.boot.reports.max_bytes, 8 << 20);
+    assert!(config.live.resolver.nameservers.is_empty());
+    assert_eq!(config.live.resolver.refresh, secs(30));
+    assert_eq!(
+        (config.boot.log.level.as_str(), &config.boot.log.format),
+        ("info", &LogFormat::Text)
+    );
+    let upstream = &config.live.upstreams[0];
+    assert!(!upstream.tls && upstream.sni.is_none() && upstream.ca_file.is_none());
+    let timeouts = (
+        upstream.connect_timeout,
+        upstream.read_timeout,
+        upstream.write_timeout,
+    );
+    assert_eq!(timeouts, (secs(5), secs(60), secs(60)));
+    assert_eq!(upstream.weights, vec![1]);
+    assert_eq!(upstream.host_header, None);
+    assert_eq!(
+        (
+            upstream.retries,
+            upstream.max_fails,
+            upstream.fail_timeout,
+            upstream.refused_holdoff
+        ),
+        (1, 3, secs(10), Duration::from_millis(100))
+    );
+    assert_eq!(upstream.health_check, None);
+    assert_eq!(
+        config.live.routes,
+        vec![Route {
+            host: None,
+            path_prefix: "/".into(),
+            upstream: 0,
+            max_body_size: 1 << 20,
+            timeouts: RouteTimeouts::default(),
+        }]
+    );
+    assert_eq!(
+        config
+            .live
+            .upstream_of(&config.live.routes[0])
+            .map(|u| u.name.as_str()),
+        Some("app")
+    );
+}
+
+/// Routes point at upstreams by file position, and names, hosts and enums are read as written.
+#[test]
+fn several_upstreams_and_routes() {
+    let text = r#"[listen]
+http = ["0.0.0.0:80", "[::]:80"]
+[diagnosis]
+detail = "none"
+trusted = []
+[log]
+level = "trace"
+format = "json"
+[upstreams.web]
+servers = ["web-1.internal:8080", "10.0.0.2:8080", "[fd00::2]:8080"]
+[upstreams.API_v2]
+servers = ["api:9000"]
+tls = true
+[[routes]]
+host = "API.Example.com"
+path_prefix = "/"
+upstream = "API_v2"
+[[routes]]
+path_prefix = "/"
+upstream = "web"
+"#;
+    let config = parse_ok(text);
+    assert_eq!(config.boot.listen.http.len(), 2);
+    assert_eq!(
+        (config.live.diagnosis.detail, config.live.diagnosis.trusted),
+        (DetailPolicy::None, vec![])
+    );
+    assert_eq!(
+        (config.boot.log.level, config.boot.log.format),
+        (LogLevel::Trace, LogFormat::Json)
+    );
+    let servers: Vec<String> = config.live.upstreams[0]
+        .servers
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        servers,
+        ["web-1.internal:8080", "10.0.0.2:8080", "[fd00::2]:8080"]
+    );
+    assert_eq!(
+        config.live.routes[0].host.as_deref(),
+        Some("api.example.com")
+    );
+    assert_eq!(
+        (
+            config.live.routes[0].upstream,
+            config.live.routes[1].upstream
+        ),
+        (1, 0)
+    );
+}
+
+/// Inline tables and arrays of inline tables are read like their [header] forms.
+#[test]
+fn inline_tables_are_accepted() {
+    let text = r#"listen = { http = ["0.0.0.0:8080"] }
+upstreams.app = { servers = ["app:80"] }
+routes = [{ path_prefix = "/", upstream = "app" }]
+"#;
+    assert_eq!(parse_ok(text).live.routes.len(), 1);
+}
+
+/// The report link belongs to the boot part: by default the reports on the configured admin
+/// listener, the configured report_url otherwise, and none when the ring keeps no reports.
+#[test]
+fn report_url_follows_admin_and_ring() {
+    let text = format!("{MINIMAL}[admin]\nlisten = \"127.0.0.1:9999\"\n");
+    assert_eq!(
+        parse_ok(&text).boot.report_url().as_deref(),
+        Some("http://127.0.0.1:9999/diagnoses/")
+    );
+    let text = format!("{MINIMAL}[diagnosis]\nreport_url = \"https://support.example/r\"\n");
+    let config = parse_ok(&text);
+    assert_eq!(
+        config.boot.report_url().as_deref(),
+        Some("https://support.example/r/")
+    );
+    assert_eq!(config.live.diagnosis, DiagnosisPolicy::default());
+    let text = format!("{MINIMAL}[reports]\nmax_count = 0\n");
+    assert_eq!(parse_ok(&text).boot.report_url(), None);
+}
+
+/// A TOML syntax error is reported alone, at the position toml_edit gives.
+#[test]
+fn syntax_error() {
+    let error = only_error("[listen]\nhttp = \n");
+    assert!(error.starts_with("2:8: invalid TOML: "), "{error}");
+    assert!(!error.contains('\n'), "{error}");
+}
+
+/// Leaving out [listen] is reported at line 1, column 1.
+#[test]
+fn missing_listen_table() {
+    let text = MINIMAL.replace("[listen]\nhttp = [\"0.0.0.0:8080\"]\n", "");
+    assert_eq!(only_error(&text), "1:1: missing required table `listen`");
+}
+
+/// A missing required key is reported at its table's header.
+#[test]
+fn missing_keys_at_header() {
+    let text = r#"# comment
+[listen]
+
+[upstreams.app]
+tls = false
+
+[[routes]]
+path_prefix = "/"
+upstream = "app"
+
+[[routes]]
+path_prefix = "/api"
+"#;
+    assert_eq!(
+        errors(text),
+        [
+            "2:1: listen: needs at least one address in `http` or `https`",
+            "4:1: missing required key `servers` in [upstreams.app]",
+            "11:1: missing required key `upstream` in [[routes]]",
+        ]
+    );
+}
+
+/// A file without routes says so at line 1, column 1.
+#[test]
+fn missing_routes() {
+    let text = "[listen]\nhttp = [\"0.0.0.0:80\"]\n";
+    assert_eq!(only_error(text), "1:1: missing required table `routes`");
+}
+
+/// Unknown keys, at the top level and nested, are reported at the key with the allowed keys.
+#[test]
+fn unknown_keys() {
+    let text = format!("{MINIMAL}[listn]\nhttp = []\n");
+    assert_eq!(
+        only_error(&text),
+        "10:2: unknown key `listn` in the top level; expected one of: \
+         listen, server, admin, diagnosis, resolver, log, reports, tls, upstreams, routes"
+    );
+    let text = MINIMAL.replace("servers =", "timeout = \"5s\"\nservers =");
+    assert_eq!(
+        only_error(&text),
+        "5:1: unknown key `timeout` in [upstreams.app]; expected one of: \
+         servers, tls, sni, ca_file, connect_timeout, read_timeout, write_timeout, \
+         total_timeout, host_header, retries, max_fails, fail_timeout, refused_holdoff, \
+         health_check"
+    );
+    let text = MINIMAL.replace("upstream = \"app\"", "upstream = \"app\"\n  weight = 2");
+    assert!(only_error(&text).starts_with("10:3: unknown key `weight` in [[routes]];"));
+}
+
+/// Values of the wrong type are reported at the value, naming the expected type.
+#[test]
+fn type_errors() {
+    let text = MINIMAL.replace(
+        "servers = [\"127.0.0.1:3000\"]",
+        "servers = \"127.0.0.1:3000\"\ntls = \"yes\"",
+    );
+    assert_eq!(
+        errors(&text),
+        [
+            "5:11: servers: expected an array of strings, found string",
+            "6:7: tls: expected a boolean, found string",
+        ]
+    );
+    let text = MINIMAL.replace("[\"0.0.0.0:8080\"]", "[\"0.0.0.0:8080\", 8081]");
+    assert_eq!(
+        only_error(&text),
+        "2:25: http: expected a string, found integer"
+    );
+    let text = format!("{MINIMAL}[resolver]\nrefresh = 30\n[admin]\nlisten = true\n");
+    assert_eq!(
+        errors(&text),
+        [
+            "11:11: refresh: expected a string, found integer",
+            "13:10: listen: expected a string, found boolean"
+        ]
+    );
+    let text = format!(
+        "[server]\nthreads = 0\nwork_stealing = \"no\"\nshutdown_timeout = \"2h\"\n{MINIMAL}"
+    );
+    assert_eq!(
+        errors(&text),
+        [
+            "2:11: threads: 0 is out of range 1..=1024",
+            "3:17: work_stealing: expected a boolean, found string",
+            "4:20: shutdown_timeout: `2h` is longer than the 1h maximum"
+        ]
+    );
+    let text = format!("{MINIMAL}log = \"debug\"\n");
+    // `log` after [[routes]] belongs to the route, so it is an unknown route key.
+    assert!(only_error(&text).starts_with("10:1: unknown key `log` in [[routes]]"));
+    let text = format!("log = \"debug\"\n{MINIMAL}");
+    assert_eq!(
+        only_error(&text),
+        "1:7: log: expected a table, found string"
+    );
+}
+
+/// An upstreams entry that is not a table is a type error at its value.
+#[test]
+fn upstream_must_be_table() {
+    let text = MINIMAL.replace(
+        "[upstreams.app]\nservers = [\"127.0.0.1:3000\"]",
+        "[upstreams]\napp = \"127.0.0.1:3000\"",
+    );
+    assert_eq!(
+        errors(&text),
+        [
+            "5:7: app: expected a table, found string",
+            "9:12: upstream: no upstream named `app`; no [upstreams.NAME] tables are defined",
+        ]
+    );
+}
+
+/// Bad durations are reported at the value with the accepted form.
+#[test]
+fn invalid_durations() {
+    let text = MINIMAL.replace(
+        "servers =",
+        "connect_timeout = \"1.5s\"\nread_timeout = \"0s\"\nservers =",
+    );
+    assert_eq!(
+        errors(&text),
+        [
+            "5:19: connect_timeout: `1.5s` is not a duration; expected a positive whole number followed by ms, s, m or h, like 250ms, 5s or 1m",
+            "6:16: read_timeout: `0s` is zero; expected a positive whole number followed by ms, s, m or h, like 250ms, 5s or 1m",
+        ]
+    );
+}
+
+/// A network with host bits set is reported at that entry of the list.
+#[test]
+fn cidr_with_host_bits() {
+    let text = format!("{MINIMAL}[diagnosis]\ntrusted = [\"::1\", \"10.0.0.1/8\"]\n");
+    assert_eq!(
+        only_error(&text),
+        "11:19: trusted: `10.0.0.1/8` has host bits set; did you mean 10.0.0.0/8?"
+    );
+}
+
+/// Invalid choices for enum-like keys list the accepted ones.
+#[test]
+fn invalid_choices() {
+    let text = format!("{MINIMAL}[diagnosis]\ndetail = \"some\"\n[log]\nlevel = \"INFO\"\n");
+    assert_eq!(
+        errors(&text),
+        [
+            "11:10: detail: `some` is not one of: all, trusted, none",
+            "13:9: level: `INFO` is not one of: error, warn, info, debug, trace",
+        ]
+    );
+}
+
+/// Socket addresses are checked in listen, admin and resolver.
+#[test]
+fn invalid_socket_addresses() {
+    let text = format!("{MINIMAL}[admin]\nlisten = \"localhost:9901\"\n[resolver]\nnameservers = [\"1.1.1.1\", \"1.1.1.1:0\"]\n");
+    assert_eq!(
+        errors(&text),
+        [
+            "11:10: listen: `localhost:9901` is not a socket address; expected ip:port, like 0.0.0.0:8080 or [::]:8080",
+            "13:16: nameservers: `1.1.1.1` is not a socket address; expected ip:port, like 0.0.0.0:8080 or [::]:8080",
+            "13:27: nameservers: `1.1.1.1:0` has port 0; DNS is usually on port 53",
+        ]
+    );
+}
+
+/// An upstream name that could not be a metric label is reported at the name.
+#[test]
+fn invalid_upstream_name() {
+    let text = MINIMAL
+        .replace("[upstreams.app]", "[upstreams.\"my app\"]")
+        .replace("\"app\"", "\"my app\"");
+    assert_eq!(
+        only_error(&text),
+        "4:12: upstream name `my app` must be 1 to 64 characters of A-Z, a-z, 0-9, _ and -, \
+         since it is used as a metric label and a header value"
+    );
+}
+
+/// Server entries must be valid and distinct; the later duplicate is reported.
+#[test]
+fn invalid_and_duplicate_servers() {
+    let text = MINIMAL.replace(
+        "servers = [\"127.0.0.1:3000\"]",
+        "servers = [\"App:80\", \"app:80\", \"app\", \"my_app:80\"]",
+    );
+    assert_eq!(
+        errors(&text),
+        [
+            "5:22: servers: `app:80` is listed more than once",
+            "5:32: servers: `app` has no port; expected ip:port, [ipv6]:port or hostname:port",
+            "5:39: servers: `my_app:80`: `my_app` is not a valid hostname; expected dot-separated labels of letters, digits and inner hyphens",
+        ]
+    );
+    let text = MINIMAL.replace("[\"0.0.0.0:8080\"]", "[\"0.0.0.0:8080\", \"0.0.0.0:8080\"]");
+    assert_eq!(
+        only_error(&text),
+        "2:25: listen: `0.0.0.0:8080` is listed more than once"
+    );
+}
+
+/// Empty lists where at least one entry is required are reported at the list.
+#[test]
+fn empty_required_lists() {
+    let text = "routes = []\n[listen]\nhttp = []\n[upstreams.app]\nservers = []\n";
+    assert_eq!(
+        errors(text),
+        [
+            "1:10: routes: at least one entry is required",
+            "2:1: listen: needs at least one address in `http` or `https`",
+            "5:11: servers: at least one entry is required",
+        ]
+    );
+}
+
+/// sni and ca_file without tls = true are reported at their values.
+#[test]
+fn tls_options_need_tls() {
+    let text = MINIMAL.replace(
+        "servers =",
+        "sni = \"app\"\nca_file = \"ca.pem\"\nservers =",
+    );
+    assert_eq!(
+        errors(&text),
+        [
+            "5:7: sni: only applies with tls = true",
+            "6:11: ca_file: only applies with tls = true"
+        ]
+    );
+}
+
+/// A ca_file resolves against origin and must exist and hold a PEM certificate that parses.
+#[test]
+fn ca_file_is_checked() {
+    let dir = scratch_dir("ca-file");
+    std::fs::write(dir.join("good.pem"), pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), "-----BEGIN PRIVATE KEY-----\n").unwrap();
+    let not_der = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    std::fs::write(dir.join("bad.pem"), not_der).unwrap();
+    let with_ca = |file: &str| {
+        MINIMAL.replace(
+            "servers =",
+            &format!("tls = true\nca_file = \"{file}\"\nservers ="),
+        )
+    };
+    let config = parse(&with_ca("good.pem"), &dir).unwrap_or_else(|e| panic!("{e}"));
+    let ca_path = config.live.upstreams[0].ca_file.as_ref().map(|ca| &ca.path);
+    assert_eq!(ca_path, Some(&dir.join("good.pem")));
+
+    let errors = parse(&with_ca("key.pem"), &dir).unwrap_err().0;
+    assert_eq!((errors.len(), errors[0].line, errors[0].column), (1, 6, 11));
+    assert!(errors[0]
+        .message
+        .ends_with("key.pem holds no PEM certificate (no -----BEGIN CERTIFICATE----- line)"));
+
+    // Read once at load: a certificate that does not parse is a config error, not a failed start.
+    let errors = parse(&with_ca("bad.pem"), &dir).unwrap_err().0;
+    assert_eq!((errors.len(), errors[0].line, errors[0].column), (1, 6, 11));
+    assert!(
+        errors[0].message.starts_with("ca_file: ") && errors[0].message.contains("bad.pem"),
+        "{}",
+        errors[0].message
+    );
+
+    let errors = parse(&with_ca("missing.pem"), &dir).unwrap_err().0;
+    assert_eq!((errors.len(), errors[0].line, errors[0].column), (1, 6, 11));
+    assert!(
+        errors[0].message.starts_with("ca_file: cannot read "),
+        "{}",
+        errors[0].message
+    );
+}
+
+/// Route keys are validated at their values: path_prefix, host and the upstream name.
+#[test]
+fn invalid_route_values() {
+    let text = r#"[listen]
+http = ["0.0.0.0:80"]
+[upstreams.app]
+servers = ["app:80"]
+[upstreams.web]
+servers = ["web:80"]
+[[routes]]
+path_prefix = "api"
+host = "example.com:8080"
+upstream = "api"
+[[routes]]
+path_prefix = "/"
+host = "https://example.com"
+upstream = "app"
+"#;
+    assert_eq!(
+        errors(text),
+        [
+            "8:15: path_prefix: `api` must start with /",
+            "9:8: host: `example.com:8080` must be a bare hostname, without a port",
+            "10:12: upstream: no upstream named `api`; defined: app, web",
+            "13:8: host: `https://example.com` must be a bare hostname, without a scheme",
+        ]
+    );
+}
+
+/// A second route with the same host (case-insensitively) and path_prefix is reported at its header.
+#[test]
+fn duplicate_route() {
+    let text = format!("{MINIMAL}host = \"Example.com\"\n[[routes]]\nupstream = \"app\"\npath_prefix = \"/\"\nhost = \"example.COM\"\n");
+    assert_eq!(
+        only_error(&text),
+        "11:1: duplicate route: host `example.com` with path_prefix `/` is already routed on line 7"
+    );
+    let text = format!("{MINIMAL}[[routes]]\npath_prefix = \"/\"\nupstream = \"app\"\n");
+    assert_eq!(
+        only_error(&text),
+        "10:1: duplicate route: any host with path_prefix `/` is already routed on line 7"
+    );
+}
+
+/// Problems in several sections are all reported in one pass, sorted by position.
+#[test]
+fn all_errors_at_once() {
+    let text = r#"[upstreams.app]
+servers = ["app"]
+tls = "yes"
+
+[log]
+level = "loud"
+
+[[routes]]
+path_prefix = "/"
+upstream = "nope"
+
+[resolver]
+refresh = "10"
+"#;
+    let rendered = parse(text, Path::new(".")).unwrap_err().to_string();
+    assert_eq!(
+        rendered,
+        "1:1: missing required table `listen`\n\
+         2:12: servers: `app` has no port; expected ip:port, [ipv6]:port or hostname:port\n\
+         3:7: tls: expected a boolean, found string\n\
+         6:9: level: `loud` is not one of: error, warn, info, debug, trace\n\
+         10:12: upstream: no upstream named `nope`; defined: app\n\
+         13:11: refresh: `10` is not a duration; expected a positive whole number followed by ms, s, m or h, like 250ms, 5s or 1m"
+    );
+}
+
+/// load reads the file and resolves ca_file next to it; an unreadable file is one error at 0:0.
+#[test]
+fn load_reads_file() {
+    let dir = scratch_dir("load");
+    std::fs::write(dir.join("ca.pem"), pem()).unwrap();
+    let text = MINIMAL.replace("servers =", "tls = true\nca_file = \"ca.pem\"\nservers =");
+    std::fs::write(dir.join("triage.toml"), text).unwrap();
+    let config = load(&dir.join("triage.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let ca_path = config.live.upstreams[0].ca_file.as_ref().map(|ca| &ca.path);
+    assert_eq!(ca_path, Some(&dir.join("ca.pem")));
+
+    let errors = load(&dir.join("absent.toml")).unwrap_err();
+    assert_eq!(errors.0.len(), 1);
+    assert!(
+        errors.to_string().starts_with("0:0: cannot read "),
+        "{errors}"
+    );
+    let _: &dyn std::error::Error = &errors;
+}

@@ -1,0 +1,177 @@
+//! The value parsers: each turns one string of the file into a typed value or says what is wrong
+//! with it. Durations, addresses and networks have their own modules.
+
+use super::parse_duration;
+use super::{addr, DetailPolicy, LogFormat, LogLevel, ServerAddr, Upstream};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+/// `addr` or `addr weight=N` (as nginx's `server addr weight=N;`), N from 1 to 1000.
+pub(super) fn server_with_weight(text: &str) -> Result<(ServerAddr, u32), String> {
+    let mut parts = text.split_whitespace();
+    let addr = parts.next().unwrap_or("").parse::<ServerAddr>()?;
+    let weight = match parts.next() {
+        None => 1,
+        Some(option) => {
+            let n = option
+                .strip_prefix("weight=")
+                .and_then(|n| n.parse::<u32>().ok())
+                .filter(|n| (1..=1000).contains(n))
+                .ok_or_else(|| {
+                    format!("`{option}`: expected weight=N with N from 1 to 1000 after the address")
+                })?;
+            n
+        }
+    };
+    if let Some(extra) = parts.next() {
+        return Err(format!("`{extra}`: only `weight=N` may follow the address"));
+    }
+    Ok((addr, weight))
+}
+
+/// A Host header value: a hostname, optionally with a port.
+pub(super) fn host_header(text: &str) -> Result<String, String> {
+    let host = match text.rsplit_once(':') {
+        Some((host, port)) if port.parse::<u16>().is_ok() => host,
+        _ => text,
+    };
+    addr::hostname(host)?;
+    Ok(text.to_ascii_lowercase())
+}
+
+pub(super) fn detail_policy(text: &str) -> Result<DetailPolicy, String> {
+    one_of(
+        text,
+        &[
+            ("all", DetailPolicy::All),
+            ("trusted", DetailPolicy::Trusted),
+            ("none", DetailPolicy::None),
+        ],
+    )
+}
+
+pub(super) fn log_level(text: &str) -> Result<LogLevel, String> {
+    one_of(
+        text,
+        &[
+            ("error", LogLevel::Error),
+            ("warn", LogLevel::Warn),
+            ("info", LogLevel::Info),
+            ("debug", LogLevel::Debug),
+            ("trace", LogLevel::Trace),
+        ],
+    )
+}
+
+pub(super) fn log_format(text: &str) -> Result<LogFormat, String> {
+    one_of(
+        text,
+        &[("text", LogFormat::Text), ("json", LogFormat::Json)],
+    )
+}
+
+/// A health check's `kind`: true for `http`, false for `tcp`.
+pub(super) fn is_http_check(text: &str) -> Result<bool, String> {
+    one_of(text, &[("tcp", false), ("http", true)])
+}
+
+/// Upstream names become metric labels and header values, so they are kept to a safe alphabet.
+pub(super) fn upstream_name(name: &str) -> Result<(), String> {
+    let valid = (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    match valid {
+        true => Ok(()),
+        false => Err(format!(
+            "upstream name `{name}` must be 1 to 64 characters of A-Z, a-z, 0-9, _ and -, since it is used as a metric label and a header value"
+        )),
+    }
+}
+
+/// `"off"` (zero: connect for every request) or a duration.
+pub(super) fn holdoff(text: &str) -> Result<Duration, String> {
+    match text {
+        "off" => Ok(Duration::ZERO),
+        _ => parse_duration(text),
+    }
+}
+
+fn one_of<T: Clone>(text: &str, choices: &[(&str, T)]) -> Result<T, String> {
+    match choices.iter().find(|(name, _)| *name == text) {
+        Some((_, value)) => Ok(value.clone()),
+        None => {
+            let names: Vec<&str> = choices.iter().map(|(name, _)| *name).collect();
+            Err(format!("`{text}` is not one of: {}", names.join(", ")))
+        }
+    }
+}
+
+pub(super) fn socket_addr(text: &str) -> Result<SocketAddr, String> {
+    text.parse().map_err(|_| {
+        format!(
+            "`{text}` is not a socket address; expected ip:port, like 0.0.0.0:8080 or [::]:8080"
+        )
+    })
+}
+
+/// An http(s) URL; the report id is appended, so a trailing `/` is added when missing.
+pub(super) fn report_url(text: &str) -> Result<String, String> {
+    let valid = (text.starts_with("http://") || text.starts_with("https://"))
+        && text.len() > "https://".len()
+        && text.bytes().all(|b| (b'!'..=b'~').contains(&b));
+    if !valid {
+        return Err(format!("`{text}` is not an http:// or https:// URL"));
+    }
+    Ok(if text.ends_with('/') {
+        text.to_owned()
+    } else {
+        format!("{text}/")
+    })
+}
+
+pub(super) fn nameserver(text: &str) -> Result<SocketAddr, String> {
+    match socket_addr(text)? {
+        addr if addr.port() == 0 => Err(format!("`{text}` has port 0; DNS is usually on port 53")),
+        addr => Ok(addr),
+    }
+}
+
+pub(super) fn path_prefix(text: &str) -> Result<String, String> {
+    match text.starts_with('/') {
+        true => Ok(text.to_owned()),
+        false => Err(format!("`{text}` must start with /")),
+    }
+}
+
+/// Route hosts are compared against the Host header's name, so a scheme, path or port here could
+/// never match; saying so beats a route that silently never fires.
+pub(super) fn route_host(text: &str) -> Result<String, String> {
+    if text.contains("://") {
+        Err(format!(
+            "`{text}` must be a bare hostname, without a scheme"
+        ))
+    } else if text.contains('/') {
+        Err(format!("`{text}` must be a bare hostname, without a path"))
+    } else if text.contains(':') {
+        Err(format!("`{text}` must be a bare hostname, without a port"))
+    } else if text.parse::<Ipv4Addr>().is_ok() {
+        Ok(text.to_owned())
+    } else {
+        addr::hostname(text)
+    }
+}
+
+pub(super) fn upstream_index(upstreams: &[Upstream], name: &str) -> Result<usize, String> {
+    if let Some(index) = upstreams.iter().position(|u| u.name == name) {
+        return Ok(index);
+    }
+    let defined: Vec<&str> = upstreams.iter().map(|u| u.name.as_str()).collect();
+    Err(match defined.is_empty() {
+        true => format!("no upstream named `{name}`; no [upstreams.NAME] tables are defined"),
+        false => format!(
+            "no upstream named `{name}`; defined: {}",
+            defined.join(", ")
+        ),
+    })
+}

@@ -570,3 +570,38 @@ async fn upstream_diagnosis_headers_are_dropped() {
         assert_eq!(resp.headers_all("proxy-status")[0], "app-gateway");
     }
 }
+
+/// A request whose head Pingora cannot parse gets triage's diagnosed 400 (X-Diagnosis:
+/// bad_request, an id, the page), an access line and a metric, instead of a bare 400 nobody
+/// could see.
+#[tokio::test]
+async fn unparsable_request_is_diagnosed_logged_and_counted() {
+    let app = origin::spawn(Behavior::ok("ok\n")).await;
+    let triage = Triage::start(&single_upstream(app.addr, "")).await;
+    let resp = client::send_raw(
+        triage.http,
+        b"GET / HTTP/1.1\r\nHost: x\r\nNo colon in this header\r\n\r\n",
+        Duration::from_secs(5),
+    )
+    .await
+    .expect("a response");
+    assert_eq!(resp.status, 400, "{resp:?}");
+    assert_eq!(resp.header("x-diagnosis"), Some("bad_request"));
+    assert_eq!(resp.header("x-diagnosis-source"), Some("proxy"));
+    let id = resp.header("x-diagnosis-id").expect("an id").to_owned();
+    assert!(resp.body_text().contains(&id), "the page names the id");
+    assert_eq!(app.requests(), 0);
+    let log = triage
+        .wait_for_output(&format!("id={id}"), Duration::from_secs(5))
+        .await;
+    let line = log.lines().find(|l| l.contains(&id)).expect("access line");
+    assert!(
+        line.contains("\"- - -\" 400") && line.contains("diagnosis=bad_request"),
+        "{line}"
+    );
+    let metrics = client::get(triage.admin, "/metrics").await.body_text();
+    assert!(
+        metrics.contains("triage_upstream_failures_total{diagnosis=\"bad_request\",phase=\"request\",upstream=\"none\"} 1"),
+        "{metrics}"
+    );
+}

@@ -458,6 +458,76 @@ impl ProxyHttp for Triage {
         RequestCtx::new(self.state.load_full(), self.in_flight.enter())
     }
 
+    /// A request whose head Pingora could not parse: answered with triage's own `400
+    /// bad_request` page and headers (HTML: without a parsed head there is no `Accept`), counted
+    /// and logged like any other failure, instead of Pingora's bare 400 that nobody saw.
+    async fn invalid_request(
+        &self,
+        error: &Error,
+        client: Option<&pingora::protocols::l4::socket::SocketAddr>,
+    ) -> Option<(ResponseHeader, Bytes)> {
+        let mut ctx = self.new_ctx();
+        let client = client.and_then(|a| a.as_inet()).map(|a| a.ip());
+        ctx.trusted = ctx.state.disclosure.shows_detail(client);
+        let finding = Finding {
+            diagnosis: Diagnosis::BadRequest,
+            detail: render::text::header_text(&error.to_string(), render::text::MAX_HEADER_TEXT),
+        };
+        let failure = Failure {
+            id: ctx.id,
+            diagnosis: finding.diagnosis,
+            status: http::StatusCode::BAD_REQUEST,
+            at: ctx.received_at,
+            attempts: 0,
+            detail: self.detail(&ctx, &finding.detail),
+        };
+        let response = self
+            .renderer
+            .failure_response(&failure, BodyFormat::Html)
+            .ok();
+        let total = ctx.received.elapsed();
+        ctx.state.handles.record(&RequestOutcome {
+            route: None,
+            upstream: None,
+            status: 400,
+            source: crate::diagnosis::Source::Proxy,
+            diagnosis: Some(finding.diagnosis),
+            retries: 0,
+            connect: None,
+            response: None,
+            total,
+        });
+        self.access_log.write(
+            &AccessEntry {
+                id: ctx.id.as_str(),
+                client,
+                time: ctx.received_at,
+                method: "-",
+                path: "-",
+                version: "-",
+                status: 400,
+                bytes_sent: response.as_ref().map_or(0, |(_, body)| body.len()),
+                referer: "",
+                user_agent: "",
+                host: "",
+                route: "",
+                upstream_name: "",
+                address: None,
+                source: crate::diagnosis::Source::Proxy.token(),
+                diagnosis: finding.diagnosis.token(),
+                phase: finding.diagnosis.phase().token(),
+                detail: &finding.detail,
+                attempts: 0,
+                reused: false,
+                connect: None,
+                upstream: None,
+                total,
+            },
+            true,
+        );
+        response
+    }
+
     /// Drops the client's own `X-Diagnosis-*` headers, decides disclosure, and routes. A request
     /// no route matches is answered here (404 `no_route`), keeping the connection alive.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {

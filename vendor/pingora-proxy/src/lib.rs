@@ -352,12 +352,17 @@ where
                         "Fail to proxy: {e}, downstream session type: {}",
                         downstream_session.session_type()
                     );
-                    downstream_session
-                        .respond_error(400)
-                        .await
-                        .unwrap_or_else(|e| {
-                            error!("failed to send error response to downstream: {e}");
-                        });
+                    // triage patch (PATCHES.md 2): the proxy may answer the rejection itself.
+                    let client = downstream_session.client_addr().cloned();
+                    let written = match self.inner.invalid_request(&e, client.as_ref()).await {
+                        Some((resp, body)) => {
+                            downstream_session.write_error_response(resp, body).await
+                        }
+                        None => downstream_session.respond_error(400).await,
+                    };
+                    written.unwrap_or_else(|e| {
+                        error!("failed to send error response to downstream: {e}");
+                    });
                 } else {
                     // otherwise the connection must be broken, no need to send anything
                     error!(

@@ -106,6 +106,20 @@ pub trait ProxyHttp {
         Ok(false)
     }
 
+    /// triage patch (PATCHES.md 2): the answer to a request whose head could not be parsed
+    /// (an `InvalidHTTPHeader` error from `read_request`). No other hook runs for such a
+    /// request: there is no request header, so no `CTX` and no `Session` to give the other
+    /// hooks. `client` is the peer's address. Return the response to send (the connection is
+    /// closed after it), or `None` for Pingora's own bare 400; this is also the place to log
+    /// and count the rejection.
+    async fn invalid_request(
+        &self,
+        _error: &Error,
+        _client: Option<&pingora_core::protocols::l4::socket::SocketAddr>,
+    ) -> Option<(ResponseHeader, bytes::Bytes)> {
+        None
+    }
+
     /// Handle the incoming request before any downstream module is executed.
     ///
     /// This function is similar to [Self::request_filter()] but executes before any other logic,

@@ -230,26 +230,17 @@ fn cause<T: std::error::Error + 'static>(error: &Error) -> Option<&T> {
     None
 }
 
+/// The errno of the cause, by its `io::ErrorKind` (the standard library maps each OS's codes).
 fn errno(error: &Error) -> Option<Errno> {
-    let io = io_error(error)?;
-    Some(match io.raw_os_error() {
-        Some(libc_errno::ECONNREFUSED) => Errno::Refused,
-        Some(libc_errno::ENETUNREACH | libc_errno::EHOSTUNREACH) => Errno::Unreachable,
-        Some(libc_errno::ETIMEDOUT) => Errno::TimedOut,
-        Some(libc_errno::ECONNRESET | libc_errno::EPIPE) => Errno::Reset,
+    use std::io::ErrorKind;
+    Some(match io_error(error)?.kind() {
+        ErrorKind::ConnectionRefused => Errno::Refused,
+        ErrorKind::NetworkUnreachable | ErrorKind::HostUnreachable => Errno::Unreachable,
+        ErrorKind::TimedOut => Errno::TimedOut,
+        ErrorKind::ConnectionReset | ErrorKind::BrokenPipe => Errno::Reset,
+        // `ErrorKind` is open-ended (non_exhaustive): every other kind is just "failed".
         _ => Errno::Other,
     })
-}
-
-/// The Linux errno values triage tells apart (stable ABI; avoids a libc dependency for five
-/// constants).
-mod libc_errno {
-    pub const EPIPE: i32 = 32;
-    pub const ENETUNREACH: i32 = 101;
-    pub const ECONNRESET: i32 = 104;
-    pub const ETIMEDOUT: i32 = 110;
-    pub const ECONNREFUSED: i32 = 111;
-    pub const EHOSTUNREACH: i32 = 113;
 }
 
 fn context(error: &Error) -> &str {

@@ -236,12 +236,10 @@ impl Renderer {
                 // Every per-request value is written into one buffer, then each header gets a
                 // slice of it: one allocation for all of them instead of two per header.
                 let mut buf = String::with_capacity(512);
-                let mut spans: [(&'static HeaderName, std::ops::Range<usize>); 5] =
-                    std::array::from_fn(|_| (&PROXY_STATUS, 0..0));
-                let mut count = 0;
+                let mut spans: Vec<(&'static HeaderName, std::ops::Range<usize>)> =
+                    Vec::with_capacity(5);
                 let mut span = |name: &'static HeaderName, buf: &String, start: usize| {
-                    spans[count] = (name, start..buf.len());
-                    count += 1;
+                    spans.push((name, start..buf.len()));
                 };
 
                 let detail_text = (!detail.text.is_empty())
@@ -278,7 +276,7 @@ impl Renderer {
                     span(&X_DIAGNOSIS_REPORT, &buf, start);
                 }
                 let shared = Bytes::from(buf);
-                for (name, range) in spans.into_iter().take(count) {
+                for (name, range) in spans {
                     headers.insert(name, header_value_bytes(shared.slice(range)));
                 }
             }

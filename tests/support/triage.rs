@@ -36,7 +36,7 @@ pub const KEEP_TEMP_ENV: &str = "TRIAGE_TEST_KEEP_TEMP";
 pub fn triage_binary() -> PathBuf {
     match option_env!("CARGO_BIN_EXE_triage") {
         Some(path) => PathBuf::from(path),
-        None => PathBuf::from("/work/main/target/debug/triage"),
+        None => PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/target/debug/triage")),
     }
 }
 

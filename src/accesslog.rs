@@ -12,7 +12,8 @@ use crate::render::text::{self, push_log_text, LogField};
 use std::cell::RefCell;
 use std::io::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use crate::window::{current_second, SecondWindow};
+use std::time::{Duration, SystemTime};
 
 /// Everything an access line says about a request.
 #[derive(Debug)]
@@ -212,8 +213,7 @@ fn or_dash(s: &str) -> &str {
 /// Admits at most `per_second` events per wall-clock second, lock-free, and counts the rest.
 pub struct RateLimiter {
     per_second: u64,
-    /// The current second (high 32 bits) and the events admitted in it (low 32 bits).
-    window: AtomicU64,
+    window: SecondWindow,
     suppressed: AtomicU64,
 }
 
@@ -221,7 +221,7 @@ impl RateLimiter {
     pub fn new(per_second: u32) -> RateLimiter {
         RateLimiter {
             per_second: u64::from(per_second),
-            window: AtomicU64::new(0),
+            window: SecondWindow::default(),
             suppressed: AtomicU64::new(0),
         }
     }
@@ -229,30 +229,11 @@ impl RateLimiter {
     /// `Some(n)` when the event may be logged, `n` being the events suppressed since the last one
     /// admitted; `None` when it must be dropped (and is counted).
     pub fn admit(&self) -> Option<u64> {
-        self.admit_at(
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs()),
-        )
+        self.admit_at(current_second())
     }
 
-    fn admit_at(&self, now_secs: u64) -> Option<u64> {
-        let second = now_secs & 0xffff_ffff;
-        let admitted = self
-            .window
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| {
-                let (window_second, count) = (w >> 32, w & 0xffff_ffff);
-                if window_second != second {
-                    Some((second << 32) | 1)
-                } else if count < self.per_second {
-                    Some(w + 1)
-                } else {
-                    None
-                }
-            })
-            .is_ok()
-            && self.per_second > 0;
-        if admitted {
+    fn admit_at(&self, second: u64) -> Option<u64> {
+        if self.window.count_below(second, self.per_second) {
             Some(self.suppressed.swap(0, Ordering::Relaxed))
         } else {
             self.suppressed.fetch_add(1, Ordering::Relaxed);
@@ -264,6 +245,7 @@ impl RateLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::UNIX_EPOCH;
 
     /// Within one second only `per_second` events pass; the next second reports the rest.
     #[test]

@@ -20,3 +20,4 @@ pub mod resolve;
 pub mod server;
 pub mod shutdown;
 pub mod tls;
+pub(crate) mod window;

@@ -6,7 +6,7 @@ use crate::config::{self, ServerAddr};
 use pingora::protocols::tls::CaType;
 use pingora::upstreams::peer::HttpPeer;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use crate::window::{current_second, SecondWindow};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,52 +34,23 @@ pub struct Upstream {
 /// failing upstream is not hit twice as hard in a storm.
 #[derive(Debug, Default)]
 struct RetryBudget {
-    /// The current second (high 32 bits) and the requests seen in it (low 32 bits).
-    requests: AtomicU64,
-    /// The current second (high 32 bits) and the retries granted in it (low 32 bits).
-    retries: AtomicU64,
+    requests: SecondWindow,
+    retries: SecondWindow,
 }
 
 const RETRY_FLOOR_PER_SECOND: u64 = 10;
 const RETRY_RATIO_PERCENT: u64 = 20;
 
-fn bump(counter: &AtomicU64, second: u64) -> u64 {
-    let previous = counter
-        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| {
-            Some(if w >> 32 == second {
-                w + 1
-            } else {
-                (second << 32) | 1
-            })
-        })
-        .unwrap_or(0);
-    if previous >> 32 == second {
-        (previous & 0xffff_ffff) + 1
-    } else {
-        1
-    }
-}
-
-fn current_second() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() & 0xffff_ffff)
-}
-
 impl RetryBudget {
     fn count_request(&self) {
-        bump(&self.requests, current_second());
+        self.requests.count(current_second());
     }
 
     fn allow_retry(&self) -> bool {
         let second = current_second();
-        let requests = if self.requests.load(Ordering::Relaxed) >> 32 == second {
-            self.requests.load(Ordering::Relaxed) & 0xffff_ffff
-        } else {
-            0
-        };
-        let allowed = RETRY_FLOOR_PER_SECOND + requests * RETRY_RATIO_PERCENT / 100;
-        bump(&self.retries, second) <= allowed
+        let allowed =
+            RETRY_FLOOR_PER_SECOND + self.requests.get(second) * RETRY_RATIO_PERCENT / 100;
+        self.retries.count(second) <= allowed
     }
 }
 

@@ -8,6 +8,7 @@
 pub mod balancer;
 pub mod forwarding;
 pub mod health;
+pub mod request_checks;
 pub mod routing;
 pub mod upstream;
 

@@ -8,6 +8,7 @@
 pub mod balancer;
 pub mod forwarding;
 pub mod health;
+pub mod request_checks;
 pub mod routing;
 pub mod upstream;
 
@@ -30,6 +31,7 @@ use pingora::prelude::*;
 use pingora::protocols::Digest;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::ErrorSource;
+use request_checks::Refusal;
 use routing::{RouteId, RouteTable};
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -127,6 +129,9 @@ pub struct RequestCtx {
     pub preset: Option<Finding>,
     /// The index of the server of the current attempt.
     pub server: Option<usize>,
+    /// The request target the app gets when it is not the client's: the path with its
+    /// dot-segments resolved, and the query (see `request_checks::PathCheck`).
+    pub upstream_target: Option<String>,
     /// Servers tried so far (bit i = server i), so a retry goes elsewhere.
     pub tried: u64,
     /// Whether the client asked for a protocol upgrade (WebSocket).
@@ -166,6 +171,7 @@ impl RequestCtx {
             upstream_status: None,
             preset: None,
             server: None,
+            upstream_target: None,
             tried: 0,
             upgrade: false,
             total_timeout: None,
@@ -409,6 +415,19 @@ impl Triage {
             }
         }
     }
+
+    /// Answers a request that `request_checks` refused: 400 `bad_request` with what was wrong,
+    /// and the connection closes after it (as nginx closes it after a 400; when the body's
+    /// framing is in doubt, nothing else read from that connection could be trusted).
+    async fn refuse(&self, session: &mut Session, ctx: &mut RequestCtx, refusal: Refusal) {
+        let finding = Finding {
+            diagnosis: Diagnosis::BadRequest,
+            detail: refusal.detail().to_owned(),
+        };
+        self.respond_failure(session, ctx, &finding, http::StatusCode::BAD_REQUEST, false)
+            .await;
+        ctx.finding = Some(finding);
+    }
 }
 
 async fn write_response(
@@ -528,14 +547,24 @@ impl ProxyHttp for Triage {
         response
     }
 
-    /// Drops the client's own `X-Diagnosis-*` headers, decides disclosure, and routes. A request
-    /// no route matches is answered here (404 `no_route`), keeping the connection alive.
+    /// Drops the client's own `X-Diagnosis-*` headers, decides disclosure, checks the request
+    /// (`request_checks`: what fails is answered here, 400 `bad_request`) and routes it on its
+    /// normalized path. A request no route matches is answered here (404 `no_route`), keeping
+    /// the connection alive.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         for name in render::reserved_headers(&session.req_header().headers) {
             session.req_header_mut().remove_header(&name);
         }
         ctx.trusted = ctx.state.disclosure.shows_detail(client_ip(session));
-        let path = session.req_header().uri.path();
+        let path_check = match request_checks::check_request(session.req_header_mut()) {
+            Ok(path_check) => path_check,
+            Err(refusal) => {
+                self.refuse(session, ctx, refusal).await;
+                return Ok(true);
+            }
+        };
+        ctx.upstream_target = path_check.upstream_target(session.req_header().uri.query());
+        let path = path_check.matching(session.req_header().uri.path());
         ctx.upgrade = session.is_upgrade_req();
         let state = Arc::clone(&ctx.state);
         match state.routes.find(request_host(session), path) {
@@ -721,6 +750,9 @@ impl ProxyHttp for Triage {
         )?;
         if let Some(host) = self.upstream_of(ctx).and_then(|u| u.host_header.as_deref()) {
             upstream_request.insert_header(http::header::HOST, host)?;
+        }
+        if let Some(target) = &ctx.upstream_target {
+            upstream_request.set_raw_path(target.as_bytes())?;
         }
         ctx.request_sent = Some(Instant::now());
         Ok(())

@@ -42,6 +42,15 @@ use crate::protocols::http::{
 use crate::protocols::{Digest, SocketAddr, Stream};
 use crate::utils::{BufRef, KVRef};
 
+/// triage patch (PATCHES.md 2): marks, in a request's extensions, a request that had both
+/// `Content-Length` and `Transfer-Encoding`. The session frames such a request by
+/// `Transfer-Encoding` and removes `Content-Length` (RFC 9112 section 6.3), which leaves the
+/// parsed request looking like an ordinary chunked one; this marker keeps the fact, so that an
+/// application can refuse the request instead, as nginx does (RFC 9112 section 6.1 allows
+/// either, and a request framed two ways is the core of request smuggling).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ContentLengthRemoved;
+
 /// Tracks which writer is currently processing a task.
 ///
 /// This enables resuming writes after cancellation. Each variant stores the
@@ -411,6 +420,11 @@ impl HttpSession {
                             contains_content_length && contains_transfer_encoding;
                         if has_both_te_and_cl {
                             request_header.remove_header(&CONTENT_LENGTH);
+                            // triage patch (PATCHES.md 2): the removal is recorded, so that the
+                            // application can still refuse the request (as nginx does).
+                            request_header
+                                .extensions_mut()
+                                .insert(ContentLengthRemoved);
                         }
 
                         self.buf = buf;

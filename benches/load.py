@@ -133,7 +133,7 @@ def _child_setup():
 class Proc:
     """A child process started by the benchmark; `stop_signal` is its fast-shutdown signal."""
 
-    def __init__(self, name, argv, cpu, stdout, stop_signal=signal.SIGTERM):
+    def __init__(self, name, argv, cpu, stdout, stop_signal=signal.SIGTERM, stdin=subprocess.DEVNULL):
         self.name = name
         self.stop_signal = stop_signal
         self.argv = argv
@@ -141,7 +141,7 @@ class Proc:
         with open(self.stderr_path, "ab") as err:
             self.popen = subprocess.Popen(
                 ["taskset", "-c", cpu] + argv,
-                stdin=subprocess.DEVNULL,
+                stdin=stdin,
                 stdout=stdout,
                 stderr=err,
                 start_new_session=True,
@@ -326,19 +326,15 @@ def which(name):
     return shutil.which(name, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
 
 
-def ensure_tools():
-    """Installs wrk and nginx (and what building Pingora needs) from apt when missing."""
-    wanted = []
-    if not which("wrk"):
-        wanted.append("wrk")
-    if not which("nginx"):
-        wanted.append("nginx")
-    if not which("cmake"):
-        wanted.append("cmake")
-    if not which("cc"):
-        wanted.append("build-essential")
-    if not which("taskset"):
-        wanted.append("util-linux")
+# The Debian package of each tool the benchmarks may need.
+TOOL_PACKAGES = {"wrk": "wrk", "nginx": "nginx", "cmake": "cmake", "cc": "build-essential",
+                 "taskset": "util-linux"}
+
+
+def ensure_tools(tools=("wrk", "nginx", "cmake", "cc", "taskset")):
+    """Installs wrk and nginx (and what building Pingora needs) from apt when missing; `tools`
+    narrows that to the ones a benchmark uses (soak.py needs neither wrk nor nginx)."""
+    wanted = [TOOL_PACKAGES[tool] for tool in tools if not which(tool)]
     if not wanted:
         return
     sudo = [] if os.geteuid() == 0 else ["sudo"]
@@ -377,7 +373,7 @@ def ensure_tools():
         if made_policy:
             os.remove(policy)
     for tool in ("wrk", "nginx", "taskset"):
-        if not which(tool):
+        if tool in tools and not which(tool):
             raise RuntimeError(f"{tool} is still missing after apt-get install")
 
 
@@ -850,7 +846,7 @@ def machine_info():
             p = subprocess.run(argv, capture_output=True, text=True)
             # nginx -v and wrk -v print to stderr, wrk -v exits 1.
             return (p.stdout + p.stderr).strip().splitlines()[0]
-        except (OSError, IndexError):
+        except (OSError, IndexError, TypeError):  # TypeError: the tool is not installed
             return "?"
 
     model, mhz = "?", ""
@@ -952,15 +948,16 @@ def render(results, info, started, load_before, load_after):
     return "\n".join(lines) + "\n"
 
 
-def update_readme(table):
+def update_readme(table, start=TABLE_START, end=TABLE_END):
+    """Replaces what benches/README.md has between the markers `start` and `end`."""
     with open(README) as f:
         text = f.read()
-    if TABLE_START not in text or TABLE_END not in text:
-        raise RuntimeError(f"{README} has no {TABLE_START} ... {TABLE_END} section")
-    head, rest = text.split(TABLE_START, 1)
-    _, tail = rest.split(TABLE_END, 1)
+    if start not in text or end not in text:
+        raise RuntimeError(f"{README} has no {start} ... {end} section")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
     with open(README, "w") as f:
-        f.write(head + TABLE_START + "\n" + table + TABLE_END + tail)
+        f.write(head + start + "\n" + table + end + tail)
     log(f"table written into {README}")
 
 

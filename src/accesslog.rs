@@ -9,10 +9,10 @@
 
 use crate::config::LogFormat;
 use crate::render::text::{self, push_log_text, LogField};
+use crate::window::{current_second, SecondWindow};
 use std::cell::RefCell;
 use std::io::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
-use crate::window::{current_second, SecondWindow};
 use std::time::{Duration, SystemTime};
 
 /// Everything an access line says about a request.

@@ -149,3 +149,44 @@ async fn tls_reason_hidden_from_untrusted_clients() {
     assert!(resp.header("x-diagnosis-detail").is_none());
     assert!(!resp.body_text().contains("verification time"));
 }
+
+/// Two upstreams on the same address and SNI, each trusting another CA, never share pooled TLS
+/// connections: after the one whose CA signed the server's certificate has a pooled connection,
+/// the other still verifies, and fails, every time (it used to answer 200 over the first one's
+/// connections).
+#[tokio::test]
+async fn upstreams_with_different_cas_share_no_connection() {
+    let pki = TestPki::new();
+    let other_pki = TestPki::new();
+    let app = origin::spawn(Behavior::tls(
+        pki.leaf(&["localhost"]),
+        Behavior::ok("over tls\n"),
+    ))
+    .await;
+    let dir = temp_dir();
+    let other_dir = dir.path().join("other");
+    std::fs::create_dir_all(&other_dir).expect("create dir");
+    let ca = pki.write_ca_file(dir.path());
+    let other_ca = other_pki.write_ca_file(&other_dir);
+    let upstream = |name: &str, ca: &std::path::Path| {
+        format!(
+            "[upstreams.{name}]\nservers = [\"{}\"]\ntls = true\nsni = \"localhost\"\nca_file = \"{}\"\nretries = 0\n",
+            app.addr,
+            ca.display()
+        )
+    };
+    let config = format!(
+        "{}{}\n[[routes]]\npath_prefix = \"/a/\"\nupstream = \"trusting\"\n\n[[routes]]\npath_prefix = \"/b/\"\nupstream = \"other\"\n",
+        upstream("trusting", &ca),
+        upstream("other", &other_ca)
+    );
+    let triage = Triage::start_in(dir, &config).await;
+    for round in 0..3 {
+        let trusted = client::get(triage.http, "/a/").await;
+        assert_eq!(trusted.status, 200, "round {round}: {trusted:?}");
+        let other = client::get(triage.http, "/b/").await;
+        // Both test CAs have the same name, so rustls finds "the issuer" and rejects its
+        // signature.
+        assert_tls_failure(&other, "tls_certificate_untrusted", "BadSignature");
+    }
+}

@@ -3,10 +3,10 @@
 
 use super::balancer::Balancer;
 use crate::config::{self, ServerAddr};
+use crate::window::{current_second, SecondWindow};
 use pingora::protocols::tls::CaType;
 use pingora::upstreams::peer::HttpPeer;
 use std::net::SocketAddr;
-use crate::window::{current_second, SecondWindow};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,6 +28,21 @@ pub struct Upstream {
     read_timeout: Duration,
     write_timeout: Duration,
     pub total_timeout: Option<Duration>,
+    /// Pingora's connection-pool group for this upstream's peers (`HttpPeer::group_key`).
+    pool_key: u64,
+}
+
+/// The pool group of an upstream's connections. Pingora's pool key covers the address, the
+/// scheme, the SNI and the verification flags, but not the CA: without a group of their own,
+/// two upstreams on the same address and SNI with different `ca_file`s shared pooled TLS
+/// connections, and one answered over connections only the other's CA had verified. Keyed by
+/// the upstream's name and CA file, no connection is shared between upstreams.
+fn pool_key(cfg: &config::Upstream) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    cfg.name.hash(&mut hasher);
+    cfg.ca_file.as_ref().map(|ca| &ca.path).hash(&mut hasher);
+    hasher.finish()
 }
 
 /// Retries may add at most a fifth to an upstream's load (plus a small floor per second), so a
@@ -76,6 +91,7 @@ impl Upstream {
             read_timeout: cfg.read_timeout,
             write_timeout: cfg.write_timeout,
             total_timeout: cfg.total_timeout,
+            pool_key: pool_key(cfg),
         }
     }
 
@@ -119,6 +135,7 @@ impl Upstream {
         options.write_timeout = Some(route.write.unwrap_or(self.write_timeout));
         options.idle_timeout = Some(POOL_IDLE_TIMEOUT);
         options.ca = self.ca.clone();
+        peer.group_key = self.pool_key;
         peer
     }
 }

@@ -113,6 +113,10 @@ pub struct Reports {
     /// (trusted clients) and the error page; `None` (default) means the admin listener's
     /// `/diagnoses/`. See [`BootConfig::report_url`].
     pub url: Option<String>,
+    /// Request headers (lowercase names) whose values reports keep, on top of the built-in
+    /// list of harmless ones ([`crate::report::KEPT_HEADERS`]); every other value is
+    /// `[redacted]`. Default none.
+    pub keep_headers: Vec<String>,
 }
 
 impl Default for Reports {
@@ -121,6 +125,7 @@ impl Default for Reports {
             max_count: 1000,
             max_bytes: 8 << 20,
             url: None,
+            keep_headers: Vec::new(),
         }
     }
 }

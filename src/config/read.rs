@@ -8,9 +8,9 @@
 
 use super::table::{required, values, Spanned, Table};
 use super::values::{
-    detail_policy, holdoff, host_header, is_http_check, log_format, log_level, nameserver,
-    path_prefix, report_url, route_host, server_with_weight, socket_addr, upstream_index,
-    upstream_name,
+    detail_policy, holdoff, host_header, is_http_check, kept_header, log_format, log_level,
+    nameserver, path_prefix, report_url, route_host, server_with_weight, socket_addr,
+    upstream_index, upstream_name,
 };
 use super::*;
 use std::path::Path;
@@ -155,6 +155,9 @@ fn reports(top: &mut Table) -> Reports {
             .integer("max_bytes", 0..=(1 << 34))
             .map_or(default.max_bytes, |n| n as usize),
         url: default.url,
+        keep_headers: t
+            .list("keep_headers", kept_header)
+            .map_or(default.keep_headers, values),
     }
 }
 

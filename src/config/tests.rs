@@ -88,6 +88,7 @@ error_lines_per_second = 5
 [reports]
 max_count = 50
 max_bytes = 65536
+keep_headers = ["X-Tenant"]
 
 [upstreams.app]
 servers = ["127.0.0.1:3000 weight=3", "127.0.0.1:3001"]
@@ -143,6 +144,7 @@ read_timeout = "2m"
                 max_count: 50,
                 max_bytes: 65536,
                 url: Some("https://support.example/diagnoses/".into()),
+                keep_headers: vec!["x-tenant".into()],
             },
         },
         live: LiveConfig {
@@ -739,4 +741,19 @@ fn load_reads_file() {
         "{errors}"
     );
     let _: &dyn std::error::Error = &errors;
+}
+
+/// `[reports] keep_headers` takes header names, lowercased, but no credential.
+#[test]
+fn kept_headers_are_checked() {
+    let text = format!("[reports]\nkeep_headers = [\"X-Tenant\"]\n{MINIMAL}");
+    assert_eq!(parse_ok(&text).boot.reports.keep_headers, ["x-tenant"]);
+    let text = format!("[reports]\nkeep_headers = [\"Cookie\", \"x tenant\"]\n{MINIMAL}");
+    assert_eq!(
+        errors(&text),
+        [
+            "2:17: keep_headers: `Cookie` carries credentials; its value is never kept in a report",
+            "2:27: keep_headers: `x tenant` is not a header name",
+        ]
+    );
 }

@@ -175,3 +175,19 @@ pub(super) fn upstream_index(upstreams: &[Upstream], name: &str) -> Result<usize
         ),
     })
 }
+
+/// A header name of `[reports] keep_headers`, lowercased. Credentials are refused: a report is
+/// read by whoever reaches the admin listener.
+pub(super) fn kept_header(text: &str) -> Result<String, String> {
+    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if text.is_empty() || !text.bytes().all(token) {
+        return Err(format!("`{text}` is not a header name"));
+    }
+    let name = text.to_ascii_lowercase();
+    if crate::report::CREDENTIAL_HEADERS.contains(&name.as_str()) {
+        return Err(format!(
+            "`{text}` carries credentials; its value is never kept in a report"
+        ));
+    }
+    Ok(name)
+}

@@ -219,7 +219,7 @@ pub fn build(config: Config, path: &Path, upgrade: bool) -> Result<Process, Stri
 
     let mut admin = Service::new(
         "admin".to_owned(),
-        Admin::new(metrics, reports, Some(reloader)),
+        Admin::new(metrics, reports, Some(reloader), &boot.admin),
     );
     admin.add_tcp(&boot.admin.listen.to_string());
     server.add_service(admin);

@@ -88,17 +88,59 @@ impl ServerSettings {
     }
 }
 
+/// The admin listener: where it listens, the Host names it answers to, and its token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Admin {
     /// Default 127.0.0.1:9901.
     pub listen: SocketAddr,
+    /// Names (lowercase) and IP addresses (as `Display` writes them) a request's Host may
+    /// name besides the listener's own address and `localhost`, e.g. the name a reverse
+    /// proxy or a NAT reaches it by. Default none.
+    pub hosts: Vec<String>,
+    /// `token_file`: the bearer token every endpoint but `/healthz` and `/readyz` requires.
+    /// Default none.
+    pub token: Option<AdminToken>,
 }
 
 impl Default for Admin {
     fn default() -> Self {
         Admin {
             listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9901),
+            hosts: Vec::new(),
+            token: None,
         }
+    }
+}
+
+/// The admin listener's bearer token, read from `token_file` at load (see `files.rs`). Its
+/// `Debug` shows the file, never the token.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminToken {
+    pub path: PathBuf,
+    pub(super) secret: Box<str>,
+}
+
+impl AdminToken {
+    /// The token, for a client of the admin listener (`triage reload`) and for the check.
+    pub fn secret(&self) -> &str {
+        &self.secret
+    }
+
+    /// A token without its file, for the admin listener's unit tests.
+    #[cfg(test)]
+    pub(crate) fn for_tests(secret: &str) -> AdminToken {
+        AdminToken {
+            path: PathBuf::from("token"),
+            secret: secret.into(),
+        }
+    }
+}
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminToken")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
     }
 }
 

@@ -8,8 +8,8 @@
 
 use super::table::{required, values, Spanned, Table};
 use super::values::{
-    detail_policy, holdoff, host_header, is_http_check, kept_header, log_format, log_level,
-    nameserver, path_prefix, report_url, route_host, server_with_weight, socket_addr,
+    admin_host, detail_policy, holdoff, host_header, is_http_check, kept_header, log_format,
+    log_level, nameserver, path_prefix, report_url, route_host, server_with_weight, socket_addr,
     upstream_index, upstream_name,
 };
 use super::*;
@@ -19,7 +19,7 @@ use std::path::Path;
 pub(super) fn config(mut top: Table, origin: &Path) -> Config {
     let listen = listen(&mut top);
     let server = server(&mut top);
-    let admin = admin(&mut top);
+    let admin = admin(&mut top, origin);
     let (diagnosis, report_url) = diagnosis(&mut top);
     let resolver = resolver(&mut top);
     let log = log(&mut top);
@@ -95,12 +95,23 @@ fn server(top: &mut Table) -> ServerSettings {
     }
 }
 
-fn admin(top: &mut Table) -> Admin {
+fn admin(top: &mut Table, origin: &Path) -> Admin {
     let mut t = top.table("admin");
+    let default = Admin::default();
+    let listen = t.value("listen", socket_addr).unwrap_or(default.listen);
+    let hosts = t.list("hosts", admin_host).map_or(default.hosts, values);
+    let token = t
+        .spanned("token_file", |text| Ok(origin.join(text)))
+        .and_then(|path| {
+            AdminToken::read(&path.value)
+                .map_err(|message| t.error(path.at, format!("token_file: {message}")))
+                .ok()
+        })
+        .or(default.token);
     Admin {
-        listen: t
-            .value("listen", socket_addr)
-            .unwrap_or(Admin::default().listen),
+        listen,
+        hosts,
+        token,
     }
 }
 

@@ -3,7 +3,7 @@
 
 use super::parse_duration;
 use super::{addr, DetailPolicy, LogFormat, LogLevel, ServerAddr, Upstream};
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 /// `addr` or `addr weight=N` (as nginx's `server addr weight=N;`), N from 1 to 1000.
@@ -174,6 +174,24 @@ pub(super) fn upstream_index(upstreams: &[Upstream], name: &str) -> Result<usize
             defined.join(", ")
         ),
     })
+}
+
+/// A name of `[admin] hosts`: a hostname (lowercased) or an IP address (as `Display` writes
+/// it, which is how the admin listener compares it), without a port: any port is accepted.
+pub(super) fn admin_host(text: &str) -> Result<String, String> {
+    let unbracketed = text
+        .strip_prefix('[')
+        .and_then(|t| t.strip_suffix(']'))
+        .unwrap_or(text);
+    if let Ok(ip) = unbracketed.parse::<IpAddr>() {
+        return Ok(ip.to_canonical().to_string());
+    }
+    if text.contains(':') {
+        return Err(format!(
+            "`{text}` must be a hostname or an IP address, without a port (any port is accepted)"
+        ));
+    }
+    addr::hostname(text)
 }
 
 /// A header name of `[reports] keep_headers`, lowercased. Credentials are refused: a report is

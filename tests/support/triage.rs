@@ -4,7 +4,8 @@
 //!
 //! The config is the `[listen]` and `[admin]` sections this module writes, followed by the
 //! test's own sections (`[diagnosis]`, `[upstreams.x]`, `[[routes]]`, ...), which must not
-//! repeat `[listen]` or `[admin]`. [`Triage::start_https`] adds an `https` listener and its
+//! repeat `[listen]` or `[admin]` (keys before the body's first table header extend the
+//! generated `[admin]`). [`Triage::start_https`] adds an `https` listener and its
 //! certificate, for HTTPS and HTTP/2 clients.
 //!
 //! Triage logs (access log included) go to its stdout; [`Triage::wait_for_output`] polls both
@@ -340,6 +341,12 @@ impl Triage {
     /// The config file triage was started with.
     pub fn config_path(&self) -> &Path {
         &self.config_path
+    }
+
+    /// A config for this triage, to rewrite its file before a reload: its listeners, then
+    /// `config_body` (without an https listener).
+    pub fn config_text(&self, config_body: &str) -> String {
+        config_text(self.http, self.admin, config_body)
     }
 
     /// The process id, e.g. to send it a signal.

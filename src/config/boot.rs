@@ -5,7 +5,7 @@
 
 use crate::tls::ServerCertificate;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// What a running process fixes when it starts: its listeners and their certificates, its
@@ -63,11 +63,24 @@ pub struct ServerSettings {
     /// How long SIGTERM lets requests in flight finish before the process exits (it exits
     /// as soon as none is left). Default 10 s, at most [`MAX_SHUTDOWN_TIMEOUT`].
     pub shutdown_timeout: Duration,
+    /// The unix socket a binary upgrade hands the listening sockets over through: the new
+    /// process (`--upgrade`) listens on it, the old one sends its sockets to it on SIGQUIT.
+    /// Default `/run/triage/upgrade.sock`. Its directory must be writable by triage and by
+    /// nobody else, since whoever listens there on SIGQUIT gets the listeners (see
+    /// [`crate::rundir`]).
+    pub upgrade_socket: PathBuf,
+    /// The file triage writes its process id to at start. Default `/run/triage/triage.pid`.
+    pub pid_file: PathBuf,
 }
 
 /// The longest `shutdown_timeout`: a stop that takes longer than this is a hang to a
 /// supervisor (systemd's default `TimeoutStopSec` is 90 s).
 pub const MAX_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// The directory of the default `upgrade_socket` and `pid_file`: root-owned `/run`, not the
+/// shared `/tmp`, where any local user could take the socket's name first. Under systemd,
+/// `RuntimeDirectory=triage` makes it, writable by the service's user only.
+pub const DEFAULT_RUNTIME_DIR: &str = "/run/triage";
 
 impl Default for ServerSettings {
     fn default() -> Self {
@@ -75,6 +88,8 @@ impl Default for ServerSettings {
             threads: None,
             work_stealing: false,
             shutdown_timeout: Duration::from_secs(10),
+            upgrade_socket: Path::new(DEFAULT_RUNTIME_DIR).join("upgrade.sock"),
+            pid_file: Path::new(DEFAULT_RUNTIME_DIR).join("triage.pid"),
         }
     }
 }

@@ -26,7 +26,7 @@ mod values;
 pub use addr::ServerAddr;
 pub use boot::{
     Admin, AdminToken, BootConfig, Certificate, Listen, Log, LogFormat, LogLevel, Reports,
-    ServerSettings, MAX_SHUTDOWN_TIMEOUT,
+    ServerSettings, DEFAULT_RUNTIME_DIR, MAX_SHUTDOWN_TIMEOUT,
 };
 pub use cidr::Cidr;
 pub use duration::parse_duration;

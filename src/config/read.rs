@@ -8,9 +8,9 @@
 
 use super::table::{required, values, Spanned, Table};
 use super::values::{
-    admin_host, detail_policy, holdoff, host_header, is_http_check, kept_header, log_format,
-    log_level, nameserver, path_prefix, report_url, route_host, server_with_weight, socket_addr,
-    upstream_index, upstream_name,
+    admin_host, detail_policy, file_path, holdoff, host_header, is_http_check, kept_header,
+    log_format, log_level, nameserver, path_prefix, report_url, route_host, server_with_weight,
+    socket_addr, unix_socket_path, upstream_index, upstream_name,
 };
 use super::*;
 use std::path::Path;
@@ -18,7 +18,7 @@ use std::path::Path;
 /// Reads the whole file.
 pub(super) fn config(mut top: Table, origin: &Path) -> Config {
     let listen = listen(&mut top);
-    let server = server(&mut top);
+    let server = server(&mut top, origin);
     let admin = admin(&mut top, origin);
     let (diagnosis, report_url) = diagnosis(&mut top);
     let resolver = resolver(&mut top);
@@ -74,7 +74,7 @@ fn listen(top: &mut Table) -> Spanned<Listen> {
     }
 }
 
-fn server(top: &mut Table) -> ServerSettings {
+fn server(top: &mut Table, origin: &Path) -> ServerSettings {
     let mut t = top.table("server");
     let default = ServerSettings::default();
     ServerSettings {
@@ -92,6 +92,12 @@ fn server(top: &mut Table) -> ServerSettings {
                 Ok(timeout)
             })
             .unwrap_or(default.shutdown_timeout),
+        upgrade_socket: t
+            .value("upgrade_socket", |text| unix_socket_path(origin.join(text)))
+            .unwrap_or(default.upgrade_socket),
+        pid_file: t
+            .value("pid_file", |text| file_path(origin.join(text)))
+            .unwrap_or(default.pid_file),
     }
 }
 

@@ -67,6 +67,8 @@ http = ["0.0.0.0:8080"]
 threads = 4
 work_stealing = true
 shutdown_timeout = "30s"
+upgrade_socket = "/run/triage-blue/upgrade.sock"
+pid_file = "triage.pid"
 
 [admin]
 listen = "127.0.0.1:9901"
@@ -133,6 +135,8 @@ read_timeout = "2m"
                 threads: Some(4),
                 work_stealing: true,
                 shutdown_timeout: Duration::from_secs(30),
+                upgrade_socket: "/run/triage-blue/upgrade.sock".into(),
+                pid_file: dir.join("triage.pid"),
             },
             admin: Admin {
                 listen: "127.0.0.1:9901".parse().unwrap(),
@@ -231,7 +235,16 @@ fn defaults() {
     assert!(config.boot.server.worker_threads() >= 1);
     assert!(!config.boot.server.work_stealing);
     assert_eq!(config.boot.server.shutdown_timeout, Duration::from_secs(10));
+    assert_eq!(
+        config.boot.server.upgrade_socket,
+        Path::new("/run/triage/upgrade.sock")
+    );
+    assert_eq!(
+        config.boot.server.pid_file,
+        Path::new("/run/triage/triage.pid")
+    );
     assert!(config.boot.admin.hosts.is_empty() && config.boot.admin.token.is_none());
+    assert!(config.boot.reports.keep_headers.is_empty());
     assert!(config.boot.log.access);
     assert_eq!(config.boot.log.error_lines_per_second, 10);
     assert_eq!(config.boot.reports.max_count, 1000);
@@ -819,6 +832,30 @@ fn admin_hosts_are_checked() {
              port (any port is accepted)",
             "2:32: hosts: `bad_name` is not a valid hostname; expected dot-separated labels of \
              letters, digits and inner hyphens",
+        ]
+    );
+}
+
+/// `[server] upgrade_socket` and `pid_file` resolve against the config's directory and must
+/// name a file; the upgrade socket's must fit a unix socket address.
+#[test]
+fn runtime_paths_are_checked() {
+    let text = format!(
+        "[server]\nupgrade_socket = \"run/up.sock\"\npid_file = \"run/triage.pid\"\n{MINIMAL}"
+    );
+    let server = parse(&text, Path::new("/etc/triage")).unwrap().boot.server;
+    assert_eq!(server.upgrade_socket, Path::new("/etc/triage/run/up.sock"));
+    assert_eq!(server.pid_file, Path::new("/etc/triage/run/triage.pid"));
+    let long = format!("/{}/s.sock", "d".repeat(100));
+    let text =
+        format!("[server]\nupgrade_socket = \"{long}\"\npid_file = \"/run/triage/\"\n{MINIMAL}");
+    assert_eq!(
+        errors(&text),
+        [
+            format!(
+                "2:18: upgrade_socket: `{long}` is 108 bytes long; a unix socket path is at most 107"
+            ),
+            "3:12: pid_file: `/run/triage/` names no file".to_owned(),
         ]
     );
 }

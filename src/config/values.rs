@@ -4,6 +4,7 @@
 use super::parse_duration;
 use super::{addr, DetailPolicy, LogFormat, LogLevel, ServerAddr, Upstream};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// `addr` or `addr weight=N` (as nginx's `server addr weight=N;`), N from 1 to 1000.
@@ -208,4 +209,31 @@ pub(super) fn kept_header(text: &str) -> Result<String, String> {
         ));
     }
     Ok(name)
+}
+
+/// The longest path a unix socket can be bound at (`sun_path` holds 108 bytes with the final
+/// NUL): Pingora would fail the upgrade on a longer one.
+const MAX_UNIX_SOCKET_PATH: usize = 107;
+
+/// `[server] pid_file`, and the like: a path that names a file, not a directory.
+pub(super) fn file_path(path: PathBuf) -> Result<PathBuf, String> {
+    // `Path::file_name` reads `/run/triage/` as `triage`: a trailing `/` is checked apart.
+    let is_directory = path.as_os_str().to_string_lossy().ends_with('/');
+    match path.file_name() {
+        Some(_) if !is_directory => Ok(path),
+        _ => Err(format!("`{}` names no file", path.display())),
+    }
+}
+
+/// `[server] upgrade_socket`: a file path that fits a unix socket address.
+pub(super) fn unix_socket_path(path: PathBuf) -> Result<PathBuf, String> {
+    let path = file_path(path)?;
+    let length = path.as_os_str().len();
+    if length > MAX_UNIX_SOCKET_PATH {
+        return Err(format!(
+            "`{}` is {length} bytes long; a unix socket path is at most {MAX_UNIX_SOCKET_PATH}",
+            path.display()
+        ));
+    }
+    Ok(path)
 }

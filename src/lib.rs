@@ -17,6 +17,7 @@ pub mod reload;
 pub mod render;
 pub mod report;
 pub mod resolve;
+pub mod rundir;
 pub mod server;
 pub mod shutdown;
 pub mod tls;

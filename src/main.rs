@@ -78,7 +78,9 @@ fn load(path: &std::path::Path) -> Result<triage::config::Config, ExitCode> {
     })
 }
 
-/// Asks the running triage (found through the config's admin address) to reload its config.
+/// Asks the running triage (found through the config's admin address) to reload its config,
+/// with what the admin listener requires: a Host naming it, the `X-Triage-Admin` header of a
+/// state change, and the token of `[admin] token_file` when there is one.
 fn reload(path: &std::path::Path) -> ExitCode {
     use std::io::{Read, Write};
     let config = match load(path) {
@@ -89,13 +91,24 @@ fn reload(path: &std::path::Path) -> ExitCode {
         }
     };
     let admin = config.boot.admin.listen;
+    let authorization = config
+        .boot
+        .admin
+        .token
+        .as_ref()
+        .map_or_else(String::new, |token| {
+            format!("Authorization: Bearer {}\r\n", token.secret())
+        });
+    let request = format!(
+        "POST /reload HTTP/1.1\r\nHost: localhost\r\n{}: 1\r\n{authorization}\
+         Content-Length: 0\r\nConnection: close\r\n\r\n",
+        triage::admin::ADMIN_HEADER
+    );
     let exchange = || -> std::io::Result<String> {
         let mut stream =
             std::net::TcpStream::connect_timeout(&admin, std::time::Duration::from_secs(5))?;
         stream.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
-        stream.write_all(
-            b"POST /reload HTTP/1.1\r\nHost: triage\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-        )?;
+        stream.write_all(request.as_bytes())?;
         let mut response = String::new();
         stream.read_to_string(&mut response)?;
         Ok(response)

@@ -149,9 +149,15 @@ fn needs_restart(old: &BootConfig, new: &BootConfig) -> Vec<&'static str> {
     if old.log != new.log {
         kept.push("[log]");
     }
-    if (old.reports.max_count, old.reports.max_bytes)
-        != (new.reports.max_count, new.reports.max_bytes)
-    {
+    if (
+        old.reports.max_count,
+        old.reports.max_bytes,
+        &old.reports.keep_headers,
+    ) != (
+        new.reports.max_count,
+        new.reports.max_bytes,
+        &new.reports.keep_headers,
+    ) {
         kept.push("[reports]");
     }
     if old.reports.url != new.reports.url {
@@ -238,6 +244,7 @@ mod tests {
             ("[admin]\nlisten = \"127.0.0.1:9999\"\n", "[admin]"),
             ("[log]\naccess = false\n", "[log]"),
             ("[reports]\nmax_count = 5\n", "[reports]"),
+            ("[reports]\nkeep_headers = [\"x-tenant\"]\n", "[reports]"),
             (
                 "[diagnosis]\nreport_url = \"https://support.example/\"\n",
                 "[diagnosis] report_url",

@@ -2,26 +2,86 @@
 //!
 //! Reports live in a ring bounded both by count and by bytes; the oldest goes first, so memory
 //! stays flat however long a failure storm lasts. Only failures are stored, so the lock is never
-//! taken on the success path. What a report keeps is redacted on the way in: no query strings,
-//! no credentials or cookies.
+//! taken on the success path. What a report keeps is redacted on the way in ([`Redaction`]):
+//! header values only from an allow-list of harmless headers, no query strings, no path
+//! parameters, nothing but the path of a Referer.
 
 use crate::diagnosis::{Diagnosis, Fault};
 use crate::id::RequestId;
 use crate::render::text;
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
-/// Request headers whose values never go into a report.
-const SENSITIVE_HEADERS: &[&str] = &[
+/// Request headers whose values reports keep, by default: what a request asks for (media types,
+/// languages, ranges, conditions, caching), how it travelled (proxies, forwarding, tracing ids)
+/// and what sent it (user agent, fetch metadata, client hints). None carries a credential or a
+/// session. Every other header keeps its name and has its value replaced by `[redacted]`;
+/// `[reports] keep_headers` adds names. Sorted, for the binary search (a test checks).
+pub const KEPT_HEADERS: &[&str] = &[
+    "accept",
+    "accept-encoding",
+    "accept-language",
+    "b3",
+    "cache-control",
+    "cf-ray",
+    "connection",
+    "content-encoding",
+    "content-length",
+    "content-type",
+    "dnt",
+    "expect",
+    "forwarded",
+    "host",
+    "if-match",
+    "if-modified-since",
+    "if-none-match",
+    "if-range",
+    "if-unmodified-since",
+    "origin",
+    "pragma",
+    "priority",
+    "range",
+    // Kept with its query, fragment, user info and path parameters redacted (`redact_url`).
+    "referer",
+    "sec-websocket-extensions",
+    "sec-websocket-protocol",
+    "sec-websocket-version",
+    "te",
+    "traceparent",
+    "tracestate",
+    "transfer-encoding",
+    "upgrade",
+    "upgrade-insecure-requests",
+    "user-agent",
+    "via",
+    "x-amzn-trace-id",
+    "x-b3-parentspanid",
+    "x-b3-sampled",
+    "x-b3-spanid",
+    "x-b3-traceid",
+    "x-correlation-id",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-port",
+    "x-forwarded-proto",
+    "x-real-ip",
+    "x-request-id",
+    "x-requested-with",
+];
+
+/// Prefixes of further kept headers: the browser's fetch metadata (`sec-fetch-site`, ...)
+/// and user-agent client hints (`sec-ch-ua`, `sec-ch-ua-platform`, ...).
+pub const KEPT_HEADER_PREFIXES: &[&str] = &["sec-ch-ua", "sec-fetch-"];
+
+/// Headers that carry credentials: never kept, and refused in `[reports] keep_headers`.
+pub const CREDENTIAL_HEADERS: &[&str] = &[
     "authorization",
-    "proxy-authorization",
     "cookie",
+    "proxy-authorization",
     "set-cookie",
-    "x-api-key",
-    "x-auth-token",
-    "x-csrf-token",
 ];
 
 /// What stands in for a redacted value.
@@ -45,7 +105,8 @@ pub struct Report {
     pub time: SystemTime,
     pub method: String,
     pub host: String,
-    /// The path, with any query string replaced by `?[redacted]`.
+    /// The path, with any query string replaced by `?[redacted]` and path parameters redacted
+    /// ([`redact_path`]).
     pub path: String,
     pub headers: Vec<(String, String)>,
     pub route: String,
@@ -82,24 +143,141 @@ impl Report {
     }
 }
 
-/// `/path?secret=1` → `/path?[redacted]`.
+/// `/a;jsessionid=1/b?secret=1` → `/a;jsessionid=[redacted]/b?[redacted]`: the query and
+/// the path parameters (see [`redact_path_params`]) redacted.
 pub fn redact_path(path_and_query: &str) -> String {
     match path_and_query.split_once('?') {
-        Some((path, _)) => format!("{path}?{REDACTED}"),
-        None => path_and_query.to_owned(),
+        Some((path, _)) => format!("{}?{REDACTED}", redact_path_params(path)),
+        None => redact_path_params(path_and_query).into_owned(),
     }
 }
 
-/// A request header as a report keeps it: sensitive values replaced, the rest made printable and
-/// bounded.
-pub fn redact_header(name: &str, value: &[u8]) -> (String, String) {
-    let lower = name.to_ascii_lowercase();
-    let value = if SENSITIVE_HEADERS.contains(&lower.as_str()) {
-        REDACTED.to_owned()
-    } else {
-        text::header_text(&String::from_utf8_lossy(value), text::MAX_HEADER_TEXT)
+/// `/cart;jsessionid=abc/x;v=1` → `/cart;jsessionid=[redacted]/x;v=[redacted]`: the values of
+/// a path's `;` parameters (where servlet containers carry the session when cookies are off)
+/// redacted, names kept; a parameter without `=` is redacted whole. Borrowed when the path
+/// has none, which is the common case: no allocation for the access log.
+pub fn redact_path_params(path: &str) -> Cow<'_, str> {
+    if !path.contains(';') {
+        return Cow::Borrowed(path);
+    }
+    let mut out = String::with_capacity(path.len() + 16);
+    for (index, segment) in path.split('/').enumerate() {
+        if index > 0 {
+            out.push('/');
+        }
+        let mut parts = segment.split(';');
+        out.push_str(parts.next().unwrap_or(""));
+        for param in parts {
+            out.push(';');
+            match param.split_once('=') {
+                Some((name, _)) => {
+                    out.push_str(name);
+                    out.push('=');
+                    out.push_str(REDACTED);
+                }
+                None if param.is_empty() => {}
+                None => out.push_str(REDACTED),
+            }
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// A URL as a report or log keeps it (the Referer): user info, path parameters, query and
+/// fragment redacted, so `http://u:p@a/cb;s=1?code=x#t` becomes
+/// `http://[redacted]@a/cb;s=[redacted]?[redacted]#[redacted]`. Borrowed when there is
+/// nothing to redact.
+pub fn redact_url(url: &str) -> Cow<'_, str> {
+    if !url.contains(['?', '#', ';', '@']) {
+        return Cow::Borrowed(url);
+    }
+    let (rest, fragment) = match url.split_once('#') {
+        Some((rest, _)) => (rest, true),
+        None => (url, false),
     };
-    (lower, value)
+    let (rest, query) = match rest.split_once('?') {
+        Some((rest, _)) => (rest, true),
+        None => (rest, false),
+    };
+    // `scheme://authority` and the path after it; a relative reference is all path.
+    let (scheme, authority, path) = match rest.split_once("://") {
+        Some((scheme, after)) => {
+            let end = after.find('/').unwrap_or(after.len());
+            (Some(scheme), &after[..end], &after[end..])
+        }
+        None => (None, "", rest),
+    };
+    let mut out = String::with_capacity(url.len() + 32);
+    if let Some(scheme) = scheme {
+        out.push_str(scheme);
+        out.push_str("://");
+        match authority.rsplit_once('@') {
+            Some((_, host)) => {
+                out.push_str(REDACTED);
+                out.push('@');
+                out.push_str(host);
+            }
+            None => out.push_str(authority),
+        }
+    }
+    out.push_str(&redact_path_params(path));
+    if query {
+        out.push('?');
+        out.push_str(REDACTED);
+    }
+    if fragment {
+        out.push('#');
+        out.push_str(REDACTED);
+    }
+    Cow::Owned(out)
+}
+
+/// Which request header values a report keeps: [`KEPT_HEADERS`], the
+/// [`KEPT_HEADER_PREFIXES`], and `[reports] keep_headers`. Built once at start.
+#[derive(Debug, Clone, Default)]
+pub struct Redaction {
+    /// `[reports] keep_headers`, lowercase.
+    extra: Vec<Box<str>>,
+}
+
+impl Redaction {
+    /// `keep_headers`: lowercase names kept on top of the built-in list (the config refuses
+    /// credentials; they are refused here again, so no caller can keep them).
+    pub fn new(keep_headers: &[String]) -> Redaction {
+        Redaction {
+            extra: keep_headers
+                .iter()
+                .filter(|name| !CREDENTIAL_HEADERS.contains(&name.as_str()))
+                .map(|name| name.as_str().into())
+                .collect(),
+        }
+    }
+
+    /// Whether a report keeps the value of the header `lowercase_name`.
+    pub fn keeps(&self, lowercase_name: &str) -> bool {
+        KEPT_HEADERS.binary_search(&lowercase_name).is_ok()
+            || KEPT_HEADER_PREFIXES
+                .iter()
+                .any(|prefix| lowercase_name.starts_with(prefix))
+            || self.extra.iter().any(|name| **name == *lowercase_name)
+    }
+
+    /// A request header as a report keeps it: the name lowercased; the value made printable
+    /// and bounded when the header is kept (a Referer with [`redact_url`]), else `[redacted]`.
+    pub fn header(&self, name: &str, value: &[u8]) -> (String, String) {
+        let lower = name.to_ascii_lowercase();
+        let value = if !self.keeps(&lower) {
+            REDACTED.to_owned()
+        } else {
+            let value = String::from_utf8_lossy(value);
+            let value = match lower.as_str() {
+                "referer" => redact_url(&value),
+                _ => value,
+            };
+            text::header_text(&value, text::MAX_HEADER_TEXT)
+        };
+        (lower, value)
+    }
 }
 
 /// One bounded ring of reports: the oldest goes first when either bound would be passed.
@@ -308,22 +486,142 @@ mod tests {
         assert_eq!(store.len(), 10);
     }
 
-    /// Query strings and credentials never reach a report.
+    /// Query strings and path parameters never reach a report.
     #[test]
-    fn redaction() {
+    fn paths_lose_their_query_and_parameters() {
         assert_eq!(redact_path("/login?password=hunter2"), "/login?[redacted]");
         assert_eq!(redact_path("/plain"), "/plain");
         assert_eq!(
-            redact_header("Authorization", b"Bearer abc"),
-            ("authorization".into(), REDACTED.into())
+            redact_path("/x;jsessionid=abc/y;v=1;flag?q=1"),
+            "/x;jsessionid=[redacted]/y;v=[redacted];[redacted]?[redacted]"
+        );
+        assert_eq!(redact_path("/a;/b"), "/a;/b");
+        assert!(matches!(redact_path_params("/no/params"), Cow::Borrowed(_)));
+    }
+
+    /// A Referer keeps its scheme, host and path; user info, path parameters, query and
+    /// fragment are redacted.
+    #[test]
+    fn urls_keep_only_where_they_point() {
+        assert_eq!(
+            redact_url("http://a/cb?code=secret"),
+            "http://a/cb?[redacted]"
         );
         assert_eq!(
-            redact_header("Cookie", b"session=1"),
-            ("cookie".into(), REDACTED.into())
+            redact_url("https://u:pw@shop.example:8443/cart;jsessionid=abc?x=1#tok"),
+            "https://[redacted]@shop.example:8443/cart;jsessionid=[redacted]?[redacted]#[redacted]"
         );
+        assert_eq!(redact_url("https://a.example"), "https://a.example");
+        assert!(matches!(redact_url("https://a/b/c"), Cow::Borrowed(_)));
+        assert_eq!(redact_url("/relative;s=1"), "/relative;s=[redacted]");
+    }
+
+    /// Only allow-listed headers keep their values: credentials, API keys, cloud tokens and
+    /// session ids under any name are redacted; harmless headers stay readable.
+    #[test]
+    fn header_values_are_kept_by_allow_list() {
+        let redaction = Redaction::default();
+        for (name, value) in [
+            ("Authorization", "Bearer abc"),
+            ("Cookie", "session=1"),
+            ("api-key", "k-123"),
+            ("x-access-token", "t-123"),
+            ("X-Amz-Security-Token", "FwoGZX"),
+            ("x-goog-api-key", "AIza"),
+            ("x-session-id", "s-123"),
+            ("x-anything-new", "v"),
+        ] {
+            assert_eq!(
+                redaction.header(name, value.as_bytes()),
+                (name.to_ascii_lowercase(), REDACTED.into()),
+                "{name}"
+            );
+        }
+        for (name, value) in [
+            ("Accept", "text/html"),
+            ("x-request-id", "r-1"),
+            ("traceparent", "00-abc-def-01"),
+            ("sec-fetch-site", "cross-site"),
+            ("sec-ch-ua-platform", "\"Linux\""),
+        ] {
+            assert_eq!(
+                redaction.header(name, value.as_bytes()),
+                (name.to_ascii_lowercase(), value.to_owned()),
+                "{name}"
+            );
+        }
         assert_eq!(
-            redact_header("User-Agent", b"curl/8\r\n"),
+            redaction.header("User-Agent", b"curl/8\r\n"),
             ("user-agent".into(), "curl/8??".into())
         );
+        assert_eq!(
+            redaction.header("Referer", b"http://a/cb?code=secret"),
+            ("referer".into(), "http://a/cb?[redacted]".into())
+        );
+    }
+
+    /// `[reports] keep_headers` adds names to the list, but never a credential.
+    #[test]
+    fn keep_headers_adds_names_but_no_credentials() {
+        let redaction = Redaction::new(&["x-tenant".to_owned(), "authorization".to_owned()]);
+        assert_eq!(
+            redaction.header("X-Tenant", b"blue"),
+            ("x-tenant".into(), "blue".into())
+        );
+        assert_eq!(
+            redaction.header("Authorization", b"Bearer abc"),
+            ("authorization".into(), REDACTED.into())
+        );
+        assert!(redaction.keeps("accept"), "the built-in list stays");
+    }
+
+    /// The comma-separated names (maybe in backticks) between `start` and the next `.` in
+    /// `doc`, read as one line of text (comment marks and line breaks dropped).
+    fn documented_list(doc: &str, start: &str) -> Vec<String> {
+        let flat = doc
+            .lines()
+            .map(|line| line.trim().trim_start_matches('#').trim())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let from = flat.find(start).expect("the list's start") + start.len();
+        let list = &flat[from..];
+        let end = list.find('.').expect("the list's end");
+        list[..end]
+            .split(',')
+            .map(|name| name.trim().trim_matches('`').to_owned())
+            .collect()
+    }
+
+    /// README and conf/triage.toml list exactly the headers whose values reports keep.
+    #[test]
+    fn the_docs_list_the_kept_headers() {
+        let mut kept: Vec<String> = KEPT_HEADERS.iter().map(|n| n.to_string()).collect();
+        kept.extend(KEPT_HEADER_PREFIXES.iter().map(|p| format!("{p}*")));
+        kept.sort();
+        for (doc, start) in [
+            (
+                include_str!("../README.md"),
+                "The headers whose values a report keeps:",
+            ),
+            (
+                include_str!("../conf/triage.toml"),
+                "which carry no credential or session:",
+            ),
+        ] {
+            let mut listed = documented_list(doc, start);
+            listed.sort();
+            assert_eq!(listed, kept, "{start}");
+        }
+    }
+
+    /// The allow-list is sorted (it is binary-searched) and lowercase (names are compared
+    /// lowercased), and holds no credential header.
+    #[test]
+    fn kept_headers_are_sorted_lowercase_and_credential_free() {
+        assert!(KEPT_HEADERS.windows(2).all(|pair| pair[0] < pair[1]));
+        for name in KEPT_HEADERS.iter().chain(KEPT_HEADER_PREFIXES) {
+            assert_eq!(*name, name.to_ascii_lowercase());
+            assert!(!CREDENTIAL_HEADERS.contains(name), "{name}");
+        }
     }
 }

@@ -7,7 +7,8 @@ use crate::metrics::Metrics;
 use crate::proxy::{State, Triage};
 use crate::reload::{self, Reloader};
 use crate::report::ReportStore;
-use crate::shutdown::{InFlight, Signals};
+use crate::rundir;
+use crate::shutdown::{AtExit, InFlight, Signals};
 use crate::tls::SniResolver;
 use async_trait::async_trait;
 use pingora::listeners::tls::TlsSettings;
@@ -115,8 +116,10 @@ fn server_conf(boot: &BootConfig, live: &LiveConfig) -> ServerConf {
         max_retries: live.most_retries() as usize + 2,
         grace_period_seconds: Some(grace_seconds + 1),
         graceful_shutdown_timeout_seconds: Some(1),
-        upgrade_sock: "/tmp/triage_upgrade.sock".to_owned(),
-        pid_file: "/tmp/triage.pid".to_owned(),
+        // Pingora writes `pid_file` only when it daemonizes, which triage does not: triage
+        // writes its own (rundir.rs), which also readies the socket's directory.
+        upgrade_sock: boot.server.upgrade_socket.to_string_lossy().into_owned(),
+        pid_file: boot.server.pid_file.to_string_lossy().into_owned(),
         threads: boot.server.worker_threads(),
         work_stealing: boot.server.work_stealing,
         ..ServerConf::default()
@@ -139,6 +142,7 @@ fn client_buffers() -> L4BufferSettings {
 pub struct Process {
     server: Server,
     signals: Signals,
+    at_exit: AtExit,
 }
 
 impl Process {
@@ -147,6 +151,7 @@ impl Process {
         self.server.run(RunArgs {
             shutdown_signal: Box::new(self.signals),
         });
+        (self.at_exit)();
         std::process::exit(0)
     }
 }
@@ -154,7 +159,26 @@ impl Process {
 /// Builds the server for the config at `path` (already loaded as `config`): the boot part sets
 /// up the process, the live part the first proxy state. Fails (without panicking) on what
 /// validation cannot see before start-up, such as a DNS resolver that cannot be set up.
+///
+/// First the runtime directory is readied and the pid file written (see [`crate::rundir`]),
+/// before Pingora's bootstrap, which on `--upgrade` waits for the sockets on the upgrade
+/// socket; the pid file is removed again when a later step fails.
 pub fn build(config: Config, path: &Path, upgrade: bool) -> Result<Process, String> {
+    let pid_file = rundir::prepare(&config.boot.server, upgrade)?;
+    let at_exit: AtExit = Arc::new(move || {
+        if let Some(pid_file) = &pid_file {
+            pid_file.remove();
+        }
+    });
+    build_process(config, path, upgrade, Arc::clone(&at_exit)).inspect_err(|_| at_exit())
+}
+
+fn build_process(
+    config: Config,
+    path: &Path,
+    upgrade: bool,
+    at_exit: AtExit,
+) -> Result<Process, String> {
     let Config { boot, live } = config;
     let metrics = Arc::new(Metrics::new().map_err(|e| format!("cannot register metrics: {e}"))?);
     let conf = server_conf(&boot, &live);
@@ -219,12 +243,17 @@ pub fn build(config: Config, path: &Path, upgrade: bool) -> Result<Process, Stri
 
     let mut admin = Service::new(
         "admin".to_owned(),
-        Admin::new(metrics, reports, Some(reloader)),
+        Admin::new(metrics, reports, Some(reloader), &boot.admin),
     );
     admin.add_tcp(&boot.admin.listen.to_string());
     server.add_service(admin);
     Ok(Process {
         server,
-        signals: Signals::new(in_flight, boot.server.shutdown_timeout),
+        signals: Signals::new(
+            in_flight,
+            boot.server.shutdown_timeout,
+            Arc::clone(&at_exit),
+        ),
+        at_exit,
     })
 }

@@ -59,16 +59,25 @@ impl Drop for InFlightGuard {
     }
 }
 
+/// What runs just before the process exits, on every way out (the pid file's removal).
+pub type AtExit = Arc<dyn Fn() + Send + Sync>;
+
 /// The shutdown signals, for Pingora's main loop, each arming the watchdog.
 pub struct Signals {
     in_flight: Arc<InFlight>,
     grace: Duration,
+    at_exit: AtExit,
 }
 
 impl Signals {
-    /// `grace` bounds the drain after SIGTERM (and after SIGQUIT's hand-over).
-    pub fn new(in_flight: Arc<InFlight>, grace: Duration) -> Signals {
-        Signals { in_flight, grace }
+    /// `grace` bounds the drain after SIGTERM (and after SIGQUIT's hand-over); `at_exit` runs
+    /// before the watchdog ends the process.
+    pub fn new(in_flight: Arc<InFlight>, grace: Duration, at_exit: AtExit) -> Signals {
+        Signals {
+            in_flight,
+            grace,
+            at_exit,
+        }
     }
 }
 
@@ -108,8 +117,8 @@ impl Deadline {
 }
 
 /// Ends the process when `deadline` is reached, from a thread of its own (the runtimes may be
-/// the ones that are stuck).
-fn arm_watchdog(deadline: Deadline, in_flight: Arc<InFlight>) {
+/// the ones that are stuck), running `at_exit` first.
+fn arm_watchdog(deadline: Deadline, in_flight: Arc<InFlight>, at_exit: AtExit) {
     let signalled = Instant::now();
     let spawned = std::thread::Builder::new()
         .name("shutdown watchdog".to_owned())
@@ -129,6 +138,7 @@ fn arm_watchdog(deadline: Deadline, in_flight: Arc<InFlight>) {
                          ([server] shutdown_timeout); exiting now"
                     ),
                 }
+                at_exit();
                 std::process::exit(0);
             }
             std::thread::sleep(POLL);
@@ -169,6 +179,7 @@ impl ShutdownSignalWatch for Signals {
         arm_watchdog(
             Deadline::of(&signal, self.grace),
             Arc::clone(&self.in_flight),
+            Arc::clone(&self.at_exit),
         );
         signal
     }

@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use support::certs::TestPki;
 use support::origin::{self, Behavior};
-use support::triage::{check_config, free_loopback_addrs, temp_dir, triage_binary, TempDir};
+use support::triage::{
+    check_config, free_loopback_addrs, temp_dir, triage_binary, with_runtime_paths, TempDir,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -42,8 +44,9 @@ async fn start(pki_certs: &[support::certs::CertifiedKey], upstream: SocketAddr)
         ));
     }
     let ports = free_loopback_addrs(2);
+    let runtime = with_runtime_paths(dir.path(), "");
     let config = format!(
-        "[listen]\nhttps = [\"{}\"]\n[admin]\nlisten = \"{}\"\n{cert_tables}\
+        "[listen]\nhttps = [\"{}\"]\n[admin]\nlisten = \"{}\"\n{cert_tables}{runtime}\
          [upstreams.app]\nservers = [\"{upstream}\"]\n[[routes]]\npath_prefix = \"/\"\nupstream = \"app\"\n",
         ports[0], ports[1]
     );

@@ -335,6 +335,86 @@ async fn reports_are_redacted_and_linked() {
     assert_eq!(json["headers"]["cookie"], "[redacted]");
 }
 
+/// Header values are kept by allow-list: API keys, cloud tokens and session ids under names no
+/// deny-list knows are redacted, in the report as JSON and as HTML; a Referer keeps only where
+/// it points, and path parameters (`;jsessionid=`) lose their values, in the report and in the
+/// access log; harmless headers stay readable.
+#[tokio::test]
+async fn reports_and_the_access_log_keep_no_secrets() {
+    let dead = refused_addr();
+    let triage = Triage::start(&single_upstream(dead, "")).await;
+    let secrets = [
+        "k-api-0451",
+        "t-access-0452",
+        "FwoGZXIvYXdzE-0453",
+        "AIzaSy-0454",
+        "sess-0455",
+        "code-0456",
+        "jsess-0457",
+    ];
+    let resp = client::send(
+        triage.http,
+        Request::get("/x;jsessionid=jsess-0457/y?token=1")
+            .header("api-key", secrets[0])
+            .header("x-access-token", secrets[1])
+            .header("X-Amz-Security-Token", secrets[2])
+            .header("x-goog-api-key", secrets[3])
+            .header("x-session-id", secrets[4])
+            .header("Referer", "http://a.example/cb;s=1?code=code-0456")
+            .header("User-Agent", "probe/1.0")
+            .header("X-Request-Id", "req-42"),
+    )
+    .await
+    .expect("response");
+    assert_eq!(resp.status, 502);
+    let id = resp.header("x-diagnosis-id").expect("id").to_owned();
+    let report = admin_page(&triage, &format!("/diagnoses/{id}?format=json")).await;
+    assert_eq!(report.status, 200);
+    let html = client::get(triage.admin, &format!("/diagnoses/{id}")).await;
+    let log = triage
+        .wait_for_output(&format!("id={id}"), Duration::from_secs(5))
+        .await;
+    for (what, text) in [
+        ("the JSON report", report.body_text()),
+        ("the HTML report", html.body_text()),
+        ("the access log", log.clone()),
+    ] {
+        for secret in secrets {
+            assert!(
+                !text.contains(secret),
+                "{secret} leaked into {what}:\n{text}"
+            );
+        }
+    }
+    let json: serde_json::Value = serde_json::from_slice(&report.body).expect("JSON");
+    assert_eq!(json["path"], "/x;jsessionid=[redacted]/y?[redacted]");
+    let headers = &json["headers"];
+    for name in [
+        "api-key",
+        "x-access-token",
+        "x-amz-security-token",
+        "x-goog-api-key",
+        "x-session-id",
+    ] {
+        assert_eq!(headers[name], "[redacted]", "{name}: {json}");
+    }
+    assert_eq!(
+        headers["referer"],
+        "http://a.example/cb;s=[redacted]?[redacted]"
+    );
+    assert_eq!(headers["user-agent"], "probe/1.0");
+    assert_eq!(headers["x-request-id"], "req-42");
+    let line = log
+        .lines()
+        .find(|l| l.contains(&format!("id={id}")))
+        .expect("the access line");
+    assert!(
+        line.contains("\"GET /x;jsessionid=[redacted]/y HTTP/1.1\" 502 ")
+            && line.contains("\"http://a.example/cb;s=[redacted]?[redacted]\" \"probe/1.0\""),
+        "{line}"
+    );
+}
+
 /// The ring keeps at most max_count reports, newest first, and can be filtered.
 #[tokio::test]
 async fn report_ring_is_bounded_and_filterable() {

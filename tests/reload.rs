@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 use support::client::{self, Request};
 use support::origin::{self, refused_addr, Behavior};
-use support::triage::{config_text, single_upstream, triage_binary, Triage};
+use support::triage::{single_upstream, triage_binary, Triage};
 
 fn body_for(upstream: SocketAddr) -> String {
     single_upstream(upstream, "")
@@ -16,11 +16,7 @@ fn body_for(upstream: SocketAddr) -> String {
 
 /// Rewrites triage's config file with `body` after its listeners.
 fn rewrite_config(triage: &Triage, body: &str) {
-    std::fs::write(
-        triage.config_path(),
-        config_text(triage.http, triage.admin, body),
-    )
-    .expect("rewrite config");
+    std::fs::write(triage.config_path(), triage.config_text(body)).expect("rewrite config");
 }
 
 async fn body_eventually(triage: &Triage, want: &str) -> String {
@@ -75,9 +71,12 @@ async fn reload_under_load_fails_nothing() {
     for round in 0..6 {
         let upstream = if round % 2 == 0 { b.addr } else { a.addr };
         rewrite_config(&triage, &body_for(upstream));
-        let resp = client::send(triage.admin, Request::new("POST", "/reload"))
-            .await
-            .expect("reload answer");
+        let resp = client::send(
+            triage.admin,
+            Request::new("POST", "/reload").header("X-Triage-Admin", "1"),
+        )
+        .await
+        .expect("reload answer");
         assert_eq!(resp.status, 200, "{}", resp.body_text());
         tokio::time::sleep(Duration::from_millis(30)).await;
     }
@@ -110,9 +109,12 @@ async fn invalid_reload_keeps_the_old_config() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains(":7:12: servers:"), "{stderr}");
-    let resp = client::send(triage.admin, Request::new("POST", "/reload"))
-        .await
-        .expect("reload answer");
+    let resp = client::send(
+        triage.admin,
+        Request::new("POST", "/reload").header("X-Triage-Admin", "1"),
+    )
+    .await
+    .expect("reload answer");
     assert_eq!(resp.status, 400);
     assert!(resp.body_text().contains("running config is unchanged"));
     triage
@@ -157,9 +159,12 @@ async fn reload_keeps_the_report_ring_and_its_link() {
             "[reports]\nmax_count = 10\n[diagnosis]\nreport_url = \"https://support.example/r\"\n{body}"
         ),
     );
-    let resp = client::send(triage.admin, Request::new("POST", "/reload"))
-        .await
-        .expect("reload answer");
+    let resp = client::send(
+        triage.admin,
+        Request::new("POST", "/reload").header("X-Triage-Admin", "1"),
+    )
+    .await
+    .expect("reload answer");
     assert_eq!(resp.status, 200, "{}", resp.body_text());
     let said = resp.body_text();
     assert!(
@@ -180,9 +185,12 @@ async fn reload_raising_retries_past_the_start_bound_is_refused() {
     let b = origin::spawn(Behavior::ok("b\n")).await;
     let triage = Triage::start(&body_for(a.addr)).await;
     rewrite_config(&triage, &single_upstream(b.addr, "retries = 3"));
-    let resp = client::send(triage.admin, Request::new("POST", "/reload"))
-        .await
-        .expect("reload answer");
+    let resp = client::send(
+        triage.admin,
+        Request::new("POST", "/reload").header("X-Triage-Admin", "1"),
+    )
+    .await
+    .expect("reload answer");
     assert_eq!(resp.status, 400, "{}", resp.body_text());
     let said = resp.body_text();
     assert!(

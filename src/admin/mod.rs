@@ -1,15 +1,21 @@
 //! The admin listener, on its own port (loopback by default), never on the public one:
 //! `/metrics` for Prometheus, `/healthz` and `/readyz` for orchestrators, and `/diagnoses` with
 //! the report of every recent failure, so whoever holds an `X-Diagnosis-Id` can read the whole
-//! story of that request, and `POST /reload` to reload the config.
+//! story of that request, and `POST /reload` to reload the config. Who it answers, and the
+//! headers every answer carries, are in `access.rs`.
 
+mod access;
 mod views;
 
+pub use access::ADMIN_HEADER;
+
+use crate::config::Admin as AdminSettings;
 use crate::diagnosis::{Diagnosis, UnknownDiagnosis};
 use crate::id::RequestId;
 use crate::metrics::Metrics;
 use crate::reload::Reloader;
 use crate::report::ReportStore;
+use access::Access;
 use async_trait::async_trait;
 use http::{Response, StatusCode};
 use pingora::apps::http_app::ServeHttp;
@@ -24,18 +30,22 @@ pub struct Admin {
     metrics: Arc<Metrics>,
     reports: Arc<ReportStore>,
     reloader: Option<Arc<Reloader>>,
+    access: Access,
 }
 
 impl Admin {
+    /// `settings` (`[admin]`) says which Host names it answers and which token it requires.
     pub fn new(
         metrics: Arc<Metrics>,
         reports: Arc<ReportStore>,
         reloader: Option<Arc<Reloader>>,
+        settings: &AdminSettings,
     ) -> Admin {
         Admin {
             metrics,
             reports,
             reloader,
+            access: Access::new(settings),
         }
     }
 }
@@ -59,7 +69,29 @@ fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
 
 #[async_trait]
 impl ServeHttp for Admin {
+    /// Checks the Host and the token, then answers the endpoint; every answer, refusals
+    /// included, gets the protective headers.
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let local = session
+            .server_addr()
+            .and_then(|addr| addr.as_inet())
+            .map(|addr| addr.ip());
+        let req = session.req_header();
+        let checked = self.access.check(
+            &req.headers,
+            req.uri.authority().map(|a| a.as_str()),
+            local,
+            req.uri.path(),
+        );
+        access::secure(match checked {
+            Ok(()) => self.endpoint(session).await,
+            Err(refusal) => access::refusal(refusal),
+        })
+    }
+}
+
+impl Admin {
+    async fn endpoint(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let req = session.req_header();
         let path = req.uri.path();
         let query = req.uri.query().unwrap_or("");
@@ -79,6 +111,13 @@ impl ServeHttp for Admin {
                 return text(
                     StatusCode::METHOD_NOT_ALLOWED,
                     "POST /reload to reload the config\n",
+                );
+            }
+            if !access::is_non_simple(&req.headers) {
+                return text(
+                    StatusCode::FORBIDDEN,
+                    "POST /reload needs Content-Type: application/json or an X-Triage-Admin \
+                     header, which a web page cannot send cross-site\n",
                 );
             }
             return match &self.reloader {
@@ -152,10 +191,6 @@ fn with_type(status: StatusCode, body: Vec<u8>, content_type: &'static str) -> R
     resp.headers_mut().insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static(content_type),
-    );
-    resp.headers_mut().insert(
-        http::header::CACHE_CONTROL,
-        http::HeaderValue::from_static("no-store"),
     );
     resp
 }

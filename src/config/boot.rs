@@ -5,7 +5,7 @@
 
 use crate::tls::ServerCertificate;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// What a running process fixes when it starts: its listeners and their certificates, its
@@ -63,11 +63,24 @@ pub struct ServerSettings {
     /// How long SIGTERM lets requests in flight finish before the process exits (it exits
     /// as soon as none is left). Default 10 s, at most [`MAX_SHUTDOWN_TIMEOUT`].
     pub shutdown_timeout: Duration,
+    /// The unix socket a binary upgrade hands the listening sockets over through: the new
+    /// process (`--upgrade`) listens on it, the old one sends its sockets to it on SIGQUIT.
+    /// Default `/run/triage/upgrade.sock`. Its directory must be writable by triage and by
+    /// nobody else, since whoever listens there on SIGQUIT gets the listeners (see
+    /// [`crate::rundir`]).
+    pub upgrade_socket: PathBuf,
+    /// The file triage writes its process id to at start. Default `/run/triage/triage.pid`.
+    pub pid_file: PathBuf,
 }
 
 /// The longest `shutdown_timeout`: a stop that takes longer than this is a hang to a
 /// supervisor (systemd's default `TimeoutStopSec` is 90 s).
 pub const MAX_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// The directory of the default `upgrade_socket` and `pid_file`: root-owned `/run`, not the
+/// shared `/tmp`, where any local user could take the socket's name first. Under systemd,
+/// `RuntimeDirectory=triage` makes it, writable by the service's user only.
+pub const DEFAULT_RUNTIME_DIR: &str = "/run/triage";
 
 impl Default for ServerSettings {
     fn default() -> Self {
@@ -75,6 +88,8 @@ impl Default for ServerSettings {
             threads: None,
             work_stealing: false,
             shutdown_timeout: Duration::from_secs(10),
+            upgrade_socket: Path::new(DEFAULT_RUNTIME_DIR).join("upgrade.sock"),
+            pid_file: Path::new(DEFAULT_RUNTIME_DIR).join("triage.pid"),
         }
     }
 }
@@ -88,17 +103,59 @@ impl ServerSettings {
     }
 }
 
+/// The admin listener: where it listens, the Host names it answers to, and its token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Admin {
     /// Default 127.0.0.1:9901.
     pub listen: SocketAddr,
+    /// Names (lowercase) and IP addresses (as `Display` writes them) a request's Host may
+    /// name besides the listener's own address and `localhost`, e.g. the name a reverse
+    /// proxy or a NAT reaches it by. Default none.
+    pub hosts: Vec<String>,
+    /// `token_file`: the bearer token every endpoint but `/healthz` and `/readyz` requires.
+    /// Default none.
+    pub token: Option<AdminToken>,
 }
 
 impl Default for Admin {
     fn default() -> Self {
         Admin {
             listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9901),
+            hosts: Vec::new(),
+            token: None,
         }
+    }
+}
+
+/// The admin listener's bearer token, read from `token_file` at load (see `files.rs`). Its
+/// `Debug` shows the file, never the token.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminToken {
+    pub path: PathBuf,
+    pub(super) secret: Box<str>,
+}
+
+impl AdminToken {
+    /// The token, for a client of the admin listener (`triage reload`) and for the check.
+    pub fn secret(&self) -> &str {
+        &self.secret
+    }
+
+    /// A token without its file, for the admin listener's unit tests.
+    #[cfg(test)]
+    pub(crate) fn for_tests(secret: &str) -> AdminToken {
+        AdminToken {
+            path: PathBuf::from("token"),
+            secret: secret.into(),
+        }
+    }
+}
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminToken")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
     }
 }
 
@@ -113,6 +170,10 @@ pub struct Reports {
     /// (trusted clients) and the error page; `None` (default) means the admin listener's
     /// `/diagnoses/`. See [`BootConfig::report_url`].
     pub url: Option<String>,
+    /// Request headers (lowercase names) whose values reports keep, on top of the built-in
+    /// list of harmless ones ([`crate::report::KEPT_HEADERS`]); every other value is
+    /// `[redacted]`. Default none.
+    pub keep_headers: Vec<String>,
 }
 
 impl Default for Reports {
@@ -121,6 +182,7 @@ impl Default for Reports {
             max_count: 1000,
             max_bytes: 8 << 20,
             url: None,
+            keep_headers: Vec::new(),
         }
     }
 }

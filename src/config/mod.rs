@@ -10,8 +10,8 @@
 //!
 //! The files: `boot.rs` and `live.rs` hold the types, with their defaults; `read.rs` the
 //! readers, one per table; `values.rs` (with `addr.rs`, `cidr.rs`, `duration.rs`) the value
-//! parsers; `files.rs` reads the CA and certificate files a config names, once; `table.rs` is
-//! the reader API; `tests.rs` the tests.
+//! parsers; `files.rs` reads the CA, certificate and admin token files a config names, once;
+//! `table.rs` is the reader API; `tests.rs` the tests.
 
 mod addr;
 mod boot;
@@ -25,8 +25,8 @@ mod values;
 
 pub use addr::ServerAddr;
 pub use boot::{
-    Admin, BootConfig, Certificate, Listen, Log, LogFormat, LogLevel, Reports, ServerSettings,
-    MAX_SHUTDOWN_TIMEOUT,
+    Admin, AdminToken, BootConfig, Certificate, Listen, Log, LogFormat, LogLevel, Reports,
+    ServerSettings, DEFAULT_RUNTIME_DIR, MAX_SHUTDOWN_TIMEOUT,
 };
 pub use cidr::Cidr;
 pub use duration::parse_duration;

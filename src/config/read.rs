@@ -8,9 +8,9 @@
 
 use super::table::{required, values, Spanned, Table};
 use super::values::{
-    detail_policy, holdoff, host_header, is_http_check, log_format, log_level, nameserver,
-    path_prefix, report_url, route_host, server_with_weight, socket_addr, upstream_index,
-    upstream_name,
+    admin_host, detail_policy, file_path, holdoff, host_header, is_http_check, kept_header,
+    log_format, log_level, nameserver, path_prefix, report_url, route_host, server_with_weight,
+    socket_addr, unix_socket_path, upstream_index, upstream_name,
 };
 use super::*;
 use std::path::Path;
@@ -18,8 +18,8 @@ use std::path::Path;
 /// Reads the whole file.
 pub(super) fn config(mut top: Table, origin: &Path) -> Config {
     let listen = listen(&mut top);
-    let server = server(&mut top);
-    let admin = admin(&mut top);
+    let server = server(&mut top, origin);
+    let admin = admin(&mut top, origin);
     let (diagnosis, report_url) = diagnosis(&mut top);
     let resolver = resolver(&mut top);
     let log = log(&mut top);
@@ -74,7 +74,7 @@ fn listen(top: &mut Table) -> Spanned<Listen> {
     }
 }
 
-fn server(top: &mut Table) -> ServerSettings {
+fn server(top: &mut Table, origin: &Path) -> ServerSettings {
     let mut t = top.table("server");
     let default = ServerSettings::default();
     ServerSettings {
@@ -92,15 +92,32 @@ fn server(top: &mut Table) -> ServerSettings {
                 Ok(timeout)
             })
             .unwrap_or(default.shutdown_timeout),
+        upgrade_socket: t
+            .value("upgrade_socket", |text| unix_socket_path(origin.join(text)))
+            .unwrap_or(default.upgrade_socket),
+        pid_file: t
+            .value("pid_file", |text| file_path(origin.join(text)))
+            .unwrap_or(default.pid_file),
     }
 }
 
-fn admin(top: &mut Table) -> Admin {
+fn admin(top: &mut Table, origin: &Path) -> Admin {
     let mut t = top.table("admin");
+    let default = Admin::default();
+    let listen = t.value("listen", socket_addr).unwrap_or(default.listen);
+    let hosts = t.list("hosts", admin_host).map_or(default.hosts, values);
+    let token = t
+        .spanned("token_file", |text| Ok(origin.join(text)))
+        .and_then(|path| {
+            AdminToken::read(&path.value)
+                .map_err(|message| t.error(path.at, format!("token_file: {message}")))
+                .ok()
+        })
+        .or(default.token);
     Admin {
-        listen: t
-            .value("listen", socket_addr)
-            .unwrap_or(Admin::default().listen),
+        listen,
+        hosts,
+        token,
     }
 }
 
@@ -155,6 +172,9 @@ fn reports(top: &mut Table) -> Reports {
             .integer("max_bytes", 0..=(1 << 34))
             .map_or(default.max_bytes, |n| n as usize),
         url: default.url,
+        keep_headers: t
+            .list("keep_headers", kept_header)
+            .map_or(default.keep_headers, values),
     }
 }
 

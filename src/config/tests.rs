@@ -58,6 +58,7 @@ fn secs(n: u64) -> Duration {
 fn documented_example_parses() {
     let dir = scratch_dir("example");
     std::fs::write(dir.join("ca.pem"), pem()).unwrap();
+    std::fs::write(dir.join("admin.token"), "0123456789abcdef0123\n").unwrap();
     let text = r#"
 [listen]
 http = ["0.0.0.0:8080"]
@@ -66,9 +67,13 @@ http = ["0.0.0.0:8080"]
 threads = 4
 work_stealing = true
 shutdown_timeout = "30s"
+upgrade_socket = "/run/triage-blue/upgrade.sock"
+pid_file = "triage.pid"
 
 [admin]
 listen = "127.0.0.1:9901"
+hosts = ["Triage-Admin.internal", "[::1]", "10.0.0.5"]
+token_file = "admin.token"
 
 [diagnosis]
 detail = "trusted"
@@ -88,6 +93,7 @@ error_lines_per_second = 5
 [reports]
 max_count = 50
 max_bytes = 65536
+keep_headers = ["X-Tenant"]
 
 [upstreams.app]
 servers = ["127.0.0.1:3000 weight=3", "127.0.0.1:3001"]
@@ -129,9 +135,17 @@ read_timeout = "2m"
                 threads: Some(4),
                 work_stealing: true,
                 shutdown_timeout: Duration::from_secs(30),
+                upgrade_socket: "/run/triage-blue/upgrade.sock".into(),
+                pid_file: dir.join("triage.pid"),
             },
             admin: Admin {
                 listen: "127.0.0.1:9901".parse().unwrap(),
+                hosts: vec![
+                    "triage-admin.internal".into(),
+                    "::1".into(),
+                    "10.0.0.5".into(),
+                ],
+                token: Some(AdminToken::read(&dir.join("admin.token")).unwrap()),
             },
             log: Log {
                 level: LogLevel::Info,
@@ -143,6 +157,7 @@ read_timeout = "2m"
                 max_count: 50,
                 max_bytes: 65536,
                 url: Some("https://support.example/diagnoses/".into()),
+                keep_headers: vec!["x-tenant".into()],
             },
         },
         live: LiveConfig {
@@ -220,6 +235,16 @@ fn defaults() {
     assert!(config.boot.server.worker_threads() >= 1);
     assert!(!config.boot.server.work_stealing);
     assert_eq!(config.boot.server.shutdown_timeout, Duration::from_secs(10));
+    assert_eq!(
+        config.boot.server.upgrade_socket,
+        Path::new("/run/triage/upgrade.sock")
+    );
+    assert_eq!(
+        config.boot.server.pid_file,
+        Path::new("/run/triage/triage.pid")
+    );
+    assert!(config.boot.admin.hosts.is_empty() && config.boot.admin.token.is_none());
+    assert!(config.boot.reports.keep_headers.is_empty());
     assert!(config.boot.log.access);
     assert_eq!(config.boot.log.error_lines_per_second, 10);
     assert_eq!(config.boot.reports.max_count, 1000);
@@ -739,4 +764,98 @@ fn load_reads_file() {
         "{errors}"
     );
     let _: &dyn std::error::Error = &errors;
+}
+
+/// A token file must be a regular file of bounded size holding one usable token; its
+/// surrounding whitespace is not part of it, and its value never shows in `Debug`.
+#[test]
+fn token_file_is_checked() {
+    let dir = scratch_dir("token-file");
+    let with_token = |file: &str| format!("[admin]\ntoken_file = \"{file}\"\n{MINIMAL}");
+    std::fs::write(dir.join("good"), "  s3cret-0123456789abcdef\r\n").unwrap();
+    let config = parse(&with_token("good"), &dir).unwrap_or_else(|e| panic!("{e}"));
+    let token = config.boot.admin.token.expect("a token");
+    assert_eq!(token.secret(), "s3cret-0123456789abcdef");
+    assert!(!format!("{token:?}").contains("s3cret"));
+
+    std::fs::write(dir.join("short"), "abc\n").unwrap();
+    std::fs::write(dir.join("empty"), "\n").unwrap();
+    std::fs::write(dir.join("two-words"), "0123456789abcdef 0123456789abcdef").unwrap();
+    std::fs::write(dir.join("large"), "a".repeat(5000)).unwrap();
+    for (file, says) in [
+        ("short", "the token has 3 characters, fewer than 16"),
+        ("empty", "holds no token"),
+        ("two-words", "the token may hold only letters, digits"),
+        ("large", "holds 5000 bytes; a token file holds at most 4096"),
+        (".", "is not a regular file"),
+        ("missing", "cannot read "),
+    ] {
+        let errors = parse(&with_token(file), &dir).unwrap_err().0;
+        assert_eq!((errors.len(), errors[0].line, errors[0].column), (1, 2, 14));
+        assert!(
+            errors[0].message.starts_with("token_file: ") && errors[0].message.contains(says),
+            "{file}: {}",
+            errors[0].message
+        );
+    }
+}
+
+/// `[reports] keep_headers` takes header names, lowercased, but no credential.
+#[test]
+fn kept_headers_are_checked() {
+    let text = format!("[reports]\nkeep_headers = [\"X-Tenant\"]\n{MINIMAL}");
+    assert_eq!(parse_ok(&text).boot.reports.keep_headers, ["x-tenant"]);
+    let text = format!("[reports]\nkeep_headers = [\"Cookie\", \"x tenant\"]\n{MINIMAL}");
+    assert_eq!(
+        errors(&text),
+        [
+            "2:17: keep_headers: `Cookie` carries credentials; its value is never kept in a report",
+            "2:27: keep_headers: `x tenant` is not a header name",
+        ]
+    );
+}
+
+/// `[admin] hosts` takes hostnames and IP addresses (bracketed or not), without a port.
+#[test]
+fn admin_hosts_are_checked() {
+    let text =
+        format!("[admin]\nhosts = [\"A.Example\", \"[::1]\", \"::ffff:10.0.0.5\"]\n{MINIMAL}");
+    assert_eq!(
+        parse_ok(&text).boot.admin.hosts,
+        ["a.example", "::1", "10.0.0.5"]
+    );
+    let text = format!("[admin]\nhosts = [\"admin.example:9901\", \"bad_name\"]\n{MINIMAL}");
+    assert_eq!(
+        errors(&text),
+        [
+            "2:10: hosts: `admin.example:9901` must be a hostname or an IP address, without a \
+             port (any port is accepted)",
+            "2:32: hosts: `bad_name` is not a valid hostname; expected dot-separated labels of \
+             letters, digits and inner hyphens",
+        ]
+    );
+}
+
+/// `[server] upgrade_socket` and `pid_file` resolve against the config's directory and must
+/// name a file; the upgrade socket's must fit a unix socket address.
+#[test]
+fn runtime_paths_are_checked() {
+    let text = format!(
+        "[server]\nupgrade_socket = \"run/up.sock\"\npid_file = \"run/triage.pid\"\n{MINIMAL}"
+    );
+    let server = parse(&text, Path::new("/etc/triage")).unwrap().boot.server;
+    assert_eq!(server.upgrade_socket, Path::new("/etc/triage/run/up.sock"));
+    assert_eq!(server.pid_file, Path::new("/etc/triage/run/triage.pid"));
+    let long = format!("/{}/s.sock", "d".repeat(100));
+    let text =
+        format!("[server]\nupgrade_socket = \"{long}\"\npid_file = \"/run/triage/\"\n{MINIMAL}");
+    assert_eq!(
+        errors(&text),
+        [
+            format!(
+                "2:18: upgrade_socket: `{long}` is 108 bytes long; a unix socket path is at most 107"
+            ),
+            "3:12: pid_file: `/run/triage/` names no file".to_owned(),
+        ]
+    );
 }

@@ -3,7 +3,8 @@
 
 use super::parse_duration;
 use super::{addr, DetailPolicy, LogFormat, LogLevel, ServerAddr, Upstream};
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// `addr` or `addr weight=N` (as nginx's `server addr weight=N;`), N from 1 to 1000.
@@ -174,4 +175,65 @@ pub(super) fn upstream_index(upstreams: &[Upstream], name: &str) -> Result<usize
             defined.join(", ")
         ),
     })
+}
+
+/// A name of `[admin] hosts`: a hostname (lowercased) or an IP address (as `Display` writes
+/// it, which is how the admin listener compares it), without a port: any port is accepted.
+pub(super) fn admin_host(text: &str) -> Result<String, String> {
+    let unbracketed = text
+        .strip_prefix('[')
+        .and_then(|t| t.strip_suffix(']'))
+        .unwrap_or(text);
+    if let Ok(ip) = unbracketed.parse::<IpAddr>() {
+        return Ok(ip.to_canonical().to_string());
+    }
+    if text.contains(':') {
+        return Err(format!(
+            "`{text}` must be a hostname or an IP address, without a port (any port is accepted)"
+        ));
+    }
+    addr::hostname(text)
+}
+
+/// A header name of `[reports] keep_headers`, lowercased. Credentials are refused: a report is
+/// read by whoever reaches the admin listener.
+pub(super) fn kept_header(text: &str) -> Result<String, String> {
+    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if text.is_empty() || !text.bytes().all(token) {
+        return Err(format!("`{text}` is not a header name"));
+    }
+    let name = text.to_ascii_lowercase();
+    if crate::report::CREDENTIAL_HEADERS.contains(&name.as_str()) {
+        return Err(format!(
+            "`{text}` carries credentials; its value is never kept in a report"
+        ));
+    }
+    Ok(name)
+}
+
+/// The longest path a unix socket can be bound at (`sun_path` holds 108 bytes with the final
+/// NUL): Pingora would fail the upgrade on a longer one.
+const MAX_UNIX_SOCKET_PATH: usize = 107;
+
+/// `[server] pid_file`, and the like: a path that names a file, not a directory.
+pub(super) fn file_path(path: PathBuf) -> Result<PathBuf, String> {
+    // `Path::file_name` reads `/run/triage/` as `triage`: a trailing `/` is checked apart.
+    let is_directory = path.as_os_str().to_string_lossy().ends_with('/');
+    match path.file_name() {
+        Some(_) if !is_directory => Ok(path),
+        _ => Err(format!("`{}` names no file", path.display())),
+    }
+}
+
+/// `[server] upgrade_socket`: a file path that fits a unix socket address.
+pub(super) fn unix_socket_path(path: PathBuf) -> Result<PathBuf, String> {
+    let path = file_path(path)?;
+    let length = path.as_os_str().len();
+    if length > MAX_UNIX_SOCKET_PATH {
+        return Err(format!(
+            "`{}` is {length} bytes long; a unix socket path is at most {MAX_UNIX_SOCKET_PATH}",
+            path.display()
+        ));
+    }
+    Ok(path)
 }

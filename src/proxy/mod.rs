@@ -20,7 +20,7 @@ use crate::id::RequestId;
 use crate::metrics::{MetricHandles, Metrics, RequestOutcome};
 use crate::render::page::BodyFormat;
 use crate::render::{self, Detail, Failure, Renderer, Timings};
-use crate::report::{self, Attempt, Report, ReportStore};
+use crate::report::{self, Attempt, Redaction, Report, ReportStore};
 use crate::resolve::HostResolver;
 use crate::shutdown::{InFlight, InFlightGuard};
 use arc_swap::ArcSwap;
@@ -208,6 +208,8 @@ pub struct Triage {
     state: Arc<ArcSwap<State>>,
     metrics: Arc<Metrics>,
     reports: Arc<ReportStore>,
+    /// Which request header values reports keep (`[reports] keep_headers`).
+    redaction: Redaction,
     access_log: AccessLog,
     renderer: Renderer,
     in_flight: Arc<InFlight>,
@@ -217,7 +219,8 @@ pub struct Triage {
 
 impl Triage {
     /// `state` is shared with the reloader, which swaps in a new one on a valid reload; `boot`
-    /// gives what stays as the process started: the access log and the report link.
+    /// gives what stays as the process started: the access log, the report link and what
+    /// reports keep.
     pub fn new(
         state: Arc<ArcSwap<State>>,
         metrics: Arc<Metrics>,
@@ -230,6 +233,7 @@ impl Triage {
             state,
             metrics,
             reports,
+            redaction: Redaction::new(&boot.reports.keep_headers),
             access_log: AccessLog::new(log.format.clone(), log.access, log.error_lines_per_second),
             renderer: Renderer::new(),
             in_flight,
@@ -331,11 +335,12 @@ impl Triage {
         let headers = req
             .headers
             .iter()
-            .map(|(name, value)| report::redact_header(name.as_str(), value.as_bytes()))
+            .map(|(name, value)| self.redaction.header(name.as_str(), value.as_bytes()))
             .collect();
-        let path = req.uri.path_and_query().map_or_else(
-            || req.uri.path().to_owned(),
-            |pq| report::redact_path(pq.as_str()),
+        let path = report::redact_path(
+            req.uri
+                .path_and_query()
+                .map_or_else(|| req.uri.path(), |pq| pq.as_str()),
         );
         let stored = self.reports.insert(Report {
             id: ctx.id,
@@ -991,12 +996,16 @@ impl ProxyHttp for Triage {
                 .unwrap_or("")
         };
         let finding = ctx.finding.as_ref();
+        // Redacted as in reports: a path's `;` parameters (a session id), and all of the
+        // Referer but where it points. Each is borrowed unless it has something to redact.
+        let path = report::redact_path_params(req.uri.path());
+        let referer = report::redact_url(header(http::header::REFERER));
         let entry = AccessEntry {
             id: ctx.id.as_str(),
             client: client_ip(session),
             time: ctx.received_at,
             method: req.method.as_str(),
-            path: req.uri.path(),
+            path: &path,
             version: match req.version {
                 http::Version::HTTP_10 => "HTTP/1.0",
                 http::Version::HTTP_2 => "HTTP/2.0",
@@ -1004,7 +1013,7 @@ impl ProxyHttp for Triage {
             },
             status,
             bytes_sent: session.as_ref().body_bytes_sent(),
-            referer: header(http::header::REFERER),
+            referer: &referer,
             user_agent: header(http::header::USER_AGENT),
             host: request_host(session).unwrap_or(""),
             route: ctx

@@ -870,6 +870,22 @@ mod launcher {
         );
     }
 
+    /// The runtime paths go into the test's own `[server]` table, or into one of their own
+    /// after the test's sections.
+    #[test]
+    fn runtime_paths_join_the_server_table() {
+        let dir = std::path::Path::new("/t");
+        let keys = "upgrade_socket = \"/t/run/upgrade.sock\"\npid_file = \"/t/run/triage.pid\"\n";
+        assert_eq!(
+            triage::with_runtime_paths(dir, "[[routes]]\npath_prefix = \"/\"\n"),
+            format!("[[routes]]\npath_prefix = \"/\"\n[server]\n{keys}")
+        );
+        assert_eq!(
+            triage::with_runtime_paths(dir, "[log]\naccess = false\n[server]\nthreads = 1\n"),
+            format!("[log]\naccess = false\n[server]\n{keys}threads = 1\n")
+        );
+    }
+
     /// With an https listener, the certificate table comes before `[admin]`, so the test's
     /// sections still follow `[admin]`.
     #[test]

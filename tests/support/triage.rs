@@ -4,8 +4,12 @@
 //!
 //! The config is the `[listen]` and `[admin]` sections this module writes, followed by the
 //! test's own sections (`[diagnosis]`, `[upstreams.x]`, `[[routes]]`, ...), which must not
-//! repeat `[listen]` or `[admin]`. [`Triage::start_https`] adds an `https` listener and its
-//! certificate, for HTTPS and HTTP/2 clients.
+//! repeat `[listen]` or `[admin]` (keys before the body's first table header extend the
+//! generated `[admin]`). [`Triage::start_https`] adds an `https` listener and its
+//! certificate, for HTTPS and HTTP/2 clients. The `[server]` keys `upgrade_socket` and
+//! `pid_file` are set to paths in the test's temp dir ([`with_runtime_paths`]), in the test's
+//! own `[server]` table when it has one: the default `/run/triage` would be shared by every
+//! test, and an unprivileged user cannot make it.
 //!
 //! Triage logs (access log included) go to its stdout; [`Triage::wait_for_output`] polls both
 //! captured streams, since a log line may be written just after the response left.
@@ -130,6 +134,27 @@ pub fn single_upstream(addr: SocketAddr, extra: &str) -> String {
     )
 }
 
+/// `config_body` with `[server] upgrade_socket` and `pid_file` set to `dir/run/...`: added
+/// under the body's own `[server]` header when it has one (TOML allows one), else in a
+/// `[server]` table of their own after the body (so keys the body has before its first table
+/// still extend the generated `[admin]`). triage makes `dir/run` itself (mode 0700).
+pub fn with_runtime_paths(dir: &Path, config_body: &str) -> String {
+    let run = dir.join("run");
+    let keys = format!(
+        "upgrade_socket = \"{}\"\npid_file = \"{}\"\n",
+        run.join("upgrade.sock").display(),
+        run.join("triage.pid").display()
+    );
+    let mut lines: Vec<&str> = config_body.lines().collect();
+    match lines.iter().position(|line| line.trim() == "[server]") {
+        Some(header) => {
+            lines.insert(header + 1, keys.trim_end());
+            lines.join("\n") + "\n"
+        }
+        None => format!("{}\n[server]\n{keys}", config_body.trim_end()),
+    }
+}
+
 /// The config file triage gets: the listeners this harness picked, then the test's sections.
 pub fn config_text(http: SocketAddr, admin: SocketAddr, config_body: &str) -> String {
     format!("[listen]\nhttp = [\"{http}\"]\n[admin]\nlisten = \"{admin}\"\n\n{config_body}\n")
@@ -219,11 +244,12 @@ impl Triage {
             let addrs = free_loopback_addrs(3);
             let (http, admin) = (addrs[0], addrs[1]);
             let https = tls.map(|_| addrs[2]);
+            let body = with_runtime_paths(dir.path(), config_body);
             let text = match (tls, https) {
                 (Some((cert_file, key_file)), Some(https)) => {
-                    https_config_text(http, https, admin, cert_file, key_file, config_body)
+                    https_config_text(http, https, admin, cert_file, key_file, &body)
                 }
-                _ => config_text(http, admin, config_body),
+                _ => config_text(http, admin, &body),
             };
             let config_path = dir.write_file("triage.toml", text);
             let child = spawn_logged(&mut command(&config_path), &dir);
@@ -340,6 +366,16 @@ impl Triage {
     /// The config file triage was started with.
     pub fn config_path(&self) -> &Path {
         &self.config_path
+    }
+
+    /// A config for this triage, to rewrite its file before a reload: its listeners and
+    /// runtime paths, then `config_body` (without an https listener).
+    pub fn config_text(&self, config_body: &str) -> String {
+        config_text(
+            self.http,
+            self.admin,
+            &with_runtime_paths(self.dir.path(), config_body),
+        )
     }
 
     /// The process id, e.g. to send it a signal.

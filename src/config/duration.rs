@@ -78,7 +78,7 @@ const ACCEPTED_FORM: &str =
 
 /// Parses a duration such as `"250ms"` or `"5s"`, of any length a `Duration` holds. Zero is
 /// refused because every duration in the config is a timeout or an interval, where zero would
-/// mean "fail at once" or "spin". Readers use [`duration`], which also bounds it.
+/// mean "fail at once" or "spin". Readers use `duration(bounds)`, which also bounds it.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let invalid = || format!("`{text}` is not a duration; {ACCEPTED_FORM}");
     let unit_start = text

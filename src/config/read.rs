@@ -5,6 +5,11 @@
 //! order the docs list them, which is the order an unknown-key message lists them in. A key the
 //! file leaves out, or gets wrong, takes the `Default` of its type, so later tables are still
 //! checked; the result is only used when no error was recorded.
+//!
+//! Every value is bounded by the parser a reader gives it: a duration key takes
+//! `duration(TIMEOUT | WAIT | INTERVAL)` (never bare `parse_duration`), an integer key its range,
+//! a file key `named_file(origin, text)` (a regular file of at most 1 MiB, read bounded); every
+//! string is already checked by [`Table`] (length, control characters).
 
 use super::duration::{duration, INTERVAL, TIMEOUT, WAIT};
 use super::files::named_file;

@@ -100,7 +100,7 @@ impl Deadline {
             },
             ShutdownSignal::GracefulUpgrade => Deadline::Drain {
                 drain_from: UPGRADE_HANDOVER + SETTLE,
-                at: UPGRADE_HANDOVER + grace.max(SETTLE),
+                at: UPGRADE_HANDOVER.saturating_add(grace.max(SETTLE)),
             },
         }
     }

@@ -3,7 +3,7 @@
 //! Each `[[tls.certificates]]` entry serves the DNS names in its certificate (exact names and
 //! `*.` wildcards); a client that sends no SNI, or a name no certificate covers, gets the first
 //! certificate, as nginx's default server would. Files are read and checked (certificate and key
-//! match) once, when the config is loaded ([`ServerCertificate::load`]), so a bad certificate is
+//! match) once, when the config is loaded ([`ServerCertificate::from_pem`]), so a bad certificate is
 //! a config error, not a crash, and start-up serves what the check read.
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -72,40 +72,42 @@ fn name_matches(pattern: &str, name: &str) -> bool {
 }
 
 impl ServerCertificate {
-    /// Reads a PEM certificate chain and its PEM private key, and checks they belong together.
-    pub fn load(cert_path: &Path, key_path: &Path) -> Result<ServerCertificate, String> {
-        load_pair(cert_path, key_path)
+    /// Parses a PEM certificate chain and its PEM private key, as read from `cert_path` and
+    /// `key_path` (by the config loader, which bounds what it reads), and checks they belong
+    /// together. The paths only name the files in messages.
+    pub fn from_pem(
+        cert_path: &Path,
+        cert_pem: &[u8],
+        key_path: &Path,
+        key_pem: &[u8],
+    ) -> Result<ServerCertificate, String> {
+        let (mut cert_pem, mut key_pem) = (cert_pem, key_pem);
+        let chain: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut cert_pem)
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("{}: {e}", cert_path.display()))?;
+        let Some(leaf) = chain.first() else {
+            return Err(format!("{}: no certificate found", cert_path.display()));
+        };
+        let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut key_pem)
+            .map_err(|e| format!("{}: {e}", key_path.display()))?
+            .ok_or_else(|| format!("{}: no private key found", key_path.display()))?;
+        let signing_key = rustls::crypto::ring::sign::any_supported_type(&key)
+            .map_err(|e| format!("{}: unsupported private key: {e}", key_path.display()))?;
+        let names = certificate_names(leaf)
+            .map_err(|e| format!("{}: not a valid certificate: {e}", cert_path.display()))?;
+        let certified = CertifiedKey::new(chain, signing_key);
+        certified.keys_match().map_err(|e| {
+            format!(
+                "{} and {} do not belong together: {e}",
+                cert_path.display(),
+                key_path.display()
+            )
+        })?;
+        Ok(ServerCertificate {
+            names,
+            key: Arc::new(certified),
+        })
     }
-}
-
-fn load_pair(cert_path: &Path, key_path: &Path) -> Result<ServerCertificate, String> {
-    let cert_pem = std::fs::read(cert_path).map_err(|e| format!("{}: {e}", cert_path.display()))?;
-    let chain: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut cert_pem.as_slice())
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("{}: {e}", cert_path.display()))?;
-    let Some(leaf) = chain.first() else {
-        return Err(format!("{}: no certificate found", cert_path.display()));
-    };
-    let key_pem = std::fs::read(key_path).map_err(|e| format!("{}: {e}", key_path.display()))?;
-    let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut key_pem.as_slice())
-        .map_err(|e| format!("{}: {e}", key_path.display()))?
-        .ok_or_else(|| format!("{}: no private key found", key_path.display()))?;
-    let signing_key = rustls::crypto::ring::sign::any_supported_type(&key)
-        .map_err(|e| format!("{}: unsupported private key: {e}", key_path.display()))?;
-    let names = certificate_names(leaf)
-        .map_err(|e| format!("{}: not a valid certificate: {e}", cert_path.display()))?;
-    let certified = CertifiedKey::new(chain, signing_key);
-    certified.keys_match().map_err(|e| {
-        format!(
-            "{} and {} do not belong together: {e}",
-            cert_path.display(),
-            key_path.display()
-        )
-    })?;
-    Ok(ServerCertificate {
-        names,
-        key: Arc::new(certified),
-    })
 }
 
 /// The DNS names a certificate is valid for (subjectAltName, else the common name), lowercased.

@@ -160,7 +160,7 @@ fn missing_certificate_is_a_config_error() {
     );
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains(":4:13: certificates:"), "{stderr}");
+    assert!(stderr.contains(":4:13: cert_file: cannot read"), "{stderr}");
     assert!(stderr.contains("No such file"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }

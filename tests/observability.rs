@@ -586,3 +586,70 @@ async fn pingora_lines_are_rate_limited() {
         triage.stdout()
     );
 }
+
+/// 256 KiB of garbage from the upstream (a header line that never ends, then an invalid one)
+/// becomes a detail of at most 1 KiB where it is classified, so every place that shows it is
+/// bounded: the HTML error page, the problem+json body, the report (page and JSON), the error
+/// log line and a JSON access-log line. Before the bound, each of them carried all 256 KiB.
+#[tokio::test]
+async fn upstream_garbage_is_bounded_everywhere() {
+    const GARBAGE: usize = 256 * 1024;
+    const PAGE_MAX: usize = 16 * 1024;
+    let mut garbage = b"HTTP/1.1 200 OK\r\nX-Long: ".to_vec();
+    garbage.extend(std::iter::repeat_n(b'z', GARBAGE));
+    garbage.extend(b"\r\nBad\x01Header\r\n\r\n");
+    let app = origin::spawn(Behavior::Garbage(garbage)).await;
+    let triage = Triage::start(&format!(
+        "[log]\nformat = \"json\"\n{}",
+        single_upstream(app.addr, "")
+    ))
+    .await;
+
+    let page = client::get(triage.http, "/").await;
+    assert_eq!(page.header("x-diagnosis"), Some("invalid_response"));
+    assert!(
+        page.body_text().contains("zzzz") && page.body.len() < PAGE_MAX,
+        "an error page of {} bytes",
+        page.body.len()
+    );
+    let problem = client::send(
+        triage.http,
+        Request::get("/").header("Accept", "application/json"),
+    )
+    .await
+    .expect("response");
+    let problem_json: serde_json::Value = serde_json::from_slice(&problem.body).expect("JSON");
+    let detail = problem_json["cause"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains("zzzz") && detail.len() <= 1024,
+        "a problem+json cause of {} bytes in {} bytes",
+        detail.len(),
+        problem.body.len()
+    );
+    assert!(problem.body.len() < PAGE_MAX, "{}", problem.body.len());
+
+    let id = page.header("x-diagnosis-id").expect("id");
+    let report_page = admin_page(&triage, &format!("/diagnoses/{id}")).await;
+    assert!(
+        report_page.body_text().contains("zzzz") && report_page.body.len() < PAGE_MAX,
+        "a report page of {} bytes",
+        report_page.body.len()
+    );
+    let report = report_json(&triage, id).await;
+    let detail = report["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.starts_with("buf: ") && detail.ends_with("...") && detail.len() <= 1024,
+        "a report detail of {} bytes",
+        detail.len()
+    );
+
+    triage
+        .wait_for_output("upstream failure", Duration::from_secs(5))
+        .await;
+    let log = triage.stdout();
+    let longest = log.lines().map(str::len).max().unwrap_or(0);
+    assert!(
+        log.lines().filter(|l| l.contains("zzzz")).count() >= 2 && longest < 4096,
+        "the longest log line has {longest} bytes"
+    );
+}

@@ -75,7 +75,7 @@ pub struct ServerSettings {
 
 /// The longest `shutdown_timeout`: a stop that takes longer than this is a hang to a
 /// supervisor (systemd's default `TimeoutStopSec` is 90 s).
-pub const MAX_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(3600);
+pub const MAX_SHUTDOWN_TIMEOUT: Duration = super::duration::TIMEOUT.max;
 
 /// The directory of the default `upgrade_socket` and `pid_file`: root-owned `/run`, not the
 /// shared `/tmp`, where any local user could take the socket's name first. Under systemd,
@@ -162,9 +162,9 @@ impl std::fmt::Debug for AdminToken {
 /// The failure-report ring behind `/diagnoses`: its bounds, and where its reports are linked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reports {
-    /// Default 1000; 0 keeps no reports.
+    /// Default 1000, at most a million; 0 keeps no reports.
     pub max_count: usize,
-    /// Default 8 MiB.
+    /// Default 8 MiB, at most 1 GiB.
     pub max_bytes: usize,
     /// `[diagnosis] report_url`: the base URL of the reports, linked from `X-Diagnosis-Report`
     /// (trusted clients) and the error page; `None` (default) means the admin listener's

@@ -8,9 +8,16 @@
 //! errors instead of stopping and knows a key because a reader asked for it. A TOML syntax error
 //! is reported alone, since nothing after it can be read reliably. Nothing here panics on input.
 //!
+//! Every value is bounded where it is parsed, so every key gets the bounds of its kind: each
+//! string value is at most [`MAX_STRING`] bytes without control characters (checked by
+//! `table::Table` before any parser sees it), each duration lies within the range of its kind
+//! ([`TIMEOUT`], [`WAIT`], [`INTERVAL`]), each integer within the range its reader gives, and
+//! each file is a regular file of at most [`MAX_FILE_SIZE`] bytes, read with a bounded read.
+//!
 //! The files: `boot.rs` and `live.rs` hold the types, with their defaults; `read.rs` the
 //! readers, one per table; `values.rs` (with `addr.rs`, `cidr.rs`, `duration.rs`) the value
-//! parsers; `files.rs` reads the CA, certificate and admin token files a config names, once;
+//! parsers; `files.rs` reads the CA, certificate and admin token files a config names, once,
+//! bounded;
 //! `table.rs` is the reader API; `tests.rs` the tests.
 
 mod addr;
@@ -29,11 +36,13 @@ pub use boot::{
     ServerSettings, DEFAULT_RUNTIME_DIR, MAX_SHUTDOWN_TIMEOUT,
 };
 pub use cidr::Cidr;
-pub use duration::parse_duration;
+pub use duration::{parse_duration, DurationBounds, INTERVAL, TIMEOUT, WAIT};
+pub use files::{MAX_CONFIG_SIZE, MAX_FILE_SIZE};
 pub use live::{
     CaFile, DetailPolicy, DiagnosisPolicy, HealthCheck, HealthCheckKind, LiveConfig, Resolver,
     Route, RouteTimeouts, Upstream,
 };
+pub use values::MAX_STRING;
 
 use std::fmt;
 use std::path::Path;
@@ -82,13 +91,21 @@ pub struct Config {
 }
 
 /// Reads and parses the config file at `path`; relative file paths resolve against its directory.
+/// The file must be a regular file of at most [`MAX_CONFIG_SIZE`] bytes.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-    let text = std::fs::read_to_string(path).map_err(|error| {
+    let whole_file = |message| {
         ConfigErrors(vec![ConfigError {
             line: 0,
             column: 0,
-            message: format!("cannot read {}: {error}", path.display()),
+            message,
         }])
+    };
+    let bytes = files::read_file(path, MAX_CONFIG_SIZE).map_err(whole_file)?;
+    let text = String::from_utf8(bytes).map_err(|error| {
+        whole_file(format!(
+            "cannot read {}: not UTF-8 text ({error})",
+            path.display()
+        ))
     })?;
     parse(&text, path.parent().unwrap_or(Path::new("")))
 }

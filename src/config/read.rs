@@ -5,12 +5,19 @@
 //! order the docs list them, which is the order an unknown-key message lists them in. A key the
 //! file leaves out, or gets wrong, takes the `Default` of its type, so later tables are still
 //! checked; the result is only used when no error was recorded.
+//!
+//! Every value is bounded by the parser a reader gives it: a duration key takes
+//! `duration(TIMEOUT | WAIT | INTERVAL)` (never bare `parse_duration`), an integer key its range,
+//! a file key `named_file(origin, text)` (a regular file of at most 1 MiB, read bounded); every
+//! string is already checked by [`Table`] (length, control characters).
 
+use super::duration::{duration, INTERVAL, TIMEOUT, WAIT};
+use super::files::named_file;
 use super::table::{required, values, Spanned, Table};
 use super::values::{
-    admin_host, detail_policy, file_path, holdoff, host_header, is_http_check, kept_header,
-    log_format, log_level, nameserver, path_prefix, report_url, route_host, server_with_weight,
-    socket_addr, unix_socket_path, upstream_index, upstream_name,
+    admin_host, detail_policy, file_path, health_check_path, holdoff, host_header, is_http_check,
+    kept_header, log_format, log_level, nameserver, path_prefix, report_url, route_host,
+    server_with_weight, socket_addr, unix_socket_path, upstream_index, upstream_name,
 };
 use super::*;
 use std::path::Path;
@@ -84,13 +91,7 @@ fn server(top: &mut Table, origin: &Path) -> ServerSettings {
             .or(default.threads),
         work_stealing: t.boolean("work_stealing").unwrap_or(default.work_stealing),
         shutdown_timeout: t
-            .value("shutdown_timeout", |text| {
-                let timeout = parse_duration(text)?;
-                if timeout > MAX_SHUTDOWN_TIMEOUT {
-                    return Err(format!("`{text}` is longer than the 1h maximum"));
-                }
-                Ok(timeout)
-            })
+            .value("shutdown_timeout", duration(TIMEOUT))
             .unwrap_or(default.shutdown_timeout),
         upgrade_socket: t
             .value("upgrade_socket", |text| unix_socket_path(origin.join(text)))
@@ -143,7 +144,7 @@ fn resolver(top: &mut Table) -> Resolver {
             .list("nameservers", nameserver)
             .map_or(default.nameservers, values),
         refresh: t
-            .value("refresh", parse_duration)
+            .value("refresh", duration(INTERVAL))
             .unwrap_or(default.refresh),
     }
 }
@@ -166,10 +167,10 @@ fn reports(top: &mut Table) -> Reports {
     let default = Reports::default();
     Reports {
         max_count: t
-            .integer("max_count", 0..=10_000_000)
+            .integer("max_count", 0..=1_000_000)
             .map_or(default.max_count, |n| n as usize),
         max_bytes: t
-            .integer("max_bytes", 0..=(1 << 34))
+            .integer("max_bytes", 0..=(1 << 30))
             .map_or(default.max_bytes, |n| n as usize),
         url: default.url,
         keep_headers: t
@@ -186,10 +187,11 @@ fn certificates(top: &mut Table, origin: &Path, listen: &Spanned<Listen>) -> Vec
         .table_array("certificates")
         .into_iter()
         .filter_map(|mut t| {
-            let cert = t.spanned(required("cert_file"), |text| Ok(origin.join(text)));
-            let key = t.value(required("key_file"), |text| Ok(origin.join(text)));
+            let cert = t.spanned(required("cert_file"), |text| named_file(origin, text));
+            let key = t.spanned(required("key_file"), |text| named_file(origin, text));
             let (cert, key) = (cert?, key?);
-            Certificate::read(cert.value, key)
+            let ((cert_file, cert_pem), (key_file, key_pem)) = (cert.value, key.value);
+            Certificate::parse(cert_file, &cert_pem, key_file, &key_pem)
                 .map_err(|reason| t.error(cert.at, format!("certificates: {reason}")))
                 .ok()
         })
@@ -242,12 +244,14 @@ fn upstream(name: Spanned<String>, mut t: Table, origin: &Path) -> Upstream {
             .map_err(|message| t.error(path.at, format!("ca_file: {message}")))
             .ok()
     });
-    let mut timeout = |key, default| t.value(key, parse_duration).unwrap_or(default);
-    let connect_timeout = timeout("connect_timeout", default.connect_timeout);
-    let read_timeout = timeout("read_timeout", default.read_timeout);
-    let write_timeout = timeout("write_timeout", default.write_timeout);
+    let connect_timeout = t
+        .value("connect_timeout", duration(TIMEOUT))
+        .unwrap_or(default.connect_timeout);
+    let mut wait = |key, default| t.value(key, duration(WAIT)).unwrap_or(default);
+    let read_timeout = wait("read_timeout", default.read_timeout);
+    let write_timeout = wait("write_timeout", default.write_timeout);
     let total_timeout = t
-        .value("total_timeout", parse_duration)
+        .value("total_timeout", duration(WAIT))
         .or(default.total_timeout);
     let host_header = t.value("host_header", host_header).or(default.host_header);
     let retries = t
@@ -257,7 +261,7 @@ fn upstream(name: Spanned<String>, mut t: Table, origin: &Path) -> Upstream {
         .integer("max_fails", 0..=1000)
         .map_or(default.max_fails, |n| n as u32);
     let fail_timeout = t
-        .value("fail_timeout", parse_duration)
+        .value("fail_timeout", duration(TIMEOUT))
         .unwrap_or(default.fail_timeout);
     let refused_holdoff = t
         .value("refused_holdoff", holdoff)
@@ -296,7 +300,7 @@ fn upstream(name: Spanned<String>, mut t: Table, origin: &Path) -> Upstream {
 fn health_check(t: &mut Table) -> HealthCheck {
     let default = HealthCheck::default();
     let is_http = t.value("kind", is_http_check);
-    let path = t.value("path", path_prefix);
+    let path = t.value("path", health_check_path);
     // A path alone is enough to ask for an HTTP check.
     let kind = match (is_http, path) {
         (Some(true), path) => HealthCheckKind::Http {
@@ -306,10 +310,10 @@ fn health_check(t: &mut Table) -> HealthCheck {
         (Some(false) | None, None) => default.kind,
     };
     let interval = t
-        .value("interval", parse_duration)
+        .value("interval", duration(INTERVAL))
         .unwrap_or(default.interval);
     let timeout = t
-        .value("timeout", parse_duration)
+        .value("timeout", duration(TIMEOUT))
         .unwrap_or(default.timeout);
     let mut threshold = |key, default: u32| t.integer(key, 1..=100).map_or(default, |n| n as u32);
     HealthCheck {
@@ -335,10 +339,10 @@ fn routes(top: &mut Table, upstreams: &[Upstream]) -> Vec<Route> {
             .integer("max_body_size", 0..=(1 << 40))
             .unwrap_or(default.max_body_size);
         let timeouts = RouteTimeouts {
-            connect: t.value("connect_timeout", parse_duration),
-            read: t.value("read_timeout", parse_duration),
-            write: t.value("write_timeout", parse_duration),
-            total: t.value("total_timeout", parse_duration),
+            connect: t.value("connect_timeout", duration(TIMEOUT)),
+            read: t.value("read_timeout", duration(WAIT)),
+            write: t.value("write_timeout", duration(WAIT)),
+            total: t.value("total_timeout", duration(WAIT)),
         };
         // Unknown keys count as mistakes of this route too.
         t.finish();

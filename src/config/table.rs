@@ -11,6 +11,7 @@
 //! the file instead of the first. Positions are kept as byte offsets while reading and turned
 //! into lines and columns once, at the end.
 
+use super::values::usable_text;
 use super::{ConfigError, ConfigErrors};
 use std::cell::RefCell;
 use std::fmt::Display;
@@ -184,8 +185,10 @@ impl<'a> Table<'a> {
     }
 
     fn child(&self, key: &str, table: Option<&'a dyn TableLike>, at: usize) -> Table<'a> {
+        // Keys can be names the operator chose, with any character: messages show them escaped.
+        let key = key.escape_debug();
         let path = match self.path.is_empty() {
-            true => key.to_owned(),
+            true => key.to_string(),
             false => format!("{}.{key}", self.path),
         };
         Table {
@@ -224,6 +227,7 @@ impl<'a> Table<'a> {
     }
 
     fn wrong_type(&self, at: usize, key: &str, expected: &str, found: &str) {
+        let key = key.escape_debug();
         self.error(at, format!("{key}: expected {expected}, found {found}"));
     }
 
@@ -322,13 +326,21 @@ impl<'a> Table<'a> {
             .collect()
     }
 
+    /// The string under `key`, once it passed [`usable_text`], which every string value of the
+    /// file does before any parser sees it.
     fn string(&mut self, key: Key) -> Option<Spanned<&'a str>> {
         let entry = self.entry(key)?;
         match entry.item.as_str() {
-            Some(value) => Some(Spanned {
-                value,
-                at: entry.at,
-            }),
+            Some(value) => match usable_text(value) {
+                Ok(()) => Some(Spanned {
+                    value,
+                    at: entry.at,
+                }),
+                Err(reason) => {
+                    self.error(entry.at, format!("{}: {reason}", key.name));
+                    None
+                }
+            },
             None => {
                 self.wrong_type(entry.at, key.name, "a string", entry.item.type_name());
                 None
@@ -435,7 +447,10 @@ impl<'a> Table<'a> {
         let mut values = Vec::new();
         for element in array.iter() {
             let at = value_at(element, entry.at);
-            match element.as_str().map(&parse) {
+            let checked = element
+                .as_str()
+                .map(|text| usable_text(text).map(|()| text));
+            match checked.map(|text| text.and_then(&parse)) {
                 Some(Ok(value)) => values.push(Spanned { value, at }),
                 Some(Err(reason)) => self.error(at, format!("{name}: {reason}")),
                 None => self.wrong_type(at, name, "a string", element.type_name()),
@@ -460,7 +475,8 @@ impl Drop for Table<'_> {
                 .and_then(|k| k.span())
                 .map_or(self.at, |span| span.start);
             let message = format!(
-                "unknown key `{key}` in {}; expected one of: {}",
+                "unknown key `{}` in {}; expected one of: {}",
+                key.escape_debug(),
                 self.label(),
                 self.asked.join(", ")
             );

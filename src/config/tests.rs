@@ -859,3 +859,263 @@ fn runtime_paths_are_checked() {
         ]
     );
 }
+
+/// Every duration has a documented range by what it is for: a timeout at most an hour (a read,
+/// write or total timeout a day, for idle WebSockets and long downloads), an interval between
+/// 50ms and an hour. A duration past its maximum is refused at `-t`, never left to overflow an
+/// `Instant` on the first request (9223372036854775807s used to pass and then panic).
+#[test]
+fn durations_are_bounded() {
+    let text = MINIMAL.replace(
+        "servers =",
+        "connect_timeout = \"9223372036854775807s\"\nread_timeout = \"25h\"\n\
+         fail_timeout = \"2h\"\nrefused_holdoff = \"61m\"\nservers =",
+    );
+    let text = format!(
+        "{text}read_timeout = \"9999999h\"\n[upstreams.app.health_check]\ninterval = \"10ms\"\n\
+         timeout = \"2h\"\n[resolver]\nrefresh = \"49ms\"\n"
+    );
+    assert_eq!(
+        errors(&text),
+        [
+            "5:19: connect_timeout: `9223372036854775807s` is longer than the 1h maximum",
+            "6:16: read_timeout: `25h` is longer than the 24h maximum",
+            "7:16: fail_timeout: `2h` is longer than the 1h maximum",
+            "8:19: refused_holdoff: `61m` is longer than the 1h maximum",
+            "14:16: read_timeout: `9999999h` is longer than the 24h maximum",
+            "16:12: interval: `10ms` is shorter than the 50ms minimum",
+            "17:11: timeout: `2h` is longer than the 1h maximum",
+            "19:11: refresh: `49ms` is shorter than the 50ms minimum",
+        ]
+    );
+}
+
+/// The ends of every duration range are accepted.
+#[test]
+fn duration_bounds_are_inclusive() {
+    let text = MINIMAL.replace(
+        "servers =",
+        "connect_timeout = \"1h\"\nread_timeout = \"24h\"\nwrite_timeout = \"1ms\"\n\
+         total_timeout = \"1440m\"\nfail_timeout = \"3600s\"\nrefused_holdoff = \"1h\"\nservers =",
+    );
+    let text = format!(
+        "{text}total_timeout = \"24h\"\n[upstreams.app.health_check]\ninterval = \"50ms\"\n\
+         timeout = \"1h\"\n[resolver]\nrefresh = \"1h\"\n[server]\nshutdown_timeout = \"1h\"\n"
+    );
+    let config = parse_ok(&text);
+    let upstream = &config.live.upstreams[0];
+    assert_eq!(
+        (upstream.connect_timeout, upstream.read_timeout),
+        (secs(3600), secs(86_400))
+    );
+    assert_eq!(upstream.total_timeout, Some(secs(86_400)));
+    let check = upstream.health_check.as_ref().expect("a health check");
+    assert_eq!(
+        (check.interval, check.timeout),
+        (Duration::from_millis(50), secs(3600))
+    );
+    assert_eq!(config.live.resolver.refresh, secs(3600));
+}
+
+/// The report ring's bounds are bounded themselves: a million reports, a GiB.
+#[test]
+fn report_ring_bounds_are_bounded() {
+    let text = format!("{MINIMAL}[reports]\nmax_count = 1000001\nmax_bytes = 1073741825\n");
+    assert_eq!(
+        errors(&text),
+        [
+            "11:13: max_count: 1000001 is out of range 0..=1000000",
+            "12:13: max_bytes: 1073741825 is out of range 0..=1073741824",
+        ]
+    );
+    let text = format!("{MINIMAL}[reports]\nmax_count = 1000000\nmax_bytes = 1073741824\n");
+    assert_eq!(parse_ok(&text).boot.reports.max_bytes, 1 << 30);
+}
+
+/// No string value may hold a control character (TOML lets one in through an escape): a
+/// path_prefix that can never match, or a health-check path that would write `\r\n` and a
+/// header of its own into the check's request. The message shows the value escaped, so the
+/// error itself writes no control byte to the terminal.
+#[test]
+fn strings_reject_control_characters() {
+    let text = MINIMAL.replace("path_prefix = \"/\"", "path_prefix = \"/api\\n\"");
+    let text = format!(
+        "{text}[upstreams.app.health_check]\npath = \"/health\\r\\nX-Injected: 1\"\n\
+         [diagnosis]\ntrusted = [\"::1\", \"127.0.0.1\\u0000\"]\n[admin]\nlisten = \"\\u007f\"\n\
+         [log]\nlevel = \"info\\u0085\"\n"
+    );
+    assert_eq!(
+        errors(&text),
+        [
+            "8:15: path_prefix: `/api\\n` contains the control character U+000A",
+            "11:8: path: `/health\\r\\nX-Injected: 1` contains the control character U+000D",
+            "13:19: trusted: `127.0.0.1\\0` contains the control character U+0000",
+            "15:10: listen: `\\u{7f}` contains the control character U+007F",
+            "17:9: level: `info\\u{85}` contains the control character U+0085",
+        ]
+    );
+}
+
+/// An upstream name is a table key, not a string value: its message escapes it too.
+#[test]
+fn upstream_name_message_is_escaped() {
+    let text = MINIMAL
+        .replace("[upstreams.app]", "[upstreams.\"a\\u001bb\"]")
+        .replace("upstream = \"app\"", "upstream = \"ab\"");
+    let errors = errors(&text);
+    assert!(
+        errors[0].starts_with("4:12: upstream name `a\\u{1b}b` must be"),
+        "{errors:#?}"
+    );
+    assert!(errors.iter().all(|e| !e.contains('\u{1b}')), "{errors:#?}");
+}
+
+/// A path_prefix is matched against the request's path, which has no spaces, query, fragment
+/// or raw non-ASCII: a prefix with one could never match. A health-check path is written into
+/// the check's request line, so it must be a valid origin-form request target.
+#[test]
+fn paths_must_be_usable() {
+    let text = r#"[listen]
+http = ["0.0.0.0:80"]
+[upstreams.app]
+servers = ["app:80"]
+[upstreams.app.health_check]
+path = "/health check"
+[upstreams.web]
+servers = ["web:80"]
+[upstreams.web.health_check]
+path = "/health#top"
+[[routes]]
+path_prefix = "/a b"
+upstream = "app"
+[[routes]]
+path_prefix = "/search?q"
+upstream = "app"
+[[routes]]
+path_prefix = "/café"
+upstream = "app"
+[[routes]]
+path_prefix = "/doc#part"
+upstream = "app"
+"#;
+    assert_eq!(
+        errors(text),
+        [
+            "6:8: path: `/health check` contains a space, which a request target never has; write it as %20",
+            "10:8: path: `/health#top` contains `#`, which starts a fragment, never sent in a request",
+            "12:15: path_prefix: `/a b` contains a space, which a request target never has; write it as %20",
+            "15:15: path_prefix: `/search?q` contains `?`, which starts the query; a path_prefix is matched against the path alone",
+            "18:15: path_prefix: `/café` contains `é`, which a request target only has percent-encoded, as %C3%A9",
+            "21:15: path_prefix: `/doc#part` contains `#`, which starts a fragment, never sent in a request",
+        ]
+    );
+    let text = format!("{MINIMAL}[upstreams.app.health_check]\npath = \"/healthz?full=1\"\n");
+    let config = parse_ok(&text);
+    let check = config.live.upstreams[0].health_check.as_ref();
+    assert_eq!(
+        check.map(|c| &c.kind),
+        Some(&HealthCheckKind::Http {
+            path: "/healthz?full=1".into()
+        })
+    );
+}
+
+/// A string value longer than any real one (4096 bytes, a path's limit) is refused before a
+/// parser sees it.
+#[test]
+fn strings_are_bounded() {
+    let long = format!("/{}", "a".repeat(4096));
+    let text = MINIMAL.replace("path_prefix = \"/\"", &format!("path_prefix = \"{long}\""));
+    assert_eq!(
+        only_error(&text),
+        "8:15: path_prefix: a value of 4097 bytes is longer than the 4096-byte maximum"
+    );
+    let text = MINIMAL.replace(
+        "path_prefix = \"/\"",
+        &format!("path_prefix = \"{}\"", &long[..4096]),
+    );
+    assert_eq!(parse_ok(&text).live.routes[0].path_prefix.len(), 4096);
+}
+
+/// The config with a `[[tls.certificates]]` entry naming `cert` and `key`, before MINIMAL.
+fn with_certificate(cert: &str, key: &str) -> String {
+    format!("[[tls.certificates]]\ncert_file = \"{cert}\"\nkey_file = \"{key}\"\n{MINIMAL}")
+}
+
+/// The files a config names must be regular files: /dev/zero as a certificate used to be read
+/// until memory ran out, a directory or a device is refused before it is opened, each at its
+/// own key.
+#[test]
+fn files_must_be_regular() {
+    let dir = scratch_dir("regular-files");
+    let dir_text = dir.display().to_string();
+    assert_eq!(
+        errors(&with_certificate("/dev/zero", &dir_text)),
+        [
+            "2:13: cert_file: /dev/zero is not a regular file but a character device".to_owned(),
+            format!("3:12: key_file: {dir_text} is not a regular file but a directory"),
+        ]
+    );
+    let text = MINIMAL.replace(
+        "servers =",
+        &format!("tls = true\nca_file = \"{dir_text}\"\nservers ="),
+    );
+    assert_eq!(
+        only_error(&text),
+        format!("6:11: ca_file: {dir_text} is not a regular file but a directory")
+    );
+}
+
+/// A FIFO is refused without being opened (opening one waits for a writer, forever).
+#[test]
+fn fifo_is_refused() {
+    let dir = scratch_dir("fifo");
+    let fifo = dir.join("ca.pem");
+    let _ = std::fs::remove_file(&fifo);
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    assert!(made.is_ok_and(|s| s.success()), "mkfifo {}", fifo.display());
+    let text = MINIMAL.replace("servers =", "tls = true\nca_file = \"ca.pem\"\nservers =");
+    let errors = parse(&text, &dir).unwrap_err().0;
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!((errors[0].line, errors[0].column), (6, 11));
+    assert_eq!(
+        errors[0].message,
+        format!(
+            "ca_file: {} is not a regular file but a FIFO",
+            fifo.display()
+        )
+    );
+}
+
+/// A file the config names holds at most 1 MiB (a CA bundle of every public root is a
+/// quarter of that); a larger one is refused from its size, before it is read.
+#[test]
+fn files_are_bounded() {
+    let dir = scratch_dir("file-size");
+    let mut big = pem().into_bytes();
+    big.resize((1 << 20) + 1, b'\n');
+    std::fs::write(dir.join("big.pem"), &big).unwrap();
+    let text = MINIMAL.replace("servers =", "tls = true\nca_file = \"big.pem\"\nservers =");
+    let errors = parse(&text, &dir).unwrap_err().0;
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(
+        errors[0].message,
+        format!(
+            "ca_file: {} holds 1048577 bytes, more than the 1 MiB maximum",
+            dir.join("big.pem").display()
+        )
+    );
+    big.truncate(1 << 20);
+    std::fs::write(dir.join("big.pem"), &big).unwrap();
+    assert!(parse(&text, &dir).is_ok());
+}
+
+/// The config file itself is bounded the same way: `-c /dev/zero` is an error, not a hang.
+#[test]
+fn config_file_must_be_regular() {
+    let errors = load(Path::new("/dev/zero")).unwrap_err();
+    assert_eq!(
+        errors.to_string(),
+        "0:0: /dev/zero is not a regular file but a character device"
+    );
+}

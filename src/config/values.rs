@@ -1,11 +1,37 @@
 //! The value parsers: each turns one string of the file into a typed value or says what is wrong
 //! with it. Durations, addresses and networks have their own modules.
 
-use super::parse_duration;
+use super::duration::{bounded_duration, TIMEOUT};
 use super::{addr, DetailPolicy, LogFormat, LogLevel, ServerAddr, Upstream};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
+
+/// The longest string value: a path's limit (`PATH_MAX`), far beyond any real hostname, URL or
+/// path prefix.
+pub const MAX_STRING: usize = 4096;
+
+/// What every string value of the file must be, whatever its key: at most [`MAX_STRING`] bytes,
+/// without control characters. No value has a use for one (TOML lets one in only through an
+/// escape such as `\n`), and one in a path prefix, a health-check path or a name would reach a
+/// request line, a header or a log line. Checked before any parser sees the value, so no
+/// parser's message quotes a control character either.
+pub(super) fn usable_text(text: &str) -> Result<(), String> {
+    if text.len() > MAX_STRING {
+        return Err(format!(
+            "a value of {} bytes is longer than the {MAX_STRING}-byte maximum",
+            text.len()
+        ));
+    }
+    match text.chars().find(|c| c.is_control()) {
+        Some(control) => Err(format!(
+            "`{}` contains the control character U+{:04X}",
+            text.escape_debug(),
+            u32::from(control)
+        )),
+        None => Ok(()),
+    }
+}
 
 /// `addr` or `addr weight=N` (as nginx's `server addr weight=N;`), N from 1 to 1000.
 pub(super) fn server_with_weight(text: &str) -> Result<(ServerAddr, u32), String> {
@@ -85,16 +111,17 @@ pub(super) fn upstream_name(name: &str) -> Result<(), String> {
     match valid {
         true => Ok(()),
         false => Err(format!(
-            "upstream name `{name}` must be 1 to 64 characters of A-Z, a-z, 0-9, _ and -, since it is used as a metric label and a header value"
+            "upstream name `{}` must be 1 to 64 characters of A-Z, a-z, 0-9, _ and -, since it is used as a metric label and a header value",
+            name.escape_debug()
         )),
     }
 }
 
-/// `"off"` (zero: connect for every request) or a duration.
+/// `"off"` (zero: connect for every request) or a duration, at most [`TIMEOUT`]'s maximum.
 pub(super) fn holdoff(text: &str) -> Result<Duration, String> {
     match text {
         "off" => Ok(Duration::ZERO),
-        _ => parse_duration(text),
+        _ => bounded_duration(text, TIMEOUT),
     }
 }
 
@@ -138,11 +165,54 @@ pub(super) fn nameserver(text: &str) -> Result<SocketAddr, String> {
     }
 }
 
+/// A route's path prefix: it is matched against the request's path, so it must look like one
+/// (an absolute path of printable ASCII, without a query or fragment), or it could never match.
 pub(super) fn path_prefix(text: &str) -> Result<String, String> {
-    match text.starts_with('/') {
-        true => Ok(text.to_owned()),
-        false => Err(format!("`{text}` must start with /")),
+    request_target(text, false)
+}
+
+/// A health check's path, written into the check's request line as is: an origin-form
+/// request target (an absolute path, optionally with a query).
+pub(super) fn health_check_path(text: &str) -> Result<String, String> {
+    request_target(text, true)?;
+    match text.parse::<http::uri::PathAndQuery>() {
+        Ok(_) => Ok(text.to_owned()),
+        Err(error) => Err(format!("`{text}` is not a valid request target: {error}")),
     }
+}
+
+/// Checks `text` is an absolute path (with a query when `query` is true) as it travels in a
+/// request line: printable ASCII without spaces or a fragment.
+fn request_target(text: &str, query: bool) -> Result<String, String> {
+    if !text.starts_with('/') {
+        return Err(format!("`{text}` must start with /"));
+    }
+    let unusable = text
+        .char_indices()
+        .find(|&(_, c)| !c.is_ascii_graphic() || c == '#' || (c == '?' && !query));
+    let Some((at, c)) = unusable else {
+        return Ok(text.to_owned());
+    };
+    Err(match c {
+        ' ' => format!(
+            "`{text}` contains a space, which a request target never has; write it as %20"
+        ),
+        '#' => format!(
+            "`{text}` contains `#`, which starts a fragment, never sent in a request"
+        ),
+        '?' => format!(
+            "`{text}` contains `?`, which starts the query; a path_prefix is matched against the path alone"
+        ),
+        _ => {
+            let encoded: String = text[at..at + c.len_utf8()]
+                .bytes()
+                .map(|b| format!("%{b:02X}"))
+                .collect();
+            format!(
+                "`{text}` contains `{c}`, which a request target only has percent-encoded, as {encoded}"
+            )
+        }
+    })
 }
 
 /// Route hosts are compared against the Host header's name, so a scheme, path or port here could
@@ -167,7 +237,11 @@ pub(super) fn upstream_index(upstreams: &[Upstream], name: &str) -> Result<usize
     if let Some(index) = upstreams.iter().position(|u| u.name == name) {
         return Ok(index);
     }
-    let defined: Vec<&str> = upstreams.iter().map(|u| u.name.as_str()).collect();
+    // Names are table keys, which may hold anything: shown escaped.
+    let defined: Vec<String> = upstreams
+        .iter()
+        .map(|u| u.name.escape_debug().to_string())
+        .collect();
     Err(match defined.is_empty() {
         true => format!("no upstream named `{name}`; no [upstreams.NAME] tables are defined"),
         false => format!(

@@ -51,13 +51,48 @@ pub struct Finding {
     pub detail: String,
 }
 
-/// Turns the facts of a failed request into a diagnosis, with its detail.
+/// The longest [`Finding::detail`], in bytes. Upstream text (the bytes of an invalid response,
+/// up to Pingora's 1 MiB header buffer) is cut here, once, where it is classified, so every
+/// output that shows it (headers, error page, problem+json, report, log line) is bounded.
+pub const MAX_DETAIL: usize = 1024;
+
+/// What ends a detail that was cut to [`MAX_DETAIL`].
+pub const CUT_MARK: &str = "...";
+
+/// Turns the facts of a failed request into a diagnosis, with its detail of at most
+/// [`MAX_DETAIL`] bytes.
 pub fn classify(facts: &Facts<'_>) -> Finding {
     let diagnosis = diagnose(facts);
     Finding {
         diagnosis,
-        detail: detail_of(facts, diagnosis),
+        detail: bounded(detail_of(facts, diagnosis)),
     }
+}
+
+/// `detail` cut to at most [`MAX_DETAIL`] bytes, on a char boundary, ending in [`CUT_MARK`]
+/// when cut.
+fn bounded(mut detail: String) -> String {
+    if detail.len() > MAX_DETAIL {
+        detail.truncate(floor_boundary(&detail, MAX_DETAIL - CUT_MARK.len()));
+        detail.push_str(CUT_MARK);
+    }
+    detail
+}
+
+/// The largest char boundary of `text` at or below `at`.
+fn floor_boundary(text: &str, at: usize) -> usize {
+    let mut at = at.min(text.len());
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    at
+}
+
+/// At most the first `max` bytes of `text` and then some, without copying: enough for
+/// [`bounded`] to see that it was cut, so no huge context is copied only to be cut later.
+fn head(text: &str, max: usize) -> &str {
+    // A char has at most 4 bytes: the boundary at or below max + 4 is past max when text is.
+    &text[..floor_boundary(text, max + 4)]
 }
 
 /// The diagnosis alone, without the detail text: no allocation except for TLS failures, whose
@@ -273,7 +308,7 @@ fn detail_of(facts: &Facts<'_>, diagnosis: Diagnosis) -> String {
         | Phase::Dns
         | Phase::Request
         | Phase::ResponseHeaders
-        | Phase::ResponseBody => innermost_context(error),
+        | Phase::ResponseBody => head(innermost_context(error), MAX_DETAIL),
     };
     // An HTTP/2 error says in its own words what broke (a reset, a broken pipe).
     let cause = io_error(error)
@@ -348,6 +383,25 @@ mod tests {
             request_unsent: false,
             client_reset: None,
         })
+    }
+
+    /// An invalid response's bytes, however many, make a detail of at most MAX_DETAIL bytes,
+    /// cut on a char boundary and marked; a short one is kept whole.
+    #[test]
+    fn detail_is_bounded() {
+        for filler in ["z", "é", "😀"] {
+            let garbage = format!("buf: HTTP/1.1 200 OK\\r\\nX: {}", filler.repeat(300_000));
+            let e = upstream(ErrorType::InvalidHTTPHeader, &garbage);
+            let detail = run(&e, Progress::Connected, false).detail;
+            assert!(detail.len() <= MAX_DETAIL, "{}", detail.len());
+            assert!(detail.len() > MAX_DETAIL - 8, "{}", detail.len());
+            assert!(detail.starts_with("buf: HTTP/1.1") && detail.ends_with(CUT_MARK));
+        }
+        let e = upstream(ErrorType::InvalidHTTPHeader, "buf: HELLO");
+        assert_eq!(run(&e, Progress::Connected, false).detail, "buf: HELLO");
+        let exact = "x".repeat(MAX_DETAIL);
+        let e = upstream(ErrorType::InvalidHTTPHeader, &exact);
+        assert_eq!(run(&e, Progress::Connected, false).detail, exact);
     }
 
     /// A refused connect is connect_refused, with the OS's words as the detail.

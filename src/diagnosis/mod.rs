@@ -17,7 +17,7 @@ pub mod policy;
 pub(crate) mod taxonomy;
 pub mod tls;
 
-pub use classify::{classify, diagnose, Facts, Finding};
+pub use classify::{classify, diagnose, Facts, Finding, MAX_DETAIL};
 pub use policy::Disclosure;
 
 use http::StatusCode;

@@ -212,7 +212,8 @@ impl Balancer {
         let failures = server.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
         if failures >= self.max_fails && !server.is_ejected() {
             server.consecutive_failures.store(0, Ordering::Relaxed);
-            let until = now_ms() + u64::try_from(self.fail_timeout.as_millis()).unwrap_or(0);
+            let fail_timeout = u64::try_from(self.fail_timeout.as_millis()).unwrap_or(u64::MAX);
+            let until = now_ms().saturating_add(fail_timeout);
             server.ejected_until_ms.store(until, Ordering::Relaxed);
             return Transition::WentDown;
         }

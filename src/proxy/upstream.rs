@@ -128,7 +128,8 @@ impl Upstream {
         // applies its connection timeout to each), and both together at twice that.
         let connect = route.connect.unwrap_or(self.connect_timeout);
         options.connection_timeout = Some(connect);
-        options.total_connection_timeout = Some(connect * 2);
+        // Saturating: the config bounds every timeout, and arithmetic on one never panics.
+        options.total_connection_timeout = Some(connect.saturating_mul(2));
         // Waiting for the answer never outlasts what is left of the total timeout.
         let read = route.read.unwrap_or(self.read_timeout);
         options.read_timeout = Some(total_left.map_or(read, |left| read.min(left)));

@@ -14,7 +14,8 @@ use std::time::Duration;
 /// The longest detail sent in a header; longer text is cut (on a char boundary) and marked.
 pub const MAX_HEADER_TEXT: usize = 256;
 
-/// Printable ASCII only, at most `max` bytes: no CR/LF or other control bytes can reach a header.
+/// Printable ASCII only, at most `max` bytes (cut text ends in `...`, within them): no CR/LF or
+/// other control bytes can reach a header.
 pub fn header_text(text: &str, max: usize) -> String {
     let mut out = String::with_capacity(text.len().min(max));
     push_header_text(&mut out, text, max);
@@ -29,15 +30,16 @@ pub fn push_header_text(out: &mut String, text: &str, max: usize) {
     }
     // Every char becomes exactly one byte (non-printables become '?'), so chars count bytes.
     let fits = text.chars().count() <= max;
-    let keep = if fits { max } else { max.saturating_sub(3) };
-    out.extend(
-        text.chars()
-            .take(keep)
-            .map(|c| if (' '..='~').contains(&c) { c } else { '?' }),
-    );
-    if !fits {
-        out.push_str("...");
-    }
+    // The cut mark counts against `max` too, and is itself cut when `max` is below its length.
+    let mark = if fits { "" } else { &"..."[..max.min(3)] };
+    out.extend(text.chars().take(max - mark.len()).map(|c| {
+        if (' '..='~').contains(&c) {
+            c
+        } else {
+            '?'
+        }
+    }));
+    out.push_str(mark);
 }
 
 /// How an access-log field is delimited, which decides what must be escaped in it.
@@ -52,7 +54,7 @@ pub enum LogField {
 /// Appends at most `max` bytes of `text` to `out` escaped as nginx escapes its access log:
 /// `"`, `\`, control bytes and non-ASCII bytes as `\xHH` (for a [`LogField::Bare`] field the
 /// space too), so nothing a client sends can end a field, forge another or break the line.
-/// Longer text is cut and marked `...`.
+/// Longer text is cut and marked `...`; what is appended is at most `4 * max + 3` bytes.
 pub fn push_log_text(out: &mut String, text: &str, max: usize, field: LogField) {
     let needs_escape = |b: u8| {
         !(b' '..=b'~').contains(&b)
@@ -320,6 +322,10 @@ mod tests {
         assert_eq!(cut.len(), 50);
         assert!(cut.ends_with("..."));
         assert_eq!(header_text("short", 50), "short");
+        // The cut mark counts against the bound, even a bound shorter than the mark.
+        assert_eq!(header_text("abcdef", 4), "a...");
+        assert_eq!(header_text("abcdef", 2), "..");
+        assert_eq!(header_text("abcdef", 0), "");
     }
 
     /// Quotes and backslashes are escaped inside an sf-string.

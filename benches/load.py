@@ -1089,11 +1089,17 @@ def _on_signal(signum, _frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-if __name__ == "__main__":
+def run_main(main_function):
+    """Runs a benchmark's main with SIGTERM and SIGHUP stopping it like Ctrl-C (everything it
+    started is stopped on the way out), and exits with its status."""
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGHUP, _on_signal)
     try:
-        sys.exit(main(sys.argv[1:]))
+        sys.exit(main_function(sys.argv[1:]))
     except KeyboardInterrupt:
         log("interrupted; everything started was stopped")
         sys.exit(130)
+
+
+if __name__ == "__main__":
+    run_main(main)

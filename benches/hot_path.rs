@@ -10,12 +10,13 @@ use pingora::{Error, ErrorType};
 use std::time::{Duration, SystemTime};
 use triage::config;
 use triage::diagnosis::classify::Progress;
-use triage::diagnosis::{diagnose, Diagnosis, Facts, Source};
+use triage::diagnosis::{diagnose, Diagnosis, Facts};
 use triage::id::RequestId;
-use triage::metrics::{Metrics, RequestOutcome};
+use triage::metrics::Metrics;
+use triage::outcome::{Outcome, Timings};
 use triage::render::page::BodyFormat;
 use triage::render::text::AddrText;
-use triage::render::{Detail, Failure, Renderer, Timings};
+use triage::render::{Disclosed, Failure, Renderer};
 
 // The allocator the `triage` binary runs with, so allocations cost here what they cost there.
 #[global_allocator]
@@ -68,10 +69,10 @@ fn error_response(c: &mut Criterion) {
         status: http::StatusCode::BAD_GATEWAY,
         at: SystemTime::now(),
         attempts: 1,
-        detail: Some(Detail {
+        disclosed: Some(Disclosed {
             upstream: Some("app"),
             address: None,
-            text: "Connection refused (os error 111)",
+            detail: "Connection refused (os error 111)",
             timings: Timings {
                 connect: None,
                 response: None,
@@ -81,7 +82,7 @@ fn error_response(c: &mut Criterion) {
         }),
     };
     let untrusted = Failure {
-        detail: None,
+        disclosed: None,
         ..failure
     };
     for (name, failure, format) in [
@@ -102,8 +103,8 @@ fn error_response(c: &mut Criterion) {
             b.iter(|| {
                 // As on the request path: the address is formatted for each failure.
                 let mut failure = *black_box(failure);
-                if let Some(detail) = &mut failure.detail {
-                    detail.address = Some(AddrText::new(address));
+                if let Some(disclosed) = &mut failure.disclosed {
+                    disclosed.address = Some(AddrText::new(address));
                 }
                 renderer.failure_response(&failure, format)
             })
@@ -124,16 +125,31 @@ fn success_path(c: &mut Criterion) {
                 renderer
                     .decorate_upstream_response(&mut resp, id, None, 1, None)
                     .expect("decorate");
-                handles.record(&RequestOutcome {
+                handles.record(&Outcome {
+                    id,
+                    time: SystemTime::now(),
+                    client: None,
+                    method: "GET",
+                    path: "/",
+                    version: "HTTP/1.1",
+                    host: "app.test",
+                    referer: "",
+                    user_agent: "bench",
                     route: Some(0),
+                    route_label: "/",
                     upstream: Some(0),
+                    upstream_name: "app",
+                    address: None,
                     status: 200,
-                    source: Source::Upstream,
-                    diagnosis: None,
-                    retries: 0,
-                    connect: None,
-                    response: Some(Duration::from_micros(300)),
-                    total: Duration::from_micros(450),
+                    finding: None,
+                    attempts: 1,
+                    reused: true,
+                    timings: Timings {
+                        connect: None,
+                        response: Some(Duration::from_micros(300)),
+                        total: Duration::from_micros(450),
+                    },
+                    bytes_sent: 0,
                 });
                 resp
             },

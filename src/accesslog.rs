@@ -8,40 +8,13 @@
 //! failure storm).
 
 use crate::config::LogFormat;
+use crate::outcome::Outcome;
 use crate::render::text::{self, push_log_text, LogField};
 use crate::window::{current_second, SecondWindow};
 use std::cell::RefCell;
 use std::io::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
-
-/// Everything an access line says about a request.
-#[derive(Debug)]
-pub struct AccessEntry<'a> {
-    pub id: &'a str,
-    pub client: Option<std::net::IpAddr>,
-    pub time: SystemTime,
-    pub method: &'a str,
-    pub path: &'a str,
-    pub version: &'a str,
-    pub status: u16,
-    pub bytes_sent: usize,
-    pub referer: &'a str,
-    pub user_agent: &'a str,
-    pub host: &'a str,
-    pub route: &'a str,
-    pub upstream_name: &'a str,
-    pub address: Option<std::net::SocketAddr>,
-    pub source: &'a str,
-    pub diagnosis: &'a str,
-    pub phase: &'a str,
-    pub detail: &'a str,
-    pub attempts: u32,
-    pub reused: bool,
-    pub connect: Option<Duration>,
-    pub upstream: Option<Duration>,
-    pub total: Duration,
-}
+use std::time::Duration;
 
 /// Writes access lines and rate-limited error lines.
 pub struct AccessLog {
@@ -59,14 +32,9 @@ impl AccessLog {
         }
     }
 
-    /// Whether a request would produce any line: the access log is on, or it failed. When not,
-    /// the caller skips assembling the entry.
-    pub fn writes_anything(&self, failed: bool) -> bool {
-        self.enabled || failed
-    }
-
     /// Writes the access line, and for a failure the error line if the rate allows.
-    pub fn write(&self, entry: &AccessEntry<'_>, failed: bool) {
+    pub fn write(&self, entry: &Outcome<'_>) {
+        let failed = entry.is_failure();
         if self.enabled {
             match self.format {
                 // The text line goes straight to stdout, one write per line as nginx does, from
@@ -84,7 +52,7 @@ impl AccessLog {
                 }),
                 LogFormat::Json => tracing::info!(
                     target: "access",
-                    id = entry.id,
+                    id = entry.id.as_str(),
                     client = entry.client.map(tracing::field::display),
                     method = entry.method,
                     host = entry.host,
@@ -92,18 +60,18 @@ impl AccessLog {
                     status = entry.status,
                     bytes_sent = entry.bytes_sent,
                     user_agent = entry.user_agent,
-                    route = entry.route,
+                    route = entry.route_label,
                     upstream = entry.upstream_name,
                     address = entry.address.map(tracing::field::display),
-                    source = entry.source,
-                    diagnosis = entry.diagnosis,
-                    phase = entry.phase,
-                    detail = entry.detail,
+                    source = entry.source().token(),
+                    diagnosis = entry.diagnosis().map_or("", |d| d.token()),
+                    phase = entry.diagnosis().map_or("", |d| d.phase().token()),
+                    detail = entry.detail(),
                     attempts = entry.attempts,
                     reused = entry.reused,
-                    connect_ms = entry.connect.map(millis),
-                    upstream_ms = entry.upstream.map(millis),
-                    total_ms = millis(entry.total),
+                    connect_ms = entry.timings.connect.map(millis),
+                    upstream_ms = entry.timings.response.map(millis),
+                    total_ms = millis(entry.timings.total),
                 ),
             }
         }
@@ -111,12 +79,12 @@ impl AccessLog {
             if let Some(suppressed) = self.limiter.admit() {
                 tracing::error!(
                     target: "diagnosis",
-                    id = entry.id,
+                    id = entry.id.as_str(),
                     upstream = entry.upstream_name,
                     address = entry.address.map(tracing::field::display),
-                    diagnosis = entry.diagnosis,
-                    phase = entry.phase,
-                    detail = entry.detail,
+                    diagnosis = entry.diagnosis().map_or("", |d| d.token()),
+                    phase = entry.diagnosis().map_or("", |d| d.phase().token()),
+                    detail = entry.detail(),
                     suppressed,
                     "upstream failure"
                 );
@@ -138,7 +106,7 @@ fn millis(duration: Duration) -> f64 {
 /// `client - - [time] "METHOD path HTTP/1.1" status bytes "referer" "agent" key=value...`.
 /// Written piece by piece: the formatter machinery costs several times what the line's few
 /// numbers need.
-fn push_combined_line(out: &mut String, e: &AccessEntry<'_>) {
+fn push_combined_line(out: &mut String, e: &Outcome<'_>) {
     match e.client {
         Some(ip) => out.push_str(text::AddrText::ip(ip).as_str()),
         None => out.push('-'),
@@ -160,24 +128,24 @@ fn push_combined_line(out: &mut String, e: &AccessEntry<'_>) {
     out.push_str("\" \"");
     push_log_text(out, e.user_agent, 256, LogField::Quoted);
     out.push_str("\" id=");
-    out.push_str(e.id);
+    out.push_str(e.id.as_str());
     out.push_str(" host=");
     push_log_text(out, e.host, 256, LogField::Bare);
     out.push_str(" route=");
-    out.push_str(or_dash(e.route));
+    out.push_str(or_dash(e.route_label));
     out.push_str(" upstream=");
     out.push_str(or_dash(e.upstream_name));
     out.push_str(" source=");
-    out.push_str(e.source);
+    out.push_str(e.source().token());
     if let Some(address) = e.address {
         out.push_str(" address=");
         out.push_str(text::AddrText::new(address).as_str());
     }
-    if !e.diagnosis.is_empty() {
+    if let Some(diagnosis) = e.diagnosis() {
         out.push_str(" diagnosis=");
-        out.push_str(e.diagnosis);
+        out.push_str(diagnosis.token());
         out.push_str(" phase=");
-        out.push_str(e.phase);
+        out.push_str(diagnosis.phase().token());
     }
     out.push_str(" attempts=");
     text::push_decimal(out, u64::from(e.attempts));
@@ -186,19 +154,19 @@ fn push_combined_line(out: &mut String, e: &AccessEntry<'_>) {
     } else {
         " reused=false"
     });
-    if let Some(connect) = e.connect {
+    if let Some(connect) = e.timings.connect {
         out.push_str(" connect_ms=");
         text::push_millis(out, connect);
     }
-    if let Some(upstream) = e.upstream {
+    if let Some(upstream) = e.timings.response {
         out.push_str(" upstream_ms=");
         text::push_millis(out, upstream);
     }
     out.push_str(" total_ms=");
-    text::push_millis(out, e.total);
-    if !e.detail.is_empty() {
+    text::push_millis(out, e.timings.total);
+    if !e.detail().is_empty() {
         out.push_str(" detail=");
-        text::sf_string(out, &text::header_text(e.detail, text::MAX_HEADER_TEXT));
+        text::sf_string(out, &text::header_text(e.detail(), text::MAX_HEADER_TEXT));
     }
 }
 
@@ -245,6 +213,9 @@ impl RateLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::diagnosis::{Diagnosis, Finding};
+    use crate::id::RequestId;
+    use crate::outcome::Timings;
     use std::time::UNIX_EPOCH;
 
     /// Within one second only `per_second` events pass; the next second reports the rest.
@@ -285,30 +256,35 @@ mod tests {
     /// The text line is combined-log first, then triage's fields, with untrusted text made safe.
     #[test]
     fn combined_line_shape() {
-        let entry = AccessEntry {
-            id: "0123456789abcdef",
-            client: Some("127.0.0.1".parse().expect("ip")),
+        let finding = Finding {
+            diagnosis: Diagnosis::ConnectRefused,
+            detail: "Connection refused (os error 111)".to_owned(),
+        };
+        let entry = Outcome {
+            id: RequestId::parse("0123456789abcdef").expect("id"),
             time: UNIX_EPOCH,
+            client: Some("127.0.0.1".parse().expect("ip")),
             method: "GET",
             path: "/x\n",
             version: "HTTP/1.1",
-            status: 502,
-            bytes_sent: 10,
+            host: "example",
             referer: "",
             user_agent: "curl/8",
-            host: "example",
-            route: "/",
+            route: Some(0),
+            route_label: "/",
+            upstream: Some(0),
             upstream_name: "app",
             address: None,
-            source: "proxy",
-            diagnosis: "connect_refused",
-            phase: "connect",
-            detail: "Connection refused (os error 111)",
+            status: 502,
+            finding: Some(&finding),
             attempts: 1,
             reused: false,
-            connect: None,
-            upstream: None,
-            total: Duration::from_micros(1500),
+            timings: Timings {
+                connect: None,
+                response: None,
+                total: Duration::from_micros(1500),
+            },
+            bytes_sent: 10,
         };
         let mut line = String::new();
         push_combined_line(&mut line, &entry);

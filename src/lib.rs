@@ -2,7 +2,8 @@
 //!
 //! The modules follow the data: [`config`] turns TOML into validated types; [`proxy`] holds the
 //! Pingora hooks that record facts about each request; [`diagnosis`] turns those facts into one
-//! closed taxonomy; [`render`] shows the diagnosis to the client; [`admin`] serves the operator;
+//! closed taxonomy; [`render`] shows the diagnosis to the client; [`outcome`] is the one record of a
+//! finished request that metrics, the access log and reports read; [`admin`] serves the operator;
 //! [`server`] wires them into a running process.
 
 pub mod accesslog;
@@ -12,6 +13,7 @@ pub mod demo;
 pub mod diagnosis;
 pub mod id;
 pub mod metrics;
+pub mod outcome;
 pub mod proxy;
 pub mod reload;
 pub mod render;

@@ -8,12 +8,12 @@
 
 use crate::config::LiveConfig;
 use crate::diagnosis::{Diagnosis, Source};
+use crate::outcome::Outcome;
 use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
 };
 use std::sync::OnceLock;
-use std::time::Duration;
 
 /// Buckets for connect time, in seconds: loopback connects take ~0.1 ms, cross-region ~100 ms,
 /// and `connect_timeout` defaults to 5 s.
@@ -75,22 +75,6 @@ pub struct MetricHandles {
     requests: IntCounterVec,
     routes: Vec<RouteHandles>,
     upstreams: Vec<UpstreamHandles>,
-}
-
-/// What one finished request contributes to the metrics.
-#[derive(Debug, Clone, Copy)]
-pub struct RequestOutcome {
-    /// Index of the route, or `None` when no route matched.
-    pub route: Option<usize>,
-    /// Index of the upstream, or `None` when none was chosen.
-    pub upstream: Option<usize>,
-    pub status: u16,
-    pub source: Source,
-    pub diagnosis: Option<Diagnosis>,
-    pub retries: u32,
-    pub connect: Option<Duration>,
-    pub response: Option<Duration>,
-    pub total: Duration,
 }
 
 impl Metrics {
@@ -269,7 +253,7 @@ impl MetricHandles {
     }
 
     /// Counts one finished request.
-    pub fn record(&self, outcome: &RequestOutcome) {
+    pub fn record(&self, outcome: &Outcome<'_>) {
         let route = outcome
             .route
             .filter(|&r| r < self.routes.len() - 1)
@@ -279,25 +263,27 @@ impl MetricHandles {
             .filter(|&u| u < self.upstreams.len() - 1)
             .unwrap_or(self.upstreams.len() - 1);
         let route_handles = &self.routes[route];
-        self.requests_counter(route_handles, outcome.source, outcome.status)
+        self.requests_counter(route_handles, outcome.source(), outcome.status)
             .inc();
         let up = &self.upstreams[upstream];
-        if let Some(d) = outcome.diagnosis {
+        if let Some(d) = outcome.diagnosis() {
             up.failures[d].inc();
             if d == Diagnosis::ClientClosed {
                 route_handles.client_closed.inc();
             }
         }
-        if outcome.retries > 0 {
-            up.retries.inc_by(u64::from(outcome.retries));
+        let retries = outcome.attempts.saturating_sub(1);
+        if retries > 0 {
+            up.retries.inc_by(u64::from(retries));
         }
-        if let Some(connect) = outcome.connect {
+        if let Some(connect) = outcome.timings.connect {
             up.connect_seconds.observe(connect.as_secs_f64());
         }
-        if let Some(response) = outcome.response {
+        if let Some(response) = outcome.timings.response {
             up.response_seconds.observe(response.as_secs_f64());
         }
-        up.request_seconds.observe(outcome.total.as_secs_f64());
+        up.request_seconds
+            .observe(outcome.timings.total.as_secs_f64());
     }
 
     fn requests_counter<'a>(

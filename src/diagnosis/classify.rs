@@ -1,11 +1,13 @@
 //! The classifier: the facts a request's hooks recorded in, one [`Diagnosis`] out.
 //!
-//! It reads typed causes first: Pingora's `ErrorType` and source, then the `io::Error` errno or
+//! A failure triage decided itself (a [`LocalFailure`] cause) is taken as it is. Otherwise it
+//! reads typed causes first: Pingora's `ErrorType` and source, then the `io::Error` errno or
 //! the `h2::Error` at the bottom of the cause chain, and the reason of a client's HTTP/2 stream
 //! reset. Text is read only where Pingora keeps nothing else: the TLS
 //! failure reason (see [`super::tls`]), the "header too large" and the raw bytes of an invalid
 //! response header, which tell a TLS record apart from garbage.
 
+use super::local::LocalFailure;
 use super::tls::classify_tls_text;
 use super::{Diagnosis, Phase};
 use pingora::{Error, ErrorSource, ErrorType};
@@ -62,6 +64,12 @@ pub const CUT_MARK: &str = "...";
 /// Turns the facts of a failed request into a diagnosis, with its detail of at most
 /// [`MAX_DETAIL`] bytes.
 pub fn classify(facts: &Facts<'_>) -> Finding {
+    if let Some(LocalFailure(finding)) = cause::<LocalFailure>(facts.error) {
+        return Finding {
+            diagnosis: finding.diagnosis,
+            detail: bounded(finding.detail.clone()),
+        };
+    }
     let diagnosis = diagnose(facts);
     Finding {
         diagnosis,
@@ -99,6 +107,10 @@ fn head(text: &str, max: usize) -> &str {
 /// reason only exists as text.
 pub fn diagnose(facts: &Facts<'_>) -> Diagnosis {
     let error = facts.error;
+    // A failure triage decided itself says what it is.
+    if let Some(LocalFailure(finding)) = cause::<LocalFailure>(error) {
+        return finding.diagnosis;
+    }
     match error.esource() {
         ErrorSource::Downstream => match error.etype() {
             ErrorType::ReadError

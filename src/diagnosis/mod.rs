@@ -13,11 +13,13 @@
 //! the upstream's TLS setting) into a [`Diagnosis`] plus a detail string.
 
 pub mod classify;
+pub mod local;
 pub mod policy;
 pub(crate) mod taxonomy;
 pub mod tls;
 
 pub use classify::{classify, diagnose, Facts, Finding, MAX_DETAIL};
+pub use local::LocalFailure;
 pub use policy::Disclosure;
 
 use http::StatusCode;

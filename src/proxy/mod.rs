@@ -1,28 +1,35 @@
 //! The proxy: Pingora's `ProxyHttp` hooks, each recording what it saw into the request context.
 //!
 //! Data flows one way. The hooks only record facts ([`RequestCtx`]): the route, the address
-//! tried, how far the request got, timings, the upstream's status. When Pingora reports a failure
-//! (`fail_to_proxy`), the classifier turns those facts into a diagnosis; the response headers,
-//! the error page and the access log only read that diagnosis.
+//! tried, how far the request got, timings, the upstream's status. A failure triage decides
+//! itself travels as the error's [`LocalFailure`] cause. When Pingora reports a failure
+//! (`fail_to_proxy`), the classifier turns the error and those facts into a diagnosis; the
+//! response ([`respond`]) and the records of the finished request ([`finish`]) only read it.
 
 pub mod balancer;
+mod context;
+mod finish;
 pub mod forwarding;
 pub mod health;
 pub mod request_checks;
+mod respond;
 pub mod routing;
+mod state;
 pub mod upstream;
 
-use crate::accesslog::{AccessEntry, AccessLog};
-use crate::config::{self, BootConfig, LiveConfig, ServerAddr};
+pub use context::RequestCtx;
+pub use state::State;
+
+use crate::accesslog::AccessLog;
+use crate::config::{self, BootConfig, ServerAddr};
 use crate::diagnosis::classify::Progress;
-use crate::diagnosis::{classify, ClientOutcome, Diagnosis, Disclosure, Facts, Finding};
-use crate::id::RequestId;
-use crate::metrics::{MetricHandles, Metrics, RequestOutcome};
+use crate::diagnosis::{classify, ClientOutcome, Diagnosis, Facts, Finding, LocalFailure};
+use crate::metrics::Metrics;
+use crate::outcome::{Outcome, Timings};
 use crate::render::page::BodyFormat;
-use crate::render::{self, Detail, Failure, Renderer, Timings};
-use crate::report::{self, Attempt, Redaction, Report, ReportStore};
-use crate::resolve::HostResolver;
-use crate::shutdown::{InFlight, InFlightGuard};
+use crate::render::{self, Renderer};
+use crate::report::{Redaction, ReportStore};
+use crate::shutdown::InFlight;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -31,177 +38,11 @@ use pingora::prelude::*;
 use pingora::protocols::Digest;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::ErrorSource;
-use request_checks::Refusal;
-use routing::{RouteId, RouteTable};
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 use upstream::Upstream;
-
-/// Everything a request needs that comes from the live config, built once per reload.
-pub struct State {
-    pub config: LiveConfig,
-    pub resolver: Arc<HostResolver>,
-    pub handles: MetricHandles,
-    pub routes: RouteTable,
-    /// Each route's metric label, by route index.
-    pub route_labels: Vec<String>,
-    pub upstreams: Vec<Upstream>,
-    pub disclosure: Disclosure,
-}
-
-impl State {
-    /// Everything `config` needs at run time; fails (without panicking) if the DNS resolver
-    /// cannot be set up.
-    pub fn new(config: LiveConfig, metrics: &Metrics) -> Result<State, String> {
-        let upstreams = config.upstreams.iter().map(Upstream::new).collect();
-        let hostnames = config
-            .upstreams
-            .iter()
-            .flat_map(|u| u.servers.iter())
-            .filter_map(|s| match s {
-                ServerAddr::Host { host, .. } => Some(host.clone()),
-                ServerAddr::Ip(_) => None,
-            });
-        let resolver = Arc::new(HostResolver::new(
-            hostnames,
-            &config.resolver.nameservers,
-            config.resolver.refresh,
-        )?);
-        Ok(State {
-            resolver,
-            handles: metrics.handles(&config),
-            routes: RouteTable::new(&config.routes),
-            route_labels: config
-                .routes
-                .iter()
-                .map(|r| crate::metrics::route_label(r.host.as_deref(), &r.path_prefix))
-                .collect(),
-            disclosure: Disclosure::new(&config.diagnosis),
-            upstreams,
-            config,
-        })
-    }
-}
-
-impl State {
-    /// Sets each server's `triage_upstream_server_healthy` to whether it is in rotation now
-    /// (passing its health checks and not ejected), for a scrape of `/metrics`. Read from the
-    /// balancer rather than set on each change: an ejection ends on its own when `fail_timeout`
-    /// passes, with no event that could update the gauge.
-    pub fn refresh_health_gauges(&self) {
-        for (upstream_index, upstream) in self.upstreams.iter().enumerate() {
-            for (server_index, server) in upstream.balancer.servers.iter().enumerate() {
-                self.handles.set_server_healthy(
-                    upstream_index,
-                    server_index,
-                    server.is_available(),
-                );
-            }
-        }
-    }
-}
-
-/// The facts one request accumulates as it goes through the hooks.
-pub struct RequestCtx {
-    /// The config this request runs under, from start to end, whatever reloads happen.
-    pub state: Arc<State>,
-    pub id: RequestId,
-    pub received: Instant,
-    pub received_at: SystemTime,
-    /// Whether this client may see detailed fields (the `[diagnosis]` policy).
-    pub trusted: bool,
-    pub route: Option<RouteId>,
-    pub upstream: Option<usize>,
-    /// The address of the current attempt.
-    pub address: Option<SocketAddr>,
-    pub progress: Progress,
-    pub attempts: u32,
-    pub connect_started: Option<Instant>,
-    pub connect_time: Option<Duration>,
-    pub reused_connection: bool,
-    pub request_sent: Option<Instant>,
-    pub response_time: Option<Duration>,
-    pub upstream_status: Option<u16>,
-    /// A diagnosis a hook made itself before failing the request (DNS failure, no healthy
-    /// server, body too large): Pingora only sees a generic error, so the reason is kept here.
-    pub preset: Option<Finding>,
-    /// The index of the server of the current attempt.
-    pub server: Option<usize>,
-    /// The request target the app gets when it is not the client's: the path with its
-    /// dot-segments resolved, and the query (see `request_checks::PathCheck`).
-    pub upstream_target: Option<String>,
-    /// Servers tried so far (bit i = server i), so a retry goes elsewhere.
-    pub tried: u64,
-    /// Whether the client asked for a protocol upgrade (WebSocket).
-    pub upgrade: bool,
-    /// The total timeout in force for this request, if any.
-    pub total_timeout: Option<Duration>,
-    /// The diagnosis, once there is one.
-    pub finding: Option<Finding>,
-    /// Every failed attempt, for the report; empty (no allocation) on success.
-    pub failed_attempts: Vec<Attempt>,
-    pub bytes_sent_upstream: u64,
-    pub bytes_received_upstream: u64,
-    /// Counts this request as in flight until the context is dropped (a SIGTERM drain waits
-    /// for it).
-    _in_flight: InFlightGuard,
-}
-
-impl RequestCtx {
-    fn new(state: Arc<State>, in_flight: InFlightGuard) -> RequestCtx {
-        RequestCtx {
-            _in_flight: in_flight,
-            state,
-            id: RequestId::next(),
-            received: Instant::now(),
-            received_at: SystemTime::now(),
-            trusted: false,
-            route: None,
-            upstream: None,
-            address: None,
-            progress: Progress::Started,
-            attempts: 0,
-            connect_started: None,
-            connect_time: None,
-            reused_connection: false,
-            request_sent: None,
-            response_time: None,
-            upstream_status: None,
-            preset: None,
-            server: None,
-            upstream_target: None,
-            tried: 0,
-            upgrade: false,
-            total_timeout: None,
-            finding: None,
-            failed_attempts: Vec::new(),
-            bytes_sent_upstream: 0,
-            bytes_received_upstream: 0,
-        }
-    }
-
-    /// Records the failure of the current attempt.
-    fn record_attempt(&mut self, finding: Finding) {
-        self.failed_attempts.push(Attempt {
-            address: self.address,
-            diagnosis: Some(finding.diagnosis),
-            detail: finding.detail,
-            reused_connection: self.reused_connection,
-            connect: self.connect_time,
-            response: self.response_time,
-        });
-    }
-
-    fn timings(&self) -> Timings {
-        Timings {
-            connect: self.connect_time,
-            response: self.response_time,
-            total: self.received.elapsed(),
-        }
-    }
-}
 
 /// The triage proxy.
 pub struct Triage {
@@ -241,6 +82,8 @@ impl Triage {
         }
     }
 
+    /// The diagnosis of a failed attempt: what the error carries if triage decided it
+    /// ([`LocalFailure`]), else the classifier's reading of the error and the attempt's facts.
     fn classify_attempt(&self, error: &Error, session: &mut Session, ctx: &RequestCtx) -> Finding {
         // Only a failure on the client's side can be its stream reset: the upstream's failures
         // (a failure storm) skip the look at the h2 stream and its lock.
@@ -250,55 +93,61 @@ impl Triage {
         };
         classify(&Facts {
             error,
-            progress: ctx.progress,
-            upstream_tls: self.upstream_of(ctx).is_some_and(|u| u.tls),
-            upgrade: ctx.upgrade,
+            progress: ctx.attempt.progress,
+            upstream_tls: ctx.upstream().is_some_and(|u| u.tls),
+            upgrade: ctx.request.upgrade,
             request_unsent: !session.is_body_done(),
             client_reset,
         })
     }
 
-    /// The finding of a failed attempt: what a hook already diagnosed (a body over
-    /// max_body_size fails in request_body_filter, which Pingora reports as a bare 413), else
-    /// the classifier's.
-    fn attempt_finding(&self, error: &Error, session: &mut Session, ctx: &RequestCtx) -> Finding {
-        match &ctx.preset {
-            Some(finding) => finding.clone(),
-            None => self.classify_attempt(error, session, ctx),
-        }
-    }
-
-    fn upstream_of<'a>(&self, ctx: &'a RequestCtx) -> Option<&'a Upstream> {
-        ctx.upstream.and_then(|i| ctx.state.upstreams.get(i))
-    }
-
     /// The only servers left refused a connection moments ago: the request is answered
     /// `connect_refused` from that refusal, without connecting again (`refused_holdoff`).
     /// No attempt is made, so none is counted against the server or shown in the attempts.
-    fn answer_held_off(
-        &self,
-        ctx: &mut RequestCtx,
-        upstream: &Upstream,
-        index: usize,
-    ) -> Box<Error> {
-        ctx.attempts -= 1;
+    fn answer_held_off(ctx: &mut RequestCtx, upstream: &Upstream, index: usize) -> Box<Error> {
         let server = &upstream.balancer.servers[index];
-        if let ServerAddr::Ip(address) = server.addr {
-            ctx.address = Some(address);
-        }
+        // What an earlier attempt of this request reached is not this answer's.
+        ctx.attempt = context::AttemptFacts {
+            address: match server.addr {
+                ServerAddr::Ip(address) => Some(address),
+                ServerAddr::Host { .. } => None,
+            },
+            ..context::AttemptFacts::default()
+        };
         let (ago, left) = server.refusal().unwrap_or_default();
-        ctx.preset = Some(Finding {
-            diagnosis: Diagnosis::ConnectRefused,
-            detail: format!(
+        LocalFailure::error(
+            Diagnosis::ConnectRefused,
+            format!(
                 "not connected: {} refused a connection {} ms ago; the next request in {} ms connects again",
                 server.label,
                 ago.as_millis(),
                 left.as_millis()
             ),
-        });
-        let mut e = Error::explain(ConnectRefused, "upstream refused a connection moments ago");
-        e.as_up();
-        e
+        )
+    }
+
+    /// No server of the upstream is in rotation: `no_healthy_upstream`, saying why each is out.
+    fn no_healthy_server(upstream: &Upstream) -> Box<Error> {
+        let detail = upstream
+            .balancer
+            .servers
+            .iter()
+            .map(|server| {
+                let why = match server.last_check.load_full() {
+                    Some(check) if !server.is_checked_up() => format!(
+                        "failed health checks ({}{}{})",
+                        check.diagnosis.map_or("", |d| d.token()),
+                        if check.detail.is_empty() { "" } else { ": " },
+                        check.detail
+                    ),
+                    _ if server.is_ejected() => "ejected after repeated failures".to_owned(),
+                    _ => "unavailable".to_owned(),
+                };
+                format!("{}: {why}", server.label)
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        LocalFailure::error(Diagnosis::NoHealthyUpstream, detail)
     }
 
     /// Counts a failed attempt against its server (passive ejection) when the server caused it,
@@ -307,10 +156,7 @@ impl Triage {
         if !diagnosis.counts_against_upstream() {
             return;
         }
-        let (Some(upstream_index), Some(server)) = (ctx.upstream, ctx.server) else {
-            return;
-        };
-        let Some(upstream) = ctx.state.upstreams.get(upstream_index) else {
+        let (Some(upstream), Some(server)) = (ctx.upstream(), ctx.attempt.server) else {
             return;
         };
         if upstream.balancer.record_failure(server) == balancer::Transition::WentDown {
@@ -322,126 +168,6 @@ impl Triage {
             tracing::warn!(upstream = %upstream.name, server = label, "server ejected after repeated failures");
         }
     }
-
-    /// Stores the report of a request that has a diagnosis.
-    fn store_report(
-        &self,
-        session: &Session,
-        ctx: &mut RequestCtx,
-        finding: &Finding,
-        status: u16,
-    ) {
-        let req = session.req_header();
-        let headers = req
-            .headers
-            .iter()
-            .map(|(name, value)| self.redaction.header(name.as_str(), value.as_bytes()))
-            .collect();
-        let path = report::redact_path(
-            req.uri
-                .path_and_query()
-                .map_or_else(|| req.uri.path(), |pq| pq.as_str()),
-        );
-        let stored = self.reports.insert(Report {
-            id: ctx.id,
-            time: ctx.received_at,
-            method: req.method.as_str().to_owned(),
-            host: render::text::header_text(request_host(session).unwrap_or(""), 256),
-            path: render::text::header_text(&path, 2048),
-            headers,
-            route: ctx
-                .route
-                .and_then(|r| ctx.state.route_labels.get(r))
-                .cloned()
-                .unwrap_or_default(),
-            upstream: self.upstream_name(ctx).unwrap_or("").to_owned(),
-            diagnosis: finding.diagnosis,
-            detail: finding.detail.clone(),
-            status,
-            attempts: std::mem::take(&mut ctx.failed_attempts),
-            bytes_sent_upstream: ctx.bytes_sent_upstream,
-            bytes_received_upstream: ctx.bytes_received_upstream,
-            total: ctx.received.elapsed(),
-        });
-        self.metrics.set_stored(stored);
-    }
-
-    fn upstream_name<'a>(&self, ctx: &'a RequestCtx) -> Option<&'a str> {
-        ctx.upstream
-            .and_then(|i| ctx.state.upstreams.get(i))
-            .map(|u| u.name.as_str())
-    }
-
-    fn detail<'a>(&'a self, ctx: &'a RequestCtx, text: &'a str) -> Option<Detail<'a>> {
-        ctx.trusted.then(|| Detail {
-            upstream: self.upstream_name(ctx),
-            address: ctx.address.map(render::text::AddrText::new),
-            text,
-            timings: ctx.timings(),
-            report_url: self.report_url.as_deref(),
-        })
-    }
-
-    /// Writes the error response for a failure triage answers itself; true when all of it was
-    /// written. `keep_alive: false` tells the client the connection closes after it.
-    async fn respond_failure(
-        &self,
-        session: &mut Session,
-        ctx: &RequestCtx,
-        finding: &Finding,
-        status: http::StatusCode,
-        keep_alive: bool,
-    ) -> bool {
-        let failure = Failure {
-            id: ctx.id,
-            diagnosis: finding.diagnosis,
-            status,
-            at: ctx.received_at,
-            attempts: ctx.attempts,
-            detail: self.detail(ctx, &finding.detail),
-        };
-        let format = BodyFormat::from_accept(
-            session
-                .req_header()
-                .headers
-                .get(http::header::ACCEPT)
-                .map(|v| v.as_bytes()),
-        );
-        let written = match self.renderer.failure_response(&failure, format) {
-            Ok((resp, body)) if keep_alive => write_response(session, resp, body).await,
-            Ok((resp, body)) => session.write_error_response(resp, body).await,
-            Err(e) => Err(e),
-        };
-        match written {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::debug!(id = %ctx.id, error = %e, "could not write the error response");
-                false
-            }
-        }
-    }
-
-    /// Answers a request that `request_checks` refused: 400 `bad_request` with what was wrong,
-    /// and the connection closes after it (as nginx closes it after a 400; when the body's
-    /// framing is in doubt, nothing else read from that connection could be trusted).
-    async fn refuse(&self, session: &mut Session, ctx: &mut RequestCtx, refusal: Refusal) {
-        let finding = Finding {
-            diagnosis: Diagnosis::BadRequest,
-            detail: refusal.detail().to_owned(),
-        };
-        self.respond_failure(session, ctx, &finding, http::StatusCode::BAD_REQUEST, false)
-            .await;
-        ctx.finding = Some(finding);
-    }
-}
-
-async fn write_response(
-    session: &mut Session,
-    resp: ResponseHeader,
-    body: Bytes,
-) -> pingora::Result<()> {
-    session.write_response_header(Box::new(resp), false).await?;
-    session.write_response_body(Some(body), true).await
 }
 
 fn client_ip(session: &Session) -> Option<IpAddr> {
@@ -492,63 +218,42 @@ impl ProxyHttp for Triage {
     ) -> Option<(ResponseHeader, Bytes)> {
         let mut ctx = self.new_ctx();
         let client = client.and_then(|a| a.as_inet()).map(|a| a.ip());
-        ctx.trusted = ctx.state.disclosure.shows_detail(client);
+        ctx.request.trusted = ctx.state.disclosure.shows_detail(client);
         let finding = Finding {
             diagnosis: Diagnosis::BadRequest,
             detail: render::text::header_text(&error.to_string(), render::text::MAX_HEADER_TEXT),
         };
-        let failure = Failure {
-            id: ctx.id,
-            diagnosis: finding.diagnosis,
-            status: http::StatusCode::BAD_REQUEST,
-            at: ctx.received_at,
-            attempts: 0,
-            detail: self.detail(&ctx, &finding.detail),
-        };
+        let status = http::StatusCode::BAD_REQUEST;
         let response = self
             .renderer
-            .failure_response(&failure, BodyFormat::Html)
+            .failure_response(&self.failure(&ctx, &finding, status), BodyFormat::Html)
             .ok();
-        let total = ctx.received.elapsed();
-        ctx.state.handles.record(&RequestOutcome {
+        let outcome = Outcome {
+            id: ctx.request.id,
+            time: ctx.request.received_at,
+            client,
+            method: "-",
+            path: "-",
+            version: "-",
+            host: "",
+            referer: "",
+            user_agent: "",
             route: None,
+            route_label: "",
             upstream: None,
-            status: 400,
-            source: crate::diagnosis::Source::Proxy,
-            diagnosis: Some(finding.diagnosis),
-            retries: 0,
-            connect: None,
-            response: None,
-            total,
-        });
-        self.access_log.write(
-            &AccessEntry {
-                id: ctx.id.as_str(),
-                client,
-                time: ctx.received_at,
-                method: "-",
-                path: "-",
-                version: "-",
-                status: 400,
-                bytes_sent: response.as_ref().map_or(0, |(_, body)| body.len()),
-                referer: "",
-                user_agent: "",
-                host: "",
-                route: "",
-                upstream_name: "",
-                address: None,
-                source: crate::diagnosis::Source::Proxy.token(),
-                diagnosis: finding.diagnosis.token(),
-                phase: finding.diagnosis.phase().token(),
-                detail: &finding.detail,
-                attempts: 0,
-                reused: false,
-                connect: None,
-                upstream: None,
-                total,
+            upstream_name: "",
+            address: None,
+            status: status.as_u16(),
+            finding: Some(&finding),
+            attempts: 0,
+            reused: false,
+            timings: Timings {
+                total: ctx.request.received.elapsed(),
+                ..Timings::default()
             },
-            true,
-        );
+            bytes_sent: response.as_ref().map_or(0, |(_, body)| body.len()),
+        };
+        self.finish_unparsed(&ctx.state, &outcome);
         response
     }
 
@@ -560,7 +265,7 @@ impl ProxyHttp for Triage {
         for name in render::reserved_headers(&session.req_header().headers) {
             session.req_header_mut().remove_header(&name);
         }
-        ctx.trusted = ctx.state.disclosure.shows_detail(client_ip(session));
+        ctx.request.trusted = ctx.state.disclosure.shows_detail(client_ip(session));
         let path_check = match request_checks::check_request(session.req_header_mut()) {
             Ok(path_check) => path_check,
             Err(refusal) => {
@@ -568,54 +273,42 @@ impl ProxyHttp for Triage {
                 return Ok(true);
             }
         };
-        ctx.upstream_target = path_check.upstream_target(session.req_header().uri.query());
+        ctx.request.upstream_target = path_check.upstream_target(session.req_header().uri.query());
         let path = path_check.matching(session.req_header().uri.path());
-        ctx.upgrade = session.is_upgrade_req();
-        let state = Arc::clone(&ctx.state);
-        match state.routes.find(request_host(session), path) {
-            Some(route) => {
-                ctx.route = Some(route);
-                let limit = state.config.routes.get(route).map(|r| {
-                    ctx.upstream = Some(r.upstream);
-                    r.max_body_size
-                });
-                let declared = session
-                    .req_header()
-                    .headers
-                    .get(http::header::CONTENT_LENGTH)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.parse::<u64>().ok());
-                if let (Some(limit), Some(declared)) = (limit, declared) {
-                    if declared > limit {
-                        let finding = Finding {
-                            diagnosis: Diagnosis::RequestBodyTooLarge,
-                            detail: format!("Content-Length {declared} > max_body_size {limit}"),
-                        };
-                        // The body is not read: the connection cannot be reused.
-                        self.respond_failure(
-                            session,
-                            ctx,
-                            &finding,
-                            http::StatusCode::PAYLOAD_TOO_LARGE,
-                            false,
-                        )
-                        .await;
-                        ctx.finding = Some(finding);
-                        return Ok(true);
-                    }
-                }
-                Ok(false)
-            }
-            None => {
+        ctx.request.upgrade = session.is_upgrade_req();
+        let Some(route) = ctx.state.routes.find(request_host(session), path) else {
+            let finding = Finding {
+                diagnosis: Diagnosis::NoRoute,
+                detail: String::new(),
+            };
+            self.answer_early(session, ctx, finding, http::StatusCode::NOT_FOUND, true)
+                .await;
+            return Ok(true);
+        };
+        ctx.request.route = Some(route);
+        let Some(limit) = ctx.route().map(|r| r.max_body_size) else {
+            return Ok(false);
+        };
+        ctx.request.upstream = ctx.route().map(|r| r.upstream);
+        let declared = session
+            .req_header()
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        match declared {
+            Some(declared) if declared > limit => {
                 let finding = Finding {
-                    diagnosis: Diagnosis::NoRoute,
-                    detail: String::new(),
+                    diagnosis: Diagnosis::RequestBodyTooLarge,
+                    detail: format!("Content-Length {declared} > max_body_size {limit}"),
                 };
-                self.respond_failure(session, ctx, &finding, http::StatusCode::NOT_FOUND, true)
+                // The body is not read: the connection cannot be reused.
+                let status = http::StatusCode::PAYLOAD_TOO_LARGE;
+                self.answer_early(session, ctx, finding, status, false)
                     .await;
-                ctx.finding = Some(finding);
                 Ok(true)
             }
+            Some(_) | None => Ok(false),
         }
     }
 
@@ -628,61 +321,25 @@ impl ProxyHttp for Triage {
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
         let state = Arc::clone(&ctx.state);
-        let Some(upstream) = ctx.upstream.and_then(|i| state.upstreams.get(i)) else {
+        let Some(upstream) = ctx.request.upstream.and_then(|i| state.upstreams.get(i)) else {
             return Error::e_explain(InternalError, "request has no upstream");
         };
-        if ctx.attempts == 0 {
+        if ctx.request.attempts == 0 {
             upstream.count_request();
         }
-        // A retry starts a new attempt: forget what the previous one reached.
-        ctx.attempts += 1;
-        ctx.progress = Progress::Connecting;
-        ctx.connect_time = None;
-        ctx.response_time = None;
-        ctx.reused_connection = false;
-        ctx.address = None;
-        ctx.server = None;
-        let Some(index) = upstream.balancer.pick(ctx.tried) else {
-            if let Some(index) = upstream.balancer.held_off() {
-                return Err(self.answer_held_off(ctx, upstream, index));
-            }
-            let detail = upstream
-                .balancer
-                .servers
-                .iter()
-                .map(|server| {
-                    let why = match server.last_check.load_full() {
-                        Some(check) if !server.is_checked_up() => format!(
-                            "failed health checks ({}{}{})",
-                            check.diagnosis.map_or("", |d| d.token()),
-                            if check.detail.is_empty() { "" } else { ": " },
-                            check.detail
-                        ),
-                        _ if server.is_ejected() => "ejected after repeated failures".to_owned(),
-                        _ => "unavailable".to_owned(),
-                    };
-                    format!("{}: {why}", server.label)
-                })
-                .collect::<Vec<_>>()
-                .join("; ");
-            ctx.preset = Some(Finding {
-                diagnosis: Diagnosis::NoHealthyUpstream,
-                detail,
+        let Some(index) = upstream.balancer.pick(ctx.request.tried) else {
+            return Err(match upstream.balancer.held_off() {
+                Some(index) => Self::answer_held_off(ctx, upstream, index),
+                None => Self::no_healthy_server(upstream),
             });
-            let mut e = Error::explain(ConnectError, "no server of the upstream is in rotation");
-            e.as_up();
-            return Err(e);
         };
-        ctx.server = Some(index);
-        if index < 64 {
-            ctx.tried |= 1 << index;
-        }
+        ctx.start_attempt(index);
         let server = &upstream.balancer.servers[index];
         let address = match &server.addr {
             ServerAddr::Ip(address) => *address,
             ServerAddr::Host { host, port } => match state.resolver.addresses(host).await {
                 Ok(found) => {
-                    let ip = found.0[(ctx.attempts as usize - 1) % found.0.len()];
+                    let ip = found.0[(ctx.request.attempts as usize - 1) % found.0.len()];
                     SocketAddr::new(ip, *port)
                 }
                 Err(reason) => {
@@ -691,24 +348,20 @@ impl ProxyHttp for Triage {
                         detail: reason,
                     };
                     ctx.record_attempt(finding.clone());
-                    ctx.preset = Some(finding);
-                    let mut e = Error::explain(ConnectError, "upstream hostname did not resolve");
-                    e.as_up();
-                    return Err(e);
+                    return Err(LocalFailure::error(finding.diagnosis, finding.detail));
                 }
             },
         };
-        ctx.address = Some(address);
-        ctx.connect_started = Some(Instant::now());
+        ctx.attempt.address = Some(address);
+        ctx.attempt.connect_started = Some(Instant::now());
         let no_override = config::RouteTimeouts::default();
-        let timeouts = ctx
-            .route
-            .and_then(|r| state.config.routes.get(r))
+        let timeouts = state
+            .route(ctx.request.route)
             .map_or(&no_override, |r| &r.timeouts);
-        ctx.total_timeout = timeouts.total.or(upstream.total_timeout);
-        let total_left = ctx.total_timeout.map(|total| {
+        ctx.request.total_timeout = timeouts.total.or(upstream.total_timeout);
+        let total_left = ctx.request.total_timeout.map(|total| {
             total
-                .saturating_sub(ctx.received.elapsed())
+                .saturating_sub(ctx.request.received.elapsed())
                 .max(Duration::from_millis(1))
         });
         Ok(Box::new(upstream.peer(
@@ -730,10 +383,10 @@ impl ProxyHttp for Triage {
         _digest: Option<&Digest>,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        ctx.progress = Progress::Connected;
-        ctx.reused_connection = reused;
+        ctx.attempt.progress = Progress::Connected;
+        ctx.attempt.reused_connection = reused;
         if !reused {
-            ctx.connect_time = ctx.connect_started.map(|t| t.elapsed());
+            ctx.attempt.connect = ctx.attempt.connect_started.map(|t| t.elapsed());
         }
         Ok(())
     }
@@ -751,15 +404,15 @@ impl ProxyHttp for Triage {
             upstream_request,
             client_ip(session),
             forwarding::scheme_of(session),
-            ctx.id,
+            ctx.request.id,
         )?;
-        if let Some(host) = self.upstream_of(ctx).and_then(|u| u.host_header.as_deref()) {
+        if let Some(host) = ctx.upstream().and_then(|u| u.host_header.as_deref()) {
             upstream_request.insert_header(http::header::HOST, host)?;
         }
-        if let Some(target) = &ctx.upstream_target {
+        if let Some(target) = &ctx.request.upstream_target {
             upstream_request.set_raw_path(target.as_bytes())?;
         }
-        ctx.request_sent = Some(Instant::now());
+        ctx.attempt.request_sent = Some(Instant::now());
         Ok(())
     }
 
@@ -774,12 +427,12 @@ impl ProxyHttp for Triage {
             return Ok(());
         }
         // A final answer (or a protocol switch): the server works.
-        if let (Some(upstream), Some(server)) = (self.upstream_of(ctx), ctx.server) {
+        if let (Some(upstream), Some(server)) = (ctx.upstream(), ctx.attempt.server) {
             upstream.balancer.record_success(server);
         }
-        ctx.progress = Progress::ResponseHeaders;
-        ctx.upstream_status = Some(upstream_response.status.as_u16());
-        ctx.response_time = ctx.request_sent.map(|t| t.elapsed());
+        ctx.attempt.progress = Progress::ResponseHeaders;
+        ctx.attempt.upstream_status = Some(upstream_response.status.as_u16());
+        ctx.attempt.response = ctx.attempt.request_sent.map(|t| t.elapsed());
         Ok(())
     }
 
@@ -795,30 +448,31 @@ impl ProxyHttp for Triage {
         if status.is_informational() && status != http::StatusCode::SWITCHING_PROTOCOLS {
             return Ok(());
         }
-        let diagnosis = if ctx.upgrade && status != http::StatusCode::SWITCHING_PROTOCOLS {
+        let diagnosis = if ctx.request.upgrade && status != http::StatusCode::SWITCHING_PROTOCOLS {
             Some(Diagnosis::UpgradeRefused)
         } else if status.is_server_error() {
             Some(Diagnosis::UpstreamStatus)
         } else {
             None
         };
-        ctx.finding = diagnosis.map(|diagnosis| Finding {
+        ctx.request.finding = diagnosis.map(|diagnosis| Finding {
             diagnosis,
             detail: String::new(),
         });
-        let detail = self.detail(ctx, "");
+        let disclosed = self.disclosed(ctx, "");
         self.renderer.decorate_upstream_response(
             upstream_response,
-            ctx.id,
+            ctx.request.id,
             diagnosis,
-            ctx.attempts,
-            detail.as_ref(),
+            ctx.request.attempts,
+            disclosed.as_ref(),
         )?;
-        ctx.progress = Progress::ResponseStarted;
+        ctx.attempt.progress = Progress::ResponseStarted;
         Ok(())
     }
 
-    /// Counts the request body bytes sent upstream, for the report.
+    /// Counts the request body bytes sent upstream, for the report, and ends a body that grows
+    /// past the route's `max_body_size` (413 `request_body_too_large`).
     async fn request_body_filter(
         &self,
         _session: &mut Session,
@@ -827,17 +481,13 @@ impl ProxyHttp for Triage {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         if let Some(chunk) = body {
-            ctx.bytes_sent_upstream += chunk.len() as u64;
-            let limit = ctx
-                .route
-                .and_then(|r| ctx.state.config.routes.get(r))
-                .map_or(u64::MAX, |r| r.max_body_size);
-            if ctx.bytes_sent_upstream > limit {
-                ctx.preset = Some(Finding {
-                    diagnosis: Diagnosis::RequestBodyTooLarge,
-                    detail: format!("body larger than max_body_size {limit}"),
-                });
-                return Error::e_explain(HTTPStatus(413), "request body larger than max_body_size");
+            ctx.request.bytes_sent_upstream += chunk.len() as u64;
+            let limit = ctx.route().map_or(u64::MAX, |r| r.max_body_size);
+            if ctx.request.bytes_sent_upstream > limit {
+                return Err(LocalFailure::error(
+                    Diagnosis::RequestBodyTooLarge,
+                    format!("body larger than max_body_size {limit}"),
+                ));
             }
         }
         Ok(())
@@ -852,10 +502,10 @@ impl ProxyHttp for Triage {
         ctx: &mut RequestCtx,
     ) -> Result<Option<Duration>> {
         if let Some(chunk) = body {
-            ctx.bytes_received_upstream += chunk.len() as u64;
+            ctx.request.bytes_received_upstream += chunk.len() as u64;
         }
-        if let Some(total) = ctx.total_timeout {
-            if ctx.received.elapsed() > total {
+        if let Some(total) = ctx.request.total_timeout {
+            if ctx.request.received.elapsed() > total {
                 let mut e = Error::explain(
                     ReadTimedout,
                     format!("total_timeout {total:?} exceeded while reading body"),
@@ -878,7 +528,7 @@ impl ProxyHttp for Triage {
         let finding = self.classify_attempt(&e, session, ctx);
         let diagnosis = finding.diagnosis;
         if diagnosis == Diagnosis::ConnectRefused {
-            if let (Some(upstream), Some(server)) = (self.upstream_of(ctx), ctx.server) {
+            if let (Some(upstream), Some(server)) = (ctx.upstream(), ctx.attempt.server) {
                 upstream.balancer.record_refused(server);
             }
         }
@@ -887,8 +537,10 @@ impl ProxyHttp for Triage {
         let mut e = e;
         // Nothing reached the app: trying another server is safe for any method, within the
         // upstream's retry count and budget.
-        let retry = self.upstream_of(ctx).is_some_and(|u| {
-            ctx.attempts <= u.retries && u.balancer.has_untried(ctx.tried) && u.allow_retry()
+        let retry = ctx.upstream().is_some_and(|u| {
+            ctx.request.attempts <= u.retries
+                && u.balancer.has_untried(ctx.request.tried)
+                && u.allow_retry()
         });
         e.set_retry(retry);
         e
@@ -906,7 +558,7 @@ impl ProxyHttp for Triage {
         ctx: &mut RequestCtx,
         client_reused: bool,
     ) -> Box<Error> {
-        let finding = self.attempt_finding(&e, session, ctx);
+        let finding = self.classify_attempt(&e, session, ctx);
         let diagnosis = finding.diagnosis;
         ctx.record_attempt(finding);
         self.count_server_failure(ctx, diagnosis);
@@ -928,10 +580,7 @@ impl ProxyHttp for Triage {
         e: &Error,
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
-        let finding = match ctx.preset.take() {
-            Some(finding) => finding,
-            None => self.classify_attempt(e, session, ctx),
-        };
+        let finding = self.classify_attempt(e, session, ctx);
         let (error_code, can_reuse_downstream) = match finding.diagnosis.outcome() {
             ClientOutcome::Generated(status) => {
                 // Like nginx, the client keeps its connection after an error page, unless part
@@ -945,10 +594,10 @@ impl ProxyHttp for Triage {
             }
             ClientOutcome::Nothing { logged_as } => (logged_as, false),
             ClientOutcome::PassedThrough | ClientOutcome::CutBody => {
-                (ctx.upstream_status.unwrap_or(0), false)
+                (ctx.attempt.upstream_status.unwrap_or(0), false)
             }
         };
-        ctx.finding = Some(finding);
+        ctx.request.finding = Some(finding);
         FailToProxy {
             error_code,
             can_reuse_downstream,
@@ -962,76 +611,6 @@ impl ProxyHttp for Triage {
 
     /// The end of every request: metrics, the report of a failure, and the access-log line.
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
-        let diagnosis = ctx.finding.as_ref().map(|f| f.diagnosis);
-        let status = match diagnosis {
-            Some(d) => d.logged_status(ctx.upstream_status),
-            None => ctx.upstream_status.unwrap_or(0),
-        };
-        let source = diagnosis.map_or(crate::diagnosis::Source::Upstream, |d| d.source());
-        let total = ctx.received.elapsed();
-        ctx.state.handles.record(&RequestOutcome {
-            route: ctx.route,
-            upstream: ctx.upstream,
-            status,
-            source,
-            diagnosis,
-            retries: ctx.attempts.saturating_sub(1),
-            connect: ctx.connect_time,
-            response: ctx.response_time,
-            total,
-        });
-        if let Some(finding) = ctx.finding.take() {
-            self.store_report(session, ctx, &finding, status);
-            ctx.finding = Some(finding);
-        }
-        let failed = diagnosis.is_some_and(|d| d != Diagnosis::ClientClosed);
-        if !self.access_log.writes_anything(failed) {
-            return;
-        }
-        let req = session.req_header();
-        let header = |name: http::header::HeaderName| {
-            req.headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-        };
-        let finding = ctx.finding.as_ref();
-        // Redacted as in reports: a path's `;` parameters (a session id), and all of the
-        // Referer but where it points. Each is borrowed unless it has something to redact.
-        let path = report::redact_path_params(req.uri.path());
-        let referer = report::redact_url(header(http::header::REFERER));
-        let entry = AccessEntry {
-            id: ctx.id.as_str(),
-            client: client_ip(session),
-            time: ctx.received_at,
-            method: req.method.as_str(),
-            path: &path,
-            version: match req.version {
-                http::Version::HTTP_10 => "HTTP/1.0",
-                http::Version::HTTP_2 => "HTTP/2.0",
-                _ => "HTTP/1.1",
-            },
-            status,
-            bytes_sent: session.as_ref().body_bytes_sent(),
-            referer: &referer,
-            user_agent: header(http::header::USER_AGENT),
-            host: request_host(session).unwrap_or(""),
-            route: ctx
-                .route
-                .and_then(|r| ctx.state.route_labels.get(r))
-                .map_or("", |l| l.as_str()),
-            upstream_name: self.upstream_name(ctx).unwrap_or(""),
-            address: ctx.address,
-            source: source.token(),
-            diagnosis: diagnosis.map_or("", |d| d.token()),
-            phase: diagnosis.map_or("", |d| d.phase().token()),
-            detail: finding.map_or("", |f| f.detail.as_str()),
-            attempts: ctx.attempts,
-            reused: ctx.reused_connection,
-            connect: ctx.connect_time,
-            upstream: ctx.response_time,
-            total,
-        };
-        self.access_log.write(&entry, failed);
+        self.finish(session, ctx);
     }
 }

@@ -10,10 +10,11 @@ pub mod text;
 
 use crate::diagnosis::{Diagnosis, Source};
 use crate::id::RequestId;
+use crate::outcome::Timings;
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
 use pingora::http::ResponseHeader;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 // triage's header names, parsed once: headers go in under these statics (Pingora's
 // `insert_static_header`, a triage patch), so no name is parsed or copied per request.
@@ -59,26 +60,15 @@ struct Prepared {
     page: page::Escaped,
 }
 
-/// Timings of one request, as far as it got.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Timings {
-    /// TCP (and TLS) connect to the upstream; absent when the connection was reused or never made.
-    pub connect: Option<Duration>,
-    /// From sending the request to receiving the upstream's response headers.
-    pub response: Option<Duration>,
-    /// From receiving the request to now.
-    pub total: Duration,
-}
-
 /// The fields only trusted clients see.
 #[derive(Debug, Clone, Copy)]
-pub struct Detail<'a> {
+pub struct Disclosed<'a> {
     /// The upstream's config name, when one was chosen.
     pub upstream: Option<&'a str>,
     /// The address actually tried.
     pub address: Option<text::AddrText>,
     /// The errno text, TLS reason or bytes received.
-    pub text: &'a str,
+    pub detail: &'a str,
     pub timings: Timings,
     /// The base URL of the failure reports (the id is appended), when reports are kept.
     pub report_url: Option<&'a str>,
@@ -93,7 +83,7 @@ pub struct Failure<'a> {
     pub at: SystemTime,
     /// How many upstream attempts the request made (0 when none was made).
     pub attempts: u32,
-    pub detail: Option<Detail<'a>>,
+    pub disclosed: Option<Disclosed<'a>>,
 }
 
 /// Renders diagnosis headers and error responses.
@@ -148,7 +138,7 @@ impl Renderer {
         id: RequestId,
         diagnosis: Option<Diagnosis>,
         attempts: u32,
-        detail: Option<&Detail<'_>>,
+        disclosed: Option<&Disclosed<'_>>,
     ) -> pingora::Result<()> {
         // The diagnosis headers are triage's alone; the app's own `Proxy-Status` entries stay
         // (RFC 9209: each intermediary appends its own).
@@ -176,16 +166,16 @@ impl Renderer {
             }
             proxy_status.push_str("; received-status=");
             proxy_status.push_str(itoa_status(status).as_str());
-            if let Some(address) = detail.and_then(|d| d.address) {
+            if let Some(address) = disclosed.and_then(|d| d.address) {
                 proxy_status.push_str("; next-hop=");
                 text::sf_string(&mut proxy_status, address.as_str());
             }
             resp.append_static_header(&PROXY_STATUS, header_value(proxy_status))?;
         }
-        if let Some(detail) = detail {
-            self.add_detail_headers(resp, detail)?;
+        if let Some(disclosed) = disclosed {
+            self.add_disclosed_headers(resp, disclosed)?;
             if diagnosis.is_some() {
-                if let Some(url) = detail.report_url {
+                if let Some(url) = disclosed.report_url {
                     resp.insert_static_header(
                         &X_DIAGNOSIS_REPORT,
                         header_value(format!("{url}{id}")),
@@ -228,11 +218,11 @@ impl Renderer {
         if failure.attempts > 0 {
             headers.insert(&X_DIAGNOSIS_ATTEMPTS, HeaderValue::from(failure.attempts));
         }
-        match &failure.detail {
+        match &failure.disclosed {
             None => {
                 headers.insert(&PROXY_STATUS, p.proxy_status.clone());
             }
-            Some(detail) => {
+            Some(disclosed) => {
                 // Every per-request value is written into one buffer, then each header gets a
                 // slice of it: one allocation for all of them instead of two per header.
                 let mut buf = String::with_capacity(512);
@@ -242,8 +232,8 @@ impl Renderer {
                     spans.push((name, start..buf.len()));
                 };
 
-                let detail_text = (!detail.text.is_empty())
-                    .then(|| text::header_text(detail.text, text::MAX_HEADER_TEXT));
+                let detail_text = (!disclosed.detail.is_empty())
+                    .then(|| text::header_text(disclosed.detail, text::MAX_HEADER_TEXT));
                 let start = buf.len();
                 // Safe: built from a static token.
                 buf.push_str(p.proxy_status.to_str().unwrap_or(PROXY_NAME));
@@ -251,14 +241,14 @@ impl Renderer {
                     buf.push_str("; details=");
                     text::sf_string(&mut buf, detail_text);
                 }
-                if let Some(address) = &detail.address {
+                if let Some(address) = &disclosed.address {
                     buf.push_str("; next-hop=");
                     text::sf_string(&mut buf, address.as_str());
                 }
                 span(&PROXY_STATUS, &buf, start);
-                if let Some(upstream) = detail.upstream {
+                if let Some(upstream) = disclosed.upstream {
                     let start = buf.len();
-                    push_upstream_value(&mut buf, upstream, detail);
+                    push_upstream_value(&mut buf, upstream, disclosed);
                     span(&X_DIAGNOSIS_UPSTREAM, &buf, start);
                 }
                 if let Some(detail_text) = &detail_text {
@@ -267,9 +257,9 @@ impl Renderer {
                     span(&X_DIAGNOSIS_DETAIL, &buf, start);
                 }
                 let start = buf.len();
-                push_server_timing(&mut buf, &detail.timings);
+                push_server_timing(&mut buf, &disclosed.timings);
                 span(&SERVER_TIMING, &buf, start);
-                if let Some(url) = detail.report_url {
+                if let Some(url) = disclosed.report_url {
                     let start = buf.len();
                     buf.push_str(url);
                     buf.push_str(failure.id.as_str());
@@ -285,30 +275,33 @@ impl Renderer {
     }
 
     /// `X-Diagnosis-Upstream`: the upstream's name and the address tried.
-    fn upstream_value(detail: &Detail<'_>) -> Option<HeaderValue> {
-        let upstream = detail.upstream?;
+    fn upstream_value(disclosed: &Disclosed<'_>) -> Option<HeaderValue> {
+        let upstream = disclosed.upstream?;
         let mut value = String::with_capacity(upstream.len() + 48);
-        push_upstream_value(&mut value, upstream, detail);
+        push_upstream_value(&mut value, upstream, disclosed);
         Some(header_value(value))
     }
 
-    fn add_detail_headers(
+    fn add_disclosed_headers(
         &self,
         resp: &mut ResponseHeader,
-        detail: &Detail<'_>,
+        disclosed: &Disclosed<'_>,
     ) -> pingora::Result<()> {
-        if let Some(value) = Self::upstream_value(detail) {
+        if let Some(value) = Self::upstream_value(disclosed) {
             resp.insert_static_header(&X_DIAGNOSIS_UPSTREAM, value)?;
         }
-        resp.insert_static_header(&SERVER_TIMING, header_value(server_timing(&detail.timings)))?;
+        resp.insert_static_header(
+            &SERVER_TIMING,
+            header_value(server_timing(&disclosed.timings)),
+        )?;
         Ok(())
     }
 }
 
 /// The upstream's name and the address tried, as `X-Diagnosis-Upstream` shows them.
-fn push_upstream_value(out: &mut String, upstream: &str, detail: &Detail<'_>) {
+fn push_upstream_value(out: &mut String, upstream: &str, disclosed: &Disclosed<'_>) {
     out.push_str(upstream);
-    if let Some(address) = &detail.address {
+    if let Some(address) = &disclosed.address {
         out.push(' ');
         out.push_str(address.as_str());
     }
@@ -367,14 +360,14 @@ impl StatusText {
 mod tests {
     use super::*;
 
-    fn failure(detail: Option<Detail<'static>>) -> Failure<'static> {
+    fn failure(disclosed: Option<Disclosed<'static>>) -> Failure<'static> {
         Failure {
             id: RequestId::next(),
             diagnosis: Diagnosis::ConnectRefused,
             status: http::StatusCode::BAD_GATEWAY,
             at: SystemTime::now(),
             attempts: 1,
-            detail,
+            disclosed,
         }
     }
 
@@ -420,14 +413,14 @@ mod tests {
     #[test]
     fn trusted_failure_has_sanitized_detail() {
         let r = Renderer::new();
-        let f = failure(Some(Detail {
+        let f = failure(Some(Disclosed {
             upstream: Some("app"),
             address: Some(text::AddrText::new("127.0.0.1:3000".parse().expect("addr"))),
-            text: "Connection refused\r\nX-Evil: \"1\"",
+            detail: "Connection refused\r\nX-Evil: \"1\"",
             timings: Timings {
                 connect: None,
                 response: None,
-                total: Duration::from_millis(3),
+                total: std::time::Duration::from_millis(3),
             },
             report_url: Some("http://127.0.0.1:9901/diagnoses/"),
         }));

@@ -6,7 +6,7 @@
 //! the app or the proxy is at fault and has something to quote in a ticket.
 
 use super::text;
-use super::{Detail, Failure};
+use super::{Disclosed, Failure};
 use crate::diagnosis::{BrokenHop, Diagnosis, Phase};
 use bytes::Bytes;
 
@@ -104,24 +104,24 @@ fn json(out: &mut String, f: &Failure<'_>, escaped: &Escaped) {
     out.push_str("\",\"time\":\"");
     text::rfc3339(out, f.at);
     out.push('"');
-    if let Some(detail) = &f.detail {
-        json_detail(out, detail, f.id.as_str());
+    if let Some(disclosed) = &f.disclosed {
+        json_disclosed(out, disclosed, f.id.as_str());
     }
     out.push('}');
 }
 
-fn json_detail(out: &mut String, detail: &Detail<'_>, id: &str) {
-    if let Some(upstream) = detail.upstream {
+fn json_disclosed(out: &mut String, disclosed: &Disclosed<'_>, id: &str) {
+    if let Some(upstream) = disclosed.upstream {
         out.push_str(",\"upstream\":");
         text::json_string(out, upstream);
     }
-    if let Some(address) = &detail.address {
+    if let Some(address) = &disclosed.address {
         out.push_str(",\"address\":");
         text::json_string(out, address.as_str());
     }
     out.push_str(",\"cause\":");
-    text::json_string(out, detail.text);
-    if let Some(url) = detail.report_url {
+    text::json_string(out, disclosed.detail);
+    if let Some(url) = disclosed.report_url {
         out.push_str(",\"report\":");
         // The id is hex: only the URL can need escaping.
         text::json_string(out, url);
@@ -130,7 +130,7 @@ fn json_detail(out: &mut String, detail: &Detail<'_>, id: &str) {
         out.push('"');
     }
     out.push_str(",\"timings_ms\":{");
-    let t = &detail.timings;
+    let t = &disclosed.timings;
     if let Some(connect) = t.connect {
         out.push_str("\"connect\":");
         text::push_millis(out, connect);
@@ -193,20 +193,20 @@ fn html(out: &mut String, f: &Failure<'_>, escaped: &Escaped) {
     out.push_str("<dt>Time</dt><dd>");
     text::rfc3339(out, f.at);
     out.push_str("</dd>");
-    if let Some(detail) = &f.detail {
-        if let Some(upstream) = detail.upstream {
+    if let Some(disclosed) = &f.disclosed {
+        if let Some(upstream) = disclosed.upstream {
             row(out, "Upstream", upstream);
         }
-        if let Some(address) = &detail.address {
+        if let Some(address) = &disclosed.address {
             plain_row(out, "Address", address.as_str());
         }
-        if !detail.text.is_empty() {
-            row(out, "Detail", detail.text);
+        if !disclosed.detail.is_empty() {
+            row(out, "Detail", disclosed.detail);
         }
         out.push_str("<dt>Timings</dt><dd>");
-        super::push_server_timing(out, &detail.timings);
+        super::push_server_timing(out, &disclosed.timings);
         out.push_str("</dd>");
-        if let Some(url) = detail.report_url {
+        if let Some(url) = disclosed.report_url {
             out.push_str("<dt>Report</dt><dd><a href=\"");
             text::html(out, url);
             out.push_str(f.id.as_str());
@@ -271,17 +271,17 @@ fn plain_row(out: &mut String, name: &str, value: &str) {
 mod tests {
     use super::*;
     use crate::id::RequestId;
-    use crate::render::Timings;
+    use crate::outcome::Timings;
     use std::time::{Duration, SystemTime};
 
-    fn failure(detail: Option<Detail<'static>>) -> Failure<'static> {
+    fn failure(disclosed: Option<Disclosed<'static>>) -> Failure<'static> {
         Failure {
             id: RequestId::next(),
             diagnosis: Diagnosis::ConnectRefused,
             status: http::StatusCode::BAD_GATEWAY,
             at: SystemTime::now(),
             attempts: 1,
-            detail,
+            disclosed,
         }
     }
 
@@ -332,10 +332,10 @@ mod tests {
     /// Upstream text is escaped in the HTML page, and the broken hop is marked.
     #[test]
     fn html_escapes_detail_and_marks_the_hop() {
-        let f = failure(Some(Detail {
+        let f = failure(Some(Disclosed {
             upstream: Some("app"),
             address: None,
-            text: "<script>x</script>",
+            detail: "<script>x</script>",
             timings: Timings {
                 total: Duration::from_millis(1),
                 ..Timings::default()

@@ -1,0 +1,162 @@
+//! What one request knows as it goes through the hooks: the facts of the request as a whole,
+//! and those of its current attempt, which a retry replaces as a whole.
+
+use super::routing::RouteId;
+use super::upstream::Upstream;
+use super::State;
+use crate::config;
+use crate::diagnosis::classify::Progress;
+use crate::diagnosis::Finding;
+use crate::id::RequestId;
+use crate::outcome::Timings;
+use crate::report::Attempt;
+use crate::shutdown::InFlightGuard;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+/// The facts one request accumulates as it goes through the hooks.
+pub struct RequestCtx {
+    /// The config this request runs under, from start to end, whatever reloads happen.
+    pub(crate) state: Arc<State>,
+    pub(crate) request: RequestFacts,
+    /// The current attempt; a new one starts from nothing ([`RequestCtx::start_attempt`]).
+    pub(crate) attempt: AttemptFacts,
+    /// Counts this request as in flight until the context is dropped (a SIGTERM drain waits
+    /// for it).
+    _in_flight: InFlightGuard,
+}
+
+/// What holds for the whole request, across its attempts.
+pub(crate) struct RequestFacts {
+    pub(crate) id: RequestId,
+    pub(crate) received: Instant,
+    pub(crate) received_at: SystemTime,
+    /// Whether this client may see detailed fields (the `[diagnosis]` policy).
+    pub(crate) trusted: bool,
+    pub(crate) route: Option<RouteId>,
+    /// The route's upstream, by index in the state.
+    pub(crate) upstream: Option<usize>,
+    /// The request target the app gets when it is not the client's: the path with its
+    /// dot-segments resolved, and the query (see `request_checks::PathCheck`).
+    pub(crate) upstream_target: Option<String>,
+    /// Whether the client asked for a protocol upgrade (WebSocket).
+    pub(crate) upgrade: bool,
+    /// The total timeout in force for this request, if any.
+    pub(crate) total_timeout: Option<Duration>,
+    /// Servers tried so far (bit i = server i), so a retry goes elsewhere.
+    pub(crate) tried: u64,
+    /// Attempts made: servers picked, whether or not a connection followed.
+    pub(crate) attempts: u32,
+    /// Every failed attempt, for the report; empty (no allocation) on success.
+    pub(crate) failed_attempts: Vec<Attempt>,
+    pub(crate) bytes_sent_upstream: u64,
+    pub(crate) bytes_received_upstream: u64,
+    /// The diagnosis, once there is one.
+    pub(crate) finding: Option<Finding>,
+}
+
+/// What one attempt reached: a server, a connection, an answer.
+#[derive(Debug, Default)]
+pub(crate) struct AttemptFacts {
+    /// The index of the server, in its upstream.
+    pub(crate) server: Option<usize>,
+    pub(crate) address: Option<SocketAddr>,
+    pub(crate) progress: Progress,
+    pub(crate) connect_started: Option<Instant>,
+    /// TCP (and TLS) connect; absent when a pooled connection was reused.
+    pub(crate) connect: Option<Duration>,
+    pub(crate) reused_connection: bool,
+    pub(crate) request_sent: Option<Instant>,
+    /// From sending the request to the response header.
+    pub(crate) response: Option<Duration>,
+    /// The upstream's final status, once its response header arrived.
+    pub(crate) upstream_status: Option<u16>,
+}
+
+impl RequestCtx {
+    pub(crate) fn new(state: Arc<State>, in_flight: InFlightGuard) -> RequestCtx {
+        RequestCtx {
+            _in_flight: in_flight,
+            state,
+            request: RequestFacts {
+                id: RequestId::next(),
+                received: Instant::now(),
+                received_at: SystemTime::now(),
+                trusted: false,
+                route: None,
+                upstream: None,
+                upstream_target: None,
+                upgrade: false,
+                total_timeout: None,
+                tried: 0,
+                attempts: 0,
+                failed_attempts: Vec::new(),
+                bytes_sent_upstream: 0,
+                bytes_received_upstream: 0,
+                finding: None,
+            },
+            attempt: AttemptFacts::default(),
+        }
+    }
+
+    /// Starts an attempt at `server`: the previous attempt's facts are gone, and the attempt
+    /// is counted.
+    pub(crate) fn start_attempt(&mut self, server: usize) {
+        self.attempt = AttemptFacts {
+            server: Some(server),
+            progress: Progress::Connecting,
+            ..AttemptFacts::default()
+        };
+        self.request.attempts += 1;
+        if server < 64 {
+            self.request.tried |= 1 << server;
+        }
+    }
+
+    /// The request's upstream, once routed.
+    pub(crate) fn upstream(&self) -> Option<&Upstream> {
+        self.request
+            .upstream
+            .and_then(|i| self.state.upstreams.get(i))
+    }
+
+    /// The upstream's config name, or "" before routing.
+    pub(crate) fn upstream_name(&self) -> &str {
+        self.upstream().map_or("", |u| u.name.as_str())
+    }
+
+    /// The matched route's config.
+    pub(crate) fn route(&self) -> Option<&config::Route> {
+        self.state.route(self.request.route)
+    }
+
+    /// The matched route's metric label, or "" before routing.
+    pub(crate) fn route_label(&self) -> &str {
+        self.request
+            .route
+            .and_then(|r| self.state.route_labels.get(r))
+            .map_or("", |l| l.as_str())
+    }
+
+    /// Records the failure of the current attempt, for the report.
+    pub(crate) fn record_attempt(&mut self, finding: Finding) {
+        self.request.failed_attempts.push(Attempt {
+            address: self.attempt.address,
+            diagnosis: Some(finding.diagnosis),
+            detail: finding.detail,
+            reused_connection: self.attempt.reused_connection,
+            connect: self.attempt.connect,
+            response: self.attempt.response,
+        });
+    }
+
+    /// The current attempt's timings, and the request's so far.
+    pub(crate) fn timings(&self) -> Timings {
+        Timings {
+            connect: self.attempt.connect,
+            response: self.attempt.response,
+            total: self.request.received.elapsed(),
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! What every request reads from the live config: built once per reload from it, and shared
+//! by the requests that started under it until the last of them ends.
+
+use super::routing::{RouteId, RouteTable};
+use super::upstream::Upstream;
+use crate::config::{self, LiveConfig, ServerAddr};
+use crate::diagnosis::Disclosure;
+use crate::metrics::{MetricHandles, Metrics};
+use crate::resolve::HostResolver;
+use std::sync::Arc;
+
+/// Everything a request needs that comes from the live config, built once per reload.
+pub struct State {
+    pub config: LiveConfig,
+    pub resolver: Arc<HostResolver>,
+    pub handles: MetricHandles,
+    pub routes: RouteTable,
+    /// Each route's metric label, by route index.
+    pub route_labels: Vec<String>,
+    pub upstreams: Vec<Upstream>,
+    pub disclosure: Disclosure,
+}
+
+impl State {
+    /// Everything `config` needs at run time; fails (without panicking) if the DNS resolver
+    /// cannot be set up.
+    pub fn new(config: LiveConfig, metrics: &Metrics) -> Result<State, String> {
+        let upstreams = config.upstreams.iter().map(Upstream::new).collect();
+        let hostnames = config
+            .upstreams
+            .iter()
+            .flat_map(|u| u.servers.iter())
+            .filter_map(|s| match s {
+                ServerAddr::Host { host, .. } => Some(host.clone()),
+                ServerAddr::Ip(_) => None,
+            });
+        let resolver = Arc::new(HostResolver::new(
+            hostnames,
+            &config.resolver.nameservers,
+            config.resolver.refresh,
+        )?);
+        Ok(State {
+            resolver,
+            handles: metrics.handles(&config),
+            routes: RouteTable::new(&config.routes),
+            route_labels: config
+                .routes
+                .iter()
+                .map(|r| crate::metrics::route_label(r.host.as_deref(), &r.path_prefix))
+                .collect(),
+            disclosure: Disclosure::new(&config.diagnosis),
+            upstreams,
+            config,
+        })
+    }
+
+    /// The config of route `id`, if there is one.
+    pub fn route(&self, id: Option<RouteId>) -> Option<&config::Route> {
+        id.and_then(|r| self.config.routes.get(r))
+    }
+
+    /// Sets each server's `triage_upstream_server_healthy` to whether it is in rotation now
+    /// (passing its health checks and not ejected), for a scrape of `/metrics`. Read from the
+    /// balancer rather than set on each change: an ejection ends on its own when `fail_timeout`
+    /// passes, with no event that could update the gauge.
+    pub fn refresh_health_gauges(&self) {
+        for (upstream_index, upstream) in self.upstreams.iter().enumerate() {
+            for (server_index, server) in upstream.balancer.servers.iter().enumerate() {
+                self.handles.set_server_healthy(
+                    upstream_index,
+                    server_index,
+                    server.is_available(),
+                );
+            }
+        }
+    }
+}

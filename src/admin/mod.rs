@@ -13,6 +13,7 @@ use crate::config::Admin as AdminSettings;
 use crate::diagnosis::{Diagnosis, UnknownDiagnosis};
 use crate::id::RequestId;
 use crate::metrics::Metrics;
+use crate::render::page::BodyFormat;
 use crate::reload::Reloader;
 use crate::report::ReportStore;
 use access::Access;
@@ -48,13 +49,6 @@ impl Admin {
             access: Access::new(settings),
         }
     }
-}
-
-/// How an admin page is rendered, from `?format=json` or the `Accept` header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Format {
-    Json,
-    Html,
 }
 
 /// The value of `name` in a query string (no percent-decoding: values are tokens and names).
@@ -95,16 +89,14 @@ impl Admin {
         let req = session.req_header();
         let path = req.uri.path();
         let query = req.uri.query().unwrap_or("");
-        let wants_json = query_param(query, "format") == Some("json")
-            || req
-                .headers
-                .get(http::header::ACCEPT)
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|a| a.contains("json"));
-        let format = if wants_json {
-            Format::Json
-        } else {
-            Format::Html
+        // `?format=json` for scripts; otherwise the rule error pages follow.
+        let format = match query_param(query, "format") {
+            Some("json") => BodyFormat::Json,
+            Some(_) | None => BodyFormat::from_accept(
+                req.headers
+                    .get(http::header::ACCEPT)
+                    .map(|v| v.as_bytes()),
+            ),
         };
         if path == "/reload" {
             if req.method != http::Method::POST {
@@ -164,15 +156,15 @@ impl Admin {
                         && diagnosis.is_none_or(|d| r.diagnosis == d)
                 });
                 match format {
-                    Format::Json => json(StatusCode::OK, views::list_json(&reports)),
-                    Format::Html => html(StatusCode::OK, views::list_html(&reports)),
+                    BodyFormat::Json => json(StatusCode::OK, views::list_json(&reports)),
+                    BodyFormat::Html => html(StatusCode::OK, views::list_html(&reports)),
                 }
             }
             _ => match path.strip_prefix("/diagnoses/").and_then(RequestId::parse) {
                 Some(id) => match self.reports.get(id) {
                     Some(report) => match format {
-                        Format::Json => json(StatusCode::OK, views::report_json(&report)),
-                        Format::Html => html(StatusCode::OK, views::report_html(&report)),
+                        BodyFormat::Json => json(StatusCode::OK, views::report_json(&report)),
+                        BodyFormat::Html => html(StatusCode::OK, views::report_html(&report)),
                     },
                     None => text(
                         StatusCode::NOT_FOUND,

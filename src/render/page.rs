@@ -10,7 +10,8 @@ use super::{Disclosed, Failure};
 use crate::diagnosis::{BrokenHop, Diagnosis, Phase};
 use bytes::Bytes;
 
-/// Which body a client gets, from its `Accept` header.
+/// Which body a client gets, from its `Accept` header: the one rule for error pages and the
+/// admin pages alike.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyFormat {
     Json,

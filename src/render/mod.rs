@@ -159,11 +159,8 @@ impl Renderer {
             resp.insert_static_header(&X_DIAGNOSIS_PHASE, p.phase.clone())?;
             resp.insert_static_header(&X_DIAGNOSIS_HINT, p.hint.clone())?;
             let mut proxy_status = String::with_capacity(64);
-            proxy_status.push_str(PROXY_NAME);
-            if let Some(error) = diagnosis.proxy_status_error() {
-                proxy_status.push_str("; error=");
-                proxy_status.push_str(error.token());
-            }
+            // The entry built at start-up, with this response's parameters after it.
+            proxy_status.push_str(p.proxy_status.to_str().unwrap_or(PROXY_NAME));
             proxy_status.push_str("; received-status=");
             proxy_status.push_str(itoa_status(status).as_str());
             if let Some(address) = disclosed.and_then(|d| d.address) {

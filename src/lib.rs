@@ -6,7 +6,7 @@
 //! finished request that metrics, the access log and reports read; [`admin`] serves the operator;
 //! [`server`] wires them into a running process.
 
-pub mod accesslog;
+pub(crate) mod accesslog;
 pub mod admin;
 pub mod config;
 pub mod demo;
@@ -14,13 +14,13 @@ pub mod diagnosis;
 pub mod id;
 pub mod metrics;
 pub mod outcome;
-pub mod proxy;
-pub mod reload;
+pub(crate) mod proxy;
+pub(crate) mod reload;
 pub mod render;
-pub mod report;
-pub mod resolve;
-pub mod rundir;
+pub(crate) mod report;
+pub(crate) mod resolve;
+pub(crate) mod rundir;
 pub mod server;
-pub mod shutdown;
-pub mod tls;
+pub(crate) mod shutdown;
+pub(crate) mod tls;
 pub(crate) mod window;

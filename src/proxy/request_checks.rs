@@ -52,6 +52,7 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    #[cfg(test)]
     pub const ALL: [Refusal; 9] = [
         Refusal::ContentLengthWithTransferEncoding,
         Refusal::TransferEncodingNotChunked,

@@ -8,6 +8,7 @@
 
 pub(crate) mod accesslog;
 pub mod admin;
+pub mod cause;
 pub mod config;
 pub mod demo;
 pub mod diagnosis;

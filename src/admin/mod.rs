@@ -13,8 +13,8 @@ use crate::config::Admin as AdminSettings;
 use crate::diagnosis::{Diagnosis, UnknownDiagnosis};
 use crate::id::RequestId;
 use crate::metrics::Metrics;
-use crate::render::page::BodyFormat;
 use crate::reload::Reloader;
+use crate::render::page::BodyFormat;
 use crate::report::ReportStore;
 use access::Access;
 use async_trait::async_trait;
@@ -92,11 +92,9 @@ impl Admin {
         // `?format=json` for scripts; otherwise the rule error pages follow.
         let format = match query_param(query, "format") {
             Some("json") => BodyFormat::Json,
-            Some(_) | None => BodyFormat::from_accept(
-                req.headers
-                    .get(http::header::ACCEPT)
-                    .map(|v| v.as_bytes()),
-            ),
+            Some(_) | None => {
+                BodyFormat::from_accept(req.headers.get(http::header::ACCEPT).map(|v| v.as_bytes()))
+            }
         };
         if path == "/reload" {
             if req.method != http::Method::POST {

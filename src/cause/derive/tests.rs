@@ -1,0 +1,325 @@
+//! Each cause from the facts that make it, and only from them.
+
+use super::*;
+
+const T0: Duration = Duration::from_secs(1_800_000_000);
+
+fn at(secs: u64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + T0 + Duration::from_secs(secs)
+}
+
+fn thresholds() -> Thresholds {
+    Thresholds {
+        stale_race: Duration::from_millis(250),
+        deploy_window: Duration::from_secs(600),
+        address_window: Duration::from_secs(600),
+        crash_loop_comebacks: 2,
+        overload_in_flight: 50,
+        pool_idle: Duration::from_secs(60),
+    }
+}
+
+fn observed(diagnosis: Diagnosis, past: Option<&ServerPast>) -> Observed<'_> {
+    Observed {
+        diagnosis,
+        id: "0123456789abcdef",
+        address: Some("127.0.0.1:3000".parse().expect("address")),
+        host: None,
+        upstream_tls: false,
+        reused: false,
+        age: None,
+        path: "/report",
+        read_timeout: Duration::from_secs(5),
+        status: None,
+        body_start: b"",
+        past,
+        deploy: None,
+        probe: Probe::NotRun,
+        now: at(100),
+        thresholds: thresholds(),
+    }
+}
+
+fn answered_until(secs: u64) -> ServerPast {
+    ServerPast {
+        first_seen: Some(at(0)),
+        last_success: Some((at(secs), 200)),
+        failing_since: Some(at(secs + 1)),
+        failures: 3,
+        comeback_window: Duration::from_secs(60),
+        in_flight: 1,
+        ..ServerPast::default()
+    }
+}
+
+/// Every hint is filled: no `{name}` is left.
+fn check(found: &CauseFinding, cause: Cause) {
+    assert_eq!(found.cause, cause, "{found:#?}");
+    assert!(!found.hint.contains('{'), "unfilled: {}", found.hint);
+    assert!(!found.evidence.is_empty() || matches!(cause, Cause::Unknown | Cause::ClientError));
+}
+
+/// A refusal at an address that never answered: never_answered, not "it crashed".
+#[test]
+fn refused_never_answered() {
+    let past = ServerPast {
+        first_seen: Some(at(0)),
+        ..ServerPast::default()
+    };
+    let found = derive(&observed(Diagnosis::ConnectRefused, Some(&past)));
+    check(&found, Cause::NeverAnswered);
+    assert!(
+        found.hint.contains("has not answered once"),
+        "{}",
+        found.hint
+    );
+    assert!(found.hint.contains("100 s ago"), "{}", found.hint);
+}
+
+/// A refusal after answers: app_down, with the last answer's time and status, and no word of a
+/// wrong port.
+#[test]
+fn refused_after_answering() {
+    let past = answered_until(62);
+    let found = derive(&observed(Diagnosis::ConnectRefused, Some(&past)));
+    check(&found, Cause::AppDown);
+    assert!(found.hint.contains("answered 200 until"), "{}", found.hint);
+    assert!(found.hint.contains("38 s ago"), "{}", found.hint);
+    assert!(!found.hint.contains("port"), "{}", found.hint);
+}
+
+/// Comebacks within the window make a crash loop, before app_down.
+#[test]
+fn comebacks_are_a_crash_loop() {
+    let past = ServerPast {
+        comebacks: 4,
+        ..answered_until(99)
+    };
+    let found = derive(&observed(Diagnosis::ConnectRefused, Some(&past)));
+    check(&found, Cause::CrashLoop);
+    assert!(
+        found.hint.contains("4 times in the last 60 s"),
+        "{}",
+        found.hint
+    );
+}
+
+/// Failures that began after a deploy, with nothing answering since it: broken_deploy.
+#[test]
+fn failures_after_a_deploy() {
+    let past = answered_until(50);
+    let deploy = DeployMark {
+        version: "v2".to_owned(),
+        time: at(48),
+    };
+    let mut o = observed(Diagnosis::ConnectRefused, Some(&past));
+    o.deploy = Some(&deploy);
+    let found = derive(&o);
+    check(&found, Cause::BrokenDeploy);
+    assert!(found.hint.contains("roll back first"), "{}", found.hint);
+    assert!(found.hint.contains("v2"), "{}", found.hint);
+    // Failures that began long after the deploy are not the deploy's.
+    let later = ServerPast {
+        last_success: Some((at(60), 200)),
+        failing_since: Some(at(61)),
+        ..past
+    };
+    let old_deploy = DeployMark {
+        version: "v2".to_owned(),
+        time: SystemTime::UNIX_EPOCH + T0 - Duration::from_secs(3600),
+    };
+    let mut o = observed(Diagnosis::ConnectRefused, Some(&later));
+    o.deploy = Some(&old_deploy);
+    assert_eq!(derive(&o).cause, Cause::AppDown);
+}
+
+/// A broken connection whose address refuses right after: app_crashed, whether the kernel sent
+/// a reset or a close.
+#[test]
+fn broken_and_refused_is_a_crash() {
+    let past = answered_until(99);
+    for diagnosis in [Diagnosis::ConnectionReset, Diagnosis::ConnectionClosed] {
+        let mut o = observed(diagnosis, Some(&past));
+        o.age = Some(Duration::from_millis(311));
+        o.probe = Probe::Refused;
+        check(&derive(&o), Cause::AppCrashed);
+    }
+}
+
+/// Broken after the race window while the app still listens: one worker died; at the same age
+/// as two before it: a worker timeout, saying the age.
+#[test]
+fn broken_while_listening_is_a_worker() {
+    let mut past = answered_until(99);
+    for diagnosis in [Diagnosis::ConnectionReset, Diagnosis::ConnectionClosed] {
+        let mut o = observed(diagnosis, Some(&past));
+        o.age = Some(Duration::from_millis(2900));
+        o.probe = Probe::Accepted;
+        let found = derive(&o);
+        check(&found, Cause::WorkerKilled);
+        assert!(
+            found.hint.contains("2.9 s into the request"),
+            "{}",
+            found.hint
+        );
+        assert!(!found.hint.contains("idle"), "{}", found.hint);
+    }
+    past.broken_ages = vec![Duration::from_millis(3010), Duration::from_millis(2950)];
+    let mut o = observed(Diagnosis::ConnectionClosed, Some(&past));
+    o.age = Some(Duration::from_millis(3000));
+    o.probe = Probe::Accepted;
+    let found = derive(&o);
+    check(&found, Cause::WorkerTimeout);
+    assert!(
+        found.hint.contains("3 requests broke at about 3.0 s"),
+        "{}",
+        found.hint
+    );
+}
+
+/// A reused connection that fails at once is the keep-alive race; a fresh one is not.
+#[test]
+fn stale_keepalive_needs_a_reused_connection() {
+    let past = answered_until(99);
+    let mut o = observed(Diagnosis::ConnectionClosed, Some(&past));
+    o.age = Some(Duration::from_millis(1));
+    o.reused = true;
+    check(&derive(&o), Cause::StaleKeepalive);
+    o.reused = false;
+    assert_eq!(derive(&o).cause, Cause::Unknown);
+}
+
+/// A TLS or FastCGI server found by the probe is a wrong protocol, not a crash.
+#[test]
+fn probe_finds_the_protocol() {
+    let mut o = observed(Diagnosis::ConnectionReset, None);
+    o.probe = Probe::SpeaksFastcgi;
+    let found = derive(&o);
+    check(&found, Cause::WrongProtocol);
+    assert!(
+        found.hint.contains("protocol = \"fastcgi\""),
+        "{}",
+        found.hint
+    );
+    o.probe = Probe::SpeaksTls;
+    o.diagnosis = Diagnosis::ConnectionClosed;
+    let found = derive(&o);
+    check(&found, Cause::WrongProtocol);
+    assert!(found.hint.contains("set tls = true"), "{}", found.hint);
+    let o = observed(Diagnosis::UpstreamExpectsTls, None);
+    check(&derive(&o), Cause::WrongProtocol);
+}
+
+/// A timeout with many requests in flight is overload; with few and normal answers, this
+/// request is slow.
+#[test]
+fn timeouts_overloaded_or_slow() {
+    let busy = ServerPast {
+        in_flight: 80,
+        recent_response_times: vec![Duration::from_millis(20); 10],
+        ..answered_until(99)
+    };
+    let found = derive(&observed(Diagnosis::ResponseTimeout, Some(&busy)));
+    check(&found, Cause::Overloaded);
+    assert!(
+        found.hint.contains("80 requests in flight"),
+        "{}",
+        found.hint
+    );
+    let quiet = ServerPast {
+        in_flight: 2,
+        ..busy
+    };
+    let found = derive(&observed(Diagnosis::ResponseTimeout, Some(&quiet)));
+    check(&found, Cause::SlowRequest);
+    assert!(
+        found.hint.contains("/report got no answer within 5.0 s"),
+        "{}",
+        found.hint
+    );
+    assert!(found.hint.contains("20 ms"), "{}", found.hint);
+    // Climbing response times are overload too, even with few in flight.
+    let mut climbing = quiet.clone();
+    climbing.recent_response_times = [
+        vec![Duration::from_millis(20); 8],
+        vec![Duration::from_millis(900); 3],
+    ]
+    .concat();
+    let found = derive(&observed(Diagnosis::ResponseTimeout, Some(&climbing)));
+    check(&found, Cause::Overloaded);
+}
+
+/// The app's 5xx is app_error, database_down when its body names a database error.
+#[test]
+fn app_status_and_database() {
+    let mut o = observed(Diagnosis::UpstreamStatus, None);
+    o.status = Some(500);
+    let found = derive(&o);
+    check(&found, Cause::AppError);
+    assert!(found.hint.contains("answered 500"), "{}", found.hint);
+    for body in [
+        &b"SQLSTATE[HY000] [2002] Connection refused"[..],
+        b"psycopg2.OperationalError: could not connect to server: Connection refused",
+        b"Error: connect ECONNREFUSED 127.0.0.1:5432\n    at TCPConnectWrap",
+    ] {
+        o.status = Some(503);
+        o.body_start = body;
+        let found = derive(&o);
+        check(&found, Cause::DatabaseDown);
+    }
+    // A refusal to another port is not a database.
+    o.body_start = b"Error: connect ECONNREFUSED 127.0.0.1:8081";
+    assert_eq!(derive(&o).cause, Cause::AppError);
+}
+
+/// A recent address change explains a refusal.
+#[test]
+fn moved_address() {
+    let past = ServerPast {
+        address_change: Some((
+            at(90),
+            vec!["10.0.0.1".parse().expect("ip")],
+            vec!["10.0.0.2".parse().expect("ip")],
+        )),
+        ..answered_until(80)
+    };
+    let mut o = observed(Diagnosis::ConnectRefused, Some(&past));
+    o.host = Some("app.internal");
+    let found = derive(&o);
+    check(&found, Cause::AddressChanged);
+    assert!(
+        found
+            .hint
+            .contains("app.internal changed from 10.0.0.1 to 10.0.0.2 10 s ago"),
+        "{}",
+        found.hint
+    );
+}
+
+/// A client's failure is the client's, whatever the server's history.
+#[test]
+fn client_failures_are_the_clients() {
+    let past = answered_until(10);
+    for d in Diagnosis::ALL {
+        let found = derive(&observed(d, Some(&past)));
+        if d.fault() == Fault::Client {
+            check(&found, Cause::ClientError);
+            assert_eq!(found.hint, d.hint());
+        } else {
+            assert_ne!(found.cause, Cause::ClientError, "{}", d.token());
+        }
+        assert!(!found.hint.contains('{'), "{}: {}", d.token(), found.hint);
+    }
+}
+
+#[test]
+fn durations_read_as_people_say_them() {
+    assert_eq!(human(Duration::from_millis(311)), "311 ms");
+    assert_eq!(human(Duration::from_millis(2900)), "2.9 s");
+    assert_eq!(human(Duration::from_secs(38)), "38 s");
+    assert_eq!(human(Duration::from_secs(240)), "4 min");
+    assert_eq!(
+        clock(SystemTime::UNIX_EPOCH + Duration::from_secs(73_142)),
+        "20:19:02"
+    );
+}

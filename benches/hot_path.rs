@@ -8,6 +8,7 @@ use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use pingora::http::ResponseHeader;
 use pingora::{Error, ErrorType};
 use std::time::{Duration, SystemTime};
+use triage::cause::{Cause, CauseFinding, Evidence, EvidenceSource};
 use triage::config;
 use triage::diagnosis::classify::Progress;
 use triage::diagnosis::{diagnose, Diagnosis, Facts};
@@ -54,7 +55,7 @@ fn classify_and_count(c: &mut Criterion) {
                 request_unsent: false,
                 client_reset: None,
             }));
-            handles.count_failure(0, diagnosis);
+            handles.count_failure(0, diagnosis, Cause::Unknown);
             diagnosis
         })
     });
@@ -63,6 +64,19 @@ fn classify_and_count(c: &mut Criterion) {
 fn error_response(c: &mut Criterion) {
     let renderer = Renderer::new();
     let address: std::net::SocketAddr = "127.0.0.1:3000".parse().expect("address");
+    let cause = CauseFinding {
+        cause: Cause::AppDown,
+        hint: "127.0.0.1:3000 answered 200 until 20:19:02 (38 s ago) and has failed to accept \
+               connections since 20:19:03 (13 times): the app stopped or crashed and is not back"
+            .to_owned(),
+        public_hint: "the server answered 200 until 20:19:02 (38 s ago) and has failed to accept \
+                      connections since 20:19:03 (13 times): the app stopped or crashed"
+            .to_owned(),
+        evidence: vec![Evidence {
+            source: EvidenceSource::History,
+            fact: "last answered 200 at 20:19:02 (38 s ago)".to_owned(),
+        }],
+    };
     let failure = Failure {
         id: RequestId::next(),
         diagnosis: Diagnosis::ConnectRefused,
@@ -80,6 +94,8 @@ fn error_response(c: &mut Criterion) {
             },
             report_url: Some("http://127.0.0.1:9901/diagnoses/"),
         }),
+        // As in a storm of refusals at an address that answered before.
+        cause: Some(&cause),
     };
     let untrusted = Failure {
         disclosed: None,
@@ -123,7 +139,7 @@ fn success_path(c: &mut Criterion) {
             |mut resp| {
                 let id = RequestId::next();
                 renderer
-                    .decorate_upstream_response(&mut resp, id, None, 1, None)
+                    .decorate_upstream_response(&mut resp, id, None, 1, None, None)
                     .expect("decorate");
                 handles.record(&Outcome {
                     id,
@@ -142,6 +158,7 @@ fn success_path(c: &mut Criterion) {
                     address: None,
                     status: 200,
                     finding: None,
+                    cause: None,
                     attempts: 1,
                     reused: true,
                     timings: Timings {

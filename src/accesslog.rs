@@ -66,6 +66,7 @@ impl AccessLog {
                     source = entry.source().token(),
                     diagnosis = entry.diagnosis().map_or("", |d| d.token()),
                     phase = entry.diagnosis().map_or("", |d| d.phase().token()),
+                    cause = entry.cause.map_or("", |c| c.cause.token()),
                     detail = entry.detail(),
                     attempts = entry.attempts,
                     reused = entry.reused,
@@ -84,6 +85,8 @@ impl AccessLog {
                     address = entry.address.map(tracing::field::display),
                     diagnosis = entry.diagnosis().map_or("", |d| d.token()),
                     phase = entry.diagnosis().map_or("", |d| d.phase().token()),
+                    cause = entry.cause.map_or("", |c| c.cause.token()),
+                    hint = entry.cause.map_or("", |c| c.hint.as_str()),
                     detail = entry.detail(),
                     suppressed,
                     "upstream failure"
@@ -146,6 +149,10 @@ fn push_combined_line(out: &mut String, e: &Outcome<'_>) {
         out.push_str(diagnosis.token());
         out.push_str(" phase=");
         out.push_str(diagnosis.phase().token());
+        if let Some(cause) = e.cause {
+            out.push_str(" cause=");
+            out.push_str(cause.cause.token());
+        }
     }
     out.push_str(" attempts=");
     text::push_decimal(out, u64::from(e.attempts));
@@ -277,6 +284,7 @@ mod tests {
             address: None,
             status: 502,
             finding: Some(&finding),
+            cause: None,
             attempts: 1,
             reused: false,
             timings: Timings {

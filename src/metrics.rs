@@ -6,6 +6,7 @@
 //! status-code handles are resolved on first use and cached, so counting a request is a few
 //! atomic adds with no label hashing or string formatting.
 
+use crate::cause::Cause;
 use crate::config::LiveConfig;
 use crate::diagnosis::{Diagnosis, Source};
 use crate::outcome::Outcome;
@@ -35,8 +36,10 @@ const CODES: usize = 500;
 
 /// Handles for one upstream.
 struct UpstreamHandles {
-    /// One per diagnosis, indexed by it.
-    failures: [IntCounter; Diagnosis::COUNT],
+    /// `[diagnosis][cause]`, resolved on first use: a series appears with its first failure,
+    /// not as one of the few hundred pairs that never happen.
+    failures: [[OnceLock<IntCounter>; Cause::COUNT]; Diagnosis::COUNT],
+    name: String,
     connect_seconds: Histogram,
     response_seconds: Histogram,
     request_seconds: Histogram,
@@ -73,6 +76,7 @@ pub struct Metrics {
 /// loaded.
 pub struct MetricHandles {
     requests: IntCounterVec,
+    failures: IntCounterVec,
     routes: Vec<RouteHandles>,
     upstreams: Vec<UpstreamHandles>,
 }
@@ -91,9 +95,9 @@ impl Metrics {
         let failures = IntCounterVec::new(
             Opts::new(
                 "triage_upstream_failures_total",
-                "Requests with a diagnosis, by upstream, diagnosis token and phase",
+                "Requests with a diagnosis, by upstream, diagnosis token, phase and cause",
             ),
-            &["upstream", "diagnosis", "phase"],
+            &["upstream", "diagnosis", "phase", "cause"],
         )?;
         let histogram = |name: &str, help: &str, buckets: &[f64]| {
             HistogramVec::new(
@@ -192,10 +196,8 @@ impl Metrics {
                         gauge
                     })
                     .collect(),
-                failures: Diagnosis::ALL.map(|d| {
-                    self.failures
-                        .with_label_values(&[name, d.token(), d.phase().token()])
-                }),
+                failures: Diagnosis::ALL.map(|_| Cause::ALL.map(|_| OnceLock::new())),
+                name: name.to_owned(),
                 connect_seconds: self.connect.with_label_values(&[name]),
                 response_seconds: self.response.with_label_values(&[name]),
                 request_seconds: self.duration.with_label_values(&[name]),
@@ -226,6 +228,7 @@ impl Metrics {
             .collect();
         MetricHandles {
             requests: self.requests.clone(),
+            failures: self.failures.clone(),
             routes,
             upstreams,
         }
@@ -246,10 +249,26 @@ impl Metrics {
 
 impl MetricHandles {
     /// Counts one diagnosis of `upstream` (an index into the config's upstreams).
-    pub fn count_failure(&self, upstream: usize, diagnosis: Diagnosis) {
+    pub fn count_failure(&self, upstream: usize, diagnosis: Diagnosis, cause: Cause) {
         if let Some(handles) = self.upstreams.get(upstream) {
-            handles.failures[diagnosis].inc();
+            self.failure_counter(handles, diagnosis, cause).inc();
         }
+    }
+
+    fn failure_counter<'a>(
+        &self,
+        up: &'a UpstreamHandles,
+        diagnosis: Diagnosis,
+        cause: Cause,
+    ) -> &'a IntCounter {
+        up.failures[diagnosis][cause].get_or_init(|| {
+            self.failures.with_label_values(&[
+                up.name.as_str(),
+                diagnosis.token(),
+                diagnosis.phase().token(),
+                cause.token(),
+            ])
+        })
     }
 
     /// Counts one finished request.
@@ -267,7 +286,8 @@ impl MetricHandles {
             .inc();
         let up = &self.upstreams[upstream];
         if let Some(d) = outcome.diagnosis() {
-            up.failures[d].inc();
+            let cause = outcome.cause.map_or(Cause::Unknown, |c| c.cause);
+            self.failure_counter(up, d, cause).inc();
             if d == Diagnosis::ClientClosed {
                 route_handles.client_closed.inc();
             }

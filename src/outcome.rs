@@ -2,6 +2,7 @@
 //! failure report are all written from one [`Outcome`], so they cannot disagree about what
 //! happened.
 
+use crate::cause::CauseFinding;
 use crate::diagnosis::{Diagnosis, Finding, Source};
 use crate::id::RequestId;
 use std::net::{IpAddr, SocketAddr};
@@ -44,6 +45,7 @@ pub struct Outcome<'a> {
     /// The status the client got (0 when it got none and none is logged).
     pub status: u16,
     pub finding: Option<&'a Finding>,
+    pub cause: Option<&'a CauseFinding>,
     /// Upstream attempts made.
     pub attempts: u32,
     /// Whether the last attempt reused a pooled connection.

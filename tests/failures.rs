@@ -176,7 +176,9 @@ async fn problem_json_body() {
     assert_eq!(json["id"], resp.header("x-diagnosis-id").unwrap_or(""));
     assert_eq!(json["upstream"], "app");
     assert_eq!(json["address"], dead.to_string());
-    assert_eq!(json["cause"], "Connection refused (os error 111)");
+    // The errno text is `error`; `cause` is the cause's token.
+    assert_eq!(json["error"], "Connection refused (os error 111)");
+    assert_eq!(json["cause"], "unknown");
     assert!(json["hint"]
         .as_str()
         .is_some_and(|h| h.contains("nothing is listening")));
@@ -601,7 +603,7 @@ async fn unparsable_request_is_diagnosed_logged_and_counted() {
     );
     let metrics = client::get(triage.admin, "/metrics").await.body_text();
     assert!(
-        metrics.contains("triage_upstream_failures_total{diagnosis=\"bad_request\",phase=\"request\",upstream=\"none\"} 1"),
+        metrics.contains("triage_upstream_failures_total{cause=\"client_error\",diagnosis=\"bad_request\",phase=\"request\",upstream=\"none\"} 1"),
         "{metrics}"
     );
 }

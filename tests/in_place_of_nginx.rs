@@ -568,7 +568,7 @@ async fn http2_cancel_is_client_closed_and_ejects_no_server() {
     assert!(
         metric_becomes(
             &triage,
-            "triage_upstream_failures_total{diagnosis=\"client_closed\",phase=\"request\",upstream=\"app\"}",
+            "triage_upstream_failures_total{cause=\"client_error\",diagnosis=\"client_closed\",phase=\"request\",upstream=\"app\"}",
             "8",
             Duration::from_secs(5)
         )
@@ -683,7 +683,7 @@ async fn client_caused_failures_never_eject_a_server() {
     assert!(
         metric_becomes(
             &triage,
-            "triage_upstream_failures_total{diagnosis=\"client_closed\",phase=\"request\",upstream=\"app\"}",
+            "triage_upstream_failures_total{cause=\"client_error\",diagnosis=\"client_closed\",phase=\"request\",upstream=\"app\"}",
             "30",
             Duration::from_secs(5)
         )

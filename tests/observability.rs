@@ -619,10 +619,11 @@ async fn upstream_garbage_is_bounded_everywhere() {
     .await
     .expect("response");
     let problem_json: serde_json::Value = serde_json::from_slice(&problem.body).expect("JSON");
-    let detail = problem_json["cause"].as_str().unwrap_or_default();
+    // The error text is the problem's `error` member (`cause` is now the cause's token).
+    let detail = problem_json["error"].as_str().unwrap_or_default();
     assert!(
         detail.contains("zzzz") && detail.len() <= 1024,
-        "a problem+json cause of {} bytes in {} bytes",
+        "a problem+json error of {} bytes in {} bytes",
         detail.len(),
         problem.body.len()
     );

@@ -57,7 +57,7 @@ pub struct DeployMark {
 }
 
 /// The thresholds the cause uses (`[causes]` in the config).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Thresholds {
     /// A failure of a reused connection sooner than this after sending is the stale keep-alive
     /// race; later, the app had the request.
@@ -72,6 +72,19 @@ pub struct Thresholds {
     pub overload_in_flight: u32,
     /// How long triage keeps an idle pooled connection.
     pub pool_idle: Duration,
+}
+
+impl Default for Thresholds {
+    fn default() -> Thresholds {
+        Thresholds {
+            stale_race: Duration::from_millis(250),
+            deploy_window: Duration::from_secs(600),
+            address_window: Duration::from_secs(600),
+            crash_loop_comebacks: 2,
+            overload_in_flight: 64,
+            pool_idle: Duration::from_secs(60),
+        }
+    }
 }
 
 /// Everything [`derive`] reads about one failure.
@@ -147,6 +160,21 @@ pub fn derive(o: &Observed<'_>) -> CauseFinding {
     e.finish(cause)
 }
 
+/// The cause of a failure known only by its diagnosis (a request Pingora could not parse):
+/// the client's, or unknown.
+pub fn without_evidence(diagnosis: Diagnosis) -> CauseFinding {
+    let cause = match diagnosis.fault() {
+        Fault::Client => Cause::ClientError,
+        Fault::Server | Fault::App | Fault::Proxy => Cause::Unknown,
+    };
+    CauseFinding {
+        cause,
+        hint: diagnosis.hint().to_owned(),
+        public_hint: diagnosis.hint().to_owned(),
+        evidence: Vec::new(),
+    }
+}
+
 /// The values and evidence gathered while deciding, then the hint filled from them.
 struct Explanation<'a, 'o> {
     o: &'a Observed<'o>,
@@ -192,9 +220,14 @@ impl<'a, 'o> Explanation<'a, 'o> {
             self.value("diagnosis_hint", self.o.diagnosis.hint().to_owned());
         }
         let values: Vec<(&str, &str)> = self.values.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        let public: Vec<(&str, &str)> = values
+            .iter()
+            .map(|&(name, value)| (name, public_value(name).unwrap_or(value)))
+            .collect();
         CauseFinding {
             cause,
             hint: fill(cause.hint_template(), &values),
+            public_hint: fill(cause.hint_template(), &public),
             evidence: self.evidence,
         }
     }
@@ -368,12 +401,11 @@ impl<'a, 'o> Explanation<'a, 'o> {
             );
             return Cause::AppCrashed;
         }
-        if age < o.thresholds.stale_race {
-            if o.reused {
-                self.value("pool_idle", human(o.thresholds.pool_idle));
-                return Cause::StaleKeepalive;
-            }
-            return Cause::Unknown;
+        // Only a pooled connection can have been closed by the app before the request reached
+        // it, and only a failure at once can be that race; a new connection had the request.
+        if o.reused && age < o.thresholds.stale_race {
+            self.value("pool_idle", human(o.thresholds.pool_idle));
+            return Cause::StaleKeepalive;
         }
         if o.probe == Probe::Accepted {
             self.fact(
@@ -553,6 +585,19 @@ impl<'a, 'o> Explanation<'a, 'o> {
         }
         Cause::AppError
     }
+}
+
+/// What a client the `[diagnosis]` policy does not trust reads instead of a value that tells
+/// about the inside: addresses, names, versions and the app's own text.
+fn public_value(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "address" => "the server",
+        "host" => "the upstream's hostname",
+        "old" | "new" => "another address",
+        "version" => "a new release",
+        "match" => "a database connection error",
+        _ => return None,
+    })
 }
 
 /// The database-connection errors that frameworks and drivers print, as they print them.

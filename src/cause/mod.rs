@@ -12,7 +12,7 @@
 mod derive;
 mod template;
 
-pub use derive::{derive, DeployMark, Observed, Probe, ServerPast, Thresholds};
+pub use derive::{derive, without_evidence, DeployMark, Observed, Probe, ServerPast, Thresholds};
 
 use crate::diagnosis::taxonomy::taxonomy;
 
@@ -142,8 +142,12 @@ pub struct Evidence {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CauseFinding {
     pub cause: Cause,
-    /// The cause's template filled from the evidence.
+    /// The cause's template filled from the evidence, for trusted clients, the report and the
+    /// log.
     pub hint: String,
+    /// The same with addresses, names, versions and the app's text left out, for everyone
+    /// else.
+    pub public_hint: String,
     pub evidence: Vec<Evidence>,
 }
 

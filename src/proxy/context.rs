@@ -4,6 +4,7 @@
 use super::routing::RouteId;
 use super::upstream::Upstream;
 use super::State;
+use crate::cause::CauseFinding;
 use crate::config;
 use crate::diagnosis::classify::Progress;
 use crate::diagnosis::Finding;
@@ -54,6 +55,21 @@ pub(crate) struct RequestFacts {
     pub(crate) bytes_received_upstream: u64,
     /// The diagnosis, once there is one.
     pub(crate) finding: Option<Finding>,
+    /// Its cause, once derived.
+    pub(crate) cause: Option<CauseFinding>,
+    /// The first attempt that broke mid-request, if one did: when a retry then only meets the
+    /// aftermath (refused: the app died of this request), the answer is about this one.
+    pub(crate) broken: Option<BrokenAttempt>,
+}
+
+/// An attempt whose connection broke after the request went out, before any answer.
+#[derive(Debug, Clone)]
+pub(crate) struct BrokenAttempt {
+    pub(crate) finding: Finding,
+    pub(crate) address: Option<SocketAddr>,
+    pub(crate) reused: bool,
+    /// How long the request had been in flight when it broke.
+    pub(crate) age: Option<Duration>,
 }
 
 /// What one attempt reached: a server, a connection, an answer.
@@ -95,6 +111,8 @@ impl RequestCtx {
                 bytes_sent_upstream: 0,
                 bytes_received_upstream: 0,
                 finding: None,
+                cause: None,
+                broken: None,
             },
             attempt: AttemptFacts::default(),
         }
@@ -149,6 +167,11 @@ impl RequestCtx {
             connect: self.attempt.connect,
             response: self.attempt.response,
         });
+    }
+
+    /// How long the current attempt's request has been at the server.
+    pub(crate) fn age(&self) -> Option<Duration> {
+        self.attempt.request_sent.map(|t| t.elapsed())
     }
 
     /// The current attempt's timings, and the request's so far.

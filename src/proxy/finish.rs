@@ -12,6 +12,7 @@ impl Triage {
     /// Records a finished request: metrics, its report if it failed, its access line.
     pub(super) fn finish(&self, session: &Session, ctx: &mut RequestCtx) {
         let finding = ctx.request.finding.take();
+        let cause = ctx.request.cause.take();
         let attempts = std::mem::take(&mut ctx.request.failed_attempts);
         let upstream_status = ctx.attempt.upstream_status;
         let status = finding.as_ref().map_or(upstream_status.unwrap_or(0), |f| {
@@ -49,6 +50,7 @@ impl Triage {
             address: ctx.attempt.address,
             status,
             finding: finding.as_ref(),
+            cause: cause.as_ref(),
             attempts: ctx.request.attempts,
             reused: ctx.attempt.reused_connection,
             timings: ctx.timings(),

@@ -8,9 +8,11 @@
 
 pub mod balancer;
 mod context;
+mod explain;
 mod finish;
 pub mod forwarding;
 pub mod health;
+mod probe;
 pub mod request_checks;
 mod respond;
 pub mod routing;
@@ -56,6 +58,8 @@ pub struct Triage {
     in_flight: Arc<InFlight>,
     /// Where failure reports are linked, if the ring keeps any (fixed at start, like the ring).
     report_url: Option<String>,
+    /// The probes of failed addresses, and their last results.
+    prober: probe::Prober,
 }
 
 impl Triage {
@@ -79,6 +83,7 @@ impl Triage {
             renderer: Renderer::new(),
             in_flight,
             report_url: boot.report_url(),
+            prober: probe::Prober::default(),
         }
     }
 
@@ -224,6 +229,7 @@ impl ProxyHttp for Triage {
             detail: render::text::header_text(&error.to_string(), render::text::MAX_HEADER_TEXT),
         };
         let status = http::StatusCode::BAD_REQUEST;
+        let cause = crate::cause::without_evidence(finding.diagnosis);
         let response = self
             .renderer
             .failure_response(&self.failure(&ctx, &finding, status), BodyFormat::Html)
@@ -245,6 +251,7 @@ impl ProxyHttp for Triage {
             address: None,
             status: status.as_u16(),
             finding: Some(&finding),
+            cause: Some(&cause),
             attempts: 0,
             reused: false,
             timings: Timings {
@@ -440,7 +447,7 @@ impl ProxyHttp for Triage {
     /// when the app itself answered 5xx: the status and body pass through untouched.
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
@@ -459,6 +466,9 @@ impl ProxyHttp for Triage {
             diagnosis,
             detail: String::new(),
         });
+        if let Some(finding) = &ctx.request.finding {
+            ctx.request.cause = Some(self.explain(session, ctx, finding, None).await);
+        }
         let disclosed = self.disclosed(ctx, "");
         self.renderer.decorate_upstream_response(
             upstream_response,
@@ -466,6 +476,7 @@ impl ProxyHttp for Triage {
             diagnosis,
             ctx.request.attempts,
             disclosed.as_ref(),
+            ctx.request.cause.as_ref(),
         )?;
         ctx.attempt.progress = Progress::ResponseStarted;
         Ok(())
@@ -549,7 +560,8 @@ impl ProxyHttp for Triage {
     /// A failure on an established connection: recorded as an attempt. The retry policy is
     /// Pingora's default (only idempotent requests whose body is still buffered, and only
     /// failures of a reused pooled connection), decided here because overriding this hook
-    /// without deciding panics.
+    /// without deciding panics, and never once the server had the request for longer than the
+    /// stale keep-alive race.
     fn error_while_proxy(
         &self,
         peer: &HttpPeer,
@@ -560,10 +572,29 @@ impl ProxyHttp for Triage {
     ) -> Box<Error> {
         let finding = self.classify_attempt(&e, session, ctx);
         let diagnosis = finding.diagnosis;
+        let age = ctx.age();
+        let broke = matches!(
+            diagnosis,
+            Diagnosis::ConnectionReset | Diagnosis::ConnectionClosed | Diagnosis::RequestSendFailed
+        );
+        if broke && ctx.request.broken.is_none() {
+            ctx.request.broken = Some(context::BrokenAttempt {
+                finding: finding.clone(),
+                address: ctx.attempt.address,
+                reused: ctx.attempt.reused_connection,
+                age,
+            });
+        }
         ctx.record_attempt(finding);
         self.count_server_failure(ctx, diagnosis);
         let mut e = e.more_context(format!("Peer: {peer}"));
-        if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated()
+        // A request the server had for longer than the stale keep-alive race was not lost to a
+        // closed pooled connection: the app had it, and may have died of it. Replaying it
+        // against a restarted app would repeat the crash, and hide it.
+        let had_it = age.is_some_and(|age| age >= ctx.state.thresholds.stale_race);
+        if had_it
+            || !session.req_header().method.is_idempotent()
+            || session.as_ref().retry_buffer_truncated()
         {
             e.set_retry(false);
         } else {
@@ -580,7 +611,16 @@ impl ProxyHttp for Triage {
         e: &Error,
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
-        let finding = self.classify_attempt(e, session, ctx);
+        let mut finding = self.classify_attempt(e, session, ctx);
+        // A retry refused after the connection broke mid-request met only the aftermath: the
+        // answer is about the break.
+        let broken = ctx.request.broken.take().filter(|b| {
+            finding.diagnosis == Diagnosis::ConnectRefused && b.address == ctx.attempt.address
+        });
+        if let Some(broken) = &broken {
+            finding = broken.finding.clone();
+        }
+        ctx.request.cause = Some(self.explain(session, ctx, &finding, broken.as_ref()).await);
         let (error_code, can_reuse_downstream) = match finding.diagnosis.outcome() {
             ClientOutcome::Generated(status) => {
                 // Like nginx, the client keeps its connection after an error page, unless part

@@ -3,6 +3,7 @@
 
 use super::routing::{RouteId, RouteTable};
 use super::upstream::Upstream;
+use crate::cause::Thresholds;
 use crate::config::{self, LiveConfig, ServerAddr};
 use crate::diagnosis::Disclosure;
 use crate::metrics::{MetricHandles, Metrics};
@@ -19,6 +20,8 @@ pub struct State {
     pub route_labels: Vec<String>,
     pub upstreams: Vec<Upstream>,
     pub disclosure: Disclosure,
+    /// What the cause derivation counts as a race, a window, overload.
+    pub thresholds: Thresholds,
 }
 
 impl State {
@@ -49,6 +52,7 @@ impl State {
                 .map(|r| crate::metrics::route_label(r.host.as_deref(), &r.path_prefix))
                 .collect(),
             disclosure: Disclosure::new(&config.diagnosis),
+            thresholds: Thresholds::default(),
             upstreams,
             config,
         })

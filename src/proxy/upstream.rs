@@ -95,6 +95,11 @@ impl Upstream {
         }
     }
 
+    /// How long the upstream may take to answer (`read_timeout`), unless a route overrides it.
+    pub fn read_timeout(&self) -> Duration {
+        self.read_timeout
+    }
+
     /// Counts a request towards the retry budget.
     pub fn count_request(&self) {
         self.retry_budget.count_request();

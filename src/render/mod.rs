@@ -8,6 +8,7 @@
 pub mod page;
 pub mod text;
 
+use crate::cause::{Cause, CauseFinding};
 use crate::diagnosis::{Diagnosis, Source};
 use crate::id::RequestId;
 use crate::outcome::Timings;
@@ -23,6 +24,7 @@ pub static X_DIAGNOSIS_PHASE: HeaderName = HeaderName::from_static("x-diagnosis-
 pub static X_DIAGNOSIS_SOURCE: HeaderName = HeaderName::from_static("x-diagnosis-source");
 pub static X_DIAGNOSIS_ID: HeaderName = HeaderName::from_static("x-diagnosis-id");
 pub static X_DIAGNOSIS_HINT: HeaderName = HeaderName::from_static("x-diagnosis-hint");
+pub static X_DIAGNOSIS_CAUSE: HeaderName = HeaderName::from_static("x-diagnosis-cause");
 pub static X_DIAGNOSIS_UPSTREAM: HeaderName = HeaderName::from_static("x-diagnosis-upstream");
 pub static X_DIAGNOSIS_DETAIL: HeaderName = HeaderName::from_static("x-diagnosis-detail");
 pub static PROXY_STATUS: HeaderName = HeaderName::from_static("proxy-status");
@@ -84,6 +86,8 @@ pub struct Failure<'a> {
     /// How many upstream attempts the request made (0 when none was made).
     pub attempts: u32,
     pub disclosed: Option<Disclosed<'a>>,
+    /// The likely cause, when one was derived.
+    pub cause: Option<&'a CauseFinding>,
 }
 
 /// Renders diagnosis headers and error responses.
@@ -91,6 +95,8 @@ pub struct Failure<'a> {
 pub struct Renderer {
     /// One per diagnosis, indexed by it.
     prepared: [Prepared; Diagnosis::COUNT],
+    /// Each cause's token as a header value, indexed by it.
+    cause_tokens: [HeaderValue; Cause::COUNT],
     source_proxy: HeaderValue,
     source_upstream: HeaderValue,
 }
@@ -119,6 +125,7 @@ impl Renderer {
         });
         Renderer {
             prepared,
+            cause_tokens: Cause::ALL.map(|c| HeaderValue::from_static(c.token())),
             source_proxy: HeaderValue::from_static(Source::Proxy.token()),
             source_upstream: HeaderValue::from_static(Source::Upstream.token()),
         }
@@ -139,6 +146,7 @@ impl Renderer {
         diagnosis: Option<Diagnosis>,
         attempts: u32,
         disclosed: Option<&Disclosed<'_>>,
+        cause: Option<&CauseFinding>,
     ) -> pingora::Result<()> {
         // The diagnosis headers are triage's alone; the app's own `Proxy-Status` entries stay
         // (RFC 9209: each intermediary appends its own).
@@ -157,7 +165,17 @@ impl Renderer {
             let p = self.prepared(diagnosis);
             resp.insert_static_header(&X_DIAGNOSIS, p.token.clone())?;
             resp.insert_static_header(&X_DIAGNOSIS_PHASE, p.phase.clone())?;
-            resp.insert_static_header(&X_DIAGNOSIS_HINT, p.hint.clone())?;
+            match cause {
+                Some(cause) => {
+                    resp.insert_static_header(
+                        &X_DIAGNOSIS_CAUSE,
+                        self.cause_tokens[cause.cause].clone(),
+                    )?;
+                    let hint = cause_hint(cause, disclosed.is_some());
+                    resp.insert_static_header(&X_DIAGNOSIS_HINT, header_value(hint))?;
+                }
+                None => resp.insert_static_header(&X_DIAGNOSIS_HINT, p.hint.clone())?,
+            }
             let mut proxy_status = String::with_capacity(64);
             // The entry built at start-up, with this response's parameters after it.
             proxy_status.push_str(p.proxy_status.to_str().unwrap_or(PROXY_NAME));
@@ -211,7 +229,16 @@ impl Renderer {
         headers.insert(&X_DIAGNOSIS_PHASE, p.phase.clone());
         headers.insert(&X_DIAGNOSIS_SOURCE, self.source_proxy.clone());
         headers.insert(&X_DIAGNOSIS_ID, failure.id.header_value());
-        headers.insert(&X_DIAGNOSIS_HINT, p.hint.clone());
+        match failure.cause {
+            Some(cause) => {
+                headers.insert(&X_DIAGNOSIS_CAUSE, self.cause_tokens[cause.cause].clone());
+                let hint = cause_hint(cause, failure.disclosed.is_some());
+                headers.insert(&X_DIAGNOSIS_HINT, header_value(hint));
+            }
+            None => {
+                headers.insert(&X_DIAGNOSIS_HINT, p.hint.clone());
+            }
+        }
         if failure.attempts > 0 {
             headers.insert(&X_DIAGNOSIS_ATTEMPTS, HeaderValue::from(failure.attempts));
         }
@@ -327,6 +354,17 @@ fn push_server_timing(out: &mut String, t: &Timings) {
 }
 
 /// A header value from text that was made header-safe by construction (printable ASCII).
+/// The cause's hint as a header value: the full one for a trusted client, the public one for
+/// anyone else; sanitized and bounded, since a hint can quote the request's path.
+fn cause_hint(cause: &CauseFinding, trusted: bool) -> String {
+    let hint = if trusted {
+        &cause.hint
+    } else {
+        &cause.public_hint
+    };
+    text::header_text(hint, text::MAX_HEADER_TEXT)
+}
+
 fn header_value(text: String) -> HeaderValue {
     header_value_bytes(Bytes::from(text))
 }
@@ -365,6 +403,7 @@ mod tests {
             at: SystemTime::now(),
             attempts: 1,
             disclosed,
+            cause: None,
         }
     }
 
@@ -458,6 +497,7 @@ mod tests {
             Some(Diagnosis::UpstreamStatus),
             1,
             None,
+            None,
         )
         .expect("decorate");
         let entries: Vec<_> = resp
@@ -482,7 +522,7 @@ mod tests {
     fn success_carries_id_and_source_only() {
         let r = Renderer::new();
         let mut resp = ResponseHeader::build(200, None).expect("build");
-        r.decorate_upstream_response(&mut resp, RequestId::next(), None, 1, None)
+        r.decorate_upstream_response(&mut resp, RequestId::next(), None, 1, None, None)
             .expect("decorate");
         assert!(header(&resp, "x-diagnosis-id").is_some());
         assert_eq!(header(&resp, "x-diagnosis-source"), Some("upstream"));

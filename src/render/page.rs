@@ -7,6 +7,7 @@
 
 use super::text;
 use super::{Disclosed, Failure};
+use crate::cause::CauseFinding;
 use crate::diagnosis::{BrokenHop, Diagnosis, Phase};
 use bytes::Bytes;
 
@@ -99,7 +100,29 @@ fn json(out: &mut String, f: &Failure<'_>, escaped: &Escaped) {
     out.push_str("\",\"source\":\"");
     out.push_str(d.source().token());
     out.push_str("\",\"hint\":");
-    out.push_str(&escaped.hint_json);
+    match f.cause {
+        Some(cause) => text::json_string(out, visible_hint(f, cause)),
+        None => out.push_str(&escaped.hint_json),
+    }
+    if let Some(cause) = f.cause {
+        out.push_str(",\"cause\":\"");
+        out.push_str(cause.cause.token());
+        out.push('"');
+        if f.disclosed.is_some() {
+            out.push_str(",\"evidence\":[");
+            for (i, e) in cause.evidence.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str("{\"source\":\"");
+                out.push_str(e.source.token());
+                out.push_str("\",\"fact\":");
+                text::json_string(out, &e.fact);
+                out.push('}');
+            }
+            out.push(']');
+        }
+    }
     out.push_str(",\"id\":\"");
     out.push_str(f.id.as_str());
     out.push_str("\",\"time\":\"");
@@ -120,7 +143,7 @@ fn json_disclosed(out: &mut String, disclosed: &Disclosed<'_>, id: &str) {
         out.push_str(",\"address\":");
         text::json_string(out, address.as_str());
     }
-    out.push_str(",\"cause\":");
+    out.push_str(",\"error\":");
     text::json_string(out, disclosed.detail);
     if let Some(url) = disclosed.report_url {
         out.push_str(",\"report\":");
@@ -156,7 +179,9 @@ h1{margin:0 0 .25rem;font-size:1.6rem}.lead{margin:0 0 1.5rem;color:#4a5263}\
 .link{flex:1;text-align:center;color:#2e9d5b}.link.bad{color:#d33;font-size:1.3rem}\
 .hint{padding:1rem;background:#fff8e1;border-left:4px solid #f0b400;border-radius:4px}\
 dl{display:grid;grid-template-columns:max-content 1fr;gap:.3rem 1rem;margin:1.5rem 0 0}\
-dt{color:#6b7385}dd{margin:0;font-family:ui-monospace,monospace;word-break:break-all}";
+dt{color:#6b7385}dd{margin:0;font-family:ui-monospace,monospace;word-break:break-all}\
+h2{font-size:1.1rem;margin:1.5rem 0 .5rem}.evidence{margin:0;padding-left:1.2rem}\
+.evidence .source{font-family:ui-monospace,monospace;color:#6b7385}";
 
 fn html(out: &mut String, f: &Failure<'_>, escaped: &Escaped) {
     let d = f.diagnosis;
@@ -185,9 +210,29 @@ fn html(out: &mut String, f: &Failure<'_>, escaped: &Escaped) {
     out.push_str("</p>");
     path(out, d.broken_hop(), d.phase());
     out.push_str("<p class=\"hint\">");
-    out.push_str(&escaped.hint_html);
-    out.push_str("</p><dl>");
+    match f.cause {
+        Some(cause) => text::html(out, visible_hint(f, cause)),
+        None => out.push_str(&escaped.hint_html),
+    }
+    out.push_str("</p>");
+    if let (Some(cause), Some(_)) = (f.cause, &f.disclosed) {
+        if !cause.evidence.is_empty() {
+            out.push_str("<h2>Evidence</h2><ul class=\"evidence\">");
+            for e in &cause.evidence {
+                out.push_str("<li><span class=\"source\">");
+                out.push_str(e.source.token());
+                out.push_str("</span> ");
+                text::html(out, &e.fact);
+                out.push_str("</li>");
+            }
+            out.push_str("</ul>");
+        }
+    }
+    out.push_str("<dl>");
     plain_row(out, "Diagnosis", d.token());
+    if let Some(cause) = f.cause {
+        plain_row(out, "Cause", cause.cause.token());
+    }
     plain_row(out, "Phase", d.phase().token());
     plain_row(out, "Produced by", d.source().token());
     plain_row(out, "Request id", f.id.as_str());
@@ -249,6 +294,15 @@ fn path(out: &mut String, broken: BrokenHop, phase: Phase) {
     }
 }
 
+/// The cause's hint this client may read: the full one when trusted.
+fn visible_hint<'a>(f: &Failure<'_>, cause: &'a CauseFinding) -> &'a str {
+    if f.disclosed.is_some() {
+        &cause.hint
+    } else {
+        &cause.public_hint
+    }
+}
+
 /// A row whose value may hold anything (config names, error text, URLs): escaped.
 fn row(out: &mut String, name: &str, value: &str) {
     out.push_str("<dt>");
@@ -283,6 +337,7 @@ mod tests {
             at: SystemTime::now(),
             attempts: 1,
             disclosed,
+            cause: None,
         }
     }
 

@@ -56,6 +56,11 @@ fn answered_until(secs: u64) -> ServerPast {
 fn check(found: &CauseFinding, cause: Cause) {
     assert_eq!(found.cause, cause, "{found:#?}");
     assert!(!found.hint.contains('{'), "unfilled: {}", found.hint);
+    assert!(
+        !found.public_hint.contains("127.0.0.1"),
+        "{}",
+        found.public_hint
+    );
     assert!(!found.evidence.is_empty() || matches!(cause, Cause::Unknown | Cause::ClientError));
 }
 
@@ -177,7 +182,7 @@ fn broken_while_listening_is_a_worker() {
     );
 }
 
-/// A reused connection that fails at once is the keep-alive race; a fresh one is not.
+/// A reused connection that fails at once is the keep-alive race; a new one is not.
 #[test]
 fn stale_keepalive_needs_a_reused_connection() {
     let past = answered_until(99);
@@ -185,8 +190,9 @@ fn stale_keepalive_needs_a_reused_connection() {
     o.age = Some(Duration::from_millis(1));
     o.reused = true;
     check(&derive(&o), Cause::StaleKeepalive);
+    // A new connection had the request: a worker died with it, however soon.
     o.reused = false;
-    assert_eq!(derive(&o).cause, Cause::Unknown);
+    assert_eq!(derive(&o).cause, Cause::WorkerKilled);
 }
 
 /// A TLS or FastCGI server found by the probe is a wrong protocol, not a crash.

@@ -1,0 +1,119 @@
+//! The evidence of a failure, gathered for its cause: what the failed attempt reached, a probe
+//! of the failed address when one decides between causes, and the server's history; then the
+//! one derivation ([`crate::cause::derive`]).
+
+use super::context::BrokenAttempt;
+use super::probe::ProbeKind;
+use super::{RequestCtx, Triage};
+use crate::cause::{self, CauseFinding, Observed, Probe};
+use crate::config::ServerAddr;
+use crate::diagnosis::{Diagnosis, Finding};
+use pingora::proxy::Session;
+use std::time::SystemTime;
+
+impl Triage {
+    /// The cause of the failure `finding` of the request's last attempt, or of `broken` when the
+    /// last attempt only met its aftermath (a retry refused after a connection broke
+    /// mid-request: the app died, of this very request perhaps).
+    pub(super) async fn explain(
+        &self,
+        session: &Session,
+        ctx: &RequestCtx,
+        finding: &Finding,
+        broken: Option<&BrokenAttempt>,
+    ) -> CauseFinding {
+        let (address, reused, age) = match broken {
+            Some(b) => (b.address, b.reused, b.age),
+            None => (
+                ctx.attempt.address,
+                ctx.attempt.reused_connection,
+                ctx.age(),
+            ),
+        };
+        let upstream = ctx.upstream();
+        let upstream_tls = upstream.is_some_and(|u| u.tls);
+        let probe = match (broken, address) {
+            // The retry's refusal is the probe.
+            (Some(_), _) => Probe::Refused,
+            (None, None) => Probe::NotRun,
+            (None, Some(address)) => match probe_kind(finding.diagnosis, upstream_tls, reused) {
+                Some(kind) => self.prober.probe(address, kind).await,
+                None => Probe::NotRun,
+            },
+        };
+        let host = upstream
+            .zip(ctx.attempt.server)
+            .and_then(|(u, i)| u.balancer.servers.get(i))
+            .and_then(|s| match &s.addr {
+                ServerAddr::Host { host, .. } => Some(host.as_str()),
+                ServerAddr::Ip(_) => None,
+            });
+        let route = ctx.route();
+        let read_timeout = route
+            .and_then(|r| r.timeouts.read)
+            .or(upstream.map(|u| u.read_timeout()))
+            .unwrap_or_default();
+        cause::derive(&Observed {
+            diagnosis: finding.diagnosis,
+            id: ctx.request.id.as_str(),
+            address,
+            host,
+            upstream_tls,
+            reused,
+            age,
+            path: session.req_header().uri.path(),
+            read_timeout,
+            status: ctx.attempt.upstream_status,
+            body_start: b"",
+            past: None,
+            deploy: None,
+            probe,
+            now: SystemTime::now(),
+            thresholds: ctx.state.thresholds,
+        })
+    }
+}
+
+/// Which probe decides between the causes of `diagnosis`, if any does.
+fn probe_kind(diagnosis: Diagnosis, upstream_tls: bool, reused: bool) -> Option<ProbeKind> {
+    match diagnosis {
+        // A new plain connection dropped before any answer: a TLS or FastCGI server closing on
+        // what it cannot read looks the same as a dying app, until asked in its protocol.
+        Diagnosis::ConnectionReset | Diagnosis::ConnectionClosed | Diagnosis::RequestSendFailed
+            if !upstream_tls && !reused =>
+        {
+            Some(ProbeKind::Protocol)
+        }
+        Diagnosis::ConnectionReset
+        | Diagnosis::ConnectionClosed
+        | Diagnosis::RequestSendFailed
+        | Diagnosis::BodyReset
+        | Diagnosis::BodyClosed => Some(ProbeKind::Listening),
+        Diagnosis::InvalidResponse if !upstream_tls => Some(ProbeKind::Protocol),
+        Diagnosis::DnsError
+        | Diagnosis::ConnectRefused
+        | Diagnosis::ConnectUnreachable
+        | Diagnosis::ConnectFailed
+        | Diagnosis::ConnectTimeout
+        | Diagnosis::TlsHandshakeFailed
+        | Diagnosis::TlsCertificateExpired
+        | Diagnosis::TlsCertificateUntrusted
+        | Diagnosis::TlsCertificateNameMismatch
+        | Diagnosis::TlsUpstreamPlaintext
+        | Diagnosis::UpstreamExpectsTls
+        | Diagnosis::RequestSendTimeout
+        | Diagnosis::ResponseTimeout
+        | Diagnosis::InvalidResponse
+        | Diagnosis::ResponseHeadersTooLarge
+        | Diagnosis::BodyTimeout
+        | Diagnosis::NoRoute
+        | Diagnosis::NoHealthyUpstream
+        | Diagnosis::RequestBodyTooLarge
+        | Diagnosis::UpgradeFailed
+        | Diagnosis::UpgradeRefused
+        | Diagnosis::UpstreamStatus
+        | Diagnosis::ClientClosed
+        | Diagnosis::BadRequest
+        | Diagnosis::InternalError => None,
+    }
+}

@@ -9,6 +9,7 @@ pub mod accesslog;
 pub mod admin;
 pub mod config;
 pub mod demo;
+pub mod deploys;
 pub mod diagnosis;
 pub mod id;
 pub mod metrics;

@@ -37,7 +37,8 @@ pub const UNKNOWN_VERSION: &str = "unknown";
 pub struct Deploy {
     /// The upstream deployed, a name of the config at the time; `None`: all of them.
     pub upstream: Option<String>,
-    /// Printable ASCII, 1 to [`MAX_VERSION`] bytes; [`UNKNOWN_VERSION`] when none was given.
+    /// Visible ASCII (no spaces, no control characters), 1 to [`MAX_VERSION`] bytes, so it can
+    /// go into a header or a log field as it is; [`UNKNOWN_VERSION`] when none was given.
     pub version: String,
     /// When the marker was recorded.
     pub time: SystemTime,
@@ -205,9 +206,9 @@ impl MarkerRequest {
                     "`version` is longer than {MAX_VERSION} bytes"
                 )))
             }
-            Some(v) if !v.bytes().all(|b| matches!(b, b' '..=b'~')) => {
+            Some(v) if !v.bytes().all(|b| b.is_ascii_graphic()) => {
                 return Err(Refused::bad(
-                    "`version` must be printable ASCII (no control characters)",
+                    "`version` must be visible ASCII: no spaces, no control characters",
                 ))
             }
             Some(v) => v.to_owned(),
@@ -412,6 +413,7 @@ mod tests {
             "{\"version\": \"v1\\n\"}",
             "{\"version\": \"v1\\u0000\"}",
             "{\"version\": \"caf\u{e9}\"}",
+            "{\"version\": \"release 42\"}",
             &format!("{{\"version\": \"{long}\"}}"),
             "{\"version\": \"v1\"} trailing",
         ] {

@@ -1,5 +1,7 @@
-//! Failure reports as JSON (for programs and support tooling) and as HTML (readable at a glance).
+//! Failure reports and deploy markers as JSON (for programs and support tooling) and as HTML
+//! (readable at a glance).
 
+use crate::deploys::Deploy;
 use crate::render::text;
 use crate::report::{Attempt, Report};
 use std::fmt::Write;
@@ -223,6 +225,50 @@ pub fn report_html(r: &Report) -> String {
         text::html(&mut out, name);
         out.push_str("</td><td class=\"mono\">");
         text::html(&mut out, value);
+        out.push_str("</td></tr>");
+    }
+    out.push_str("</table></body></html>\n");
+    out
+}
+
+/// The time of a report or marker as the JSON and the pages show it.
+fn time_text(time: std::time::SystemTime) -> String {
+    let mut out = String::with_capacity(24);
+    text::rfc3339(&mut out, time);
+    out
+}
+
+/// One deploy marker as `{"upstream", "version", "time"}`; `upstream` null for all upstreams.
+pub fn deploy_json(deploy: &Deploy) -> serde_json::Value {
+    serde_json::json!({
+        "upstream": deploy.upstream,
+        "version": deploy.version,
+        "time": time_text(deploy.time),
+    })
+}
+
+/// Markers, newest first, as `{"deploys":[...]}`.
+pub fn deploys_json(deploys: &[Deploy]) -> String {
+    let deploys: Vec<_> = deploys.iter().map(deploy_json).collect();
+    serde_json::json!({ "deploys": deploys }).to_string()
+}
+
+/// Deploy markers as a table, newest first.
+pub fn deploys_html(deploys: &[Deploy]) -> String {
+    let mut out = String::with_capacity(1024 + deploys.len() * 128);
+    page_start(&mut out, "Deploys");
+    out.push_str("<p>Newest first. Record one with <code>triage deployed -c FILE [--upstream NAME] [--version V]</code> or <code>POST /deploys</code>; JSON with <code>?format=json</code>.</p>");
+    out.push_str("<table><tr><th>time</th><th>upstream</th><th>version</th></tr>");
+    for deploy in deploys {
+        out.push_str("<tr><td class=\"mono\">");
+        text::rfc3339(&mut out, deploy.time);
+        out.push_str("</td><td>");
+        match &deploy.upstream {
+            Some(upstream) => text::html(&mut out, upstream),
+            None => out.push_str("<em>all</em>"),
+        }
+        out.push_str("</td><td class=\"mono\">");
+        text::html(&mut out, &deploy.version);
         out.push_str("</td></tr>");
     }
     out.push_str("</table></body></html>\n");

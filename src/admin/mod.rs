@@ -6,6 +6,7 @@
 //! headers every answer carries, are in `access.rs`.
 
 mod access;
+pub mod client;
 mod views;
 
 pub use access::ADMIN_HEADER;

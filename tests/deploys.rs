@@ -26,6 +26,14 @@ fn two_upstreams() -> String {
     )
 }
 
+/// triage with [`two_upstreams`] and `[admin] token_file` holding [`TOKEN`].
+async fn start_with_token() -> Triage {
+    let dir = temp_dir();
+    dir.write_file("admin.token", format!("{TOKEN}\n"));
+    let body = format!("token_file = \"admin.token\"\n{}", two_upstreams());
+    Triage::start_in(dir, &body).await
+}
+
 /// `POST /deploys` with a JSON body, as a deploy script sends it.
 async fn post_deploy(triage: &Triage, body: &str) -> client::Response {
     client::send(
@@ -218,13 +226,7 @@ async fn an_unknown_upstream_or_a_bad_body_is_refused() {
 /// a marker needs the token (401 without it), and a Host naming another server gets 421.
 #[tokio::test]
 async fn only_the_operator_can_record_a_marker() {
-    let dir = temp_dir();
-    dir.write_file("admin.token", format!("{TOKEN}\n"));
-    let triage = Triage::start_in(
-        dir,
-        &format!("token_file = \"admin.token\"\n{}", two_upstreams()),
-    )
-    .await;
+    let triage = start_with_token().await;
     let bearer = format!("Bearer {TOKEN}");
     let body = r#"{"upstream": "app", "version": "v1"}"#;
     for content_type in [
@@ -275,13 +277,7 @@ async fn only_the_operator_can_record_a_marker() {
 /// unknown; an upstream the running triage lacks fails non-zero, saying why.
 #[tokio::test]
 async fn triage_deployed_records_a_marker() {
-    let dir = temp_dir();
-    dir.write_file("admin.token", format!("{TOKEN}\n"));
-    let triage = Triage::start_in(
-        dir,
-        &format!("token_file = \"admin.token\"\n{}", two_upstreams()),
-    )
-    .await;
+    let triage = start_with_token().await;
     let out = deployed(&triage, &["--upstream", "api", "--version", "3f9c1a7"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(

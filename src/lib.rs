@@ -11,6 +11,7 @@ pub mod admin;
 pub mod cause;
 pub mod config;
 pub mod demo;
+pub mod deploys;
 pub mod diagnosis;
 pub mod id;
 pub mod metrics;

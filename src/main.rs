@@ -1,4 +1,5 @@
-//! The `triage` command: run the proxy, check a config, or run the demo.
+//! The `triage` command: run the proxy, check a config, run the demo, or ask a running triage
+//! to reload its config or to record a deploy marker.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -16,19 +17,71 @@ usage: triage -c FILE        run the proxy with this config
                              binary upgrade; then send SIGQUIT to the old process)
        triage -t -c FILE     check the config and exit (like nginx -t)
        triage reload -c FILE reload the running triage's config (also: SIGHUP, POST /reload)
+       triage deployed -c FILE [--upstream NAME] [--version V]
+                             record a deploy marker in the running triage (also: POST
+                             /deploys): of upstream NAME (default: all upstreams), version V
+                             (default: unknown); failures soon after it name the deploy
        triage demo [-c FILE] run a demo app with faults, and triage in front of it
                              (default config: conf/demo.toml)
        triage --version";
 
+#[derive(Debug, PartialEq, Eq)]
 enum Command {
     Run(PathBuf, bool),
     Check(PathBuf),
     Reload(PathBuf),
+    Deployed(PathBuf, Deployed),
     Demo(PathBuf),
     Version,
 }
 
+/// What `triage deployed` records.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Deployed {
+    upstream: Option<String>,
+    version: Option<String>,
+}
+
+impl Deployed {
+    /// The `POST /deploys` body.
+    fn body(&self) -> String {
+        serde_json::json!({ "upstream": self.upstream, "version": self.version }).to_string()
+    }
+}
+
+/// `triage deployed`'s options (after the word `deployed`), which have values of their own:
+/// `--version` here is the deploy's version, not triage's.
+fn parse_deployed(args: &[String]) -> Result<Command, String> {
+    let mut config = None;
+    let mut deployed = Deployed::default();
+    let mut iter = args.iter();
+    while let Some(arg) = iter.next() {
+        let mut value = |what: &str| {
+            iter.next()
+                .cloned()
+                .ok_or_else(|| format!("{arg} needs {what}"))
+        };
+        match arg.as_str() {
+            "-c" | "--config" => config = Some(PathBuf::from(value("a file")?)),
+            "--upstream" => deployed.upstream = Some(value("an upstream name")?),
+            "--version" => deployed.version = Some(value("the deployed version")?),
+            "-h" | "--help" => return Err(String::new()),
+            other => return Err(format!("unknown argument of deployed: {other}")),
+        }
+    }
+    match config {
+        Some(path) => Ok(Command::Deployed(path, deployed)),
+        None => Err("deployed needs the config file: -c FILE".to_owned()),
+    }
+}
+
 fn parse_args(args: &[String]) -> Result<Command, String> {
+    if let Some(("deployed", rest)) = args
+        .split_first()
+        .map(|(first, rest)| (first.as_str(), rest))
+    {
+        return parse_deployed(rest);
+    }
     let mut config = None;
     let mut check = false;
     let mut demo = false;
@@ -78,11 +131,8 @@ fn load(path: &std::path::Path) -> Result<triage::config::Config, ExitCode> {
     })
 }
 
-/// Asks the running triage (found through the config's admin address) to reload its config,
-/// with what the admin listener requires: a Host naming it, the `X-Triage-Admin` header of a
-/// state change, and the token of `[admin] token_file` when there is one.
+/// Asks the running triage (found through the config's admin address) to reload its config.
 fn reload(path: &std::path::Path) -> ExitCode {
-    use std::io::{Read, Write};
     let config = match load(path) {
         Ok(config) => config,
         Err(code) => {
@@ -90,43 +140,47 @@ fn reload(path: &std::path::Path) -> ExitCode {
             return code;
         }
     };
-    let admin = config.boot.admin.listen;
-    let authorization = config
-        .boot
-        .admin
-        .token
-        .as_ref()
-        .map_or_else(String::new, |token| {
-            format!("Authorization: Bearer {}\r\n", token.secret())
-        });
-    let request = format!(
-        "POST /reload HTTP/1.1\r\nHost: localhost\r\n{}: 1\r\n{authorization}\
-         Content-Length: 0\r\nConnection: close\r\n\r\n",
-        triage::admin::ADMIN_HEADER
-    );
-    let exchange = || -> std::io::Result<String> {
-        let mut stream =
-            std::net::TcpStream::connect_timeout(&admin, std::time::Duration::from_secs(5))?;
-        stream.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
-        stream.write_all(request.as_bytes())?;
-        let mut response = String::new();
-        stream.read_to_string(&mut response)?;
-        Ok(response)
-    };
-    match exchange() {
-        Ok(response) => {
-            let ok = response.starts_with("HTTP/1.1 200");
-            let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-            if ok {
-                print!("{body}");
-                ExitCode::SUCCESS
-            } else {
-                eprint!("{body}");
-                ExitCode::FAILURE
-            }
+    match triage::admin::client::post(&config.boot.admin, "/reload", None) {
+        Ok(answer) if answer.is_success() => {
+            print!("{}", answer.body);
+            ExitCode::SUCCESS
         }
-        Err(e) => {
-            eprintln!("triage: cannot reach the admin listener at {admin}: {e}");
+        Ok(answer) => {
+            eprint!("{}", answer.body);
+            ExitCode::FAILURE
+        }
+        Err(message) => {
+            eprintln!("triage: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Records a deploy marker in the running triage (found through the config's admin address)
+/// and prints it as recorded.
+fn deployed(path: &std::path::Path, deployed: &Deployed) -> ExitCode {
+    let config = match load(path) {
+        Ok(config) => config,
+        Err(code) => {
+            eprintln!("triage: no deploy marker recorded");
+            return code;
+        }
+    };
+    match triage::admin::client::post(&config.boot.admin, "/deploys", Some(&deployed.body())) {
+        Ok(answer) if answer.is_success() => {
+            println!("{}", answer.body.trim_end());
+            ExitCode::SUCCESS
+        }
+        Ok(answer) => {
+            eprintln!(
+                "triage: no deploy marker recorded: the admin listener answered {}: {}",
+                answer.status,
+                answer.body.trim_end()
+            );
+            ExitCode::FAILURE
+        }
+        Err(message) => {
+            eprintln!("triage: no deploy marker recorded: {message}");
             ExitCode::FAILURE
         }
     }
@@ -174,6 +228,7 @@ fn main() -> ExitCode {
         Ok(Command::Run(path, upgrade)) => run(&path, false, upgrade),
         Ok(Command::Demo(path)) => run(&path, true, false),
         Ok(Command::Reload(path)) => reload(&path),
+        Ok(Command::Deployed(path, marker)) => deployed(&path, &marker),
         Err(message) => {
             if !message.is_empty() {
                 eprintln!("triage: {message}");
@@ -185,5 +240,68 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Command, String> {
+        parse_args(&args.iter().map(|a| a.to_string()).collect::<Vec<_>>())
+    }
+
+    /// After `deployed`, `--version` is the deploy's version, not triage's; both options are
+    /// optional, the config is not, and an option without its value is an error.
+    #[test]
+    fn deployed_takes_its_own_options() {
+        let marker = |upstream: Option<&str>, version: Option<&str>| {
+            Command::Deployed(
+                PathBuf::from("t.toml"),
+                Deployed {
+                    upstream: upstream.map(str::to_owned),
+                    version: version.map(str::to_owned),
+                },
+            )
+        };
+        assert_eq!(
+            parse(&[
+                "deployed",
+                "-c",
+                "t.toml",
+                "--upstream",
+                "app",
+                "--version",
+                "v1.2"
+            ]),
+            Ok(marker(Some("app"), Some("v1.2")))
+        );
+        assert_eq!(
+            parse(&["deployed", "--version", "v2", "-c", "t.toml"]),
+            Ok(marker(None, Some("v2")))
+        );
+        assert_eq!(parse(&["deployed", "-c", "t.toml"]), Ok(marker(None, None)));
+        assert!(matches!(parse(&["--version"]), Ok(Command::Version)));
+        for (args, message) in [
+            (&["deployed"][..], "deployed needs the config file: -c FILE"),
+            (
+                &["deployed", "-c", "t.toml", "--version"],
+                "--version needs the deployed version",
+            ),
+            (
+                &["deployed", "-c", "t.toml", "--upstream"],
+                "--upstream needs an upstream name",
+            ),
+            (
+                &["deployed", "-c", "t.toml", "-t"],
+                "unknown argument of deployed: -t",
+            ),
+        ] {
+            assert_eq!(parse(args).err().as_deref(), Some(message), "{args:?}");
+        }
+        assert_eq!(
+            Deployed::default().body(),
+            r#"{"upstream":null,"version":null}"#
+        );
     }
 }

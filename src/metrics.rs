@@ -30,6 +30,9 @@ pub const RESPONSE_BUCKETS: &[f64] = &[
 /// The label value used where a request has no route or no upstream (e.g. `no_route`).
 pub const NONE_LABEL: &str = "none";
 
+/// The `upstream` label of a deploy marker for all upstreams (no upstream name has a `*`).
+pub const ALL_UPSTREAMS_LABEL: &str = "*";
+
 /// The lowest and highest status codes with a cached handle.
 const FIRST_CODE: u16 = 100;
 const CODES: usize = 500;
@@ -70,6 +73,7 @@ pub struct Metrics {
     client_closed: IntCounterVec,
     server_healthy: IntGaugeVec,
     stored: IntGauge,
+    deploys: IntCounterVec,
 }
 
 /// The handles one config's routes and upstreams count with, resolved when the config is
@@ -145,6 +149,13 @@ impl Metrics {
             "triage_diagnoses_stored",
             "Failure reports currently kept for /diagnoses",
         )?;
+        let deploys = IntCounterVec::new(
+            Opts::new(
+                "triage_deploys_total",
+                "Deploy markers recorded (POST /deploys), by upstream; \"*\" for all upstreams",
+            ),
+            &["upstream"],
+        )?;
         let build_info = IntGaugeVec::new(
             Opts::new("triage_build_info", "Always 1; labels describe the build"),
             &["version"],
@@ -161,6 +172,7 @@ impl Metrics {
         registry.register(Box::new(client_closed.clone()))?;
         registry.register(Box::new(stored.clone()))?;
         registry.register(Box::new(server_healthy.clone()))?;
+        registry.register(Box::new(deploys.clone()))?;
         registry.register(Box::new(build_info))?;
 
         Ok(Metrics {
@@ -174,6 +186,7 @@ impl Metrics {
             client_closed,
             server_healthy,
             stored,
+            deploys,
         })
     }
 
@@ -218,6 +231,11 @@ impl Metrics {
                 )
             })
             .chain([(NONE_LABEL.to_owned(), NONE_LABEL.to_owned())]);
+        // At 0 from the start, so the first deploy of an upstream is an increase.
+        for upstream in config.upstreams.iter().map(|u| u.name.as_str()) {
+            self.deploys.with_label_values(&[upstream]);
+        }
+        self.deploys.with_label_values(&[ALL_UPSTREAMS_LABEL]);
         let routes = route_labels
             .map(|(route, upstream)| RouteHandles {
                 client_closed: self.client_closed.with_label_values(&[route.as_str()]),
@@ -237,6 +255,13 @@ impl Metrics {
     /// Sets how many failure reports are stored.
     pub fn set_stored(&self, count: usize) {
         self.stored.set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
+    /// Counts one deploy marker of `upstream` (a config name), or of all upstreams (`None`).
+    pub fn count_deploy(&self, upstream: Option<&str>) {
+        self.deploys
+            .with_label_values(&[upstream.unwrap_or(ALL_UPSTREAMS_LABEL)])
+            .inc();
     }
 
     /// The text exposition format, for `/metrics`.

@@ -3,6 +3,7 @@
 
 use crate::admin::Admin;
 use crate::config::{BootConfig, Config, LiveConfig, LogFormat, LogLevel};
+use crate::deploys::DeployLog;
 use crate::metrics::Metrics;
 use crate::proxy::{State, Triage};
 use crate::reload::{self, Reloader};
@@ -186,6 +187,8 @@ fn build_process(
         boot.reports.max_count,
         boot.reports.max_bytes,
     ));
+    // For the life of the process: a reload replaces the state, never the deploy markers.
+    let deploys = Arc::new(DeployLog::default());
     let state = Arc::new(State::new(live, &metrics)?);
     let reloader = Arc::new(Reloader::new(
         path.to_path_buf(),
@@ -243,7 +246,7 @@ fn build_process(
 
     let mut admin = Service::new(
         "admin".to_owned(),
-        Admin::new(metrics, reports, Some(reloader), &boot.admin),
+        Admin::new(metrics, reports, deploys, Some(reloader), &boot.admin),
     );
     admin.add_tcp(&boot.admin.listen.to_string());
     server.add_service(admin);

@@ -10,9 +10,10 @@
 //!   tunnel or port mapping changes it, and no attacker can make a browser send one of these
 //!   names for a page of theirs. A request without a Host (HTTP/1.0: a probe, never a
 //!   browser) is answered.
-//! - **State changes** (`POST /reload`) need `Content-Type: application/json` or an
-//!   `X-Triage-Admin` header, which a page cannot send cross-site without a CORS preflight
-//!   this listener never grants; a plain form or `text/plain` POST gets 403.
+//! - **State changes** (`POST /reload`, `POST /deploys`) need `Content-Type:
+//!   application/json` or an `X-Triage-Admin` header, which a page cannot send cross-site
+//!   without a CORS preflight this listener never grants; a plain form or `text/plain` POST
+//!   gets 403.
 //! - **`[admin] token_file`**: when set, every endpoint but `/healthz` and `/readyz` needs
 //!   `Authorization: Bearer <token>`, compared in constant time; else 401 with
 //!   `WWW-Authenticate: Bearer`.

@@ -1,15 +1,18 @@
 //! The admin listener, on its own port (loopback by default), never on the public one:
 //! `/metrics` for Prometheus, `/healthz` and `/readyz` for orchestrators, and `/diagnoses` with
 //! the report of every recent failure, so whoever holds an `X-Diagnosis-Id` can read the whole
-//! story of that request, and `POST /reload` to reload the config. Who it answers, and the
+//! story of that request, `POST /reload` to reload the config, and `/deploys`, where deploy
+//! scripts record deploy markers (`POST`) and operators list them. Who it answers, and the
 //! headers every answer carries, are in `access.rs`.
 
 mod access;
+pub mod client;
 mod views;
 
 pub use access::ADMIN_HEADER;
 
 use crate::config::Admin as AdminSettings;
+use crate::deploys::{Deploy, DeployLog, MarkerRequest, MAX_BODY};
 use crate::diagnosis::{Diagnosis, UnknownDiagnosis};
 use crate::id::RequestId;
 use crate::metrics::Metrics;
@@ -22,14 +25,19 @@ use http::{Response, StatusCode};
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 /// The most reports `/diagnoses` lists at once.
 const MAX_LIST: usize = 500;
+
+/// The longest a `POST /deploys` body may take to arrive.
+const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves the admin endpoints.
 pub struct Admin {
     metrics: Arc<Metrics>,
     reports: Arc<ReportStore>,
+    deploys: Arc<DeployLog>,
     reloader: Option<Arc<Reloader>>,
     access: Access,
 }
@@ -39,12 +47,14 @@ impl Admin {
     pub fn new(
         metrics: Arc<Metrics>,
         reports: Arc<ReportStore>,
+        deploys: Arc<DeployLog>,
         reloader: Option<Arc<Reloader>>,
         settings: &AdminSettings,
     ) -> Admin {
         Admin {
             metrics,
             reports,
+            deploys,
             reloader,
             access: Access::new(settings),
         }
@@ -118,6 +128,29 @@ impl Admin {
                 None => text(StatusCode::NOT_FOUND, "reload is not available\n"),
             };
         }
+        if path == "/deploys" || path == "/deploys/" {
+            return match req.method {
+                http::Method::GET | http::Method::HEAD => {
+                    let deploys = self.deploys.recent();
+                    match format {
+                        BodyFormat::Json => json(StatusCode::OK, views::deploys_json(&deploys)),
+                        BodyFormat::Html => html(StatusCode::OK, views::deploys_html(&deploys)),
+                    }
+                }
+                http::Method::POST => self.record_deploy(session).await,
+                _ => {
+                    let mut resp = text(
+                        StatusCode::METHOD_NOT_ALLOWED,
+                        "GET /deploys lists the deploy markers, POST /deploys records one\n",
+                    );
+                    resp.headers_mut().insert(
+                        http::header::ALLOW,
+                        http::HeaderValue::from_static("GET, HEAD, POST"),
+                    );
+                    resp
+                }
+            };
+        }
         match path {
             "/healthz" => text(StatusCode::OK, "ok\n"),
             // This listener starts only after the config loaded and the proxy listeners were
@@ -173,6 +206,91 @@ impl Admin {
             },
         }
     }
+}
+
+impl Admin {
+    /// `POST /deploys`: checks the request and its body, records the marker, counts and logs
+    /// it, and answers 201 with the marker as `GET /deploys?format=json` lists it.
+    async fn record_deploy(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        if !access::is_non_simple(&session.req_header().headers) {
+            return text(
+                StatusCode::FORBIDDEN,
+                "POST /deploys needs Content-Type: application/json or an X-Triage-Admin \
+                 header, which a web page cannot send cross-site\n",
+            );
+        }
+        let body = match read_body(session, MAX_BODY).await {
+            Ok(body) => body,
+            Err(refusal) => return refusal,
+        };
+        let upstreams: Vec<String> = self.reloader.as_ref().map_or_else(Vec::new, |reloader| {
+            let state = reloader.shared_state().load_full();
+            state
+                .config
+                .upstreams
+                .iter()
+                .map(|u| u.name.clone())
+                .collect()
+        });
+        let names: Vec<&str> = upstreams.iter().map(String::as_str).collect();
+        let marker = match MarkerRequest::parse(&body, &names) {
+            Ok(marker) => marker,
+            Err(refused) => {
+                let status =
+                    StatusCode::from_u16(refused.status).unwrap_or(StatusCode::BAD_REQUEST);
+                return text(status, &format!("{}\n", refused.message));
+            }
+        };
+        let deploy = Deploy {
+            upstream: marker.upstream,
+            version: marker.version,
+            time: SystemTime::now(),
+        };
+        self.metrics.count_deploy(deploy.upstream.as_deref());
+        tracing::info!(
+            upstream = deploy
+                .upstream
+                .as_deref()
+                .unwrap_or(crate::metrics::ALL_UPSTREAMS_LABEL),
+            version = deploy.version.as_str(),
+            "deploy marker recorded"
+        );
+        let answer = views::deploy_json(&deploy).to_string();
+        self.deploys.record(deploy);
+        json(StatusCode::CREATED, answer)
+    }
+}
+
+/// The request body, at most `max` bytes, within [`BODY_TIMEOUT`]; else the refusal to send
+/// (413, 408, 400), after which the connection closes instead of reading the rest.
+async fn read_body(session: &mut ServerSession, max: usize) -> Result<Vec<u8>, Response<Vec<u8>>> {
+    let read = async {
+        let mut body = Vec::new();
+        while let Some(chunk) = session.read_request_body().await? {
+            body.extend_from_slice(&chunk);
+            if body.len() > max {
+                break;
+            }
+        }
+        Ok::<_, Box<pingora::Error>>(body)
+    };
+    let refusal = match tokio::time::timeout(BODY_TIMEOUT, read).await {
+        Ok(Ok(body)) if body.len() <= max => return Ok(body),
+        Ok(Ok(_)) => text(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("the body is larger than {max} bytes\n"),
+        ),
+        Ok(Err(e)) => text(
+            StatusCode::BAD_REQUEST,
+            &format!("cannot read the body: {}\n", e.etype().as_str()),
+        ),
+        Err(_) => text(
+            StatusCode::REQUEST_TIMEOUT,
+            "the body did not arrive in time\n",
+        ),
+    };
+    session.set_keepalive(None);
+    Err(refusal)
 }
 
 fn with_type(status: StatusCode, body: Vec<u8>, content_type: &'static str) -> Response<Vec<u8>> {

@@ -1,5 +1,7 @@
-//! Failure reports as JSON (for programs and support tooling) and as HTML (readable at a glance).
+//! Failure reports and deploy markers as JSON (for programs and support tooling) and as HTML
+//! (readable at a glance).
 
+use crate::deploys::Deploy;
 use crate::render::text;
 use crate::report::{Attempt, Report};
 use std::fmt::Write;
@@ -10,113 +12,95 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-fn field(out: &mut String, name: &str, value: &str) {
-    out.push('"');
-    out.push_str(name);
-    out.push_str("\":");
-    text::json_string(out, value);
+/// The time of a report or marker as the JSON and the pages show it.
+fn time_text(time: std::time::SystemTime) -> String {
+    let mut out = String::with_capacity(24);
+    text::rfc3339(&mut out, time);
+    out
 }
 
-fn opt_ms(out: &mut String, name: &str, value: Option<Duration>) {
-    match value {
-        Some(d) => {
-            let _ = write!(out, "\"{name}\":{:.3}", ms(d));
-        }
-        None => {
-            let _ = write!(out, "\"{name}\":null");
-        }
-    }
+/// Milliseconds rounded to the microsecond, as the JSON shows them.
+fn json_ms(d: Duration) -> f64 {
+    (ms(d) * 1e3).round() / 1e3
 }
 
-fn attempt_json(out: &mut String, a: &Attempt) {
-    out.push('{');
-    match a.address {
-        Some(addr) => field(out, "address", &addr.to_string()),
-        None => out.push_str("\"address\":null"),
-    }
-    out.push(',');
-    let (token, phase) = a
+fn attempt_value(a: &Attempt) -> serde_json::Value {
+    let (diagnosis, phase) = a
         .diagnosis
         .map_or(("", ""), |d| (d.token(), d.phase().token()));
-    field(out, "diagnosis", token);
-    out.push(',');
-    field(out, "phase", phase);
-    out.push(',');
-    field(out, "detail", &a.detail);
-    let _ = write!(out, ",\"reused_connection\":{},", a.reused_connection);
-    opt_ms(out, "connect_ms", a.connect);
-    out.push(',');
-    opt_ms(out, "response_ms", a.response);
-    out.push('}');
+    serde_json::json!({
+        "address": a.address.map(|address| address.to_string()),
+        "diagnosis": diagnosis,
+        "phase": phase,
+        "detail": a.detail,
+        "reused_connection": a.reused_connection,
+        "connect_ms": a.connect.map(json_ms),
+        "response_ms": a.response.map(json_ms),
+    })
 }
 
-fn report_json_into(out: &mut String, r: &Report) {
-    out.push('{');
-    field(out, "id", r.id.as_str());
-    out.push_str(",\"time\":\"");
-    text::rfc3339(out, r.time);
-    out.push_str("\",");
-    field(out, "method", &r.method);
-    out.push(',');
-    field(out, "host", &r.host);
-    out.push(',');
-    field(out, "path", &r.path);
-    out.push_str(",\"headers\":{");
-    for (i, (name, value)) in r.headers.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
+/// A report as a JSON object. A header sent more than once is one member, its values joined
+/// with ", " as HTTP combines them (a JSON object has each name once).
+fn report_value(r: &Report) -> serde_json::Value {
+    let mut headers = serde_json::Map::new();
+    for (name, value) in &r.headers {
+        match headers.get_mut(name) {
+            Some(serde_json::Value::String(earlier)) => {
+                earlier.push_str(", ");
+                earlier.push_str(value);
+            }
+            _ => {
+                headers.insert(name.clone(), value.as_str().into());
+            }
         }
-        field(out, name, value);
     }
-    out.push_str("},");
-    field(out, "route", &r.route);
-    out.push(',');
-    field(out, "upstream", &r.upstream);
-    let _ = write!(out, ",\"status\":{},", r.status);
-    field(out, "diagnosis", r.diagnosis.token());
-    out.push(',');
-    field(out, "phase", r.diagnosis.phase().token());
-    out.push(',');
-    field(out, "source", r.diagnosis.source().token());
-    out.push(',');
-    field(out, "hint", r.diagnosis.hint());
-    out.push(',');
-    field(out, "detail", &r.detail);
-    out.push_str(",\"attempts\":[");
-    for (i, a) in r.attempts.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        attempt_json(out, a);
-    }
-    let _ = write!(
-        out,
-        "],\"bytes_sent_upstream\":{},\"bytes_received_upstream\":{},\"total_ms\":{:.3}}}",
-        r.bytes_sent_upstream,
-        r.bytes_received_upstream,
-        ms(r.total)
-    );
+    let attempts: Vec<_> = r.attempts.iter().map(attempt_value).collect();
+    serde_json::json!({
+        "id": r.id.as_str(),
+        "time": time_text(r.time),
+        "method": r.method,
+        "host": r.host,
+        "path": r.path,
+        "headers": headers,
+        "route": r.route,
+        "upstream": r.upstream,
+        "status": r.status,
+        "diagnosis": r.diagnosis.token(),
+        "phase": r.diagnosis.phase().token(),
+        "source": r.diagnosis.source().token(),
+        "hint": r.diagnosis.hint(),
+        "detail": r.detail,
+        "attempts": attempts,
+        "bytes_sent_upstream": r.bytes_sent_upstream,
+        "bytes_received_upstream": r.bytes_received_upstream,
+        "total_ms": json_ms(r.total),
+    })
 }
 
 /// One report as a JSON object.
 pub fn report_json(r: &Report) -> String {
-    let mut out = String::with_capacity(1024);
-    report_json_into(&mut out, r);
-    out
+    report_value(r).to_string()
 }
 
 /// Reports, newest first, as `{"diagnoses":[...]}`.
 pub fn list_json(reports: &[Arc<Report>]) -> String {
-    let mut out = String::with_capacity(256 + reports.len() * 1024);
-    out.push_str("{\"diagnoses\":[");
-    for (i, r) in reports.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        report_json_into(&mut out, r);
-    }
-    out.push_str("]}");
-    out
+    let reports: Vec<_> = reports.iter().map(|r| report_value(r)).collect();
+    serde_json::json!({ "diagnoses": reports }).to_string()
+}
+
+/// One deploy marker as `{"upstream", "version", "time"}`; `upstream` null for all upstreams.
+pub fn deploy_json(deploy: &Deploy) -> serde_json::Value {
+    serde_json::json!({
+        "upstream": deploy.upstream,
+        "version": deploy.version,
+        "time": time_text(deploy.time),
+    })
+}
+
+/// Markers, newest first, as `{"deploys":[...]}`.
+pub fn deploys_json(deploys: &[Deploy]) -> String {
+    let deploys: Vec<_> = deploys.iter().map(deploy_json).collect();
+    serde_json::json!({ "deploys": deploys }).to_string()
 }
 
 const STYLE: &str = "body{font:15px/1.5 system-ui,sans-serif;margin:2rem;color:#1d2330}\
@@ -170,10 +154,8 @@ pub fn report_html(r: &Report) -> String {
     out.push_str("<p>");
     text::html(&mut out, r.diagnosis.hint());
     out.push_str("</p><dl>");
-    let mut time = String::new();
-    text::rfc3339(&mut time, r.time);
     let rows: [(&str, String); 11] = [
-        ("Time", time),
+        ("Time", time_text(r.time)),
         ("Request", format!("{} {}{}", r.method, r.host, r.path)),
         ("Route", r.route.clone()),
         ("Upstream", r.upstream.clone()),
@@ -227,4 +209,96 @@ pub fn report_html(r: &Report) -> String {
     }
     out.push_str("</table></body></html>\n");
     out
+}
+
+/// Deploy markers as a table, newest first.
+pub fn deploys_html(deploys: &[Deploy]) -> String {
+    let mut out = String::with_capacity(1024 + deploys.len() * 128);
+    page_start(&mut out, "Deploys");
+    out.push_str("<p>Newest first. Record one with <code>triage deployed -c FILE [--upstream NAME] [--version V]</code> or <code>POST /deploys</code>; JSON with <code>?format=json</code>.</p>");
+    out.push_str("<table><tr><th>time</th><th>upstream</th><th>version</th></tr>");
+    for deploy in deploys {
+        out.push_str("<tr><td class=\"mono\">");
+        text::rfc3339(&mut out, deploy.time);
+        out.push_str("</td><td>");
+        match &deploy.upstream {
+            Some(upstream) => text::html(&mut out, upstream),
+            None => out.push_str("<em>all</em>"),
+        }
+        out.push_str("</td><td class=\"mono\">");
+        text::html(&mut out, &deploy.version);
+        out.push_str("</td></tr>");
+    }
+    out.push_str("</table></body></html>\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diagnosis::Diagnosis;
+    use crate::id::RequestId;
+
+    /// A report's JSON, member for member: escapes, nulls, milliseconds to the microsecond,
+    /// and a header sent twice as one member with both values.
+    #[test]
+    fn a_report_as_json() {
+        let attempt = |address: Option<&str>, diagnosis, connect, response| Attempt {
+            address: address.map(|a| a.parse().unwrap()),
+            diagnosis,
+            detail: "d".into(),
+            reused_connection: diagnosis.is_none(),
+            connect,
+            response,
+        };
+        let report = Report {
+            id: RequestId::parse("0123456789abcdef").unwrap(),
+            time: std::time::UNIX_EPOCH + Duration::from_millis(1_790_000_000_123),
+            method: "GET".into(),
+            host: "ex\"am\\ple".into(),
+            path: "/a?[redacted]".into(),
+            headers: vec![
+                ("accept".into(), "*/*".into()),
+                ("x-a".into(), "[redacted]".into()),
+                ("accept".into(), "text/html".into()),
+            ],
+            route: "/".into(),
+            upstream: "app".into(),
+            diagnosis: Diagnosis::ConnectRefused,
+            detail: "refused \u{0}\u{b}\r".into(),
+            status: 502,
+            attempts: vec![
+                attempt(
+                    Some("127.0.0.1:1"),
+                    Some(Diagnosis::ConnectRefused),
+                    Some(Duration::from_nanos(412_345)),
+                    None,
+                ),
+                attempt(None, None, None, Some(Duration::from_nanos(1_234_567_891))),
+            ],
+            bytes_sent_upstream: 17,
+            bytes_received_upstream: 0,
+            total: Duration::from_millis(12),
+        };
+        let expected = concat!(
+            r#"{"id":"0123456789abcdef","time":"2026-09-21T14:13:20.123Z","method":"GET","#,
+            r#""host":"ex\"am\\ple","path":"/a?[redacted]","#,
+            r#""headers":{"accept":"*/*, text/html","x-a":"[redacted]"},"#,
+            r#""route":"/","upstream":"app","status":502,"diagnosis":"connect_refused","#,
+            r#""phase":"connect","source":"proxy","hint":"nothing is listening: the app "#,
+            r#"process crashed, is restarting, or the port in the config is wrong; check its "#,
+            r#"logs and the port","detail":"refused \u0000\u000b\r","#,
+            r#""attempts":[{"address":"127.0.0.1:1","diagnosis":"connect_refused","#,
+            r#""phase":"connect","detail":"d","reused_connection":false,"connect_ms":0.412,"#,
+            r#""response_ms":null},{"address":null,"diagnosis":"","phase":"","detail":"d","#,
+            r#""reused_connection":true,"connect_ms":null,"response_ms":1234.568}],"#,
+            r#""bytes_sent_upstream":17,"bytes_received_upstream":0,"total_ms":12.0}"#,
+        );
+        assert_eq!(report_json(&report), expected);
+        assert_eq!(
+            list_json(&[Arc::new(report)]),
+            format!("{{\"diagnoses\":[{expected}]}}")
+        );
+        assert_eq!(list_json(&[]), r#"{"diagnoses":[]}"#);
+    }
 }

@@ -16,7 +16,8 @@ pub struct DurationBounds {
 }
 
 /// Timeouts of one step and hold times: `connect_timeout`, `health_check.timeout`,
-/// `fail_timeout`, `refused_holdoff`, `shutdown_timeout`. An hour: longer is a hang, not a wait.
+/// `fail_timeout`, `refused_holdoff`, `shutdown_timeout`, `[diagnosis] deploy_window`. An hour:
+/// longer is a hang, not a wait (and a deploy an hour old is no longer the likely cause).
 pub const TIMEOUT: DurationBounds = DurationBounds {
     min: Duration::from_millis(1),
     max: Duration::from_secs(3600),

@@ -36,14 +36,17 @@ impl LiveConfig {
     }
 }
 
-/// Who sees the detailed fields of a diagnosis. (Its `report_url` is the report ring's, in
-/// [`Reports::url`](super::Reports::url).)
+/// Who sees the detailed fields of a diagnosis, and how long a deploy stays a suspect. (Its
+/// `report_url` is the report ring's, in [`Reports::url`](super::Reports::url).)
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DiagnosisPolicy {
     /// Default [`DetailPolicy::Trusted`].
     pub detail: DetailPolicy,
     /// Default 127.0.0.0/8 and ::1/128.
     pub trusted: Vec<Cidr>,
+    /// How long after a deploy marker (`POST /deploys`) a failure of the upstream names that
+    /// deploy; default 10m.
+    pub deploy_window: Duration,
 }
 
 impl Default for DiagnosisPolicy {
@@ -51,6 +54,7 @@ impl Default for DiagnosisPolicy {
         DiagnosisPolicy {
             detail: DetailPolicy::Trusted,
             trusted: Cidr::loopback(),
+            deploy_window: Duration::from_secs(600),
         }
     }
 }

@@ -131,6 +131,9 @@ fn diagnosis(top: &mut Table) -> (DiagnosisPolicy, Option<String>) {
         trusted: t
             .list("trusted", |text| text.parse::<Cidr>())
             .map_or(default.trusted, values),
+        deploy_window: t
+            .value("deploy_window", duration(TIMEOUT))
+            .unwrap_or(default.deploy_window),
     };
     let report_url = t.value("report_url", report_url).or(Reports::default().url);
     (policy, report_url)

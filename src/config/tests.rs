@@ -79,6 +79,7 @@ token_file = "admin.token"
 detail = "trusted"
 trusted = ["127.0.0.0/8", "::1/128"]
 report_url = "https://support.example/diagnoses"
+deploy_window = "15m"
 
 [resolver]
 nameservers = ["127.0.0.1:53"]
@@ -164,6 +165,7 @@ read_timeout = "2m"
             diagnosis: DiagnosisPolicy {
                 detail: DetailPolicy::Trusted,
                 trusted: vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()],
+                deploy_window: secs(900),
             },
             resolver: Resolver {
                 nameservers: vec!["127.0.0.1:53".parse().unwrap()],
@@ -873,7 +875,7 @@ fn durations_are_bounded() {
     );
     let text = format!(
         "{text}read_timeout = \"9999999h\"\n[upstreams.app.health_check]\ninterval = \"10ms\"\n\
-         timeout = \"2h\"\n[resolver]\nrefresh = \"49ms\"\n"
+         timeout = \"2h\"\n[resolver]\nrefresh = \"49ms\"\n[diagnosis]\ndeploy_window = \"2h\"\n"
     );
     assert_eq!(
         errors(&text),
@@ -886,6 +888,7 @@ fn durations_are_bounded() {
             "16:12: interval: `10ms` is shorter than the 50ms minimum",
             "17:11: timeout: `2h` is longer than the 1h maximum",
             "19:11: refresh: `49ms` is shorter than the 50ms minimum",
+            "21:17: deploy_window: `2h` is longer than the 1h maximum",
         ]
     );
 }
@@ -900,7 +903,8 @@ fn duration_bounds_are_inclusive() {
     );
     let text = format!(
         "{text}total_timeout = \"24h\"\n[upstreams.app.health_check]\ninterval = \"50ms\"\n\
-         timeout = \"1h\"\n[resolver]\nrefresh = \"1h\"\n[server]\nshutdown_timeout = \"1h\"\n"
+         timeout = \"1h\"\n[resolver]\nrefresh = \"1h\"\n[server]\nshutdown_timeout = \"1h\"\n\
+         [diagnosis]\ndeploy_window = \"60m\"\n"
     );
     let config = parse_ok(&text);
     let upstream = &config.live.upstreams[0];
@@ -915,6 +919,7 @@ fn duration_bounds_are_inclusive() {
         (Duration::from_millis(50), secs(3600))
     );
     assert_eq!(config.live.resolver.refresh, secs(3600));
+    assert_eq!(config.live.diagnosis.deploy_window, secs(3600));
 }
 
 /// The report ring's bounds are bounded themselves: a million reports, a GiB.

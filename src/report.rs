@@ -6,6 +6,8 @@
 //! header values only from an allow-list of harmless headers, no query strings, no path
 //! parameters, nothing but the path of a Referer.
 
+use crate::cause::CauseFinding;
+use crate::deploys::Deploy;
 use crate::diagnosis::{Diagnosis, Fault};
 use crate::id::RequestId;
 use crate::render::text;
@@ -113,6 +115,10 @@ pub struct Report {
     pub upstream: String,
     pub diagnosis: Diagnosis,
     pub detail: String,
+    /// The likely cause, its hint and its evidence.
+    pub cause: CauseFinding,
+    /// The deploy marker of this upstream within `deploy_window` before the failure, if any.
+    pub deploy: Option<Deploy>,
     pub status: u16,
     pub attempts: Vec<Attempt>,
     pub bytes_sent_upstream: u64,
@@ -129,6 +135,15 @@ impl Report {
             + self.route.len()
             + self.upstream.len()
             + self.detail.len()
+            + self.cause.hint.len()
+            + self.cause.public_hint.len()
+            + self
+                .cause
+                .evidence
+                .iter()
+                .map(|e| e.fact.len() + 32)
+                .sum::<usize>()
+            + self.deploy.as_ref().map_or(0, |d| d.version.len() + 64)
             + self
                 .headers
                 .iter()
@@ -421,6 +436,8 @@ mod tests {
             upstream: "app".into(),
             diagnosis: Diagnosis::ConnectRefused,
             detail: "x".repeat(detail_len),
+            cause: crate::cause::without_evidence(Diagnosis::ConnectRefused),
+            deploy: None,
             status: 502,
             attempts: vec![],
             bytes_sent_upstream: 0,

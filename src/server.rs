@@ -209,6 +209,7 @@ fn build_process(
         reloader.shared_state(),
         Arc::clone(&metrics),
         Arc::clone(&reports),
+        Arc::clone(&deploys),
         Arc::clone(&in_flight),
         &boot,
     );

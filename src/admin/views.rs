@@ -55,6 +55,12 @@ fn report_value(r: &Report) -> serde_json::Value {
         }
     }
     let attempts: Vec<_> = r.attempts.iter().map(attempt_value).collect();
+    let evidence: Vec<_> = r
+        .cause
+        .evidence
+        .iter()
+        .map(|e| serde_json::json!({ "source": e.source.token(), "fact": e.fact }))
+        .collect();
     serde_json::json!({
         "id": r.id.as_str(),
         "time": time_text(r.time),
@@ -68,7 +74,10 @@ fn report_value(r: &Report) -> serde_json::Value {
         "diagnosis": r.diagnosis.token(),
         "phase": r.diagnosis.phase().token(),
         "source": r.diagnosis.source().token(),
-        "hint": r.diagnosis.hint(),
+        "cause": r.cause.cause.token(),
+        "hint": r.cause.hint,
+        "evidence": evidence,
+        "deploy": r.deploy.as_ref().map(deploy_json),
         "detail": r.detail,
         "attempts": attempts,
         "bytes_sent_upstream": r.bytes_sent_upstream,
@@ -152,9 +161,25 @@ pub fn report_html(r: &Report) -> String {
     let mut out = String::with_capacity(4096);
     page_start(&mut out, &format!("{} · {}", r.diagnosis.token(), r.id));
     out.push_str("<p>");
-    text::html(&mut out, r.diagnosis.hint());
-    out.push_str("</p><dl>");
-    let rows: [(&str, String); 11] = [
+    text::html(&mut out, &r.cause.hint);
+    out.push_str("</p>");
+    if !r.cause.evidence.is_empty() {
+        out.push_str("<h2>Evidence</h2><ul>");
+        for e in &r.cause.evidence {
+            out.push_str("<li><code>");
+            out.push_str(e.source.token());
+            out.push_str("</code> ");
+            text::html(&mut out, &e.fact);
+            out.push_str("</li>");
+        }
+        out.push_str("</ul>");
+    }
+    out.push_str("<dl>");
+    let deploy = r.deploy.as_ref().map_or_else(
+        || "none within the deploy window".to_owned(),
+        |d| format!("{} at {}", d.version, time_text(d.time)),
+    );
+    let rows: [(&str, String); 13] = [
         ("Time", time_text(r.time)),
         ("Request", format!("{} {}{}", r.method, r.host, r.path)),
         ("Route", r.route.clone()),
@@ -163,6 +188,8 @@ pub fn report_html(r: &Report) -> String {
         ("Diagnosis", r.diagnosis.token().to_owned()),
         ("Phase", r.diagnosis.phase().token().to_owned()),
         ("Produced by", r.diagnosis.source().token().to_owned()),
+        ("Cause", r.cause.cause.token().to_owned()),
+        ("Deploy", deploy),
         ("Detail", r.detail.clone()),
         (
             "Bytes",
@@ -266,6 +293,8 @@ mod tests {
             upstream: "app".into(),
             diagnosis: Diagnosis::ConnectRefused,
             detail: "refused \u{0}\u{b}\r".into(),
+            cause: crate::cause::without_evidence(Diagnosis::ConnectRefused),
+            deploy: None,
             status: 502,
             attempts: vec![
                 attempt(
@@ -285,9 +314,11 @@ mod tests {
             r#""host":"ex\"am\\ple","path":"/a?[redacted]","#,
             r#""headers":{"accept":"*/*, text/html","x-a":"[redacted]"},"#,
             r#""route":"/","upstream":"app","status":502,"diagnosis":"connect_refused","#,
-            r#""phase":"connect","source":"proxy","hint":"nothing is listening: the app "#,
+            r#""phase":"connect","source":"proxy","cause":"unknown","#,
+            r#""hint":"nothing is listening: the app "#,
             r#"process crashed, is restarting, or the port in the config is wrong; check its "#,
-            r#"logs and the port","detail":"refused \u0000\u000b\r","#,
+            r#"logs and the port","evidence":[],"deploy":null,"#,
+            r#""detail":"refused \u0000\u000b\r","#,
             r#""attempts":[{"address":"127.0.0.1:1","diagnosis":"connect_refused","#,
             r#""phase":"connect","detail":"d","reused_connection":false,"connect_ms":0.412,"#,
             r#""response_ms":null},{"address":null,"diagnosis":"","phase":"","detail":"d","#,

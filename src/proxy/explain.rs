@@ -5,7 +5,7 @@
 use super::context::BrokenAttempt;
 use super::probe::ProbeKind;
 use super::{RequestCtx, Triage};
-use crate::cause::{self, CauseFinding, Observed, Probe};
+use crate::cause::{self, CauseFinding, DeployMark, Observed, Probe};
 use crate::config::ServerAddr;
 use crate::diagnosis::{Diagnosis, Finding};
 use pingora::proxy::Session;
@@ -53,6 +53,16 @@ impl Triage {
             .and_then(|r| r.timeouts.read)
             .or(upstream.map(|u| u.read_timeout()))
             .unwrap_or_default();
+        let now = SystemTime::now();
+        let deploy = upstream
+            .and_then(|u| {
+                self.deploys
+                    .latest(&u.name, now, ctx.state.thresholds.deploy_window)
+            })
+            .map(|d| DeployMark {
+                version: d.version,
+                time: d.time,
+            });
         cause::derive(&Observed {
             diagnosis: finding.diagnosis,
             id: ctx.request.id.as_str(),
@@ -66,9 +76,9 @@ impl Triage {
             status: ctx.attempt.upstream_status,
             body_start: b"",
             past: None,
-            deploy: None,
+            deploy: deploy.as_ref(),
             probe,
-            now: SystemTime::now(),
+            now,
             thresholds: ctx.state.thresholds,
         })
     }

@@ -2,6 +2,7 @@
 //! the failure report and the access-log line.
 
 use super::{client_ip, request_host, RequestCtx, State, Triage};
+use crate::cause::CauseFinding;
 use crate::diagnosis::Finding;
 use crate::outcome::Outcome;
 use crate::render;
@@ -58,7 +59,10 @@ impl Triage {
         };
         ctx.state.handles.record(&outcome);
         if let Some(finding) = &finding {
-            self.store_report(session, ctx, &outcome, finding, attempts);
+            let cause = cause
+                .clone()
+                .unwrap_or_else(|| crate::cause::without_evidence(finding.diagnosis));
+            self.store_report(session, ctx, &outcome, finding, cause, attempts);
         }
         self.access_log.write(&outcome);
     }
@@ -77,6 +81,7 @@ impl Triage {
         ctx: &RequestCtx,
         outcome: &Outcome<'_>,
         finding: &Finding,
+        cause: CauseFinding,
         attempts: Vec<Attempt>,
     ) {
         let req = session.req_header();
@@ -101,6 +106,14 @@ impl Triage {
             upstream: outcome.upstream_name.to_owned(),
             diagnosis: finding.diagnosis,
             detail: finding.detail.clone(),
+            deploy: outcome.upstream.and_then(|_| {
+                self.deploys.latest(
+                    outcome.upstream_name,
+                    outcome.time,
+                    ctx.state.thresholds.deploy_window,
+                )
+            }),
+            cause,
             status: outcome.status,
             attempts,
             bytes_sent_upstream: ctx.request.bytes_sent_upstream,

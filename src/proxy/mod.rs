@@ -24,6 +24,7 @@ pub use state::State;
 
 use crate::accesslog::AccessLog;
 use crate::config::{self, BootConfig, ServerAddr};
+use crate::deploys::DeployLog;
 use crate::diagnosis::classify::Progress;
 use crate::diagnosis::{classify, ClientOutcome, Diagnosis, Facts, Finding, LocalFailure};
 use crate::metrics::Metrics;
@@ -51,6 +52,8 @@ pub struct Triage {
     state: Arc<ArcSwap<State>>,
     metrics: Arc<Metrics>,
     reports: Arc<ReportStore>,
+    /// The deploy markers, which a failure soon after one names.
+    deploys: Arc<DeployLog>,
     /// Which request header values reports keep (`[reports] keep_headers`).
     redaction: Redaction,
     access_log: AccessLog,
@@ -70,6 +73,7 @@ impl Triage {
         state: Arc<ArcSwap<State>>,
         metrics: Arc<Metrics>,
         reports: Arc<ReportStore>,
+        deploys: Arc<DeployLog>,
         in_flight: Arc<InFlight>,
         boot: &BootConfig,
     ) -> Triage {
@@ -78,6 +82,7 @@ impl Triage {
             state,
             metrics,
             reports,
+            deploys,
             redaction: Redaction::new(&boot.reports.keep_headers),
             access_log: AccessLog::new(log.format.clone(), log.access, log.error_lines_per_second),
             renderer: Renderer::new(),

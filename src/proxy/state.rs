@@ -52,7 +52,10 @@ impl State {
                 .map(|r| crate::metrics::route_label(r.host.as_deref(), &r.path_prefix))
                 .collect(),
             disclosure: Disclosure::new(&config.diagnosis),
-            thresholds: Thresholds::default(),
+            thresholds: Thresholds {
+                deploy_window: config.diagnosis.deploy_window,
+                ..Thresholds::default()
+            },
             upstreams,
             config,
         })

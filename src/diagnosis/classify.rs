@@ -77,6 +77,11 @@ pub fn classify(facts: &Facts<'_>) -> Finding {
     }
 }
 
+/// The failure triage decided itself that `error` carries, if it carries one.
+pub fn local_failure(error: &Error) -> Option<&LocalFailure> {
+    cause::<LocalFailure>(error)
+}
+
 /// `detail` cut to at most [`MAX_DETAIL`] bytes, on a char boundary, ending in [`CUT_MARK`]
 /// when cut.
 fn bounded(mut detail: String) -> String {

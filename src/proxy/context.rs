@@ -88,6 +88,8 @@ pub(crate) struct AttemptFacts {
     pub(crate) response: Option<Duration>,
     /// The upstream's final status, once its response header arrived.
     pub(crate) upstream_status: Option<u16>,
+    /// The first bytes of the body of an error answer (see `upstream_response_body_peek`).
+    pub(crate) body_start: Option<bytes::Bytes>,
 }
 
 impl RequestCtx {

@@ -74,7 +74,7 @@ impl Triage {
             path: session.req_header().uri.path(),
             read_timeout,
             status: ctx.attempt.upstream_status,
-            body_start: b"",
+            body_start: ctx.attempt.body_start.as_deref().unwrap_or_default(),
             past: None,
             deploy: deploy.as_ref(),
             probe,

@@ -180,6 +180,19 @@ impl Triage {
     }
 }
 
+/// How much of an error answer's body is read before its header goes on.
+const BODY_START: usize = 4096;
+
+/// What servers answer, in a 400, to plain HTTP on a TLS port: nginx, then Go's net/http.
+fn expects_tls(body: &[u8]) -> Option<&'static str> {
+    const SAYINGS: [&str; 2] = [
+        "The plain HTTP request was sent to HTTPS port",
+        "Client sent an HTTP request to an HTTPS server",
+    ];
+    let text = String::from_utf8_lossy(body);
+    SAYINGS.into_iter().find(|s| text.contains(s))
+}
+
 fn client_ip(session: &Session) -> Option<IpAddr> {
     session
         .client_addr()
@@ -428,6 +441,42 @@ impl ProxyHttp for Triage {
         Ok(())
     }
 
+    /// An error answer's body may say why (a database error, "plain HTTP request was sent to
+    /// HTTPS port"): its first bytes are read before the header goes on.
+    fn upstream_response_body_peek(
+        &self,
+        upstream_response: &ResponseHeader,
+        _ctx: &mut RequestCtx,
+    ) -> usize {
+        let status = upstream_response.status;
+        if status.is_server_error() || status == http::StatusCode::BAD_REQUEST {
+            BODY_START
+        } else {
+            0
+        }
+    }
+
+    /// Keeps the start of an error answer's body for the cause. A 400 that says the port
+    /// expects TLS is no client error: it fails the attempt as `upstream_expects_tls`.
+    async fn upstream_response_body_start(
+        &self,
+        _session: &mut Session,
+        upstream_response: &ResponseHeader,
+        body_start: &[u8],
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        ctx.attempt.body_start = Some(Bytes::copy_from_slice(body_start));
+        if upstream_response.status == http::StatusCode::BAD_REQUEST {
+            if let Some(said) = expects_tls(body_start) {
+                return Err(LocalFailure::error(
+                    Diagnosis::UpstreamExpectsTls,
+                    format!("the upstream answered 400: \"{said}\""),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The upstream's final response header arrived.
     async fn upstream_response_filter(
         &self,
@@ -598,6 +647,7 @@ impl ProxyHttp for Triage {
         // against a restarted app would repeat the crash, and hide it.
         let had_it = age.is_some_and(|age| age >= ctx.state.thresholds.stale_race);
         if had_it
+            || crate::diagnosis::classify::local_failure(&e).is_some()
             || !session.req_header().method.is_idempotent()
             || session.as_ref().retry_buffer_truncated()
         {

@@ -394,6 +394,10 @@ where
             }
         }
 
+        // triage patch (PATCHES.md 3): read the start of the body before the header's filters
+        // when the proxy asks for it, and show it to the proxy.
+        self.peek_response_body(session, ctx, &mut tasks, rx).await?;
+
         /* run filters before sending to downstream */
         let mut filtered_tasks = Vec::with_capacity(TASK_BUFFER_SIZE);
         for mut t in tasks {
@@ -436,6 +440,61 @@ where
         let response_done = session.write_response_tasks(filtered_tasks).await?;
 
         Ok(Some(response_done))
+    }
+
+    /// triage patch (PATCHES.md 3): when `tasks` starts with a final response header whose
+    /// body the proxy wants to see first, receives body tasks until that many bytes arrived or
+    /// the response ended or failed, and hands the bytes to `upstream_response_body_start`.
+    /// The tasks received stay in `tasks`, in order, for the filters.
+    async fn peek_response_body(
+        &self,
+        session: &mut Session,
+        ctx: &mut SV::CTX,
+        tasks: &mut Vec<HttpTask>,
+        rx: &mut mpsc::Receiver<HttpTask>,
+    ) -> Result<()>
+    where
+        SV: ProxyHttp + Send + Sync,
+        SV::CTX: Send + Sync,
+    {
+        let limit = match tasks.first() {
+            Some(HttpTask::Header(header, false)) if !header.status.is_informational() => {
+                self.inner.upstream_response_body_peek(header, ctx)
+            }
+            _ => 0,
+        };
+        if limit == 0 {
+            return Ok(());
+        }
+        let body_len = |t: &HttpTask| match t {
+            HttpTask::Body(Some(b), _) => b.len(),
+            _ => 0,
+        };
+        let mut seen: usize = tasks.iter().map(body_len).sum();
+        let mut ended = tasks.iter().skip(1).any(|t| t.is_end());
+        while seen < limit && !ended {
+            match rx.recv().await {
+                Some(t) => {
+                    seen += body_len(&t);
+                    ended = t.is_end();
+                    tasks.push(t);
+                }
+                None => break,
+            }
+        }
+        let mut start = Vec::with_capacity(seen.min(limit));
+        for t in tasks.iter() {
+            if let HttpTask::Body(Some(b), _) = t {
+                let room = limit - start.len();
+                start.extend_from_slice(&b[..b.len().min(room)]);
+            }
+        }
+        if let Some(HttpTask::Header(header, _)) = tasks.first() {
+            self.inner
+                .upstream_response_body_start(session, header, &start, ctx)
+                .await?;
+        }
+        Ok(())
     }
 
     // todo use this function to replace bidirection_1to2()

@@ -378,6 +378,35 @@ pub trait ProxyHttp {
         Ok(())
     }
 
+    /// triage patch (PATCHES.md 3): how many bytes of this upstream response's body to read
+    /// before any filter sees its header; 0 (the default) for none. Only for HTTP/1 upstreams.
+    /// The body read is handed to [`Self::upstream_response_body_start()`], and then the
+    /// header and the body go through the filters as usual, nothing lost.
+    fn upstream_response_body_peek(
+        &self,
+        _upstream_response: &ResponseHeader,
+        _ctx: &mut Self::CTX,
+    ) -> usize {
+        0
+    }
+
+    /// triage patch (PATCHES.md 3): the first bytes of the body (at most the size
+    /// [`Self::upstream_response_body_peek()`] asked for, fewer if the body ended or failed
+    /// first), before the header's filters run. An error fails the request as any filter's
+    /// does, before anything was sent to the client.
+    async fn upstream_response_body_start(
+        &self,
+        _session: &mut Session,
+        _upstream_response: &ResponseHeader,
+        _body_start: &[u8],
+        _ctx: &mut Self::CTX,
+    ) -> Result<()>
+    where
+        Self::CTX: Send + Sync,
+    {
+        Ok(())
+    }
+
     /// Modify the response header from the upstream
     ///
     /// The modification is before caching, so any change here will be stored in the cache if enabled.

@@ -13,6 +13,7 @@ pub mod diagnosis;
 pub mod id;
 pub mod metrics;
 pub mod proxy;
+pub mod registry;
 pub mod reload;
 pub mod render;
 pub mod report;

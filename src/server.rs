@@ -5,6 +5,7 @@ use crate::admin::Admin;
 use crate::config::{BootConfig, Config, LiveConfig, LogFormat, LogLevel};
 use crate::metrics::Metrics;
 use crate::proxy::{State, Triage};
+use crate::registry::Registry;
 use crate::reload::{self, Reloader};
 use crate::report::ReportStore;
 use crate::rundir;
@@ -186,12 +187,15 @@ fn build_process(
         boot.reports.max_count,
         boot.reports.max_bytes,
     ));
-    let state = Arc::new(State::new(live, &metrics)?);
+    // One for the life of the process: every reload's state borrows from it.
+    let registry = Arc::new(Registry::new());
+    let state = Arc::new(State::new(live, &metrics, &registry)?);
     let reloader = Arc::new(Reloader::new(
         path.to_path_buf(),
         boot.clone(),
         state,
         Arc::clone(&metrics),
+        registry,
     ));
 
     let opt = Opt {

@@ -18,6 +18,7 @@ use crate::diagnosis::classify::Progress;
 use crate::diagnosis::{classify, ClientOutcome, Diagnosis, Disclosure, Facts, Finding};
 use crate::id::RequestId;
 use crate::metrics::{MetricHandles, Metrics, RequestOutcome};
+use crate::registry::{InFlightToken, Registry, ServerHistory};
 use crate::render::page::BodyFormat;
 use crate::render::{self, Detail, Failure, Renderer, Timings};
 use crate::report::{self, Attempt, Redaction, Report, ReportStore};
@@ -52,25 +53,22 @@ pub struct State {
 }
 
 impl State {
-    /// Everything `config` needs at run time; fails (without panicking) if the DNS resolver
-    /// cannot be set up.
-    pub fn new(config: LiveConfig, metrics: &Metrics) -> Result<State, String> {
-        let upstreams = config.upstreams.iter().map(Upstream::new).collect();
-        let hostnames = config
+    /// Everything `config` needs at run time, over the servers, budgets and DNS answers it
+    /// borrows from `registry`; fails (without panicking) if the DNS resolver cannot be set up.
+    pub fn new(
+        config: LiveConfig,
+        metrics: &Metrics,
+        registry: &Registry,
+    ) -> Result<State, String> {
+        let lease = registry.lend(&config)?;
+        let upstreams = config
             .upstreams
             .iter()
-            .flat_map(|u| u.servers.iter())
-            .filter_map(|s| match s {
-                ServerAddr::Host { host, .. } => Some(host.clone()),
-                ServerAddr::Ip(_) => None,
-            });
-        let resolver = Arc::new(HostResolver::new(
-            hostnames,
-            &config.resolver.nameservers,
-            config.resolver.refresh,
-        )?);
+            .zip(lease.upstreams)
+            .map(|(cfg, lent)| Upstream::new(cfg, lent.servers, lent.retry_budget))
+            .collect();
         Ok(State {
-            resolver,
+            resolver: lease.resolver,
             handles: metrics.handles(&config),
             routes: RouteTable::new(&config.routes),
             route_labels: config
@@ -92,14 +90,19 @@ impl State {
     /// passes, with no event that could update the gauge.
     pub fn refresh_health_gauges(&self) {
         for (upstream_index, upstream) in self.upstreams.iter().enumerate() {
-            for (server_index, server) in upstream.balancer.servers.iter().enumerate() {
+            for server_index in 0..upstream.balancer.servers.len() {
                 self.handles.set_server_healthy(
                     upstream_index,
                     server_index,
-                    server.is_available(),
+                    upstream.balancer.is_available(server_index),
                 );
             }
         }
+    }
+
+    /// The history of server `server` of upstream `upstream` (indexes into the config).
+    pub fn server_history(&self, upstream: usize, server: usize) -> Option<&ServerHistory> {
+        self.upstreams.get(upstream)?.history(server)
     }
 }
 
@@ -134,6 +137,8 @@ pub struct RequestCtx {
     pub upstream_target: Option<String>,
     /// Servers tried so far (bit i = server i), so a retry goes elsewhere.
     pub tried: u64,
+    /// Counts the current attempt as in flight at its server (its history) until replaced.
+    pub server_in_flight: Option<InFlightToken>,
     /// Whether the client asked for a protocol upgrade (WebSocket).
     pub upgrade: bool,
     /// The total timeout in force for this request, if any.
@@ -173,6 +178,7 @@ impl RequestCtx {
             server: None,
             upstream_target: None,
             tried: 0,
+            server_in_flight: None,
             upgrade: false,
             total_timeout: None,
             finding: None,
@@ -182,8 +188,16 @@ impl RequestCtx {
         }
     }
 
-    /// Records the failure of the current attempt.
+    /// The history of the current attempt's server.
+    pub fn server_history(&self) -> Option<&ServerHistory> {
+        self.state.server_history(self.upstream?, self.server?)
+    }
+
+    /// Records the failure of the current attempt (in its server's history too).
     fn record_attempt(&mut self, finding: Finding) {
+        if let Some(history) = self.server_history() {
+            history.record_failure(finding.diagnosis);
+        }
         self.failed_attempts.push(Attempt {
             address: self.address,
             diagnosis: Some(finding.diagnosis),
@@ -642,6 +656,7 @@ impl ProxyHttp for Triage {
         ctx.reused_connection = false;
         ctx.address = None;
         ctx.server = None;
+        ctx.server_in_flight = None;
         let Some(index) = upstream.balancer.pick(ctx.tried) else {
             if let Some(index) = upstream.balancer.held_off() {
                 return Err(self.answer_held_off(ctx, upstream, index));
@@ -678,10 +693,12 @@ impl ProxyHttp for Triage {
             ctx.tried |= 1 << index;
         }
         let server = &upstream.balancer.servers[index];
+        ctx.server_in_flight = Some(server.history.request_started());
         let address = match &server.addr {
             ServerAddr::Ip(address) => *address,
             ServerAddr::Host { host, port } => match state.resolver.addresses(host).await {
                 Ok(found) => {
+                    server.history.record_address(&found.0);
                     let ip = found.0[(ctx.attempts as usize - 1) % found.0.len()];
                     SocketAddr::new(ip, *port)
                 }
@@ -773,13 +790,16 @@ impl ProxyHttp for Triage {
         if upstream_response.status.is_informational() {
             return Ok(());
         }
-        // A final answer (or a protocol switch): the server works.
-        if let (Some(upstream), Some(server)) = (self.upstream_of(ctx), ctx.server) {
-            upstream.balancer.record_success(server);
-        }
         ctx.progress = Progress::ResponseHeaders;
         ctx.upstream_status = Some(upstream_response.status.as_u16());
         ctx.response_time = ctx.request_sent.map(|t| t.elapsed());
+        // A final answer (or a protocol switch): the server works.
+        if let (Some(upstream), Some(server)) = (self.upstream_of(ctx), ctx.server) {
+            let status = upstream_response.status.as_u16();
+            upstream
+                .balancer
+                .record_success(server, status, ctx.response_time);
+        }
         Ok(())
     }
 

@@ -3,7 +3,8 @@
 //! The modules follow the data: [`config`] turns TOML into validated types; [`proxy`] holds the
 //! Pingora hooks that record facts about each request; [`diagnosis`] turns those facts into one
 //! closed taxonomy; [`render`] shows the diagnosis to the client; [`admin`] serves the operator;
-//! [`server`] wires them into a running process.
+//! [`registry`] keeps what is known of each upstream server across reloads; [`server`] wires
+//! them into a running process.
 
 pub mod accesslog;
 pub mod admin;

@@ -25,6 +25,9 @@ pub const COMEBACKS_KEPT: usize = 16;
 /// The window [`HistorySnapshot::comebacks`] counts in.
 pub const COMEBACK_WINDOW: Duration = Duration::from_secs(60);
 
+// Every diagnosis fits the byte the streak keeps it in (`index() + 1`, 0 for none).
+const _: () = assert!(Diagnosis::COUNT < 255);
+
 /// The history of one server (one upstream's server at one configured address).
 #[derive(Debug)]
 pub struct ServerHistory {
@@ -187,7 +190,7 @@ impl ServerHistory {
         if diagnosis.phase() == Phase::Connect && !self.streak_unreachable.load(Ordering::Relaxed) {
             self.streak_unreachable.store(true, Ordering::Relaxed);
         }
-        // Below 255 by the taxonomy's size (checked in a test), so it fits a byte.
+        // Below 255 by the taxonomy's size (asserted at compile time), so it fits a byte.
         let code = diagnosis.index() as u32 + 1;
         // Read first: a streak repeating its diagnoses writes nothing.
         let _ = self
@@ -289,12 +292,6 @@ mod tests {
 
     fn snapshot(history: &ServerHistory) -> HistorySnapshot {
         history.snapshot(SystemTime::now())
-    }
-
-    /// Every diagnosis fits the byte the streak keeps it in.
-    #[test]
-    fn diagnoses_fit_a_byte() {
-        assert!(Diagnosis::COUNT < 255);
     }
 
     /// A fresh history holds nothing but when the server was first seen.

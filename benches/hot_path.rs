@@ -1,6 +1,7 @@
 //! Micro-benchmarks of the work triage adds per request, against the budgets of issue 5:
 //! classify a Pingora error and count it (≤ 10 ns), render a complete error response (≤ 2 µs),
-//! and the success-path additions: id, headers, metrics (≤ 1 µs).
+//! and the success-path additions: id, headers, metrics (≤ 1 µs); and what a server's history
+//! costs an attempt (in flight, then a success; or a failure).
 //!
 //! Run: `cargo bench --bench hot_path` (see benches/README.md).
 
@@ -15,6 +16,7 @@ use triage::diagnosis::{diagnose, Diagnosis, Facts};
 use triage::id::RequestId;
 use triage::metrics::Metrics;
 use triage::outcome::{Outcome, Timings};
+use triage::registry::ServerHistory;
 use triage::render::page::BodyFormat;
 use triage::render::text::AddrText;
 use triage::render::{Disclosed, Failure, Renderer};
@@ -175,5 +177,25 @@ fn success_path(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, classify_and_count, error_response, success_path);
+fn server_history(c: &mut Criterion) {
+    let history = ServerHistory::new(SystemTime::now());
+    c.bench_function("history: in flight + success", |b| {
+        b.iter(|| {
+            let in_flight = history.request_started();
+            history.record_success(black_box(200), Some(Duration::from_micros(300)));
+            drop(in_flight);
+        })
+    });
+    c.bench_function("history: failure (a streak going on)", |b| {
+        b.iter(|| history.record_failure(black_box(Diagnosis::ConnectRefused)))
+    });
+}
+
+criterion_group!(
+    benches,
+    classify_and_count,
+    error_response,
+    success_path,
+    server_history
+);
 criterion_main!(benches);

@@ -4,7 +4,9 @@
 //! Pingora hooks that record facts about each request; [`diagnosis`] turns those facts into one
 //! closed taxonomy; [`render`] shows the diagnosis to the client; [`outcome`] is the one record of a
 //! finished request that metrics, the access log and reports read; [`admin`] serves the operator;
-//! [`server`] wires them into a running process.
+//! [`registry`] keeps what is known of each upstream server across reloads; [`cause`] turns a
+//! diagnosis and that history into the likely cause; [`server`] wires them into a running
+//! process.
 
 pub(crate) mod accesslog;
 pub mod admin;
@@ -17,6 +19,7 @@ pub mod id;
 pub mod metrics;
 pub mod outcome;
 pub(crate) mod proxy;
+pub mod registry;
 pub(crate) mod reload;
 pub mod render;
 pub(crate) mod report;

@@ -3,8 +3,10 @@
 //! `SIGHUP`, `POST /reload` on the admin listener, or `triage reload -c FILE` read the config
 //! file again. An invalid one is refused, its errors logged with their positions, and the old
 //! one keeps serving. A valid one becomes a new [`State`] swapped in atomically: each request
-//! holds the state it started with until it ends, so a reload under load fails nothing. The
-//! background loops (DNS refresh, health checks) restart for the new state.
+//! holds the state it started with until it ends, so a reload under load fails nothing. The new
+//! state borrows what is known of its servers from the process's [`Registry`]: a server out of
+//! rotation stays out, a hostname keeps its address, a retry budget its count. The background
+//! loops (DNS refresh, health checks) restart for the new state, on those same entries.
 //!
 //! What a reload cannot change in a running process (listeners, worker threads, the admin
 //! address, log format, the report ring and its link, certificates: the config's boot part) is
@@ -18,6 +20,7 @@
 use crate::config::{self, BootConfig};
 use crate::metrics::Metrics;
 use crate::proxy::{health, State};
+use crate::registry::Registry;
 use arc_swap::ArcSwap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -33,19 +36,22 @@ pub struct Reloader {
     most_retries: u32,
     current: Arc<ArcSwap<State>>,
     metrics: Arc<Metrics>,
+    /// What every state borrows, for the life of the process.
+    registry: Arc<Registry>,
     changes: watch::Sender<Arc<State>>,
     /// One reload at a time: two SIGHUPs in a row must not interleave.
     serial: Mutex<()>,
 }
 
 impl Reloader {
-    /// `boot` is the boot part the process started with; `state` was built from its live part,
-    /// which also fixed the bound on retries.
+    /// `boot` is the boot part the process started with; `state` was built from its live part
+    /// (over `registry`), which also fixed the bound on retries.
     pub fn new(
         path: PathBuf,
         boot: BootConfig,
         state: Arc<State>,
         metrics: Arc<Metrics>,
+        registry: Arc<Registry>,
     ) -> Reloader {
         let (changes, _) = watch::channel(Arc::clone(&state));
         Reloader {
@@ -54,6 +60,7 @@ impl Reloader {
             most_retries: state.config.most_retries(),
             current: Arc::new(ArcSwap::new(state)),
             metrics,
+            registry,
             changes,
             serial: Mutex::new(()),
         }
@@ -91,7 +98,7 @@ impl Reloader {
         if let Some(reason) = retries_beyond(&config.live, self.most_retries) {
             return Err(self.refuse(&reason));
         }
-        let state = match State::new(config.live, &self.metrics) {
+        let state = match State::new(config.live, &self.metrics, &self.registry) {
             Ok(state) => Arc::new(state),
             Err(reason) => return Err(self.refuse(&reason)),
         };

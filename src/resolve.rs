@@ -5,6 +5,10 @@
 //! upstream hostname in the background, again every `[resolver] refresh`, logs each change of
 //! address, and hands requests the latest answer without waiting. A request only waits for DNS
 //! when a name has never resolved; if it still does not, the request gets `dns_error`.
+//!
+//! The answers outlive a config: a reload [renews](HostResolver::renewed) the resolver, which
+//! keeps the answer of every hostname the new config still names (the registry holds it), so a
+//! reload during a DNS outage does not turn known addresses into `dns_error`.
 
 use arc_swap::ArcSwapOption;
 use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig, ResolverOpts};
@@ -32,9 +36,13 @@ enum Backend {
 
 /// Resolves and caches the hostnames named in the config.
 pub struct HostResolver {
-    backend: Backend,
+    /// Shared with the resolvers renewed from this one.
+    backend: Arc<Backend>,
+    /// What `backend` was built from, to tell whether a new config may keep it.
+    nameservers: Vec<SocketAddr>,
     refresh: Duration,
-    cache: HashMap<String, ArcSwapOption<Addresses>>,
+    /// Each hostname's latest answer, shared with the resolvers renewed from this one.
+    cache: HashMap<String, Arc<ArcSwapOption<Addresses>>>,
 }
 
 impl HostResolver {
@@ -73,10 +81,39 @@ impl HostResolver {
         };
         let cache = hosts
             .into_iter()
-            .map(|h| (h.to_ascii_lowercase(), ArcSwapOption::empty()))
+            .map(|h| (h.to_ascii_lowercase(), Arc::default()))
             .collect();
         Ok(HostResolver {
-            backend,
+            backend: Arc::new(backend),
+            nameservers: nameservers.to_vec(),
+            refresh,
+            cache,
+        })
+    }
+
+    /// The resolver of a new config: with the same nameservers, it keeps this one's backend and
+    /// the answers of the `hosts` this one knows (each is shared, so a refresh by either is seen
+    /// by both); other nameservers start afresh, since their answers may differ.
+    pub fn renewed(
+        &self,
+        hosts: impl IntoIterator<Item = String>,
+        nameservers: &[SocketAddr],
+        refresh: Duration,
+    ) -> Result<HostResolver, String> {
+        if nameservers != self.nameservers.as_slice() {
+            return HostResolver::new(hosts, nameservers, refresh);
+        }
+        let cache = hosts
+            .into_iter()
+            .map(|h| {
+                let host = h.to_ascii_lowercase();
+                let slot = self.cache.get(&host).cloned().unwrap_or_default();
+                (host, slot)
+            })
+            .collect();
+        Ok(HostResolver {
+            backend: Arc::clone(&self.backend),
+            nameservers: self.nameservers.clone(),
             refresh,
             cache,
         })
@@ -110,7 +147,7 @@ impl HostResolver {
     }
 
     async fn lookup(&self, host: &str) -> Result<Addresses, String> {
-        let addrs: Vec<IpAddr> = match &self.backend {
+        let addrs: Vec<IpAddr> = match self.backend.as_ref() {
             Backend::System => {
                 let lookup = tokio::net::lookup_host((host, 0));
                 match tokio::time::timeout(LOOKUP_TIMEOUT, lookup).await {
@@ -154,5 +191,47 @@ impl HostResolver {
             self.refresh_all().await;
             tokio::time::sleep(self.refresh).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(resolver: &HostResolver, host: &str) -> Option<Arc<Addresses>> {
+        resolver.cache.get(host).and_then(|slot| slot.load_full())
+    }
+
+    /// A renewed resolver with the same nameservers keeps the answers of the hosts still named
+    /// (shared: a later refresh by either is seen by both) and drops the others; with other
+    /// nameservers it starts with no answers.
+    #[tokio::test]
+    async fn renewing_keeps_the_answers_of_the_same_nameservers() {
+        let known = Arc::new(Addresses(vec![IpAddr::from([10, 0, 0, 1])]));
+        let first = HostResolver::new(
+            ["a.test".to_owned(), "b.test".to_owned()],
+            &[],
+            Duration::from_secs(30),
+        )
+        .expect("resolver");
+        first.cache["a.test"].store(Some(Arc::clone(&known)));
+        let renewed = first
+            .renewed(
+                ["A.test".to_owned(), "c.test".to_owned()],
+                &[],
+                Duration::from_secs(5),
+            )
+            .expect("renewed");
+        assert_eq!(answer(&renewed, "a.test"), Some(Arc::clone(&known)));
+        assert_eq!(answer(&renewed, "c.test"), None);
+        assert!(!renewed.cache.contains_key("b.test"));
+        let moved = Arc::new(Addresses(vec![IpAddr::from([10, 0, 0, 2])]));
+        renewed.cache["a.test"].store(Some(Arc::clone(&moved)));
+        assert_eq!(answer(&first, "a.test"), Some(moved));
+        let nameserver: SocketAddr = "127.0.0.1:53".parse().expect("addr");
+        let elsewhere = renewed
+            .renewed(["a.test".to_owned()], &[nameserver], Duration::from_secs(5))
+            .expect("other nameservers");
+        assert_eq!(answer(&elsewhere, "a.test"), None);
     }
 }

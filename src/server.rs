@@ -6,6 +6,7 @@ use crate::config::{BootConfig, Config, LiveConfig, LogFormat, LogLevel};
 use crate::deploys::DeployLog;
 use crate::metrics::Metrics;
 use crate::proxy::{State, Triage};
+use crate::registry::Registry;
 use crate::reload::{self, Reloader};
 use crate::report::ReportStore;
 use crate::rundir;
@@ -187,14 +188,17 @@ fn build_process(
         boot.reports.max_count,
         boot.reports.max_bytes,
     ));
-    // For the life of the process: a reload replaces the state, never the deploy markers.
+    // For the life of the process: a reload replaces the state, never the deploy markers, and
+    // every reload's state borrows from the registry.
     let deploys = Arc::new(DeployLog::default());
-    let state = Arc::new(State::new(live, &metrics)?);
+    let registry = Arc::new(Registry::new());
+    let state = Arc::new(State::new(live, &metrics, &registry)?);
     let reloader = Arc::new(Reloader::new(
         path.to_path_buf(),
         boot.clone(),
         state,
         Arc::clone(&metrics),
+        registry,
     ));
 
     let opt = Opt {

@@ -14,25 +14,12 @@ use support::certs::TestPki;
 use support::client::{self, Request};
 use support::dns::spawn_dns;
 use support::origin::{self, refused_addr, Behavior};
-use support::triage::Triage;
+use support::triage::{metric_becomes, Triage};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 fn route(upstream: &str) -> String {
     format!("[[routes]]\npath_prefix = \"/\"\nupstream = \"{upstream}\"\n")
-}
-
-/// Polls `/metrics` until `series` has `value`, for at most `within`; returns whether it did.
-async fn metric_becomes(triage: &Triage, series: &str, value: &str, within: Duration) -> bool {
-    let deadline = tokio::time::Instant::now() + within;
-    while tokio::time::Instant::now() < deadline {
-        let m = client::get(triage.admin, "/metrics").await.body_text();
-        if m.lines().any(|l| l == format!("{series} {value}")) {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
 }
 
 /// The app gets X-Forwarded-For/Proto/Host, X-Real-IP and an X-Request-Id; Host is rewritten

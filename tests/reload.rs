@@ -1,14 +1,18 @@
 //! Hot reload: a valid config takes effect for new requests without failing any request in
 //! flight; an invalid one is refused, its errors reported, and the old config keeps serving.
+//! What is known of the servers outlives a reload: one failing during an outage stays out of
+//! rotation, and a hostname keeps its address.
 
 mod support;
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::Command;
 use std::time::Duration;
-use support::client::{self, Request};
+use support::client::{self, Request, Response};
+use support::dns::spawn_dns;
 use support::origin::{self, refused_addr, Behavior};
-use support::triage::{single_upstream, triage_binary, Triage};
+use support::triage::{metric_becomes, single_upstream, triage_binary, Triage};
 
 fn body_for(upstream: SocketAddr) -> String {
     single_upstream(upstream, "")
@@ -17,6 +21,31 @@ fn body_for(upstream: SocketAddr) -> String {
 /// Rewrites triage's config file with `body` after its listeners.
 fn rewrite_config(triage: &Triage, body: &str) {
     std::fs::write(triage.config_path(), triage.config_text(body)).expect("rewrite config");
+}
+
+/// `POST /reload` on the admin listener, which must succeed.
+async fn admin_reload(triage: &Triage) -> Response {
+    let resp = client::send(
+        triage.admin,
+        Request::new("POST", "/reload").header("X-Triage-Admin", "1"),
+    )
+    .await
+    .expect("reload answer");
+    assert_eq!(resp.status, 200, "{}", resp.body_text());
+    resp
+}
+
+/// The bodies (or diagnoses, for failures) of `count` requests in a row.
+async fn answers(triage: &Triage, count: usize) -> Vec<String> {
+    let mut seen = Vec::new();
+    for _ in 0..count {
+        let resp = client::get(triage.http, "/").await;
+        seen.push(match resp.header("x-diagnosis") {
+            Some(diagnosis) => diagnosis.to_owned(),
+            None => resp.body_text(),
+        });
+    }
+    seen
 }
 
 async fn body_eventually(triage: &Triage, want: &str) -> String {
@@ -203,4 +232,93 @@ async fn reload_raising_retries_past_the_start_bound_is_refused() {
         .wait_for_output("reload refused", Duration::from_secs(5))
         .await;
     assert_eq!(client::get(triage.http, "/").await.body_text(), "a\n");
+}
+
+/// A reload during an outage keeps a server that failed its health checks out of rotation:
+/// after `POST /reload` of a slightly changed config (another weight, a higher
+/// unhealthy_threshold that one more failed check does not reach), every request still lands
+/// on the good server and the dead one's healthy gauge stays 0. (Rebuilt, its state started
+/// up again, and a request went to it.)
+#[tokio::test]
+async fn reload_keeps_a_server_down_by_its_checks_out_of_rotation() {
+    let good = origin::spawn(Behavior::ok("good\n")).await;
+    let dead = refused_addr();
+    let config = |weight: u32, unhealthy: u32| {
+        format!(
+            "[upstreams.app]\nservers = [\"{} weight={weight}\", \"{dead}\"]\nretries = 0\nmax_fails = 0\n\
+             [upstreams.app.health_check]\ninterval = \"1h\"\nunhealthy_threshold = {unhealthy}\n\
+             [[routes]]\npath_prefix = \"/\"\nupstream = \"app\"\n",
+            good.addr
+        )
+    };
+    let triage = Triage::start(&config(1, 1)).await;
+    let gauge = format!("triage_upstream_server_healthy{{server=\"{dead}\",upstream=\"app\"}}");
+    assert!(
+        metric_becomes(&triage, &gauge, "0", Duration::from_secs(5)).await,
+        "the dead server never failed its check"
+    );
+    rewrite_config(&triage, &config(2, 3));
+    admin_reload(&triage).await;
+    assert_eq!(answers(&triage, 6).await, vec!["good\n"; 6]);
+    assert!(metric_becomes(&triage, &gauge, "0", Duration::from_millis(100)).await);
+}
+
+/// A reload during an outage keeps a server ejected by passive failures (max_fails) out of
+/// rotation for the rest of its fail_timeout: after SIGHUP with the config unchanged, requests
+/// all reach the good server, and the ejected one's healthy gauge stays 0.
+#[tokio::test]
+async fn reload_keeps_an_ejected_server_out_of_rotation() {
+    let good = origin::spawn(Behavior::ok("good\n")).await;
+    let dead = refused_addr();
+    let config = format!(
+        "[upstreams.app]\nservers = [\"{dead}\", \"{}\"]\nretries = 0\nmax_fails = 1\nfail_timeout = \"1h\"\n\
+         [[routes]]\npath_prefix = \"/\"\nupstream = \"app\"\n",
+        good.addr
+    );
+    let triage = Triage::start(&config).await;
+    assert_eq!(
+        answers(&triage, 3).await,
+        ["connect_refused", "good\n", "good\n"]
+    );
+    let gauge = format!("triage_upstream_server_healthy{{server=\"{dead}\",upstream=\"app\"}}");
+    assert!(metric_becomes(&triage, &gauge, "0", Duration::from_secs(2)).await);
+    triage.signal("HUP");
+    triage
+        .wait_for_output("config reloaded", Duration::from_secs(5))
+        .await;
+    assert_eq!(answers(&triage, 6).await, vec!["good\n"; 6]);
+    assert!(metric_becomes(&triage, &gauge, "0", Duration::from_millis(100)).await);
+}
+
+/// A reload keeps what the resolver knows: a hostname that resolved keeps its address when
+/// its DNS record is gone by the time of the reload (the new config's first refresh fails and
+/// keeps the last answer), instead of every request getting dns_error.
+#[tokio::test]
+async fn reload_keeps_the_dns_answers() {
+    let app = origin::spawn(Behavior::ok("resolved\n")).await;
+    let dns = spawn_dns(HashMap::from([(
+        "app.test".to_owned(),
+        vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
+    )]))
+    .await;
+    let config = format!(
+        "[resolver]\nnameservers = [\"{}\"]\nrefresh = \"1h\"\n[upstreams.app]\nservers = [\"app.test:{}\"]\n\
+         [[routes]]\npath_prefix = \"/\"\nupstream = \"app\"\n",
+        dns.addr,
+        app.addr.port()
+    );
+    let triage = Triage::start(&config).await;
+    assert_eq!(answers(&triage, 1).await, ["resolved\n"]);
+    dns.remove("app.test");
+    let queries = dns.queries_for("app.test");
+    admin_reload(&triage).await;
+    // The reloaded config's refresh asks again, and hears the name is gone.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while dns.queries_for("app.test") == queries && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    triage
+        .wait_for_output("keeping the last answer", Duration::from_secs(5))
+        .await;
+    assert_eq!(answers(&triage, 3).await, vec!["resolved\n"; 3]);
 }

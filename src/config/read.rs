@@ -269,16 +269,9 @@ fn upstream(name: Spanned<String>, mut t: Table, origin: &Path) -> Upstream {
     let refused_holdoff = t
         .value("refused_holdoff", holdoff)
         .unwrap_or(default.refused_holdoff);
-    let health_check = t.optional_table("health_check").map(|mut table| {
-        let check = health_check(&mut table);
-        if tls && matches!(check.kind, HealthCheckKind::Http { .. }) {
-            table.error(
-                table.at,
-                "health_check: HTTP checks of a TLS upstream are not supported yet; use kind = \"tcp\"",
-            );
-        }
-        check
-    });
+    let health_check = t
+        .optional_table("health_check")
+        .map(|mut table| health_check(&mut table));
 
     Upstream {
         name: name.value,

@@ -8,9 +8,16 @@
 //! (`refused_holdoff`), answered for without connecting: nothing listens there, and a failure
 //! storm should not cost a connect per request. The request path only reads atomics: no lock is
 //! taken to pick a server.
+//!
+//! A [`Server`] outlives the configs that name it: the [registry](crate::registry) keeps it
+//! while any config does, so a reload during an outage leaves a server that failed its checks
+//! or was ejected out of rotation. A [`Balancer`] is one config's view of its servers: its
+//! parameters (weights, `max_fails`, `fail_timeout`, `refused_holdoff`, whether there are
+//! health checks) decide what the shared state means for that config.
 
-use crate::config::ServerAddr;
+use crate::config::{self, ServerAddr};
 use crate::diagnosis::Diagnosis;
+use crate::registry::ServerHistory;
 use arc_swap::ArcSwapOption;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -25,7 +32,7 @@ pub struct CheckResult {
     pub detail: String,
 }
 
-/// One server and what is known of its health.
+/// One server and what is known of its health, for as long as a config names it.
 #[derive(Debug)]
 pub struct Server {
     pub addr: ServerAddr,
@@ -43,6 +50,8 @@ pub struct Server {
     refused_at_ms: AtomicU64,
     refused_until_ms: AtomicU64,
     pub last_check: ArcSwapOption<CheckResult>,
+    /// What live traffic taught about it, for the cause of a failure.
+    pub history: ServerHistory,
 }
 
 /// The time base for ejection deadlines, so they fit in an atomic.
@@ -53,7 +62,8 @@ fn now_ms() -> u64 {
 }
 
 impl Server {
-    fn new(addr: ServerAddr) -> Server {
+    /// A server seen for the first time: up, never failed.
+    pub fn new(addr: ServerAddr) -> Server {
         Server {
             label: addr.to_string(),
             addr,
@@ -64,6 +74,7 @@ impl Server {
             refused_at_ms: AtomicU64::new(0),
             refused_until_ms: AtomicU64::new(0),
             last_check: ArcSwapOption::empty(),
+            history: ServerHistory::default(),
         }
     }
 
@@ -75,9 +86,18 @@ impl Server {
         self.checked_up.load(Ordering::Relaxed)
     }
 
-    /// In rotation: up by health checks and not ejected.
-    pub fn is_available(&self) -> bool {
-        self.is_checked_up() && !self.is_ejected()
+    /// Forgets what health checks said: a config without them judges by live traffic alone,
+    /// and checks added again later start from up.
+    fn forget_checks(&self) {
+        self.checked_up.store(true, Ordering::Relaxed);
+        self.check_streak.store(0, Ordering::Relaxed);
+        self.last_check.store(None);
+    }
+
+    /// Ends a passive ejection and its failure count: for a config that does not eject.
+    fn forget_failures(&self) {
+        self.consecutive_failures.store(0, Ordering::Relaxed);
+        self.ejected_until_ms.store(0, Ordering::Relaxed);
     }
 
     /// Whether the server refused a connection less than the hold-off ago. The clock is read
@@ -110,38 +130,59 @@ pub enum Transition {
     CameUp,
 }
 
-/// The servers of one upstream and their rotation.
+/// The servers of one upstream and their rotation, under one config.
 #[derive(Debug)]
 pub struct Balancer {
-    pub servers: Vec<Server>,
+    /// Shared with the registry, and with every other config that names them.
+    pub servers: Vec<Arc<Server>>,
     /// Server indexes, each repeated by its weight and interleaved, walked by `next`.
     rotation: Vec<usize>,
     next: AtomicU64,
     max_fails: u32,
     fail_timeout: Duration,
     refused_holdoff: Duration,
+    /// Whether the upstream has active health checks; without, what checks of an earlier
+    /// config said does not count.
+    checked: bool,
 }
 
 impl Balancer {
-    pub fn new(
-        addrs: &[ServerAddr],
-        weights: &[u32],
-        max_fails: u32,
-        fail_timeout: Duration,
-        refused_holdoff: Duration,
-    ) -> Balancer {
-        let servers = addrs.iter().cloned().map(Server::new).collect();
-        Balancer {
-            servers,
-            rotation: interleave(weights, addrs.len()),
-            next: AtomicU64::new(0),
-            // As nginx: a lone server is never ejected. There is nowhere else to send the
-            // request, and its own failure (connect_refused, ...) says more than
-            // no_healthy_upstream would.
-            max_fails: if addrs.len() > 1 { max_fails } else { 0 },
-            fail_timeout,
-            refused_holdoff,
+    /// The rotation of `cfg`'s servers, whose state (`servers`, parallel to `cfg.servers`) may
+    /// have been kept from an earlier config.
+    pub fn new(cfg: &config::Upstream, servers: Vec<Arc<Server>>) -> Balancer {
+        // As nginx: a lone server is never ejected. There is nowhere else to send the request,
+        // and its own failure (connect_refused, ...) says more than no_healthy_upstream would.
+        let max_fails = if servers.len() > 1 { cfg.max_fails } else { 0 };
+        let checked = cfg.health_check.is_some();
+        // What this config would never have said about a kept server is forgotten. An
+        // earlier config's requests still in flight may record it again for a moment, which
+        // `is_available` ignores just as well.
+        for server in &servers {
+            if !checked {
+                server.forget_checks();
+            }
+            if max_fails == 0 {
+                server.forget_failures();
+            }
         }
+        Balancer {
+            rotation: interleave(&cfg.weights, servers.len()),
+            servers,
+            next: AtomicU64::new(0),
+            max_fails,
+            fail_timeout: cfg.fail_timeout,
+            refused_holdoff: cfg.refused_holdoff,
+            checked,
+        }
+    }
+
+    /// Whether server `index` is in rotation under this config: up by its health checks (if
+    /// the upstream has them) and not ejected (if it ejects at all).
+    pub fn is_available(&self, index: usize) -> bool {
+        self.servers.get(index).is_some_and(|server| {
+            (!self.checked || server.is_checked_up())
+                && (self.max_fails == 0 || !server.is_ejected())
+        })
     }
 
     /// The next available server whose bit is not set in `tried` (bit i = server i), if any.
@@ -156,8 +197,7 @@ impl Balancer {
         let mut fallback = None;
         for step in 0..len {
             let index = self.rotation[(start + step) % len];
-            let server = &self.servers[index];
-            if !server.is_available() || server.is_held_off() {
+            if !self.is_available(index) || self.servers[index].is_held_off() {
                 continue;
             }
             if index < 64 && tried & (1 << index) != 0 {
@@ -172,15 +212,13 @@ impl Balancer {
     /// When [Self::pick] finds no server: one in rotation that is only held off after a
     /// refusal, whose request is then answered `connect_refused` without connecting.
     pub fn held_off(&self) -> Option<usize> {
-        self.servers
-            .iter()
-            .position(|s| s.is_available() && s.is_held_off())
+        (0..self.servers.len()).find(|&i| self.is_available(i) && self.servers[i].is_held_off())
     }
 
     /// Whether a server other than those in `tried` is available for a retry.
     pub fn has_untried(&self, tried: u64) -> bool {
         self.servers.iter().enumerate().any(|(i, s)| {
-            s.is_available() && !s.is_held_off() && (i >= 64 || tried & (1 << i) == 0)
+            self.is_available(i) && !s.is_held_off() && (i >= 64 || tried & (1 << i) == 0)
         })
     }
 
@@ -220,9 +258,11 @@ impl Balancer {
         Transition::None
     }
 
-    /// A request to server `index` got a response.
-    pub fn record_success(&self, index: usize) {
+    /// A request to server `index` got a final response (`status`, after `response_time`):
+    /// the server works, and its history says so.
+    pub fn record_success(&self, index: usize, status: u16, response_time: Option<Duration>) {
         if let Some(server) = self.servers.get(index) {
+            server.history.record_success(status, response_time);
             if server.consecutive_failures.load(Ordering::Relaxed) != 0 {
                 server.consecutive_failures.store(0, Ordering::Relaxed);
             }
@@ -301,17 +341,42 @@ fn interleave(weights: &[u32], servers: usize) -> Vec<usize> {
 mod tests {
     use super::*;
 
-    fn balancer(n: usize, weights: &[u32], max_fails: u32) -> Balancer {
-        let addrs: Vec<ServerAddr> = (0..n)
-            .map(|i| ServerAddr::Ip(format!("127.0.0.1:{}", 1000 + i).parse().expect("addr")))
-            .collect();
-        Balancer::new(
-            &addrs,
-            weights,
+    fn upstream(n: usize, weights: &[u32], max_fails: u32) -> config::Upstream {
+        config::Upstream {
+            servers: (0..n)
+                .map(|i| ServerAddr::Ip(format!("127.0.0.1:{}", 1000 + i).parse().expect("addr")))
+                .collect(),
+            weights: weights.to_vec(),
             max_fails,
-            Duration::from_secs(60),
-            Duration::from_secs(60),
-        )
+            fail_timeout: Duration::from_secs(60),
+            refused_holdoff: Duration::from_secs(60),
+            ..config::Upstream::default()
+        }
+    }
+
+    fn fresh_servers(cfg: &config::Upstream) -> Vec<Arc<Server>> {
+        cfg.servers
+            .iter()
+            .map(|addr| Arc::new(Server::new(addr.clone())))
+            .collect()
+    }
+
+    fn balancer(n: usize, weights: &[u32], max_fails: u32) -> Balancer {
+        let cfg = upstream(n, weights, max_fails);
+        Balancer::new(&cfg, fresh_servers(&cfg))
+    }
+
+    fn checked(mut cfg: config::Upstream) -> config::Upstream {
+        cfg.health_check = Some(config::HealthCheck::default());
+        cfg
+    }
+
+    fn check(diagnosis: Option<Diagnosis>) -> CheckResult {
+        CheckResult {
+            at: SystemTime::now(),
+            diagnosis,
+            detail: String::new(),
+        }
     }
 
     /// Weights give turns in proportion, spread out smoothly.
@@ -330,7 +395,7 @@ mod tests {
     fn passive_ejection() {
         let b = balancer(2, &[1, 1], 2);
         assert_eq!(b.record_failure(0), Transition::None);
-        b.record_success(0);
+        b.record_success(0, 200, None);
         assert_eq!(b.record_failure(0), Transition::None);
         assert_eq!(b.record_failure(0), Transition::WentDown);
         for _ in 0..4 {
@@ -354,7 +419,7 @@ mod tests {
         assert_eq!(b.held_off(), Some(0));
         let (ago, left) = b.servers[1].refusal().expect("refused");
         assert!(ago < Duration::from_secs(5) && left > Duration::from_secs(50));
-        b.record_success(0);
+        b.record_success(0, 200, None);
         assert!(!b.servers[0].is_held_off());
         assert_eq!(b.pick(0), Some(0));
     }
@@ -362,13 +427,15 @@ mod tests {
     /// The hold-off ends by itself, and a zero hold-off never starts one.
     #[test]
     fn holdoff_expires_and_can_be_off() {
-        let addrs = [ServerAddr::Ip("127.0.0.1:1000".parse().expect("addr"))];
-        let short = Balancer::new(&addrs, &[1], 0, Duration::ZERO, Duration::from_millis(20));
+        let mut cfg = upstream(1, &[1], 0);
+        cfg.refused_holdoff = Duration::from_millis(20);
+        let short = Balancer::new(&cfg, fresh_servers(&cfg));
         short.record_refused(0);
         assert_eq!(short.pick(0), None);
         std::thread::sleep(Duration::from_millis(40));
         assert_eq!(short.pick(0), Some(0));
-        let off = Balancer::new(&addrs, &[1], 0, Duration::ZERO, Duration::ZERO);
+        cfg.refused_holdoff = Duration::ZERO;
+        let off = Balancer::new(&cfg, fresh_servers(&cfg));
         off.record_refused(0);
         assert_eq!(off.pick(0), Some(0));
         assert_eq!(off.held_off(), None);
@@ -400,22 +467,65 @@ mod tests {
     /// Health checks take a server down and bring it back only after their thresholds.
     #[test]
     fn health_check_thresholds() {
-        let b = balancer(1, &[1], 0);
-        let fail = || CheckResult {
-            at: SystemTime::now(),
-            diagnosis: Some(Diagnosis::ConnectRefused),
-            detail: String::new(),
-        };
-        let pass = || CheckResult {
-            at: SystemTime::now(),
-            diagnosis: None,
-            detail: String::new(),
-        };
+        let cfg = checked(upstream(1, &[1], 0));
+        let b = Balancer::new(&cfg, fresh_servers(&cfg));
+        let fail = || check(Some(Diagnosis::ConnectRefused));
+        let pass = || check(None);
         assert_eq!(b.record_check(0, fail(), 2, 2), Transition::None);
         assert_eq!(b.record_check(0, fail(), 2, 2), Transition::WentDown);
         assert_eq!(b.pick(0), None);
         assert_eq!(b.record_check(0, pass(), 2, 2), Transition::None);
         assert_eq!(b.record_check(0, pass(), 2, 2), Transition::CameUp);
         assert_eq!(b.pick(0), Some(0));
+    }
+
+    /// A balancer of a new config over the same servers (a reload) keeps them as they were:
+    /// the ejected one and the one down by its checks stay out of rotation, and a success
+    /// recorded through either balancer reaches the same history.
+    #[test]
+    fn a_new_config_keeps_the_servers_state() {
+        let cfg = checked(upstream(3, &[1, 1, 1], 1));
+        let servers = fresh_servers(&cfg);
+        let old = Balancer::new(&cfg, servers.clone());
+        assert_eq!(old.record_failure(0), Transition::WentDown);
+        assert_eq!(
+            old.record_check(1, check(Some(Diagnosis::ConnectRefused)), 1, 1),
+            Transition::WentDown
+        );
+        let mut changed = cfg.clone();
+        changed.weights = vec![2, 2, 1];
+        let new = Balancer::new(&changed, servers);
+        assert!(!new.is_available(0) && !new.is_available(1) && new.is_available(2));
+        for _ in 0..5 {
+            assert_eq!(new.pick(0), Some(2));
+        }
+        new.record_success(2, 200, None);
+        let history = old.servers[2].history.snapshot(SystemTime::now());
+        assert_eq!(history.last_success.map(|(_, status)| status), Some(200));
+    }
+
+    /// A config without health checks does not hold an earlier config's checks against a
+    /// server (and forgets them, so checks added back start from up); one that does not eject
+    /// ends an earlier config's ejection.
+    #[test]
+    fn a_new_config_without_checks_or_ejection_forgets_them() {
+        let cfg = checked(upstream(2, &[1, 1], 1));
+        let servers = fresh_servers(&cfg);
+        let old = Balancer::new(&cfg, servers.clone());
+        old.record_check(0, check(Some(Diagnosis::ConnectRefused)), 1, 1);
+        old.record_failure(1);
+        assert!(!old.is_available(0) && !old.is_available(1));
+        let mut unchecked = cfg.clone();
+        unchecked.health_check = None;
+        let new = Balancer::new(&unchecked, servers.clone());
+        assert!(new.is_available(0) && !new.is_available(1));
+        assert!(servers[0].is_checked_up() && servers[0].last_check.load().is_none());
+        // The old config's check loop may still be running a moment after the reload.
+        old.record_check(0, check(Some(Diagnosis::ConnectRefused)), 1, 1);
+        assert!(new.is_available(0));
+        let mut no_ejection = unchecked.clone();
+        no_ejection.max_fails = 0;
+        let newer = Balancer::new(&no_ejection, servers.clone());
+        assert!(newer.is_available(1) && !servers[1].is_ejected());
     }
 }

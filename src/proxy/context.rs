@@ -10,6 +10,7 @@ use crate::diagnosis::classify::Progress;
 use crate::diagnosis::Finding;
 use crate::id::RequestId;
 use crate::outcome::Timings;
+use crate::registry::{InFlightToken, ServerHistory};
 use crate::report::Attempt;
 use crate::shutdown::InFlightGuard;
 use std::net::SocketAddr;
@@ -73,7 +74,7 @@ pub(crate) struct BrokenAttempt {
 }
 
 /// What one attempt reached: a server, a connection, an answer.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(crate) struct AttemptFacts {
     /// The index of the server, in its upstream.
     pub(crate) server: Option<usize>,
@@ -88,6 +89,8 @@ pub(crate) struct AttemptFacts {
     pub(crate) response: Option<Duration>,
     /// The upstream's final status, once its response header arrived.
     pub(crate) upstream_status: Option<u16>,
+    /// Counts the attempt as in flight at its server (its history) until replaced.
+    pub(crate) server_in_flight: Option<InFlightToken>,
     /// The first bytes of the body of an error answer (see `upstream_response_body_peek`).
     pub(crate) body_start: Option<bytes::Bytes>,
 }
@@ -159,8 +162,18 @@ impl RequestCtx {
             .map_or("", |l| l.as_str())
     }
 
-    /// Records the failure of the current attempt, for the report.
+    /// The history of the current attempt's server.
+    pub(crate) fn server_history(&self) -> Option<&ServerHistory> {
+        self.state
+            .server_history(self.request.upstream?, self.attempt.server?)
+    }
+
+    /// Records the failure of the current attempt, for the report and in its server's
+    /// history.
     pub(crate) fn record_attempt(&mut self, finding: Finding) {
+        if let Some(history) = self.server_history() {
+            history.record_failure(finding.diagnosis);
+        }
         self.request.failed_attempts.push(Attempt {
             address: self.attempt.address,
             diagnosis: Some(finding.diagnosis),

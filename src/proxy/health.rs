@@ -1,19 +1,38 @@
 //! Active health checks: every `interval`, each server of an upstream that has a
-//! `[upstreams.NAME.health_check]` is probed (a TCP connect, or `GET path` expecting 2xx/3xx),
-//! and the result, classified with the same taxonomy as live traffic, moves the server in or out
-//! of rotation once the thresholds are met.
+//! `[upstreams.NAME.health_check]` is probed, and the result moves the server in or out of
+//! rotation once the thresholds are met.
+//!
+//! A probe reaches the server as a request would: through Pingora's connector, with the peer the
+//! proxy builds for it ([`Upstream::peer`]: TLS, SNI, CA file and timeouts are the upstream's).
+//! A TCP check connects (and, to a TLS upstream, completes the handshake); an HTTP check then
+//! sends `GET path` over Pingora's HTTP/1.1 client session and passes on 2xx or 3xx. A failure
+//! is classified by the proxy's own classifier from the same facts (the error and how far the
+//! probe got), so a probe says what live traffic would: `connect_refused`, `connect_timeout`,
+//! a TLS token, `upstream_expects_tls`, `upstream_status` for a failing status. Each probe
+//! opens a connection of its own, from a connector of its own (never one of the proxy's pooled
+//! connections), and closes it.
+//!
+//! The checks act on the servers' shared state (see [`crate::registry`]): the loops restart with
+//! each reload, and carry on where the previous config's left off.
 
-use super::balancer::{CheckResult, Transition};
+use super::balancer::{CheckResult, Server, Transition};
+use super::upstream::Upstream;
 use super::State;
-use crate::config::{HealthCheck, HealthCheckKind, ServerAddr};
-use crate::diagnosis::Diagnosis;
+use crate::config::{HealthCheck, HealthCheckKind, RouteTimeouts, ServerAddr};
+use crate::diagnosis::classify::Progress;
+use crate::diagnosis::{classify, Diagnosis, Facts, Finding};
 use crate::resolve::HostResolver;
-use std::io::ErrorKind;
+use pingora::connectors::TransportConnector;
+use pingora::http::RequestHeader;
+use pingora::protocols::http::v1::client::HttpSession;
+use pingora::upstreams::peer::HttpPeer;
+use pingora::{Error, ErrorType};
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::SystemTime;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime};
+
+/// Informational responses (1xx) a check reads past before the final one, at most.
+const MAX_INFORMATIONAL: usize = 4;
 
 /// Runs the checks of every upstream of `state` that has them, until aborted.
 pub async fn run(state: Arc<State>) {
@@ -50,6 +69,14 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// The probes' connector, one for the process: the proxy's has the same TLS setup (Pingora's
+/// rustls connector, the system's CAs unless the peer brings its own), but its pool stays the
+/// proxy's alone. Probes never return a connection to this one's pool.
+fn connector() -> &'static TransportConnector {
+    static CONNECTOR: OnceLock<TransportConnector> = OnceLock::new();
+    CONNECTOR.get_or_init(|| TransportConnector::new(None))
+}
+
 async fn check_upstream_forever(state: &State, upstream: usize, check: &HealthCheck) {
     let Some(up) = state.upstreams.get(upstream) else {
         return;
@@ -59,7 +86,7 @@ async fn check_upstream_forever(state: &State, upstream: usize, check: &HealthCh
     loop {
         ticker.tick().await;
         for (index, server) in up.balancer.servers.iter().enumerate() {
-            let result = probe(&server.addr, check, &state.resolver).await;
+            let result = probe(up, server, check, &state.resolver).await;
             let verdict = result
                 .diagnosis
                 .map_or("passed".to_owned(), |d| d.token().to_owned());
@@ -82,38 +109,22 @@ async fn check_upstream_forever(state: &State, upstream: usize, check: &HealthCh
     }
 }
 
-/// One check of one server.
-async fn probe(server: &ServerAddr, check: &HealthCheck, resolver: &HostResolver) -> CheckResult {
-    let outcome = tokio::time::timeout(check.timeout, async {
-        let addr = match server {
-            ServerAddr::Ip(addr) => *addr,
-            ServerAddr::Host { host, port } => match resolver.addresses(host).await {
-                Ok(found) => SocketAddr::new(found.0[0], *port),
-                Err(reason) => return Err((Diagnosis::DnsError, reason)),
-            },
-        };
-        let mut stream = TcpStream::connect(addr).await.map_err(|e| {
-            let diagnosis = match e.kind() {
-                ErrorKind::ConnectionRefused => Diagnosis::ConnectRefused,
-                ErrorKind::TimedOut => Diagnosis::ConnectTimeout,
-                _ => Diagnosis::ConnectFailed,
-            };
-            (diagnosis, e.to_string())
-        })?;
-        match &check.kind {
-            HealthCheckKind::Tcp => Ok(()),
-            HealthCheckKind::Http { path } => http_check(&mut stream, server, path).await,
-        }
-    })
-    .await;
-    let (diagnosis, detail) = match outcome {
-        Ok(Ok(())) => (None, String::new()),
-        Ok(Err((diagnosis, detail))) => (Some(diagnosis), detail),
-        Err(_) => (
-            Some(Diagnosis::ResponseTimeout),
-            format!("no answer within {:?}", check.timeout),
-        ),
+/// One check of one server, within the check's timeout.
+async fn probe(
+    up: &Upstream,
+    server: &Server,
+    check: &HealthCheck,
+    resolver: &HostResolver,
+) -> CheckResult {
+    let mut progress = Progress::Started;
+    let attempt = attempt(up, server, check, resolver, &mut progress);
+    let failure = match tokio::time::timeout(check.timeout, attempt).await {
+        Ok(Ok(())) => None,
+        Ok(Err(finding)) => Some(finding),
+        Err(_) => Some(over_time(up, server, check.timeout, progress)),
     };
+    let (diagnosis, detail) =
+        failure.map_or((None, String::new()), |f| (Some(f.diagnosis), f.detail));
     CheckResult {
         at: SystemTime::now(),
         diagnosis,
@@ -121,55 +132,147 @@ async fn probe(server: &ServerAddr, check: &HealthCheck, resolver: &HostResolver
     }
 }
 
-/// `GET path` over an open connection; 2xx and 3xx pass.
-async fn http_check(
-    stream: &mut TcpStream,
-    server: &ServerAddr,
-    path: &str,
-) -> Result<(), (Diagnosis, String)> {
-    let host = match server {
-        ServerAddr::Ip(addr) => addr.to_string(),
-        ServerAddr::Host { host, .. } => host.clone(),
+/// A check that ran out of time before a step's own timeout fired (its steps together took
+/// longer): classified as the timeout of the step it was at.
+fn over_time(up: &Upstream, server: &Server, timeout: Duration, progress: Progress) -> Finding {
+    let kind = match progress {
+        Progress::Started => {
+            let host = match &server.addr {
+                ServerAddr::Host { host, .. } => host.as_str(),
+                ServerAddr::Ip(_) => "",
+            };
+            return Finding {
+                diagnosis: Diagnosis::DnsError,
+                detail: format!("resolving {host}: no answer within the check's {timeout:?}"),
+            };
+        }
+        Progress::Connecting => ErrorType::ConnectTimedout,
+        Progress::Connected | Progress::ResponseHeaders | Progress::ResponseStarted => {
+            ErrorType::ReadTimedout
+        }
     };
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: triage-health-check\r\nConnection: close\r\n\r\n"
-    );
-    stream
-        .write_all(request.as_bytes())
+    let error = Error::explain(kind, format!("health check timeout {timeout:?}")).into_up();
+    classified(up, &error, progress)
+}
+
+/// The proxy's classification of `error` at `progress`, for a request without a body.
+fn classified(up: &Upstream, error: &Error, progress: Progress) -> Finding {
+    classify(&Facts {
+        error,
+        progress,
+        upstream_tls: up.tls,
+        upgrade: false,
+        request_unsent: false,
+        client_reset: None,
+    })
+}
+
+/// Resolves, connects and, for an HTTP check, asks; `progress` says how far it got.
+async fn attempt(
+    up: &Upstream,
+    server: &Server,
+    check: &HealthCheck,
+    resolver: &HostResolver,
+    progress: &mut Progress,
+) -> Result<(), Finding> {
+    let address = match &server.addr {
+        ServerAddr::Ip(address) => *address,
+        ServerAddr::Host { host, port } => {
+            let found = resolver.addresses(host).await.map_err(|reason| Finding {
+                diagnosis: Diagnosis::DnsError,
+                detail: reason,
+            })?;
+            server.history.record_address(&found.0);
+            let Some(ip) = found.0.first() else {
+                return Err(Finding {
+                    diagnosis: Diagnosis::DnsError,
+                    detail: format!("resolving {host}: no addresses"),
+                });
+            };
+            SocketAddr::new(*ip, *port)
+        }
+    };
+    *progress = Progress::Connecting;
+    let peer = probe_peer(up, &server.addr, address, check.timeout);
+    let failed = |error: Box<Error>, progress: Progress| classified(up, &error.into_up(), progress);
+    let stream = connector()
+        .new_stream(&peer)
         .await
-        .map_err(|e| (Diagnosis::RequestSendFailed, e.to_string()))?;
-    let mut head = [0u8; 64];
-    let mut read = 0;
-    // The status line is all a check needs: "HTTP/1.1 200" is 12 bytes.
-    while read < 12 {
-        match stream.read(&mut head[read..]).await {
-            Ok(0) => {
-                return Err((
-                    Diagnosis::ConnectionClosed,
-                    format!("closed after {read} bytes"),
-                ))
-            }
-            Ok(n) => read += n,
-            Err(e) if e.kind() == ErrorKind::ConnectionReset => {
-                return Err((Diagnosis::ConnectionReset, e.to_string()))
-            }
-            Err(e) => return Err((Diagnosis::ConnectionReset, e.to_string())),
+        .map_err(|e| failed(e, Progress::Connecting))?;
+    *progress = Progress::Connected;
+    let path = match &check.kind {
+        HealthCheckKind::Tcp => return Ok(()),
+        HealthCheckKind::Http { path } => path,
+    };
+    let mut session = HttpSession::new_with_options(stream, &peer);
+    session.read_timeout = peer.options.read_timeout;
+    session.write_timeout = peer.options.write_timeout;
+    let request =
+        check_request(up, &server.addr, path).map_err(|e| failed(e, Progress::Connected))?;
+    session
+        .write_request_header(request)
+        .await
+        .map_err(|e| failed(e, Progress::Connected))?;
+    session
+        .finish_body()
+        .await
+        .map_err(|e| failed(e, Progress::Connected))?;
+    let mut status = 0;
+    for _ in 0..=MAX_INFORMATIONAL {
+        session
+            .read_response()
+            .await
+            .map_err(|e| failed(e, Progress::Connected))?;
+        status = session.resp_header().map_or(0, |h| h.status.as_u16());
+        if !(100..200).contains(&status) {
+            break;
         }
     }
-    let line = String::from_utf8_lossy(&head[..read]);
-    let status = line
-        .strip_prefix("HTTP/1.")
-        .and_then(|rest| rest.get(2..5))
-        .and_then(|code| code.parse::<u16>().ok());
+    *progress = Progress::ResponseHeaders;
+    // Dropping the session closes the connection: it is never pooled.
     match status {
-        Some(200..=399) => Ok(()),
-        Some(code) => Err((
-            Diagnosis::UpstreamStatus,
-            format!("GET {path} answered {code}"),
-        )),
-        None => Err((
-            Diagnosis::InvalidResponse,
-            format!("not an HTTP response: {}", line.escape_default()),
-        )),
+        200..=399 => Ok(()),
+        code => Err(Finding {
+            diagnosis: Diagnosis::UpstreamStatus,
+            detail: format!("GET {path} answered {code}"),
+        }),
     }
+}
+
+/// The proxy's peer for the server, with every step bounded by the check's timeout as well
+/// (each step then fails with the error it would give a request).
+fn probe_peer(
+    up: &Upstream,
+    server: &ServerAddr,
+    address: SocketAddr,
+    timeout: Duration,
+) -> HttpPeer {
+    let mut peer = up.peer(server, address, &RouteTimeouts::default(), Some(timeout));
+    let options = &mut peer.options;
+    for step in [
+        &mut options.connection_timeout,
+        &mut options.total_connection_timeout,
+        &mut options.write_timeout,
+    ] {
+        *step = Some(step.map_or(timeout, |t| t.min(timeout)));
+    }
+    peer
+}
+
+/// `GET path`, for the upstream's `host_header` if it has one, else the server's name.
+fn check_request(
+    up: &Upstream,
+    server: &ServerAddr,
+    path: &str,
+) -> pingora::Result<Box<RequestHeader>> {
+    let host = match (&up.host_header, server) {
+        (Some(host), _) => host.clone(),
+        (None, ServerAddr::Ip(addr)) => addr.to_string(),
+        (None, ServerAddr::Host { host, .. }) => host.clone(),
+    };
+    let mut request = RequestHeader::build("GET", path.as_bytes(), Some(3))?;
+    request.insert_header(http::header::HOST, host)?;
+    request.insert_header(http::header::USER_AGENT, "triage-health-check")?;
+    request.insert_header(http::header::CONNECTION, "close")?;
+    Ok(Box::new(request))
 }

@@ -360,10 +360,12 @@ impl ProxyHttp for Triage {
         };
         ctx.start_attempt(index);
         let server = &upstream.balancer.servers[index];
+        ctx.attempt.server_in_flight = Some(server.history.request_started());
         let address = match &server.addr {
             ServerAddr::Ip(address) => *address,
             ServerAddr::Host { host, port } => match state.resolver.addresses(host).await {
                 Ok(found) => {
+                    server.history.record_address(&found.0);
                     let ip = found.0[(ctx.request.attempts as usize - 1) % found.0.len()];
                     SocketAddr::new(ip, *port)
                 }
@@ -487,13 +489,16 @@ impl ProxyHttp for Triage {
         if upstream_response.status.is_informational() {
             return Ok(());
         }
-        // A final answer (or a protocol switch): the server works.
-        if let (Some(upstream), Some(server)) = (ctx.upstream(), ctx.attempt.server) {
-            upstream.balancer.record_success(server);
-        }
         ctx.attempt.progress = Progress::ResponseHeaders;
         ctx.attempt.upstream_status = Some(upstream_response.status.as_u16());
         ctx.attempt.response = ctx.attempt.request_sent.map(|t| t.elapsed());
+        // A final answer (or a protocol switch): the server works.
+        if let (Some(upstream), Some(server)) = (ctx.upstream(), ctx.attempt.server) {
+            let status = upstream_response.status.as_u16();
+            upstream
+                .balancer
+                .record_success(server, status, ctx.attempt.response);
+        }
         Ok(())
     }
 

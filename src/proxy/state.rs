@@ -4,9 +4,10 @@
 use super::routing::{RouteId, RouteTable};
 use super::upstream::Upstream;
 use crate::cause::Thresholds;
-use crate::config::{self, LiveConfig, ServerAddr};
+use crate::config::{self, LiveConfig};
 use crate::diagnosis::Disclosure;
 use crate::metrics::{MetricHandles, Metrics};
+use crate::registry::{Registry, ServerHistory};
 use crate::resolve::HostResolver;
 use std::sync::Arc;
 
@@ -25,25 +26,22 @@ pub struct State {
 }
 
 impl State {
-    /// Everything `config` needs at run time; fails (without panicking) if the DNS resolver
-    /// cannot be set up.
-    pub fn new(config: LiveConfig, metrics: &Metrics) -> Result<State, String> {
-        let upstreams = config.upstreams.iter().map(Upstream::new).collect();
-        let hostnames = config
+    /// Everything `config` needs at run time, over the servers, budgets and DNS answers it
+    /// borrows from `registry`; fails (without panicking) if the DNS resolver cannot be set up.
+    pub fn new(
+        config: LiveConfig,
+        metrics: &Metrics,
+        registry: &Registry,
+    ) -> Result<State, String> {
+        let lease = registry.lend(&config)?;
+        let upstreams = config
             .upstreams
             .iter()
-            .flat_map(|u| u.servers.iter())
-            .filter_map(|s| match s {
-                ServerAddr::Host { host, .. } => Some(host.clone()),
-                ServerAddr::Ip(_) => None,
-            });
-        let resolver = Arc::new(HostResolver::new(
-            hostnames,
-            &config.resolver.nameservers,
-            config.resolver.refresh,
-        )?);
+            .zip(lease.upstreams)
+            .map(|(cfg, lent)| Upstream::new(cfg, lent.servers, lent.retry_budget))
+            .collect();
         Ok(State {
-            resolver,
+            resolver: lease.resolver,
             handles: metrics.handles(&config),
             routes: RouteTable::new(&config.routes),
             route_labels: config
@@ -72,13 +70,18 @@ impl State {
     /// passes, with no event that could update the gauge.
     pub fn refresh_health_gauges(&self) {
         for (upstream_index, upstream) in self.upstreams.iter().enumerate() {
-            for (server_index, server) in upstream.balancer.servers.iter().enumerate() {
+            for server_index in 0..upstream.balancer.servers.len() {
                 self.handles.set_server_healthy(
                     upstream_index,
                     server_index,
-                    server.is_available(),
+                    upstream.balancer.is_available(server_index),
                 );
             }
         }
+    }
+
+    /// The history of server `server` of upstream `upstream` (indexes into the config).
+    pub fn server_history(&self, upstream: usize, server: usize) -> Option<&ServerHistory> {
+        self.upstreams.get(upstream)?.history(server)
     }
 }

@@ -1,8 +1,9 @@
 //! An upstream as the proxy uses it: its servers in rotation, and how to build a Pingora peer for
 //! one of them with the configured TLS and timeouts.
 
-use super::balancer::Balancer;
+use super::balancer::{Balancer, Server};
 use crate::config::{self, ServerAddr};
+use crate::registry::ServerHistory;
 use crate::window::{current_second, SecondWindow};
 use pingora::protocols::tls::CaType;
 use pingora::upstreams::peer::HttpPeer;
@@ -23,7 +24,8 @@ pub struct Upstream {
     pub balancer: Balancer,
     pub host_header: Option<String>,
     pub retries: u32,
-    retry_budget: RetryBudget,
+    /// Kept across reloads by the registry, as the servers are.
+    retry_budget: Arc<RetryBudget>,
     connect_timeout: Duration,
     read_timeout: Duration,
     write_timeout: Duration,
@@ -48,7 +50,7 @@ fn pool_key(cfg: &config::Upstream) -> u64 {
 /// Retries may add at most a fifth to an upstream's load (plus a small floor per second), so a
 /// failing upstream is not hit twice as hard in a storm.
 #[derive(Debug, Default)]
-struct RetryBudget {
+pub struct RetryBudget {
     requests: SecondWindow,
     retries: SecondWindow,
 }
@@ -70,23 +72,22 @@ impl RetryBudget {
 }
 
 impl Upstream {
-    /// Builds the runtime upstream, with the CA certificates read when the config was loaded.
-    pub fn new(cfg: &config::Upstream) -> Upstream {
+    /// Builds the runtime upstream, with the CA certificates read when the config was loaded,
+    /// over the state its servers (parallel to `cfg.servers`) and its retry budget have so far.
+    pub fn new(
+        cfg: &config::Upstream,
+        servers: Vec<Arc<Server>>,
+        retry_budget: Arc<RetryBudget>,
+    ) -> Upstream {
         Upstream {
             name: cfg.name.clone(),
             tls: cfg.tls,
             sni: cfg.sni.clone(),
             ca: cfg.ca_file.as_ref().map(|ca| Arc::clone(&ca.certs)),
-            balancer: Balancer::new(
-                &cfg.servers,
-                &cfg.weights,
-                cfg.max_fails,
-                cfg.fail_timeout,
-                cfg.refused_holdoff,
-            ),
+            balancer: Balancer::new(cfg, servers),
             host_header: cfg.host_header.clone(),
             retries: cfg.retries,
-            retry_budget: RetryBudget::default(),
+            retry_budget,
             connect_timeout: cfg.connect_timeout,
             read_timeout: cfg.read_timeout,
             write_timeout: cfg.write_timeout,
@@ -108,6 +109,11 @@ impl Upstream {
     /// Whether the retry budget allows one more retry now.
     pub fn allow_retry(&self) -> bool {
         self.retry_budget.allow_retry()
+    }
+
+    /// The history of server `index`.
+    pub fn history(&self, index: usize) -> Option<&ServerHistory> {
+        self.balancer.servers.get(index).map(|s| &s.history)
     }
 
     /// A peer for `addr`, reached as `server`. Over TLS, the name is the configured `sni`,

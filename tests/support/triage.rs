@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::certs::CertifiedKey;
+use super::client;
 
 /// How long triage may take to listen on both ports.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(15);
@@ -491,4 +492,17 @@ pub fn check_config_command(config_text: &str, command: impl FnOnce(&Path) -> Co
         stdout: std::fs::read(dir.path().join("stdout.log")).unwrap_or_default(),
         stderr: std::fs::read(dir.path().join("stderr.log")).unwrap_or_default(),
     }
+}
+
+/// Polls `/metrics` until `series` has `value`, for at most `within`; returns whether it did.
+pub async fn metric_becomes(triage: &Triage, series: &str, value: &str, within: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    while tokio::time::Instant::now() < deadline {
+        let m = client::get(triage.admin, "/metrics").await.body_text();
+        if m.lines().any(|l| l == format!("{series} {value}")) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
 }

@@ -35,7 +35,8 @@ fn assert_generated(resp: &Response, status: u16, token: &str, phase: &str) {
     assert!(resp.body_text().contains(id));
 }
 
-/// Nothing listens on the port: 502 connect_refused, with the OS's words for a trusted client.
+/// Nothing listens on the port: 502 connect_refused, cause never_answered, with the OS's words
+/// for a trusted client.
 #[tokio::test]
 async fn connect_refused() {
     let dead = refused_addr();
@@ -64,7 +65,12 @@ async fn connect_refused() {
     assert!(resp
         .header("content-type")
         .is_some_and(|v| v.starts_with("text/html")));
-    assert!(resp.body_text().contains("nothing is listening"));
+    // An address that never answered: the cause says so, and not that the app crashed.
+    assert_eq!(resp.header("x-diagnosis-cause"), Some("never_answered"));
+    let hint = resp.header("x-diagnosis-hint").unwrap_or("");
+    assert!(hint.contains("has not answered once"), "{hint}");
+    assert!(!hint.contains("crashed"), "{hint}");
+    assert!(resp.body_text().contains("has not answered once"));
 }
 
 /// Like nginx, an upstream failure keeps the client connection: the next request on it is
@@ -178,10 +184,12 @@ async fn problem_json_body() {
     assert_eq!(json["address"], dead.to_string());
     // The errno text is `error`; `cause` is the cause's token.
     assert_eq!(json["error"], "Connection refused (os error 111)");
-    assert_eq!(json["cause"], "unknown");
+    assert_eq!(json["cause"], "never_answered");
     assert!(json["hint"]
         .as_str()
-        .is_some_and(|h| h.contains("nothing is listening")));
+        .is_some_and(|h| h.contains("has not answered once")));
+    assert_eq!(json["evidence"][0]["source"], "attempt");
+    assert_eq!(json["evidence"][1]["source"], "history");
     assert!(json["time"].as_str().is_some_and(|t| t.ends_with('Z')));
     assert!(json["timings_ms"]["total"].is_number());
 }

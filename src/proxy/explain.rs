@@ -5,9 +5,10 @@
 use super::context::BrokenAttempt;
 use super::probe::ProbeKind;
 use super::{RequestCtx, Triage};
-use crate::cause::{self, CauseFinding, DeployMark, Observed, Probe};
+use crate::cause::{self, CauseFinding, DeployMark, Observed, Probe, ServerPast};
 use crate::config::ServerAddr;
 use crate::diagnosis::{Diagnosis, Finding};
+use crate::registry::HistorySnapshot;
 use pingora::proxy::Session;
 use std::time::SystemTime;
 
@@ -54,16 +55,21 @@ impl Triage {
             .or(upstream.map(|u| u.read_timeout()))
             .unwrap_or_default();
         let now = SystemTime::now();
+        let history = ctx.server_history();
+        let past = history.map(|h| past_of(h.snapshot(now)));
+        // The deploy before the failures began: a release that has failed since its deploy
+        // is still the one to roll back, however long ago that was.
+        let began = past.as_ref().and_then(|p| p.failing_since).unwrap_or(now);
         let deploy = upstream
             .and_then(|u| {
                 self.deploys
-                    .latest(&u.name, now, ctx.state.thresholds.deploy_window)
+                    .latest(&u.name, began, ctx.state.thresholds.deploy_window)
             })
             .map(|d| DeployMark {
                 version: d.version,
                 time: d.time,
             });
-        cause::derive(&Observed {
+        let found = cause::derive(&Observed {
             diagnosis: finding.diagnosis,
             id: ctx.request.id.as_str(),
             address,
@@ -75,13 +81,48 @@ impl Triage {
             read_timeout,
             status: ctx.attempt.upstream_status,
             body_start: ctx.attempt.body_start.as_deref().unwrap_or_default(),
-            past: None,
+            past: past.as_ref(),
             deploy: deploy.as_ref(),
             probe,
             now,
             thresholds: ctx.state.thresholds,
-        })
+        });
+        // Counted after the derivation, so a request is not its own precedent.
+        if let (Some(history), Some(age)) = (history, age) {
+            if broke_before_answer(finding.diagnosis) {
+                history.record_broken(age);
+            }
+        }
+        found
     }
+}
+
+/// The history as the cause reads it.
+fn past_of(h: HistorySnapshot) -> ServerPast {
+    ServerPast {
+        first_seen: Some(h.first_seen),
+        last_success: h.last_success,
+        failing_since: h.failing_since,
+        failures: h.streak,
+        comebacks: h.comebacks,
+        comeback_window: h.comeback_window,
+        in_flight: h.in_flight,
+        recent_response_times: h.recent_response_times,
+        address_change: h.address_change.map(|c| (c.at, c.old, c.new)),
+        broken_ages: h.broken_ages,
+    }
+}
+
+/// Whether `diagnosis` is a connection that broke after the request went out, with no answer.
+fn broke_before_answer(diagnosis: Diagnosis) -> bool {
+    matches!(
+        diagnosis,
+        Diagnosis::ConnectionReset
+            | Diagnosis::ConnectionClosed
+            | Diagnosis::RequestSendFailed
+            | Diagnosis::BodyReset
+            | Diagnosis::BodyClosed
+    )
 }
 
 /// Which probe decides between the causes of `diagnosis`, if any does.

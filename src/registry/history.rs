@@ -24,6 +24,10 @@ pub const RESPONSE_TIMES: usize = 32;
 pub const COMEBACKS_KEPT: usize = 16;
 /// The window [`HistorySnapshot::comebacks`] counts in.
 pub const COMEBACK_WINDOW: Duration = Duration::from_secs(60);
+/// How many requests that broke with no answer keep their age, and for how long: a worker
+/// timeout shows as several of them at the same age.
+pub const BROKEN_KEPT: usize = 8;
+pub const BROKEN_WINDOW: Duration = Duration::from_secs(600);
 
 // Every diagnosis fits the byte the streak keeps it in (`index() + 1`, 0 for none).
 const _: () = assert!(Diagnosis::COUNT < 255);
@@ -57,6 +61,10 @@ pub struct ServerHistory {
     /// The address set the server's hostname resolved to when last recorded.
     addresses: ArcSwapOption<Vec<IpAddr>>,
     address_change: ArcSwapOption<AddressChange>,
+    /// `(when in ms since the epoch) << 24 | age in ms` (ages above 4.6 h saturate) of the
+    /// last requests that broke with no answer.
+    broken: [AtomicU64; BROKEN_KEPT],
+    broken_count: AtomicU64,
 }
 
 /// A change of the address set a server's hostname resolves to.
@@ -93,6 +101,9 @@ pub struct HistorySnapshot {
     pub recent_response_times: Vec<Duration>,
     /// The last change of the hostname's address set, for a server named by hostname.
     pub address_change: Option<AddressChange>,
+    /// How long each request that broke with no answer within [`BROKEN_WINDOW`] had been at
+    /// the server (at most [`BROKEN_KEPT`]), oldest first.
+    pub broken_ages: Vec<Duration>,
 }
 
 /// Counts an attempt as in flight at its server until dropped.
@@ -153,6 +164,8 @@ impl ServerHistory {
             response_count: AtomicU64::new(0),
             addresses: ArcSwapOption::empty(),
             address_change: ArcSwapOption::empty(),
+            broken: std::array::from_fn(|_| AtomicU64::new(0)),
+            broken_count: AtomicU64::new(0),
         }
     }
 
@@ -207,6 +220,17 @@ impl ServerHistory {
             });
     }
 
+    /// A request broke with no answer after `age` at the server (its connection reset or
+    /// closed mid-request).
+    pub fn record_broken(&self, age: Duration) {
+        let age_ms = u64::try_from(age.as_millis())
+            .unwrap_or(u64::MAX)
+            .min(0xff_ffff);
+        let packed = (millis_since_epoch(SystemTime::now()) << 24) | age_ms;
+        let slot = self.broken_count.fetch_add(1, Ordering::Relaxed) as usize;
+        self.broken[slot % BROKEN_KEPT].store(packed, Ordering::Relaxed);
+    }
+
     /// An attempt at the server begins; it counts as in flight until the token drops.
     pub fn request_started(&self) -> InFlightToken {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
@@ -231,6 +255,19 @@ impl ServerHistory {
             }))),
             None => {}
         }
+    }
+
+    /// The ages of the requests that broke within [`BROKEN_WINDOW`] before `now_ms`, oldest
+    /// first.
+    fn broken_ages(&self, now_ms: u64) -> Vec<Duration> {
+        let window_ms = u64::try_from(BROKEN_WINDOW.as_millis()).unwrap_or(u64::MAX);
+        let count = self.broken_count.load(Ordering::Relaxed);
+        let kept = count.min(BROKEN_KEPT as u64);
+        (count - kept..count)
+            .map(|i| self.broken[i as usize % BROKEN_KEPT].load(Ordering::Relaxed))
+            .filter(|&packed| packed != 0 && now_ms.saturating_sub(packed >> 24) <= window_ms)
+            .map(|packed| Duration::from_millis(packed & 0xff_ffff))
+            .collect()
     }
 
     /// The history as it stands at `now` (which the comeback window ends at).
@@ -282,6 +319,7 @@ impl ServerHistory {
             in_flight: self.in_flight.load(Ordering::Relaxed),
             recent_response_times,
             address_change: self.address_change.load_full().map(|c| (*c).clone()),
+            broken_ages: self.broken_ages(now_ms),
         }
     }
 }

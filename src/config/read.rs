@@ -134,6 +134,18 @@ fn diagnosis(top: &mut Table) -> (DiagnosisPolicy, Option<String>) {
         deploy_window: t
             .value("deploy_window", duration(TIMEOUT))
             .unwrap_or(default.deploy_window),
+        stale_race: t
+            .value("stale_race", duration(TIMEOUT))
+            .unwrap_or(default.stale_race),
+        overload_in_flight: t
+            .integer("overload_in_flight", 1..=1_000_000)
+            .map_or(default.overload_in_flight, |n| n as u32),
+        crash_loop_comebacks: t
+            .integer("crash_loop_comebacks", 1..=16)
+            .map_or(default.crash_loop_comebacks, |n| n as u32),
+        address_window: t
+            .value("address_window", duration(TIMEOUT))
+            .unwrap_or(default.address_window),
     };
     let report_url = t.value("report_url", report_url).or(Reports::default().url);
     (policy, report_url)

@@ -118,6 +118,9 @@ impl Triage {
         let server = &upstream.balancer.servers[index];
         // What an earlier attempt of this request reached is not this answer's.
         ctx.attempt = context::AttemptFacts {
+            // Not an attempt (none is counted), but the answer is about this server: its
+            // history gives the cause.
+            server: Some(index),
             address: match server.addr {
                 ServerAddr::Ip(address) => Some(address),
                 ServerAddr::Host { .. } => None,

@@ -166,6 +166,7 @@ read_timeout = "2m"
                 detail: DetailPolicy::Trusted,
                 trusted: vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()],
                 deploy_window: secs(900),
+                ..DiagnosisPolicy::default()
             },
             resolver: Resolver {
                 nameservers: vec!["127.0.0.1:53".parse().unwrap()],

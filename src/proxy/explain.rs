@@ -89,7 +89,9 @@ impl Triage {
         });
         // Counted after the derivation, so a request is not its own precedent.
         if let (Some(history), Some(age)) = (history, age) {
-            if broke_before_answer(finding.diagnosis) {
+            if broke_before_answer(finding.diagnosis)
+                || finding.diagnosis == Diagnosis::UpstreamStatus
+            {
                 history.record_broken(age);
             }
         }

@@ -11,7 +11,7 @@ use support::apps::{self, App};
 use support::certs::TestPki;
 use support::client::{self, Request, Response};
 use support::origin::{self, Behavior};
-use support::triage::{single_upstream, temp_dir, Triage};
+use support::triage::{metric_becomes, single_upstream, temp_dir, Triage};
 
 fn cause(resp: &Response) -> &str {
     resp.header("x-diagnosis-cause").unwrap_or("")
@@ -58,6 +58,57 @@ async fn stopped_app_is_app_down() {
         hint(&resp)
     );
     assert!(!hint(&resp).contains("port"), "{}", hint(&resp));
+    // The access line and the failure counter carry the cause too.
+    let id = resp.header("x-diagnosis-id").expect("id").to_owned();
+    let log = triage
+        .wait_for_output(&format!("id={id}"), Duration::from_secs(5))
+        .await;
+    let line = log
+        .lines()
+        .find(|l| l.contains(&id))
+        .expect("the access line");
+    assert!(line.contains("cause=app_down"), "{line}");
+    assert!(
+        metric_becomes(
+            &triage,
+            "triage_upstream_failures_total{cause=\"app_down\",diagnosis=\"connect_refused\",phase=\"connect\",upstream=\"app\"}",
+            "1",
+            Duration::from_secs(5)
+        )
+        .await
+    );
+}
+
+/// A reload during the outage keeps the server's history: refusals after it are still
+/// `app_down` (it answered before), not `never_answered` as for a server met for the first
+/// time.
+#[tokio::test]
+async fn reload_during_an_outage_keeps_the_history() {
+    let app = App::node(apps::NODE_APP, &[]);
+    let body = single_upstream(app.addr, "");
+    let triage = Triage::start(&body).await;
+    assert_eq!(client::get(triage.http, "/").await.status, 200);
+    app.kill_group("KILL");
+    app.wait_refusing(Duration::from_secs(5));
+    assert_eq!(cause(&client::get(triage.http, "/").await), "app_down");
+    // The same upstream, a changed config around it.
+    let changed = format!("{body}\n[[routes]]\npath_prefix = \"/other/\"\nupstream = \"app\"\n");
+    std::fs::write(triage.config_path(), triage.config_text(&changed)).expect("rewrite the config");
+    let reloaded = client::send(
+        triage.admin,
+        Request::new("POST", "/reload").header("X-Triage-Admin", "1"),
+    )
+    .await
+    .expect("reload answered");
+    assert_eq!(reloaded.status, 200, "{}", reloaded.body_text());
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let resp = client::get(triage.http, "/").await;
+    assert_eq!(cause(&resp), "app_down", "{}", hint(&resp));
+    assert!(
+        hint(&resp).contains("answered 200 until"),
+        "{}",
+        hint(&resp)
+    );
 }
 
 /// A node process that exits in the middle of a request is `app_crashed`, whether the kernel

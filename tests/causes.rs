@@ -393,3 +393,34 @@ async fn until_status(triage: &Triage, path: &str, status: u16, within: Duration
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// An upstream hostname whose DNS record moves from the app's address to one where nothing
+/// listens: the refusals are `address_changed`, naming both addresses.
+#[tokio::test]
+async fn moved_dns_record_is_address_changed() {
+    use std::collections::HashMap;
+    use std::net::{IpAddr, Ipv4Addr};
+    let app = App::node(apps::NODE_APP, &[]);
+    let dns = support::dns::spawn_dns(HashMap::from([(
+        "app.test".to_owned(),
+        vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
+    )]))
+    .await;
+    dns.set_ttl(0);
+    let config = format!(
+        "[resolver]\nnameservers = [\"{}\"]\nrefresh = \"100ms\"\n[upstreams.app]\nservers = [\"app.test:{}\"]\n[[routes]]\npath_prefix = \"/\"\nupstream = \"app\"\n",
+        dns.addr,
+        app.addr.port()
+    );
+    let triage = Triage::start(&config).await;
+    until_status(&triage, "/", 200, Duration::from_secs(5)).await;
+    // 127.0.0.2 is loopback too, but the app listens on 127.0.0.1 only.
+    dns.set("app.test", vec![IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2))]);
+    let resp = until_cause(&triage, "/", "address_changed", Duration::from_secs(10)).await;
+    assert_eq!(resp.status, 502);
+    let hint = hint(&resp);
+    assert!(
+        hint.contains("app.test changed from 127.0.0.1 to 127.0.0.2"),
+        "{hint}"
+    );
+}

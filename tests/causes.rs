@@ -424,3 +424,23 @@ async fn moved_dns_record_is_address_changed() {
         "{hint}"
     );
 }
+
+/// A request the app had for longer than the stale keep-alive race is never replayed, even a
+/// GET on a reused connection (which a stale pooled connection would be retried for): the app
+/// may have died of this very request. The node app is killed 0.6 s into `/slow`: one
+/// attempt, answered with the break and its cause.
+#[tokio::test]
+async fn request_the_app_had_is_not_retried() {
+    let app = App::node(apps::NODE_APP, &[]);
+    let triage = Triage::start(&single_upstream(app.addr, "retries = 2")).await;
+    assert_eq!(client::get(triage.http, "/").await.status, 200);
+    let http = triage.http;
+    let slow = tokio::spawn(async move { client::get(http, "/slow").await });
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    app.kill_group("KILL");
+    let resp = slow.await.expect("the request");
+    assert_eq!(resp.status, 502, "{resp:?}");
+    assert_eq!(resp.header("x-diagnosis-attempts"), Some("1"), "{resp:?}");
+    assert_eq!(cause(&resp), "app_crashed", "{}", hint(&resp));
+    assert!(hint(&resp).contains("into the request"), "{}", hint(&resp));
+}

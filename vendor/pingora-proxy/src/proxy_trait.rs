@@ -106,15 +106,18 @@ pub trait ProxyHttp {
         Ok(false)
     }
 
-    /// triage patch (PATCHES.md 2): the answer to a request whose head could not be parsed
-    /// (an `InvalidHTTPHeader` error from `read_request`). No other hook runs for such a
-    /// request: there is no request header, so no `CTX` and no `Session` to give the other
-    /// hooks. `client` is the peer's address. Return the response to send (the connection is
-    /// closed after it), or `None` for Pingora's own bare 400; this is also the place to log
-    /// and count the rejection.
+    /// triage patch (PATCHES.md 2): the answer to a request whose head could not be read: not
+    /// valid HTTP (an `InvalidHTTPHeader` error from `read_request`), and (PATCHES.md 3) too
+    /// large or not complete within the client limits' `header_timeout`; `failure` says which.
+    /// No other hook runs for such a request: there is no request header, so no `CTX` and no
+    /// `Session` to give the other hooks. `client` is the peer's address. Return the response
+    /// to send (the connection is closed after it), or `None` for Pingora's own bare answer
+    /// (`failure.status()`: 400, 431 or 408); this is also the place to log and count the
+    /// rejection.
     async fn invalid_request(
         &self,
         _error: &Error,
+        _failure: pingora_core::apps::HeadFailure,
         _client: Option<&pingora_core::protocols::l4::socket::SocketAddr>,
     ) -> Option<(ResponseHeader, bytes::Bytes)> {
         None

@@ -7,6 +7,7 @@
 
 pub mod accesslog;
 pub mod admin;
+pub mod client;
 pub mod config;
 pub mod demo;
 pub mod diagnosis;

@@ -13,6 +13,7 @@ pub mod routing;
 pub mod upstream;
 
 use crate::accesslog::{AccessEntry, AccessLog};
+use crate::client::{ClientConnections, CloseReason};
 use crate::config::{self, BootConfig, LiveConfig, ServerAddr};
 use crate::diagnosis::classify::Progress;
 use crate::diagnosis::{classify, ClientOutcome, Diagnosis, Disclosure, Facts, Finding};
@@ -29,6 +30,7 @@ use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::protocols::Digest;
+use pingora::apps::HeadFailure;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::ErrorSource;
 use request_checks::Refusal;
@@ -213,6 +215,8 @@ pub struct Triage {
     access_log: AccessLog,
     renderer: Renderer,
     in_flight: Arc<InFlight>,
+    /// Counts the connections closed for a `[client]` limit.
+    clients: Arc<ClientConnections>,
     /// Where failure reports are linked, if the ring keeps any (fixed at start, like the ring).
     report_url: Option<String>,
 }
@@ -226,6 +230,7 @@ impl Triage {
         metrics: Arc<Metrics>,
         reports: Arc<ReportStore>,
         in_flight: Arc<InFlight>,
+        clients: Arc<ClientConnections>,
         boot: &BootConfig,
     ) -> Triage {
         let log = &boot.log;
@@ -237,6 +242,7 @@ impl Triage {
             access_log: AccessLog::new(log.format.clone(), log.access, log.error_lines_per_second),
             renderer: Renderer::new(),
             in_flight,
+            clients,
             report_url: boot.report_url(),
         }
     }
@@ -482,25 +488,38 @@ impl ProxyHttp for Triage {
         RequestCtx::new(self.state.load_full(), self.in_flight.enter())
     }
 
-    /// A request whose head Pingora could not parse: answered with triage's own `400
-    /// bad_request` page and headers (HTML: without a parsed head there is no `Accept`), counted
-    /// and logged like any other failure, instead of Pingora's bare 400 that nobody saw.
+    /// A request whose head Pingora could not read: not valid HTTP (`400 bad_request`), over
+    /// `[client] max_header_bytes` (`431 request_headers_too_large`) or not complete within
+    /// `[client] header_timeout` (`408 client_header_timeout`). Answered with triage's own page
+    /// and headers (HTML: without a parsed head there is no `Accept`), counted and logged like
+    /// any other failure, instead of Pingora's bare answer that nobody saw.
     async fn invalid_request(
         &self,
         error: &Error,
+        failure: HeadFailure,
         client: Option<&pingora::protocols::l4::socket::SocketAddr>,
     ) -> Option<(ResponseHeader, Bytes)> {
         let mut ctx = self.new_ctx();
         let client = client.and_then(|a| a.as_inet()).map(|a| a.ip());
         ctx.trusted = ctx.state.disclosure.shows_detail(client);
+        let diagnosis = match failure {
+            HeadFailure::Malformed => Diagnosis::BadRequest,
+            HeadFailure::TooLarge => Diagnosis::RequestHeadersTooLarge,
+            HeadFailure::TimedOut => Diagnosis::ClientHeaderTimeout,
+        };
+        if let Some(reason) = CloseReason::of(diagnosis) {
+            self.clients.count(reason);
+        }
         let finding = Finding {
-            diagnosis: Diagnosis::BadRequest,
+            diagnosis,
             detail: render::text::header_text(&error.to_string(), render::text::MAX_HEADER_TEXT),
         };
+        let status = diagnosis.logged_status(None);
         let failure = Failure {
             id: ctx.id,
             diagnosis: finding.diagnosis,
-            status: http::StatusCode::BAD_REQUEST,
+            status: http::StatusCode::from_u16(status)
+                .unwrap_or(http::StatusCode::BAD_REQUEST),
             at: ctx.received_at,
             attempts: 0,
             detail: self.detail(&ctx, &finding.detail),
@@ -513,7 +532,7 @@ impl ProxyHttp for Triage {
         ctx.state.handles.record(&RequestOutcome {
             route: None,
             upstream: None,
-            status: 400,
+            status,
             source: crate::diagnosis::Source::Proxy,
             diagnosis: Some(finding.diagnosis),
             retries: 0,
@@ -529,7 +548,7 @@ impl ProxyHttp for Triage {
                 method: "-",
                 path: "-",
                 version: "-",
-                status: 400,
+                status,
                 bytes_sent: response.as_ref().map_or(0, |(_, body)| body.len()),
                 referer: "",
                 user_agent: "",
@@ -933,6 +952,11 @@ impl ProxyHttp for Triage {
             None => self.classify_attempt(e, session, ctx),
         };
         let (error_code, can_reuse_downstream) = match finding.diagnosis.outcome() {
+            // A response already went out (the app answered before the client's body timed
+            // out): a page now would be written into it. The connection closes instead.
+            ClientOutcome::Generated(status) if session.response_written().is_some() => {
+                (status.as_u16(), false)
+            }
             ClientOutcome::Generated(status) => {
                 // Like nginx, the client keeps its connection after an error page, unless part
                 // of its request body is still unread: draining an unknown amount from a client
@@ -968,6 +992,9 @@ impl ProxyHttp for Triage {
             None => ctx.upstream_status.unwrap_or(0),
         };
         let source = diagnosis.map_or(crate::diagnosis::Source::Upstream, |d| d.source());
+        if let Some(reason) = diagnosis.and_then(CloseReason::of) {
+            self.clients.count(reason);
+        }
         let total = ctx.received.elapsed();
         ctx.state.handles.record(&RequestOutcome {
             route: ctx.route,

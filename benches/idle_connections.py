@@ -22,8 +22,9 @@ Each phase runs against a triage started for it (freed memory that the allocator
 reuse would otherwise hide the next phase's growth): its VmRSS before (after WARMUP
 connections of the same phase, opened and closed, so that the runtime's first allocations are
 not counted), with the connections open (sampled once `triage_client_connections` says they
-all are and RSS settles), and after they closed. The table gives the growth per connection:
-(open - before) / connections.
+all are and RSS settles), after they closed, and with as many open again (the memory freed is
+reused, not added to). The table gives the growth per connection: (open - before) /
+connections.
 The `[client]` timeouts are set to 10 minutes so that nothing expires while it measures; with
 the defaults, idle keep-alive connections are closed after 75 s and heads after 60 s, which is
 what bounds how long this memory is held.
@@ -199,10 +200,18 @@ def measure(proc, port, admin, phase, deadline):
     finally:
         close_all(conns)
     after = settled_rss(proc, admin, 0, deadline)
+    # The same again: memory freed by the first round is reused, not added to.
+    conns = open_connections(port, CONNECTIONS, phase, deadline)
+    try:
+        again = settled_rss(proc, admin, CONNECTIONS, deadline)
+    finally:
+        close_all(conns)
     per = (held - before) * 1024 / CONNECTIONS
     log(f"{phase}: before {before / 1024:.1f} MiB, {CONNECTIONS} open {held / 1024:.1f} MiB, "
-        f"closed {after / 1024:.1f} MiB: {per / 1024:.1f} KiB per connection")
-    return {"phase": phase, "before": before, "held": held, "after": after, "per": per}
+        f"closed {after / 1024:.1f} MiB, open again {again / 1024:.1f} MiB: "
+        f"{per / 1024:.1f} KiB per connection")
+    return {"phase": phase, "before": before, "held": held, "after": after, "again": again,
+            "per": per}
 
 
 def render(results, started):
@@ -211,13 +220,14 @@ def render(results, started):
         "per phase, each against a fresh triage (release build, `[client]` defaults but the "
         "timeouts):",
         "",
-        "| phase | VmRSS before | with the connections open | after they closed | per connection |",
-        "|---|---|---|---|---|",
+        "| phase | VmRSS before | with the connections open | after they closed | open again | per connection |",
+        "|---|---|---|---|---|---|",
     ]
     for r in results:
         lines.append(
             f"| {r['phase']} | {r['before'] / 1024:.1f} MiB | {r['held'] / 1024:.1f} MiB | "
-            f"{r['after'] / 1024:.1f} MiB | {r['per'] / 1024:.1f} KiB |")
+            f"{r['after'] / 1024:.1f} MiB | {r['again'] / 1024:.1f} MiB | "
+            f"{r['per'] / 1024:.1f} KiB |")
     return "\n".join(lines) + "\n"
 
 

@@ -220,6 +220,49 @@ impl ConnectionLimit for ClientConnections {
     }
 }
 
+/// The open files a process needs for `max_connections` client connections: one per client
+/// connection, one more to the upstream while its request runs, and room for the listeners,
+/// the pools of idle upstream connections, the log and the admin listener.
+pub fn files_needed(max_connections: usize) -> u64 {
+    (max_connections as u64).saturating_mul(2).saturating_add(1024)
+}
+
+/// Raises the process's soft open-file limit (`RLIMIT_NOFILE`) to what `max_connections`
+/// needs, up to the hard limit, as Go's runtime and nginx's `worker_rlimit_nofile` do: the
+/// usual soft limit of 1024 would make `accept` fail long before `max_connections`. Returns a
+/// warning when even the hard limit is lower, or the limit cannot be read or set.
+pub fn raise_file_limit(max_connections: usize) -> Option<String> {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource, RLIM_INFINITY};
+    let needed = files_needed(max_connections);
+    let (soft, hard) = match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok(limits) => limits,
+        Err(e) => return Some(format!("cannot read the open-file limit: {e}")),
+    };
+    if soft == RLIM_INFINITY || soft >= needed {
+        return None;
+    }
+    let raised = if hard == RLIM_INFINITY {
+        needed
+    } else {
+        needed.min(hard)
+    };
+    if raised > soft {
+        if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, raised, hard) {
+            return Some(format!(
+                "cannot raise the open-file limit from {soft} to {raised}: {e}"
+            ));
+        }
+    }
+    (raised < needed).then(|| {
+        format!(
+            "the open-file limit is {raised} (hard limit {hard}), below the {needed} that \
+             [client] max_connections = {max_connections} needs: connections will fail to be \
+             accepted before that; raise LimitNOFILE (systemd) or ulimit -n, or lower \
+             max_connections"
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -272,6 +315,17 @@ mod tests {
         assert_eq!(count(CloseReason::SendTimeout), 1);
         assert_eq!(count(CloseReason::HeadersTooLarge), 1);
         assert_eq!(count(CloseReason::MaxConnections), 0);
+    }
+
+    /// The limit is raised to what a small cap needs (the hard limit allows it anywhere the
+    /// tests run), and then left as it is.
+    #[test]
+    fn the_file_limit_is_raised_to_what_max_connections_needs() {
+        use nix::sys::resource::{getrlimit, Resource};
+        assert_eq!(raise_file_limit(100), None);
+        let (soft, _) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+        assert!(soft >= files_needed(100));
+        assert_eq!(raise_file_limit(1), None);
     }
 
     /// Only the client's own diagnoses close for a client limit.

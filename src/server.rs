@@ -224,6 +224,9 @@ fn build_process(
     server.bootstrap();
 
     let in_flight = Arc::new(InFlight::default());
+    if let Some(warning) = crate::client::raise_file_limit(boot.client.max_connections) {
+        tracing::warn!("{warning}");
+    }
     let clients = Arc::new(ClientConnections::new(
         &boot.client,
         &metrics,

@@ -130,7 +130,9 @@ pub struct ClientSettings {
     pub max_header_bytes: usize,
     /// The most client connections open at once in the process (nginx's `worker_connections`,
     /// for all workers); a connection beyond it is closed as soon as it is accepted. Default
-    /// 10,000.
+    /// 4,096: an idle connection costs about 106 KiB, one holding an unfinished head of
+    /// `max_header_bytes` about 134 KiB (`benches/idle_connections.py`), so clients can hold
+    /// at most some 540 MiB at the defaults.
     pub max_connections: usize,
 }
 
@@ -142,7 +144,7 @@ impl Default for ClientSettings {
             keepalive_timeout: Duration::from_secs(75),
             send_timeout: Duration::from_secs(60),
             max_header_bytes: 32 << 10,
-            max_connections: 10_000,
+            max_connections: 4096,
         }
     }
 }

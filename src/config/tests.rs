@@ -950,7 +950,7 @@ fn client_limits_default_to_nginx_and_are_bounded() {
     );
     assert_eq!(
         (client.max_header_bytes, client.max_connections),
-        (32768, 10_000)
+        (32768, 4096)
     );
     let text = format!(
         "{MINIMAL}[client]\nheader_timeout = \"61m\"\nkeepalive_timeout = \"0ms\"\n\

@@ -130,8 +130,8 @@ pub struct ClientSettings {
     pub max_header_bytes: usize,
     /// The most client connections open at once in the process (nginx's `worker_connections`,
     /// for all workers); a connection beyond it is closed as soon as it is accepted. Default
-    /// 4,096: an idle connection costs about 106 KiB, one holding an unfinished head of
-    /// `max_header_bytes` about 134 KiB (`benches/idle_connections.py`), so clients can hold
+    /// 4,096: an idle connection costs about 107 KiB, one holding an unfinished head of
+    /// `max_header_bytes` about 135 KiB (`benches/idle_connections.py`), so clients can hold
     /// at most some 540 MiB at the defaults.
     pub max_connections: usize,
 }

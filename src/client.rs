@@ -224,7 +224,9 @@ impl ConnectionLimit for ClientConnections {
 /// connection, one more to the upstream while its request runs, and room for the listeners,
 /// the pools of idle upstream connections, the log and the admin listener.
 pub fn files_needed(max_connections: usize) -> u64 {
-    (max_connections as u64).saturating_mul(2).saturating_add(1024)
+    (max_connections as u64)
+        .saturating_mul(2)
+        .saturating_add(1024)
 }
 
 /// Raises the process's soft open-file limit (`RLIMIT_NOFILE`) to what `max_connections`

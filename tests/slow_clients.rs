@@ -38,7 +38,10 @@ fn config(app: SocketAddr, client: &str) -> String {
 
 /// The value of `triage_client_connections_closed_total{reason}` in a scrape.
 fn closed(metrics: &str, reason: &str) -> u64 {
-    series(metrics, &format!("triage_client_connections_closed_total{{reason=\"{reason}\"}}"))
+    series(
+        metrics,
+        &format!("triage_client_connections_closed_total{{reason=\"{reason}\"}}"),
+    )
 }
 
 /// The value of the series written exactly `name_and_labels` in a scrape (0 when absent).
@@ -304,7 +307,10 @@ async fn headers_over_max_header_bytes_get_431() {
     let (head, closed_after) = answer_then_close(&mut WireReader::new(tcp)).await;
     let head = head.expect("a response before the connection closed");
     assert!(head.start_line.starts_with("HTTP/1.1 431 "), "{head:?}");
-    assert_eq!(head.header("x-diagnosis"), Some("request_headers_too_large"));
+    assert_eq!(
+        head.header("x-diagnosis"),
+        Some("request_headers_too_large")
+    );
     assert!(closed_after, "the connection stayed open after the 431");
     let m = metrics_when(&triage, |m| closed(m, "headers_too_large") == 1).await;
     assert_eq!(closed(&m, "headers_too_large"), 1, "{m}");
@@ -341,10 +347,7 @@ async fn connections_beyond_max_connections_are_refused_and_counted() {
 }
 
 /// A TLS connection to triage's https listener, trusting `pki`'s CA, with ALPN h2.
-async fn tls_h2(
-    pki: &TestPki,
-    triage: &Triage,
-) -> tokio_rustls::client::TlsStream<TcpStream> {
+async fn tls_h2(pki: &TestPki, triage: &Triage) -> tokio_rustls::client::TlsStream<TcpStream> {
     let mut config = (*pki.client_config()).clone();
     config.alpn_protocols = vec![b"h2".to_vec()];
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
@@ -372,7 +375,8 @@ async fn h2_connect(
 fn frames(mut bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
     let mut frames = Vec::new();
     while bytes.len() >= 9 {
-        let length = usize::from(bytes[0]) << 16 | usize::from(bytes[1]) << 8 | usize::from(bytes[2]);
+        let length =
+            usize::from(bytes[0]) << 16 | usize::from(bytes[1]) << 8 | usize::from(bytes[2]);
         let Some(payload) = bytes.get(9..9 + length) else {
             break;
         };

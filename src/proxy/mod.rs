@@ -27,10 +27,10 @@ use crate::shutdown::{InFlight, InFlightGuard};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use bytes::Bytes;
+use pingora::apps::HeadFailure;
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::protocols::Digest;
-use pingora::apps::HeadFailure;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::ErrorSource;
 use request_checks::Refusal;
@@ -518,8 +518,7 @@ impl ProxyHttp for Triage {
         let failure = Failure {
             id: ctx.id,
             diagnosis: finding.diagnosis,
-            status: http::StatusCode::from_u16(status)
-                .unwrap_or(http::StatusCode::BAD_REQUEST),
+            status: http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_REQUEST),
             at: ctx.received_at,
             attempts: 0,
             detail: self.detail(&ctx, &finding.detail),

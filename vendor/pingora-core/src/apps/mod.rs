@@ -322,15 +322,15 @@ where
             // preface and SETTINGS) is bounded by `header_timeout`.
             let handshake = server::handshake(stream, h2_options);
             let handshake = match &limits {
-                Some(limits) => match pingora_timeout::timeout(limits.header_timeout, handshake)
-                    .await
-                {
-                    Ok(handshake) => handshake,
-                    Err(_) => {
-                        limits.report(ClientClose::HeaderTimeout);
-                        return None;
+                Some(limits) => {
+                    match pingora_timeout::timeout(limits.header_timeout, handshake).await {
+                        Ok(handshake) => handshake,
+                        Err(_) => {
+                            limits.report(ClientClose::HeaderTimeout);
+                            return None;
+                        }
                     }
-                },
+                }
                 None => handshake.await,
             };
             let h2_conn = match handshake {

@@ -148,7 +148,11 @@ pub fn derive(o: &Observed<'_>) -> CauseFinding {
         Diagnosis::NoRoute
         | Diagnosis::RequestBodyTooLarge
         | Diagnosis::ClientClosed
-        | Diagnosis::BadRequest => Cause::ClientError,
+        | Diagnosis::BadRequest
+        | Diagnosis::RequestHeadersTooLarge
+        | Diagnosis::ClientHeaderTimeout
+        | Diagnosis::ClientBodyTimeout
+        | Diagnosis::ClientSendTimeout => Cause::ClientError,
     };
     // The table's fault column and the cause cannot disagree: a client's failure is never
     // explained by the server, and the other way round.

@@ -167,6 +167,10 @@ fn probe_kind(diagnosis: Diagnosis, upstream_tls: bool, reused: bool) -> Option<
         | Diagnosis::UpstreamStatus
         | Diagnosis::ClientClosed
         | Diagnosis::BadRequest
+        | Diagnosis::RequestHeadersTooLarge
+        | Diagnosis::ClientHeaderTimeout
+        | Diagnosis::ClientBodyTimeout
+        | Diagnosis::ClientSendTimeout
         | Diagnosis::InternalError => None,
     }
 }

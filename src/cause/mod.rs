@@ -10,9 +10,12 @@
 //! evidence is there.
 
 mod derive;
+mod facts;
+mod reading;
 mod template;
 
-pub use derive::{derive, without_evidence, DeployMark, Observed, Probe, ServerPast, Thresholds};
+pub use derive::{derive, without_evidence};
+pub use facts::{DeployMark, Observed, Probe, ServerPast, Thresholds};
 
 use crate::diagnosis::taxonomy::taxonomy;
 

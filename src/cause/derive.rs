@@ -2,7 +2,9 @@
 //! marker and a probe into a [`CauseFinding`].
 
 use super::facts::{Observed, Probe, ServerPast};
-use super::reading::{climbing, clock, database_error, human, median, public_value, same_age};
+use super::reading::{
+    climbing, clock, database_error, human, median, public_value, same_age, times,
+};
 use super::template::fill;
 use super::{Cause, CauseFinding, Evidence, EvidenceSource};
 use crate::diagnosis::{Diagnosis, Fault};
@@ -188,7 +190,7 @@ impl<'a, 'o> Explanation<'a, 'o> {
                 self.value("last_success_ago", self.ago(at));
                 let since = past.failing_since.unwrap_or(o.now);
                 self.value("failing_since", clock(since));
-                self.value("failures", past.failures.max(1).to_string());
+                self.value("failures", times(past.failures.max(1), "time"));
                 self.fact(
                     EvidenceSource::History,
                     format!(
@@ -200,8 +202,8 @@ impl<'a, 'o> Explanation<'a, 'o> {
                 self.fact(
                     EvidenceSource::History,
                     format!(
-                        "{} failures in a row since {}",
-                        past.failures.max(1),
+                        "{} in a row since {}",
+                        times(past.failures.max(1), "failure"),
                         clock(since)
                     ),
                 );

@@ -128,3 +128,12 @@ pub(super) fn human(d: Duration) -> String {
     };
     out
 }
+
+/// `n` of `what`, plural when it is not one: `1 time`, `13 times`.
+pub(super) fn times(n: u32, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
+}

@@ -17,6 +17,7 @@ pub mod demo;
 pub mod deploys;
 pub mod diagnosis;
 pub mod id;
+pub mod machine;
 pub mod metrics;
 pub mod outcome;
 pub(crate) mod proxy;

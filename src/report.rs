@@ -10,6 +10,7 @@ use crate::cause::CauseFinding;
 use crate::deploys::Deploy;
 use crate::diagnosis::{Diagnosis, Fault};
 use crate::id::RequestId;
+use crate::machine::Sample;
 use crate::render::text;
 use std::borrow::Cow;
 use std::collections::VecDeque;
@@ -119,6 +120,8 @@ pub struct Report {
     pub cause: CauseFinding,
     /// The deploy marker of this upstream within `deploy_window` before the failure, if any.
     pub deploy: Option<Deploy>,
+    /// The machine at the failure (its latest sample), if one was taken yet.
+    pub machine: Option<Arc<Sample>>,
     pub status: u16,
     pub attempts: Vec<Attempt>,
     pub bytes_sent_upstream: u64,
@@ -438,6 +441,7 @@ mod tests {
             detail: "x".repeat(detail_len),
             cause: crate::cause::without_evidence(Diagnosis::ConnectRefused),
             deploy: None,
+            machine: None,
             status: 502,
             attempts: vec![],
             bytes_sent_upstream: 0,

@@ -5,6 +5,7 @@ use crate::admin::Admin;
 use crate::client::ClientConnections;
 use crate::config::{BootConfig, Config, LiveConfig, LogFormat, LogLevel};
 use crate::deploys::DeployLog;
+use crate::machine::Machine;
 use crate::metrics::Metrics;
 use crate::proxy::{State, Triage};
 use crate::registry::Registry;
@@ -213,6 +214,7 @@ fn build_process(
     // For the life of the process: a reload replaces the state, never the deploy markers, and
     // every reload's state borrows from the registry.
     let deploys = Arc::new(DeployLog::default());
+    let machine = Arc::new(Machine::default());
     let registry = Arc::new(Registry::new());
     let state = Arc::new(State::new(live, &metrics, &registry)?);
     let reloader = Arc::new(Reloader::new(
@@ -222,6 +224,9 @@ fn build_process(
         Arc::clone(&metrics),
         registry,
     ));
+    // The disks to sample are the live config's, read at each sample: a reload changes them.
+    let live_state = reloader.shared_state();
+    machine.start(move || live_state.load().config.diagnosis.host_disks.clone());
 
     let opt = Opt {
         upgrade,
@@ -244,6 +249,7 @@ fn build_process(
         Arc::clone(&metrics),
         Arc::clone(&reports),
         Arc::clone(&deploys),
+        Arc::clone(&machine),
         Arc::clone(&in_flight),
         Arc::clone(&clients),
         &boot,

@@ -444,3 +444,41 @@ async fn request_the_app_had_is_not_retried() {
     assert_eq!(cause(&resp), "app_crashed", "{}", hint(&resp));
     assert!(hint(&resp).contains("into the request"), "{}", hint(&resp));
 }
+
+/// Every report carries the machine at the failure (sampled in the background), and a disk
+/// under `host_disk_free_percent` free turns the app's 500 into `host_disk_full`, naming the
+/// disk. (The threshold is set to 100 % here, so any real disk is "full": what the unit tests
+/// decide on numbers, this proves end to end, from the sampler to the header.)
+#[tokio::test]
+async fn reports_carry_the_machine_and_a_full_disk_is_named() {
+    let app = App::node(apps::NODE_APP, &[]);
+    let triage = Triage::start(&format!(
+        "[diagnosis]\nhost_disks = [\"/\"]\nhost_disk_free_percent = 100\n{}",
+        single_upstream(app.addr, "")
+    ))
+    .await;
+    // The first sample is taken a second after start.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let resp = client::get(triage.http, "/fail").await;
+    assert_eq!(resp.status, 500);
+    assert_eq!(cause(&resp), "host_disk_full", "{}", hint(&resp));
+    assert!(hint(&resp).starts_with("/ has "), "{}", hint(&resp));
+    let id = resp.header("x-diagnosis-id").expect("id");
+    let report = client::send(
+        triage.admin,
+        Request::get(&format!("/diagnoses/{id}")).header("Accept", "application/json"),
+    )
+    .await
+    .expect("the report");
+    assert_eq!(report.status, 200, "{}", report.body_text());
+    let report: serde_json::Value = serde_json::from_slice(&report.body).expect("JSON");
+    let machine = &report["machine"];
+    assert!(
+        machine["mem_total_bytes"].as_u64().is_some_and(|t| t > 0),
+        "{report}"
+    );
+    assert!(machine["load1"].is_number(), "{report}");
+    assert_eq!(machine["disks"][0]["path"], "/");
+    assert_eq!(report["cause"], "host_disk_full");
+    assert_eq!(report["evidence"][1]["source"], "machine", "{report}");
+}

@@ -2,6 +2,7 @@
 //! (readable at a glance).
 
 use crate::deploys::Deploy;
+use crate::machine::Sample;
 use crate::render::text;
 use crate::report::{Attempt, Report};
 use std::fmt::Write;
@@ -36,6 +37,37 @@ fn attempt_value(a: &Attempt) -> serde_json::Value {
         "reused_connection": a.reused_connection,
         "connect_ms": a.connect.map(json_ms),
         "response_ms": a.response.map(json_ms),
+    })
+}
+
+/// The machine at a failure, as `{"load1", "cpu_busy_percent", "mem_available_bytes",
+/// "mem_total_bytes", "swap_used_bytes", "pressure", "disks": [{"path", "free_bytes",
+/// "total_bytes"}]}` (a figure the kernel does not give is null).
+fn machine_json(m: &Sample) -> serde_json::Value {
+    let disks: Vec<_> = m
+        .disks
+        .iter()
+        .map(|d| {
+            serde_json::json!({
+                "path": d.path.display().to_string(),
+                "free_bytes": d.free_bytes,
+                "total_bytes": d.total_bytes,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "time": m.at.map(time_text),
+        "load1": m.load1,
+        "cpu_busy_percent": m.cpu_busy_percent.map(|p| (p * 10.0).round() / 10.0),
+        "mem_available_bytes": m.mem_available_bytes,
+        "mem_total_bytes": m.mem_total_bytes,
+        "swap_used_bytes": m.swap_used_bytes,
+        "pressure": {
+            "cpu": m.pressure_cpu,
+            "memory": m.pressure_memory,
+            "io": m.pressure_io,
+        },
+        "disks": disks,
     })
 }
 
@@ -78,6 +110,7 @@ fn report_value(r: &Report) -> serde_json::Value {
         "hint": r.cause.hint,
         "evidence": evidence,
         "deploy": r.deploy.as_ref().map(deploy_json),
+        "machine": r.machine.as_deref().map(machine_json),
         "detail": r.detail,
         "attempts": attempts,
         "bytes_sent_upstream": r.bytes_sent_upstream,
@@ -179,7 +212,32 @@ pub fn report_html(r: &Report) -> String {
         || "none within the deploy window".to_owned(),
         |d| format!("{} at {}", d.version, time_text(d.time)),
     );
-    let rows: [(&str, String); 13] = [
+    let machine = r.machine.as_deref().map_or_else(
+        || "not sampled yet".to_owned(),
+        |m| {
+            let mut text = String::new();
+            if let Some(load) = m.load1 {
+                let _ = write!(text, "load {load:.2}; ");
+            }
+            if let Some(busy) = m.cpu_busy_percent {
+                let _ = write!(text, "CPU {busy:.0} % busy; ");
+            }
+            if let (Some(a), Some(t)) = (m.mem_available_bytes, m.mem_total_bytes) {
+                let _ = write!(text, "memory {} of {} MiB available; ", a >> 20, t >> 20);
+            }
+            for d in &m.disks {
+                let _ = write!(
+                    text,
+                    "{} {} of {} MiB free; ",
+                    d.path.display(),
+                    d.free_bytes >> 20,
+                    d.total_bytes >> 20
+                );
+            }
+            text.trim_end_matches("; ").to_owned()
+        },
+    );
+    let rows: [(&str, String); 14] = [
         ("Time", time_text(r.time)),
         ("Request", format!("{} {}{}", r.method, r.host, r.path)),
         ("Route", r.route.clone()),
@@ -190,6 +248,7 @@ pub fn report_html(r: &Report) -> String {
         ("Produced by", r.diagnosis.source().token().to_owned()),
         ("Cause", r.cause.cause.token().to_owned()),
         ("Deploy", deploy),
+        ("Machine", machine),
         ("Detail", r.detail.clone()),
         (
             "Bytes",
@@ -295,6 +354,7 @@ mod tests {
             detail: "refused \u{0}\u{b}\r".into(),
             cause: crate::cause::without_evidence(Diagnosis::ConnectRefused),
             deploy: None,
+            machine: None,
             status: 502,
             attempts: vec![
                 attempt(
@@ -317,7 +377,7 @@ mod tests {
             r#""phase":"connect","source":"proxy","cause":"unknown","#,
             r#""hint":"nothing is listening: the app "#,
             r#"process crashed, is restarting, or the port in the config is wrong; check its "#,
-            r#"logs and the port","evidence":[],"deploy":null,"#,
+            r#"logs and the port","evidence":[],"deploy":null,"machine":null,"#,
             r#""detail":"refused \u0000\u000b\r","#,
             r#""attempts":[{"address":"127.0.0.1:1","diagnosis":"connect_refused","#,
             r#""phase":"connect","detail":"d","reused_connection":false,"connect_ms":0.412,"#,

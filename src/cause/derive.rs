@@ -3,7 +3,7 @@
 
 use super::facts::{Observed, Probe, ServerPast};
 use super::reading::{
-    climbing, clock, database_error, human, median, public_value, same_age, times,
+    bytes, climbing, clock, database_error, human, median, public_value, same_age, times,
 };
 use super::template::fill;
 use super::{Cause, CauseFinding, Evidence, EvidenceSource};
@@ -49,6 +49,7 @@ pub fn derive(o: &Observed<'_>) -> CauseFinding {
         | Diagnosis::ClientBodyTimeout
         | Diagnosis::ClientSendTimeout => Cause::ClientError,
     };
+    let cause = e.host_explains(cause);
     // The table's fault column and the cause cannot disagree: a client's failure is never
     // explained by the server, and the other way round.
     let cause = match (o.diagnosis.fault(), cause) {
@@ -72,6 +73,17 @@ pub fn without_evidence(diagnosis: Diagnosis) -> CauseFinding {
         public_hint: diagnosis.hint().to_owned(),
         evidence: Vec::new(),
     }
+}
+
+/// Whether the diagnosis is a timeout.
+fn timeout(diagnosis: Diagnosis) -> bool {
+    matches!(
+        diagnosis,
+        Diagnosis::ConnectTimeout
+            | Diagnosis::ResponseTimeout
+            | Diagnosis::RequestSendTimeout
+            | Diagnosis::BodyTimeout
+    )
 }
 
 /// The values and evidence gathered while deciding, then the hint filled from them.
@@ -129,6 +141,69 @@ impl<'a, 'o> Explanation<'a, 'o> {
             public_hint: fill(cause.hint_template(), &public),
             evidence: self.evidence,
         }
+    }
+
+    /// A machine out of memory, disk or CPU at the failure explains it better than the app
+    /// alone: its app died (the OOM killer), failed (a full disk) or was slow (a starved CPU).
+    /// A cause that names something else (a wrong port or protocol, a moved address, a deploy)
+    /// stands.
+    fn host_explains(&mut self, cause: Cause) -> Cause {
+        let Some(host) = self.o.machine else {
+            return cause;
+        };
+        let t = self.o.thresholds;
+        let died = matches!(
+            cause,
+            Cause::AppDown
+                | Cause::AppCrashed
+                | Cause::CrashLoop
+                | Cause::WorkerKilled
+                | Cause::Unknown
+        );
+        let failed = died || matches!(cause, Cause::AppError);
+        let slow = matches!(
+            cause,
+            Cause::Overloaded | Cause::SlowRequest | Cause::Unknown | Cause::WorkerTimeout
+        ) && timeout(self.o.diagnosis);
+        if let (Some(available), Some(total)) = (host.mem_available_bytes, host.mem_total_bytes) {
+            let low = total > 0
+                && available.saturating_mul(100)
+                    < total.saturating_mul(u64::from(t.host_memory_available_percent));
+            if died && low {
+                self.value("mem_available", bytes(available));
+                self.value("mem_total", bytes(total));
+                self.fact(
+                    EvidenceSource::Machine,
+                    format!("{} of {} memory available", bytes(available), bytes(total)),
+                );
+                return Cause::HostOutOfMemory;
+            }
+        }
+        if failed {
+            let full = host.disks.iter().find(|(_, free, total)| {
+                *total > 0
+                    && free.saturating_mul(100)
+                        < total.saturating_mul(u64::from(t.host_disk_free_percent))
+            });
+            if let Some((path, free, total)) = full {
+                self.value("disk", path.clone());
+                self.value("disk_free", bytes(*free));
+                self.value("disk_total", bytes(*total));
+                self.fact(
+                    EvidenceSource::Machine,
+                    format!("{path}: {} of {} free", bytes(*free), bytes(*total)),
+                );
+                return Cause::HostDiskFull;
+            }
+        }
+        if let Some(busy) = host.cpu_busy_percent {
+            if slow && busy >= f64::from(t.host_cpu_busy_percent) {
+                self.value("cpu_busy", format!("{busy:.0} %"));
+                self.fact(EvidenceSource::Machine, format!("CPU {busy:.0} % busy"));
+                return Cause::HostCpuSaturated;
+            }
+        }
+        cause
     }
 
     /// Refused, unreachable or timed out at connect: a deploy, a crash loop, a moved address,

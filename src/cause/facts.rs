@@ -69,6 +69,12 @@ pub struct Thresholds {
     pub overload_in_flight: u32,
     /// How long triage keeps an idle pooled connection.
     pub pool_idle: Duration,
+    /// CPU busy from which the host is saturated.
+    pub host_cpu_busy_percent: u32,
+    /// Available memory below this share of the total: the host is out of memory.
+    pub host_memory_available_percent: u32,
+    /// A disk with less than this share free is full.
+    pub host_disk_free_percent: u32,
 }
 
 impl Default for Thresholds {
@@ -80,11 +86,24 @@ impl Default for Thresholds {
             crash_loop_comebacks: 2,
             overload_in_flight: 64,
             pool_idle: Duration::from_secs(60),
+            host_cpu_busy_percent: 95,
+            host_memory_available_percent: 5,
+            host_disk_free_percent: 2,
         }
     }
 }
 
-/// Everything [`derive`] reads about one failure.
+/// The machine at the failure, as the cause reads it (see `crate::machine`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HostState {
+    pub cpu_busy_percent: Option<f64>,
+    pub mem_available_bytes: Option<u64>,
+    pub mem_total_bytes: Option<u64>,
+    /// Each sampled disk: path, free bytes, total bytes.
+    pub disks: Vec<(String, u64, u64)>,
+}
+
+/// Everything `derive` reads about one failure.
 #[derive(Debug, Clone)]
 pub struct Observed<'a> {
     pub diagnosis: Diagnosis,
@@ -108,6 +127,8 @@ pub struct Observed<'a> {
     pub body_start: &'a [u8],
     pub past: Option<&'a ServerPast>,
     pub deploy: Option<&'a DeployMark>,
+    /// The machine at the failure, when it was sampled.
+    pub machine: Option<&'a HostState>,
     pub probe: Probe,
     pub now: SystemTime,
     pub thresholds: Thresholds,

@@ -15,7 +15,7 @@ mod reading;
 mod template;
 
 pub use derive::{derive, without_evidence};
-pub use facts::{DeployMark, Observed, Probe, ServerPast, Thresholds};
+pub use facts::{DeployMark, HostState, Observed, Probe, ServerPast, Thresholds};
 
 use crate::diagnosis::taxonomy::taxonomy;
 
@@ -83,6 +83,18 @@ taxonomy! {
             when: "a hostname whose address changed recently, with the old or new address failing",
             hint: "{host} changed from {old} to {new} {changed_ago} ago and {address} fails: check the DNS record, and that the app moved with it",
         },
+        HostOutOfMemory => "host_out_of_memory" {
+            when: "the app's process died, was killed or stopped answering while the machine's available memory was below host_memory_available_percent",
+            hint: "{address} failed while the machine had {mem_available} of {mem_total} memory available: the kernel's OOM killer most likely killed the app (look for \"Out of memory: Killed process\" in dmesg or journalctl -k); give it more memory or find what uses it",
+        },
+        HostDiskFull => "host_disk_full" {
+            when: "a failure of the app while a sampled disk had less than host_disk_free_percent free",
+            hint: "{disk} has {disk_free} of {disk_total} free: a full disk fails writes to logs, sessions, uploads and databases; free space there first",
+        },
+        HostCpuSaturated => "host_cpu_saturated" {
+            when: "a timeout while the machine's CPU was at least host_cpu_busy_percent busy",
+            hint: "the machine's CPU was {cpu_busy} busy when {address} timed out: the app is starved of CPU, by itself or by another process; find what uses it (top) before blaming the app",
+        },
         AppError => "app_error" {
             when: "the app's own 5xx",
             hint: "the app itself answered {status}: the failure is in the app, not between triage and the app; read the app's log for request {id}",
@@ -131,6 +143,8 @@ taxonomy! {
         Response => "response",
         /// The resolver's answers for the upstream's hostname.
         Dns => "dns",
+        /// The machine triage (and usually the app) runs on, sampled once a second.
+        Machine => "machine",
     }
 }
 

@@ -137,3 +137,15 @@ pub(super) fn times(n: u32, what: &str) -> String {
         format!("{n} {what}s")
     }
 }
+
+/// A size as people say it: `512 MiB`, `1.5 GiB`.
+pub(super) fn bytes(n: u64) -> String {
+    const MIB: u64 = 1 << 20;
+    const GIB: u64 = 1 << 30;
+    match n {
+        n if n >= 10 * GIB => format!("{} GiB", n / GIB),
+        n if n >= GIB => format!("{:.1} GiB", n as f64 / GIB as f64),
+        n if n >= MIB => format!("{} MiB", n / MIB),
+        n => format!("{} KiB", n / 1024),
+    }
+}

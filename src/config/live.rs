@@ -59,6 +59,16 @@ pub struct DiagnosisPolicy {
     /// How recent an upstream hostname's address change must be to explain a failure
     /// (`address_changed`); default 10m.
     pub address_window: Duration,
+    /// The disks whose free space is sampled for the cause (`host_disk_full`); default `/`.
+    pub host_disks: Vec<std::path::PathBuf>,
+    /// The machine's CPU busy at or above this at a failure is `host_cpu_saturated`; default 95.
+    pub host_cpu_busy_percent: u32,
+    /// Available memory below this share of the total at a failure is `host_out_of_memory`;
+    /// default 5.
+    pub host_memory_available_percent: u32,
+    /// A sampled disk with less than this share free at a failure is `host_disk_full`;
+    /// default 2.
+    pub host_disk_free_percent: u32,
 }
 
 impl Default for DiagnosisPolicy {
@@ -71,6 +81,10 @@ impl Default for DiagnosisPolicy {
             overload_in_flight: 64,
             crash_loop_comebacks: 2,
             address_window: Duration::from_secs(600),
+            host_disks: vec![std::path::PathBuf::from("/")],
+            host_cpu_busy_percent: 95,
+            host_memory_available_percent: 5,
+            host_disk_free_percent: 2,
         }
     }
 }

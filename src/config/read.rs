@@ -147,6 +147,15 @@ fn admin(top: &mut Table, origin: &Path) -> Admin {
 }
 
 /// The disclosure policy, and `report_url`, which belongs to the report ring (boot-only).
+/// An absolute path (a disk to sample).
+fn absolute_path(text: &str) -> Result<std::path::PathBuf, String> {
+    if text.starts_with('/') {
+        Ok(std::path::PathBuf::from(text))
+    } else {
+        Err(format!("`{text}` is not an absolute path"))
+    }
+}
+
 fn diagnosis(top: &mut Table) -> (DiagnosisPolicy, Option<String>) {
     let mut t = top.table("diagnosis");
     let default = DiagnosisPolicy::default();
@@ -170,6 +179,18 @@ fn diagnosis(top: &mut Table) -> (DiagnosisPolicy, Option<String>) {
         address_window: t
             .value("address_window", duration(TIMEOUT))
             .unwrap_or(default.address_window),
+        host_disks: t
+            .list("host_disks", absolute_path)
+            .map_or(default.host_disks, values),
+        host_cpu_busy_percent: t
+            .integer("host_cpu_busy_percent", 1..=100)
+            .map_or(default.host_cpu_busy_percent, |n| n as u32),
+        host_memory_available_percent: t
+            .integer("host_memory_available_percent", 0..=100)
+            .map_or(default.host_memory_available_percent, |n| n as u32),
+        host_disk_free_percent: t
+            .integer("host_disk_free_percent", 0..=100)
+            .map_or(default.host_disk_free_percent, |n| n as u32),
     };
     let report_url = t.value("report_url", report_url).or(Reports::default().url);
     (policy, report_url)

@@ -5,7 +5,7 @@
 use super::context::BrokenAttempt;
 use super::probe::ProbeKind;
 use super::{RequestCtx, Triage};
-use crate::cause::{self, CauseFinding, DeployMark, Observed, Probe, ServerPast};
+use crate::cause::{self, CauseFinding, DeployMark, HostState, Observed, Probe, ServerPast};
 use crate::config::ServerAddr;
 use crate::diagnosis::{Diagnosis, Finding};
 use crate::registry::HistorySnapshot;
@@ -69,6 +69,17 @@ impl Triage {
                 version: d.version,
                 time: d.time,
             });
+        let sample = self.machine.latest();
+        let machine = sample.at.map(|_| HostState {
+            cpu_busy_percent: sample.cpu_busy_percent,
+            mem_available_bytes: sample.mem_available_bytes,
+            mem_total_bytes: sample.mem_total_bytes,
+            disks: sample
+                .disks
+                .iter()
+                .map(|d| (d.path.display().to_string(), d.free_bytes, d.total_bytes))
+                .collect(),
+        });
         let found = cause::derive(&Observed {
             diagnosis: finding.diagnosis,
             id: ctx.request.id.as_str(),
@@ -83,6 +94,7 @@ impl Triage {
             body_start: ctx.attempt.body_start.as_deref().unwrap_or_default(),
             past: past.as_ref(),
             deploy: deploy.as_ref(),
+            machine: machine.as_ref(),
             probe,
             now,
             thresholds: ctx.state.thresholds,

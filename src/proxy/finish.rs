@@ -178,6 +178,7 @@ impl Triage {
                 )
             }),
             cause,
+            machine: Some(self.machine.latest()).filter(|m| m.at.is_some()),
             status: outcome.status,
             attempts,
             bytes_sent_upstream: ctx.request.bytes_sent_upstream,

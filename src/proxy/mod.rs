@@ -29,6 +29,7 @@ use crate::config::{self, BootConfig, ServerAddr};
 use crate::deploys::DeployLog;
 use crate::diagnosis::classify::Progress;
 use crate::diagnosis::{ClientOutcome, Diagnosis, Finding, LocalFailure};
+use crate::machine::Machine;
 use crate::metrics::Metrics;
 use crate::render::{self, Renderer};
 use crate::report::{Redaction, ReportStore};
@@ -54,6 +55,8 @@ pub struct Triage {
     reports: Arc<ReportStore>,
     /// The deploy markers, which a failure soon after one names.
     deploys: Arc<DeployLog>,
+    /// The machine, sampled in the background: evidence for causes and reports.
+    machine: Arc<Machine>,
     /// Which request header values reports keep (`[reports] keep_headers`).
     redaction: Redaction,
     access_log: AccessLog,
@@ -76,6 +79,7 @@ impl Triage {
         metrics: Arc<Metrics>,
         reports: Arc<ReportStore>,
         deploys: Arc<DeployLog>,
+        machine: Arc<Machine>,
         in_flight: Arc<InFlight>,
         clients: Arc<ClientConnections>,
         boot: &BootConfig,
@@ -86,6 +90,7 @@ impl Triage {
             metrics,
             reports,
             deploys,
+            machine,
             redaction: Redaction::new(&boot.reports.keep_headers),
             access_log: AccessLog::new(log.format.clone(), log.access, log.error_lines_per_second),
             renderer: Renderer::new(),

@@ -1,7 +1,7 @@
 //! Each cause from the facts that make it, and only from them.
 
 use super::*;
-use crate::cause::facts::{DeployMark, Thresholds};
+use crate::cause::facts::{DeployMark, HostState, Thresholds};
 use crate::cause::reading::{clock, human};
 
 const T0: Duration = Duration::from_secs(1_800_000_000);
@@ -18,6 +18,7 @@ fn thresholds() -> Thresholds {
         crash_loop_comebacks: 2,
         overload_in_flight: 50,
         pool_idle: Duration::from_secs(60),
+        ..Thresholds::default()
     }
 }
 
@@ -36,6 +37,7 @@ fn observed(diagnosis: Diagnosis, past: Option<&ServerPast>) -> Observed<'_> {
         body_start: b"",
         past,
         deploy: None,
+        machine: None,
         probe: Probe::NotRun,
         now: at(100),
         thresholds: thresholds(),
@@ -330,4 +332,64 @@ fn durations_read_as_people_say_them() {
         clock(SystemTime::UNIX_EPOCH + Duration::from_secs(73_142)),
         "20:19:02"
     );
+}
+
+fn host(available_mib: u64, cpu: f64, disk_free_mib: u64) -> HostState {
+    HostState {
+        cpu_busy_percent: Some(cpu),
+        mem_available_bytes: Some(available_mib << 20),
+        mem_total_bytes: Some(16_384 << 20),
+        disks: vec![("/".to_owned(), disk_free_mib << 20, 100_000 << 20)],
+    }
+}
+
+/// A machine out of memory explains a dead app; out of disk, a failing one; a starved CPU, a
+/// timeout. A healthy machine changes nothing, and a cause naming something else stands.
+#[test]
+fn the_machine_explains_what_it_caused() {
+    let past = answered_until(62);
+    let low_memory = host(100, 10.0, 50_000);
+    let mut o = observed(Diagnosis::ConnectRefused, Some(&past));
+    o.machine = Some(&low_memory);
+    let found = derive(&o);
+    check(&found, Cause::HostOutOfMemory);
+    assert!(
+        found.hint.contains("100 MiB of 16 GiB memory available"),
+        "{}",
+        found.hint
+    );
+
+    let full_disk = host(8000, 10.0, 100);
+    let mut o = observed(Diagnosis::UpstreamStatus, Some(&past));
+    o.status = Some(500);
+    o.machine = Some(&full_disk);
+    let found = derive(&o);
+    check(&found, Cause::HostDiskFull);
+    assert!(
+        found.hint.contains("/ has 100 MiB of 97 GiB free"),
+        "{}",
+        found.hint
+    );
+
+    let busy = host(8000, 99.0, 50_000);
+    let quiet = ServerPast {
+        recent_response_times: vec![Duration::from_millis(20); 10],
+        ..answered_until(99)
+    };
+    let mut o = observed(Diagnosis::ResponseTimeout, Some(&quiet));
+    o.machine = Some(&busy);
+    check(&derive(&o), Cause::HostCpuSaturated);
+
+    let healthy = host(8000, 10.0, 50_000);
+    let mut o = observed(Diagnosis::ConnectRefused, Some(&past));
+    o.machine = Some(&healthy);
+    assert_eq!(derive(&o).cause, Cause::AppDown);
+    // A port that never answered is not the machine's doing, even short of memory.
+    let never = ServerPast {
+        first_seen: Some(at(0)),
+        ..ServerPast::default()
+    };
+    let mut o = observed(Diagnosis::ConnectRefused, Some(&never));
+    o.machine = Some(&low_memory);
+    assert_eq!(derive(&o).cause, Cause::NeverAnswered);
 }

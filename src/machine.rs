@@ -138,7 +138,7 @@ fn sample(before: Option<(u64, u64)>, now: Option<(u64, u64)>, disks: &[PathBuf]
         pressure_cpu: pressure("cpu"),
         pressure_memory: pressure("memory"),
         pressure_io: pressure("io"),
-        disks: disks.iter().filter_map(|p| disk(p)).collect(),
+        disks: disks.iter().filter_map(|p| disk(p.as_path())).collect(),
     }
 }
 
@@ -167,11 +167,11 @@ fn some_avg10(text: &str) -> Option<f64> {
         .ok()
 }
 
-fn disk(path: &PathBuf) -> Option<Disk> {
-    let stat = nix::sys::statvfs::statvfs(path.as_path()).ok()?;
+fn disk(path: &std::path::Path) -> Option<Disk> {
+    let stat = nix::sys::statvfs::statvfs(path).ok()?;
     let block = stat.fragment_size() as u64;
     Some(Disk {
-        path: path.clone(),
+        path: path.to_path_buf(),
         free_bytes: (stat.blocks_available() as u64).saturating_mul(block),
         total_bytes: (stat.blocks() as u64).saturating_mul(block),
     })

@@ -7,7 +7,7 @@ use crate::config::{BootConfig, Config, LiveConfig, LogFormat, LogLevel};
 use crate::deploys::DeployLog;
 use crate::machine::Machine;
 use crate::metrics::Metrics;
-use crate::proxy::{State, Triage};
+use crate::proxy::{Services, State, Triage};
 use crate::registry::Registry;
 use crate::reload::{self, Reloader};
 use crate::report::ReportStore;
@@ -244,16 +244,15 @@ fn build_process(
         &metrics,
         boot.log.error_lines_per_second,
     ));
-    let proxy = Triage::new(
-        reloader.shared_state(),
-        Arc::clone(&metrics),
-        Arc::clone(&reports),
-        Arc::clone(&deploys),
-        Arc::clone(&machine),
-        Arc::clone(&in_flight),
-        Arc::clone(&clients),
-        &boot,
-    );
+    let services = Services {
+        metrics: Arc::clone(&metrics),
+        reports: Arc::clone(&reports),
+        deploys: Arc::clone(&deploys),
+        machine: Arc::clone(&machine),
+        in_flight: Arc::clone(&in_flight),
+        clients: Arc::clone(&clients),
+    };
+    let proxy = Triage::new(reloader.shared_state(), services, &boot);
     let mut proxy_service = pingora::proxy::http_proxy_service(&server.configuration, proxy);
     limit_clients(&mut proxy_service, &clients, &boot);
     for addr in &boot.listen.http {

@@ -70,21 +70,31 @@ pub struct Triage {
     prober: probe::Prober,
 }
 
+/// What the proxy records into and reads from for the life of the process, whatever reloads
+/// happen: created once at start (`server.rs`) and shared with the admin listener.
+pub struct Services {
+    pub metrics: Arc<Metrics>,
+    pub reports: Arc<ReportStore>,
+    pub deploys: Arc<DeployLog>,
+    pub machine: Arc<Machine>,
+    pub in_flight: Arc<InFlight>,
+    pub clients: Arc<ClientConnections>,
+}
+
 impl Triage {
     /// `state` is shared with the reloader, which swaps in a new one on a valid reload; `boot`
     /// gives what stays as the process started: the access log, the report link and what
     /// reports keep.
-    pub fn new(
-        state: Arc<ArcSwap<State>>,
-        metrics: Arc<Metrics>,
-        reports: Arc<ReportStore>,
-        deploys: Arc<DeployLog>,
-        machine: Arc<Machine>,
-        in_flight: Arc<InFlight>,
-        clients: Arc<ClientConnections>,
-        boot: &BootConfig,
-    ) -> Triage {
+    pub fn new(state: Arc<ArcSwap<State>>, services: Services, boot: &BootConfig) -> Triage {
         let log = &boot.log;
+        let Services {
+            metrics,
+            reports,
+            deploys,
+            machine,
+            in_flight,
+            clients,
+        } = services;
         Triage {
             state,
             metrics,

@@ -7,13 +7,13 @@
 //! parameters, nothing but the path of a Referer.
 
 use crate::cause::CauseFinding;
+use crate::config::PeerAddr;
 use crate::deploys::Deploy;
 use crate::diagnosis::{Diagnosis, Fault};
 use crate::id::RequestId;
 use crate::render::text;
 use std::borrow::Cow;
 use std::collections::VecDeque;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
@@ -92,7 +92,7 @@ pub const REDACTED: &str = "[redacted]";
 /// One attempt to reach the upstream.
 #[derive(Debug, Clone)]
 pub struct Attempt {
-    pub address: Option<SocketAddr>,
+    pub address: Option<PeerAddr>,
     pub diagnosis: Option<Diagnosis>,
     pub detail: String,
     pub reused_connection: bool,

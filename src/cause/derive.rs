@@ -3,9 +3,10 @@
 
 use super::template::fill;
 use super::{Cause, CauseFinding, Evidence, EvidenceSource};
+use crate::config::PeerAddr;
 use crate::diagnosis::{Diagnosis, Fault};
 use std::fmt::Write as _;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
 /// What the server's history in this process says, as the cause reads it.
@@ -94,7 +95,7 @@ pub struct Observed<'a> {
     /// The request's id, for hints that point at the app's log.
     pub id: &'a str,
     /// The address that failed.
-    pub address: Option<SocketAddr>,
+    pub address: Option<PeerAddr>,
     /// The upstream's hostname, when it is configured by name.
     pub host: Option<&'a str>,
     pub upstream_tls: bool,
@@ -192,6 +193,7 @@ impl<'a, 'o> Explanation<'a, 'o> {
         e.value(
             "address",
             o.address
+                .as_ref()
                 .map_or_else(|| "the server".to_owned(), |a| a.to_string()),
         );
         e.value("id", o.id.to_owned());
@@ -244,6 +246,7 @@ impl<'a, 'o> Explanation<'a, 'o> {
         };
         let address = o
             .address
+            .as_ref()
             .map_or_else(|| "the server".to_owned(), |a| a.to_string());
         self.fact(EvidenceSource::Attempt, format!("{address} {what}"));
         let Some(past) = self.past() else {

@@ -242,6 +242,20 @@ fn upstream(name: Spanned<String>, mut t: Table, origin: &Path) -> Upstream {
             }
         }
     }
+    // The name a certificate is verified against: a unix socket's path cannot be one.
+    if tls && sni.is_none() {
+        for server in &servers {
+            if let ServerAddr::Unix(_) = server.value {
+                t.error(
+                    server.at,
+                    format!(
+                        "servers: `{}`: with tls = true, a unix socket server needs `sni`, the name its certificate is verified against",
+                        server.value
+                    ),
+                );
+            }
+        }
+    }
     let ca_file = ca_path.filter(|_| tls).and_then(|path| {
         CaFile::read(&path.value)
             .map_err(|message| t.error(path.at, format!("ca_file: {message}")))

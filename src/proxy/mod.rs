@@ -23,7 +23,7 @@ pub use context::RequestCtx;
 pub use state::State;
 
 use crate::accesslog::AccessLog;
-use crate::config::{self, BootConfig, ServerAddr};
+use crate::config::{self, BootConfig, PeerAddr, ServerAddr};
 use crate::deploys::DeployLog;
 use crate::diagnosis::classify::Progress;
 use crate::diagnosis::{classify, ClientOutcome, Diagnosis, Facts, Finding, LocalFailure};
@@ -118,9 +118,10 @@ impl Triage {
         let server = &upstream.balancer.servers[index];
         // What an earlier attempt of this request reached is not this answer's.
         ctx.attempt = context::AttemptFacts {
-            address: match server.addr {
-                ServerAddr::Ip(address) => Some(address),
+            address: match &server.addr {
+                ServerAddr::Ip(address) => Some(PeerAddr::Inet(*address)),
                 ServerAddr::Host { .. } => None,
+                ServerAddr::Unix(path) => Some(PeerAddr::Unix(path.clone())),
             },
             ..context::AttemptFacts::default()
         };
@@ -362,12 +363,13 @@ impl ProxyHttp for Triage {
         let server = &upstream.balancer.servers[index];
         ctx.attempt.server_in_flight = Some(server.history.request_started());
         let address = match &server.addr {
-            ServerAddr::Ip(address) => *address,
+            ServerAddr::Ip(address) => PeerAddr::Inet(*address),
+            ServerAddr::Unix(path) => PeerAddr::Unix(path.clone()),
             ServerAddr::Host { host, port } => match state.resolver.addresses(host).await {
                 Ok(found) => {
                     server.history.record_address(&found.0);
                     let ip = found.0[(ctx.request.attempts as usize - 1) % found.0.len()];
-                    SocketAddr::new(ip, *port)
+                    PeerAddr::Inet(SocketAddr::new(ip, *port))
                 }
                 Err(reason) => {
                     let finding = Finding {
@@ -379,8 +381,6 @@ impl ProxyHttp for Triage {
                 }
             },
         };
-        ctx.attempt.address = Some(address);
-        ctx.attempt.connect_started = Some(Instant::now());
         let no_override = config::RouteTimeouts::default();
         let timeouts = state
             .route(ctx.request.route)
@@ -391,12 +391,10 @@ impl ProxyHttp for Triage {
                 .saturating_sub(ctx.request.received.elapsed())
                 .max(Duration::from_millis(1))
         });
-        Ok(Box::new(upstream.peer(
-            &server.addr,
-            address,
-            timeouts,
-            total_left,
-        )))
+        let peer = upstream.peer(&server.addr, &address, timeouts, total_left);
+        ctx.attempt.address = Some(address);
+        ctx.attempt.connect_started = Some(Instant::now());
+        Ok(Box::new(peer?))
     }
 
     /// The connection (and TLS) is up: the request is about to be sent.
@@ -639,7 +637,7 @@ impl ProxyHttp for Triage {
         if broke && ctx.request.broken.is_none() {
             ctx.request.broken = Some(context::BrokenAttempt {
                 finding: finding.clone(),
-                address: ctx.attempt.address,
+                address: ctx.attempt.address.clone(),
                 reused: ctx.attempt.reused_connection,
                 age,
             });

@@ -149,6 +149,10 @@ fn probe_kind(diagnosis: Diagnosis, upstream_tls: bool, reused: bool) -> Option<
         | Diagnosis::ConnectUnreachable
         | Diagnosis::ConnectFailed
         | Diagnosis::ConnectTimeout
+        | Diagnosis::SocketMissing
+        | Diagnosis::SocketPermissionDenied
+        | Diagnosis::SocketRefused
+        | Diagnosis::SocketBacklogFull
         | Diagnosis::TlsHandshakeFailed
         | Diagnosis::TlsCertificateExpired
         | Diagnosis::TlsCertificateUntrusted

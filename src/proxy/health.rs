@@ -152,19 +152,29 @@ fn over_time(up: &Upstream, server: &Server, timeout: Duration, progress: Progre
         }
     };
     let error = Error::explain(kind, format!("health check timeout {timeout:?}")).into_up();
-    classified(up, &error, progress)
+    classified(up, server, &error, progress)
 }
 
-/// The proxy's classification of `error` at `progress`, for a request without a body.
-fn classified(up: &Upstream, error: &Error, progress: Progress) -> Finding {
-    classify(&Facts {
+/// The proxy's classification of `error` at `progress`, for a request without a body (and,
+/// at a unix socket, what its path shows).
+fn classified(up: &Upstream, server: &Server, error: &Error, progress: Progress) -> Finding {
+    let unix_socket = match &server.addr {
+        ServerAddr::Unix(path) => Some(path),
+        ServerAddr::Ip(_) | ServerAddr::Host { .. } => None,
+    };
+    let finding = classify(&Facts {
         error,
         progress,
         upstream_tls: up.tls,
+        unix_socket: unix_socket.is_some(),
         upgrade: false,
         request_unsent: false,
         client_reset: None,
-    })
+    });
+    match unix_socket {
+        Some(path) => super::socket_file::explained(finding, path),
+        None => finding,
+    }
 }
 
 /// Resolves, connects and, for an HTTP check, asks; `progress` says how far it got.
@@ -194,7 +204,8 @@ async fn attempt(
         }
     };
     *progress = Progress::Connecting;
-    let failed = |error: Box<Error>, progress: Progress| classified(up, &error.into_up(), progress);
+    let failed =
+        |error: Box<Error>, progress: Progress| classified(up, server, &error.into_up(), progress);
     let peer = probe_peer(up, &server.addr, &address, check.timeout)
         .map_err(|e| failed(e, Progress::Connecting))?;
     let stream = connector()

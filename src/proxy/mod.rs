@@ -16,6 +16,7 @@ mod probe;
 pub mod request_checks;
 mod respond;
 pub mod routing;
+mod socket_file;
 mod state;
 pub mod upstream;
 
@@ -93,7 +94,8 @@ impl Triage {
     }
 
     /// The diagnosis of a failed attempt: what the error carries if triage decided it
-    /// ([`LocalFailure`]), else the classifier's reading of the error and the attempt's facts.
+    /// ([`LocalFailure`]), else the classifier's reading of the error and the attempt's facts;
+    /// a unix socket's connect failure with what its path shows.
     fn classify_attempt(&self, error: &Error, session: &mut Session, ctx: &RequestCtx) -> Finding {
         // Only a failure on the client's side can be its stream reset: the upstream's failures
         // (a failure storm) skip the look at the h2 stream and its lock.
@@ -101,14 +103,23 @@ impl Triage {
             ErrorSource::Downstream => client_stream_reset(session),
             ErrorSource::Upstream | ErrorSource::Internal | ErrorSource::Unset => None,
         };
-        classify(&Facts {
+        let unix_socket = match &ctx.attempt.address {
+            Some(PeerAddr::Unix(path)) => Some(path),
+            Some(PeerAddr::Inet(_)) | None => None,
+        };
+        let finding = classify(&Facts {
             error,
             progress: ctx.attempt.progress,
             upstream_tls: ctx.upstream().is_some_and(|u| u.tls),
+            unix_socket: unix_socket.is_some(),
             upgrade: ctx.request.upgrade,
             request_unsent: !session.is_body_done(),
             client_reset,
-        })
+        });
+        match unix_socket {
+            Some(path) => socket_file::explained(finding, path),
+            None => finding,
+        }
     }
 
     /// The only servers left refused a connection moments ago: the request is answered
@@ -117,17 +128,20 @@ impl Triage {
     fn answer_held_off(ctx: &mut RequestCtx, upstream: &Upstream, index: usize) -> Box<Error> {
         let server = &upstream.balancer.servers[index];
         // What an earlier attempt of this request reached is not this answer's.
+        let (address, refused) = match &server.addr {
+            ServerAddr::Ip(address) => (Some(PeerAddr::Inet(*address)), Diagnosis::ConnectRefused),
+            ServerAddr::Host { .. } => (None, Diagnosis::ConnectRefused),
+            ServerAddr::Unix(path) => {
+                (Some(PeerAddr::Unix(path.clone())), Diagnosis::SocketRefused)
+            }
+        };
         ctx.attempt = context::AttemptFacts {
-            address: match &server.addr {
-                ServerAddr::Ip(address) => Some(PeerAddr::Inet(*address)),
-                ServerAddr::Host { .. } => None,
-                ServerAddr::Unix(path) => Some(PeerAddr::Unix(path.clone())),
-            },
+            address,
             ..context::AttemptFacts::default()
         };
         let (ago, left) = server.refusal().unwrap_or_default();
         LocalFailure::error(
-            Diagnosis::ConnectRefused,
+            refused,
             format!(
                 "not connected: {} refused a connection {} ms ago; the next request in {} ms connects again",
                 server.label,
@@ -595,7 +609,10 @@ impl ProxyHttp for Triage {
     ) -> Box<Error> {
         let finding = self.classify_attempt(&e, session, ctx);
         let diagnosis = finding.diagnosis;
-        if diagnosis == Diagnosis::ConnectRefused {
+        if matches!(
+            diagnosis,
+            Diagnosis::ConnectRefused | Diagnosis::SocketRefused
+        ) {
             if let (Some(upstream), Some(server)) = (ctx.upstream(), ctx.attempt.server) {
                 upstream.balancer.record_refused(server);
             }
@@ -673,7 +690,10 @@ impl ProxyHttp for Triage {
         // A retry refused after the connection broke mid-request met only the aftermath: the
         // answer is about the break.
         let broken = ctx.request.broken.take().filter(|b| {
-            finding.diagnosis == Diagnosis::ConnectRefused && b.address == ctx.attempt.address
+            matches!(
+                finding.diagnosis,
+                Diagnosis::ConnectRefused | Diagnosis::SocketRefused
+            ) && b.address == ctx.attempt.address
         });
         if let Some(broken) = &broken {
             finding = broken.finding.clone();

@@ -86,9 +86,8 @@ fn missing(path: &Path) -> String {
             }
             Ok(meta) if meta.is_dir() => {
                 return format!(
-                    "the directory {} does not exist (its parent {} does): the path in the config is wrong, or the app's runtime directory is made only when it starts",
-                    missing.display(),
-                    ancestor.display()
+                    "the directory {} does not exist: the path in the config is wrong, or the app's runtime directory is made only when it starts",
+                    missing.display()
                 );
             }
             Ok(_) => {
@@ -150,7 +149,7 @@ fn denied(path: &Path) -> String {
     }
     match std::fs::metadata(path) {
         Ok(meta) if !me.may(&meta, 0o2) => format!(
-            "{who} and may not write to {} ({}, {}): connecting needs write permission on the socket; have the app make it group-writable (gunicorn --umask 007) for a group triage's user is in, or run triage as its owner",
+            "{who} and may not write to {} ({}, {}): make the socket writable for a group of triage's user (gunicorn --umask 007), or run triage as its owner",
             path.display(),
             mode_text(&meta),
             owner_text(&meta)
@@ -370,9 +369,8 @@ mod tests {
         );
         assert!(
             found.detail.contains(&format!(
-                "the directory {} does not exist (its parent {} does)",
-                dir.join("run").display(),
-                dir.display()
+                "the directory {} does not exist:",
+                dir.join("run").display()
             )),
             "{}",
             found.detail

@@ -140,25 +140,22 @@ fn denied(path: &Path) -> String {
         };
         if !me.may(&meta, 0o1) {
             return format!(
-                "{who} and may not search the directory {} ({}, {}): give triage's user search (x) permission on it",
+                "{who} and may not search the directory {} ({}): give triage's user search (x) permission on it",
                 dir.display(),
-                mode_text(&meta),
-                owner_text(&meta)
+                mode_and_owner(&meta)
             );
         }
     }
     match std::fs::metadata(path) {
         Ok(meta) if !me.may(&meta, 0o2) => format!(
-            "{who} and may not write to {} ({}, {}): make the socket writable for a group of triage's user (gunicorn --umask 007), or run triage as its owner",
+            "{who} and may not write to {} ({}): make the socket writable for a group of triage's user (gunicorn --umask 007), or run triage as its owner",
             path.display(),
-            mode_text(&meta),
-            owner_text(&meta)
+            mode_and_owner(&meta)
         ),
         Ok(meta) => format!(
-            "{who}; {} is {}, {}, which allows it: a security module (AppArmor, SELinux) or a mount option denies it",
+            "{who}; {} is {}, which allows it: a security module (AppArmor, SELinux) or a mount option denies it",
             path.display(),
-            mode_text(&meta),
-            owner_text(&meta)
+            mode_and_owner(&meta)
         ),
         Err(e) => format!("{who}; the socket file could not be read: {e}"),
     }
@@ -208,12 +205,13 @@ fn mode_text(meta: &Metadata) -> String {
     out
 }
 
-/// `owner www-data:www-data (33:33)`.
-fn owner_text(meta: &Metadata) -> String {
+/// `srw-rw----, owner www-data:www-data (33:33)`.
+fn mode_and_owner(meta: &Metadata) -> String {
     let user = name_of("/etc/passwd", meta.uid());
     let group = name_of("/etc/group", meta.gid());
     format!(
-        "owner {}:{} ({}:{})",
+        "{}, owner {}:{} ({}:{})",
+        mode_text(meta),
         user.as_deref().unwrap_or("?"),
         group.as_deref().unwrap_or("?"),
         meta.uid(),

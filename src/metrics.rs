@@ -7,6 +7,7 @@
 //! atomic adds with no label hashing or string formatting.
 
 use crate::cause::Cause;
+use crate::client::CloseReason;
 use crate::config::LiveConfig;
 use crate::diagnosis::{Diagnosis, Source};
 use crate::outcome::Outcome;
@@ -74,6 +75,8 @@ pub struct Metrics {
     server_healthy: IntGaugeVec,
     stored: IntGauge,
     deploys: IntCounterVec,
+    client_connections: IntGauge,
+    client_connections_closed: IntCounterVec,
 }
 
 /// The handles one config's routes and upstreams count with, resolved when the config is
@@ -156,6 +159,17 @@ impl Metrics {
             ),
             &["upstream"],
         )?;
+        let client_connections = IntGauge::new(
+            "triage_client_connections",
+            "Client connections open now (at most [client] max_connections)",
+        )?;
+        let client_connections_closed = IntCounterVec::new(
+            Opts::new(
+                "triage_client_connections_closed_total",
+                "Client connections closed for a [client] limit, by the limit",
+            ),
+            &["reason"],
+        )?;
         let build_info = IntGaugeVec::new(
             Opts::new("triage_build_info", "Always 1; labels describe the build"),
             &["version"],
@@ -173,6 +187,8 @@ impl Metrics {
         registry.register(Box::new(stored.clone()))?;
         registry.register(Box::new(server_healthy.clone()))?;
         registry.register(Box::new(deploys.clone()))?;
+        registry.register(Box::new(client_connections.clone()))?;
+        registry.register(Box::new(client_connections_closed.clone()))?;
         registry.register(Box::new(build_info))?;
 
         Ok(Metrics {
@@ -187,6 +203,22 @@ impl Metrics {
             server_healthy,
             stored,
             deploys,
+            client_connections,
+            client_connections_closed,
+        })
+    }
+
+    /// The gauge of open client connections.
+    pub fn client_connections(&self) -> IntGauge {
+        self.client_connections.clone()
+    }
+
+    /// One counter of closed client connections per reason, indexed by it; every reason's
+    /// series exists from the start, at 0.
+    pub fn client_connections_closed(&self) -> [IntCounter; CloseReason::COUNT] {
+        CloseReason::ALL.map(|reason| {
+            self.client_connections_closed
+                .with_label_values(&[reason.token()])
         })
     }
 

@@ -150,6 +150,9 @@ fn needs_restart(old: &BootConfig, new: &BootConfig) -> Vec<&'static str> {
     if old.server != new.server {
         kept.push("[server]");
     }
+    if old.client != new.client {
+        kept.push("[client]");
+    }
     if old.admin != new.admin {
         kept.push("[admin]");
     }
@@ -248,6 +251,7 @@ mod tests {
         assert!(needs_restart(&running, &live_only).is_empty());
         for (extra, section) in [
             ("[server]\nthreads = 3\n", "[server]"),
+            ("[client]\nkeepalive_timeout = \"5s\"\n", "[client]"),
             ("[admin]\nlisten = \"127.0.0.1:9999\"\n", "[admin]"),
             ("[log]\naccess = false\n", "[log]"),
             ("[reports]\nmax_count = 5\n", "[reports]"),

@@ -2,6 +2,7 @@
 //! listener, the background loops (DNS refresh, health checks) and the reload triggers.
 
 use crate::admin::Admin;
+use crate::client::ClientConnections;
 use crate::config::{BootConfig, Config, LiveConfig, LogFormat, LogLevel};
 use crate::deploys::DeployLog;
 use crate::metrics::Metrics;
@@ -13,12 +14,13 @@ use crate::rundir;
 use crate::shutdown::{AtExit, InFlight, Signals};
 use crate::tls::SniResolver;
 use async_trait::async_trait;
+use pingora::apps::HttpServerOptions;
 use pingora::listeners::tls::TlsSettings;
 use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
-use pingora::services::listening::Service;
+use pingora::services::listening::{ConnectionLimit, Service};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -140,6 +142,26 @@ fn client_buffers() -> L4BufferSettings {
     L4BufferSettings::default().write(4096)
 }
 
+/// Puts the proxy's client connections under `[client]`: the timeouts and the head size limit
+/// (HTTP/1 and HTTP/2), and the cap on open connections, asked at every accept.
+fn limit_clients(
+    proxy_service: &mut Service<pingora::proxy::HttpProxy<Triage>>,
+    clients: &Arc<ClientConnections>,
+    boot: &BootConfig,
+) {
+    if let Some(proxy) = proxy_service.app_logic_mut() {
+        let mut options = HttpServerOptions::default();
+        options.client_limits = Some(clients.limits());
+        proxy.server_options = Some(options);
+        let mut h2 = pingora::protocols::http::v2::server::default_h2_options();
+        // HTTP/2's bound is on the decoded header list; h2 answers a list over it with 431.
+        let max_header_list = u32::try_from(boot.client.max_header_bytes).unwrap_or(u32::MAX);
+        h2.max_header_list_size(max_header_list);
+        proxy.h2_options = Some(h2);
+    }
+    proxy_service.set_connection_limit(Arc::clone(clients) as Arc<dyn ConnectionLimit>);
+}
+
 /// A server ready to run, with the signal handling that bounds its shutdown.
 pub struct Process {
     server: Server,
@@ -209,15 +231,25 @@ fn build_process(
     server.bootstrap();
 
     let in_flight = Arc::new(InFlight::default());
+    if let Some(warning) = crate::client::raise_file_limit(boot.client.max_connections) {
+        tracing::warn!("{warning}");
+    }
+    let clients = Arc::new(ClientConnections::new(
+        &boot.client,
+        &metrics,
+        boot.log.error_lines_per_second,
+    ));
     let proxy = Triage::new(
         reloader.shared_state(),
         Arc::clone(&metrics),
         Arc::clone(&reports),
         Arc::clone(&deploys),
         Arc::clone(&in_flight),
+        Arc::clone(&clients),
         &boot,
     );
     let mut proxy_service = pingora::proxy::http_proxy_service(&server.configuration, proxy);
+    limit_clients(&mut proxy_service, &clients, &boot);
     for addr in &boot.listen.http {
         proxy_service
             .add_listener(ListenerConfig::tcp(addr.to_string()).l4_buffer(client_buffers()));

@@ -16,7 +16,7 @@ use proptest::sample::select;
 use proptest::test_runner::Config as ProptestConfig;
 use std::path::Path;
 use triage::diagnosis::classify::Progress;
-use triage::diagnosis::{classify, diagnose, Diagnosis, Facts, MAX_DETAIL};
+use triage::diagnosis::{classify, diagnose, Facts, Fault, MAX_DETAIL};
 use triage::render::text::{
     header_text, html, json_string, push_header_text, push_log_text, sf_string, LogField,
 };
@@ -751,10 +751,7 @@ proptest! {
         prop_assert!(finding.detail.len() <= MAX_DETAIL, "{} bytes", finding.detail.len());
         prop_assert_eq!(diagnose(&facts), finding.diagnosis);
         if shape.source == ErrorSource::Downstream {
-            prop_assert!(
-                matches!(finding.diagnosis, Diagnosis::ClientClosed | Diagnosis::BadRequest),
-                "{:?}", finding.diagnosis
-            );
+            prop_assert_eq!(finding.diagnosis.fault(), Fault::Client, "{:?}", finding.diagnosis);
         }
     }
 }

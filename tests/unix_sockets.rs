@@ -5,117 +5,33 @@
 //! left behind, a full listen queue. Health checks reach a unix socket as requests do.
 //!
 //! Every socket lives in a temp dir of the test's own. gunicorn (installed by
-//! `scripts/setup.sh`) runs in a process group of its own, killed whole at the end.
+//! `scripts/setup.sh`) runs in a process group of its own ([`support::apps`]), killed whole at
+//! the end.
 
 mod support;
 
 use socket2::{Domain, SockAddr, Socket, Type};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
+use support::apps::App;
 use support::client::{self, Response};
 use support::origin::{self, Behavior};
 use support::triage::{metric_becomes, temp_dir, triage_binary, TempDir, Triage};
 
-/// How long gunicorn may take to listen, or to be gone once killed.
+/// How long gunicorn may take to be gone once killed.
 const GUNICORN_WAIT: Duration = Duration::from_secs(20);
 
-/// A WSGI app that answers every request with its path.
-const WSGI_APP: &str = "\
-def app(environ, start_response):
-    body = ('gunicorn ' + environ.get('PATH_INFO', '')).encode()
-    start_response('200 OK', [('Content-Type', 'text/plain'), ('Content-Length', str(len(body)))])
-    return [body]
-";
-
-/// A real gunicorn (one sync worker) serving [`WSGI_APP`] on a unix socket, in a process group
-/// of its own; dropping it kills the group.
-struct Gunicorn {
-    child: Child,
-    socket: PathBuf,
-    access_log: PathBuf,
+/// A real gunicorn (one sync worker, answering `ok`) on the unix socket `dir/name`, once it
+/// accepts connections; `args` are gunicorn's own.
+fn gunicorn(dir: &Path, name: &str, args: &[&str]) -> App<PathBuf> {
+    App::gunicorn_unix(dir, &dir.join(name), &[&["--workers", "1"], args].concat())
 }
 
-impl Gunicorn {
-    /// Starts gunicorn on `dir/name` and waits until the socket accepts connections.
-    fn start(dir: &Path, name: &str) -> Gunicorn {
-        std::fs::write(dir.join("wsgi_app.py"), WSGI_APP).expect("write the app");
-        let socket = dir.join(name);
-        let access_log = dir.join(format!("{name}.access.log"));
-        let child = Command::new("gunicorn")
-            .arg("--bind")
-            .arg(format!("unix:{}", socket.display()))
-            .args(["--workers", "1", "--chdir"])
-            .arg(dir)
-            .arg("--access-logfile")
-            .arg(&access_log)
-            .arg("--error-logfile")
-            .arg(dir.join(format!("{name}.error.log")))
-            .arg("wsgi_app:app")
-            .stdin(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .unwrap_or_else(|e| panic!("run gunicorn (scripts/setup.sh installs it): {e}"));
-        let mut gunicorn = Gunicorn {
-            child,
-            socket,
-            access_log,
-        };
-        let deadline = Instant::now() + GUNICORN_WAIT;
-        while std::os::unix::net::UnixStream::connect(&gunicorn.socket).is_err() {
-            if let Ok(Some(status)) = gunicorn.child.try_wait() {
-                panic!(
-                    "gunicorn exited with {status}: {}",
-                    std::fs::read_to_string(dir.join(format!("{name}.error.log")))
-                        .unwrap_or_default()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "gunicorn did not listen on {} within {GUNICORN_WAIT:?}",
-                gunicorn.socket.display()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        gunicorn
-    }
-
-    /// `unix:/path`, as the config and every output write it.
-    fn addr(&self) -> String {
-        format!("unix:{}", self.socket.display())
-    }
-
-    /// SIGKILLs the whole process group (master and worker), as the OOM killer or a
-    /// `kill -9` would, and waits until nothing accepts on the socket any more.
-    fn kill(&mut self) {
-        let group = format!("-{}", self.child.id());
-        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
-        let _ = self.child.wait();
-        let deadline = Instant::now() + GUNICORN_WAIT;
-        while std::os::unix::net::UnixStream::connect(&self.socket).is_ok() {
-            assert!(
-                Instant::now() < deadline,
-                "gunicorn still accepts after SIGKILL"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn access_log(&self) -> String {
-        std::fs::read_to_string(&self.access_log).unwrap_or_default()
-    }
-}
-
-impl Drop for Gunicorn {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let group = format!("-{}", self.child.id());
-            let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
-            let _ = self.child.wait();
-        }
-    }
+/// `unix:/path`, as the config and every output write it.
+fn unix_addr(socket: &Path) -> String {
+    format!("unix:{}", socket.display())
 }
 
 /// The catch-all route to one upstream `app` with these servers and keys.
@@ -155,13 +71,11 @@ fn assert_socket_failure(resp: &Response, status: u16, token: &str, addr: &str) 
 #[tokio::test]
 async fn a_unix_socket_server_answers_beside_a_tcp_one() {
     let sockets = temp_dir();
-    let gunicorn = Gunicorn::start(sockets.path(), "app.sock");
+    let gunicorn = gunicorn(sockets.path(), "app.sock", &[]);
+    let addr = unix_addr(&gunicorn.addr);
     let tcp = origin::spawn(Behavior::ok("tcp")).await;
     let triage = Triage::start(&upstream(
-        &[
-            &format!("{} weight=3", gunicorn.addr()),
-            &tcp.addr.to_string(),
-        ],
+        &[&format!("{addr} weight=3"), &tcp.addr.to_string()],
         "",
     ))
     .await;
@@ -171,13 +85,13 @@ async fn a_unix_socket_server_answers_beside_a_tcp_one() {
         assert_eq!(resp.status, 200, "{resp:?}");
         bodies.push(resp.body_text());
     }
-    let by_gunicorn = bodies.iter().filter(|b| *b == "gunicorn /hello").count();
+    let by_gunicorn = bodies.iter().filter(|b| *b == "ok\n").count();
     let by_tcp = bodies.iter().filter(|b| *b == "tcp").count();
     assert_eq!((by_gunicorn, by_tcp), (6, 2), "{bodies:?}");
     assert_eq!(tcp.requests(), 2);
     triage
         .wait_for_output(
-            &format!("source=upstream address={}", gunicorn.addr()),
+            &format!("source=upstream address={addr}"),
             Duration::from_secs(5),
         )
         .await;
@@ -239,16 +153,15 @@ async fn a_missing_socket_file_is_socket_missing() {
 #[tokio::test]
 async fn a_killed_gunicorn_leaves_its_socket_file_behind() {
     let sockets = temp_dir();
-    let mut gunicorn = Gunicorn::start(sockets.path(), "app.sock");
-    let addr = gunicorn.addr();
+    let gunicorn = gunicorn(sockets.path(), "app.sock", &[]);
+    let addr = unix_addr(&gunicorn.addr);
     let triage = Triage::start(&upstream(&[&addr], "max_fails = 0\n")).await;
     let resp = client::get(triage.http, "/before").await;
-    assert_eq!(
-        (resp.status, resp.body_text()),
-        (200, "gunicorn /before".to_owned())
-    );
-    gunicorn.kill();
-    let left = std::fs::symlink_metadata(&gunicorn.socket).expect("the socket file is left");
+    assert_eq!((resp.status, resp.body_text()), (200, "ok\n".to_owned()));
+    // As the OOM killer or a `kill -9` would: master and worker at once.
+    gunicorn.kill_group("KILL");
+    gunicorn.wait_refusing(GUNICORN_WAIT);
+    let left = std::fs::symlink_metadata(&gunicorn.addr).expect("the socket file is left");
     assert!(std::os::unix::fs::FileTypeExt::is_socket(&left.file_type()));
 
     let resp = client::get(triage.http, "/after").await;
@@ -407,7 +320,14 @@ async fn a_full_listen_queue_is_socket_backlog_full() {
 #[tokio::test]
 async fn health_checks_reach_unix_sockets() {
     let sockets = temp_dir();
-    let gunicorn = Gunicorn::start(sockets.path(), "app.sock");
+    let access_log = sockets.path().join("access.log");
+    let access_arg = access_log.to_str().expect("a utf-8 temp dir");
+    let gunicorn = gunicorn(
+        sockets.path(),
+        "app.sock",
+        &["--access-logfile", access_arg],
+    );
+    let addr = unix_addr(&gunicorn.addr);
     let missing = format!("unix:{}", sockets.path().join("missing.sock").display());
     let check = "[upstreams.{name}.health_check]\nkind = \"http\"\npath = \"/health\"\ninterval = \"100ms\"\nunhealthy_threshold = 1\n";
     let config = format!(
@@ -415,7 +335,7 @@ async fn health_checks_reach_unix_sockets() {
          [upstreams.gone]\nservers = [\"{missing}\"]\n{}\
          [[routes]]\npath_prefix = \"/gone\"\nupstream = \"gone\"\n\
          [[routes]]\npath_prefix = \"/\"\nupstream = \"app\"\n",
-        gunicorn.addr(),
+        addr,
         check.replace("{name}", "app"),
         check.replace("{name}", "gone"),
     );
@@ -433,29 +353,21 @@ async fn health_checks_reach_unix_sockets() {
         .await,
         "the missing socket stayed in rotation"
     );
-    assert!(
-        metric_becomes(
-            &triage,
-            &gauge("app", &gunicorn.addr()),
-            "1",
-            Duration::from_secs(1)
-        )
-        .await
-    );
+    assert!(metric_becomes(&triage, &gauge("app", &addr), "1", Duration::from_secs(1)).await);
     for _ in 0..4 {
         let resp = client::get(triage.http, "/x").await;
         assert_eq!(
             (resp.status, resp.body_text()),
-            (200, "gunicorn /x".to_owned()),
+            (200, "ok\n".to_owned()),
             "{resp:?}"
         );
     }
+    let requests = std::fs::read_to_string(&access_log).unwrap_or_default();
     assert!(
-        gunicorn.access_log().lines().any(
+        requests.lines().any(
             |l| l.contains("\"GET /health HTTP/1.1\" 200") && l.contains("triage-health-check")
         ),
-        "{}",
-        gunicorn.access_log()
+        "{requests}"
     );
     assert!(
         metric_becomes(

@@ -154,7 +154,11 @@ pub fn derive(o: &Observed<'_>) -> CauseFinding {
         Diagnosis::NoRoute
         | Diagnosis::RequestBodyTooLarge
         | Diagnosis::ClientClosed
-        | Diagnosis::BadRequest => Cause::ClientError,
+        | Diagnosis::BadRequest
+        | Diagnosis::RequestHeadersTooLarge
+        | Diagnosis::ClientHeaderTimeout
+        | Diagnosis::ClientBodyTimeout
+        | Diagnosis::ClientSendTimeout => Cause::ClientError,
     };
     // The table's fault column and the cause cannot disagree: a client's failure is never
     // explained by the server, and the other way round.
@@ -444,25 +448,39 @@ impl<'a, 'o> Explanation<'a, 'o> {
 
     /// One worker died with the request: a timeout when earlier ones died at the same age.
     fn worker_died(&mut self, age: Duration) -> Cause {
+        if self.timed_out_like_others(age) {
+            return Cause::WorkerTimeout;
+        }
+        Cause::WorkerKilled
+    }
+
+    /// Whether at least two other recent failures at this server came at the same request
+    /// age, of a second or more: a timeout kills them, not chance. (A worker that dies at once
+    /// on some path is a crash, however often.)
+    fn timed_out_like_others(&mut self, age: Duration) -> bool {
+        if age < Duration::from_secs(1) {
+            return false;
+        }
         let similar = self.past().map_or(0, |past| {
             past.broken_ages
                 .iter()
                 .filter(|a| same_age(**a, age))
                 .count()
         });
-        if similar >= 2 {
-            self.value("count", (similar + 1).to_string());
-            self.fact(
-                EvidenceSource::History,
-                format!(
-                    "{} other requests broke at about {} recently",
-                    similar,
-                    human(age)
-                ),
-            );
-            return Cause::WorkerTimeout;
+        if similar < 2 {
+            return false;
         }
-        Cause::WorkerKilled
+        self.value("age", human(age));
+        self.value("count", (similar + 1).to_string());
+        self.fact(
+            EvidenceSource::History,
+            format!(
+                "{} other requests failed at about {} recently",
+                similar,
+                human(age)
+            ),
+        );
+        true
     }
 
     /// The body was cut after the status went out.
@@ -609,6 +627,17 @@ impl<'a, 'o> Explanation<'a, 'o> {
             );
             return Cause::DatabaseDown;
         }
+        // The app's server answering for a worker it killed at its timeout (gunicorn's 500,
+        // PHP's "Maximum execution time exceeded"), at the same age each time.
+        if let Some(age) = o.age {
+            if self.timed_out_like_others(age) {
+                self.fact(
+                    EvidenceSource::Response,
+                    format!("answered after {}", human(age)),
+                );
+                return Cause::WorkerTimeout;
+            }
+        }
         Cause::AppError
     }
 }
@@ -684,10 +713,11 @@ fn sanitized(text: &str) -> String {
         .collect()
 }
 
-/// Two ages within a tenth (and 50 ms) of each other: the same timeout.
+/// Two ages within a tenth (or a second, as an app server checks its timeouts once a
+/// second) of each other: the same timeout.
 fn same_age(a: Duration, b: Duration) -> bool {
     let (lo, hi) = if a < b { (a, b) } else { (b, a) };
-    hi - lo <= (hi / 10).max(Duration::from_millis(50))
+    hi - lo <= (hi / 10).max(Duration::from_secs(1))
 }
 
 /// The median, when there is anything.

@@ -57,8 +57,8 @@ taxonomy! {
             hint: "the connection broke {age} into the request while {address} still accepts connections: one worker died, not the app (the OOM killer, the app server's own timeout, a crash); look in the app's log for the worker's exit at {time}",
         },
         WorkerTimeout => "worker_timeout" {
-            when: "as worker_killed, several times at the same request age: the app server's own timeout",
-            hint: "{count} requests broke at about {age} into the request while {address} still accepts connections: a worker timeout of about {age} kills them (gunicorn --timeout, PHP max_execution_time, ...); make these requests faster or raise that timeout",
+            when: "as worker_killed, or the app's 5xx, three times or more at the same request age of a second or more: the app server's own timeout",
+            hint: "{count} requests failed at about {age} into the request while {address} still accepts connections: a worker timeout of about {age} kills them (gunicorn --timeout, PHP max_execution_time, ...); make these requests faster or raise that timeout",
         },
         StaleKeepalive => "stale_keepalive" {
             when: "a reused pooled connection that the app had already closed, failing at once",

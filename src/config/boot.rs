@@ -1,5 +1,6 @@
 //! The settings a running process fixes at start: listeners and their certificates, worker
-//! threads, the admin listener, logging, and the failure-report ring.
+//! threads, the limits on client connections, the admin listener, logging, and the
+//! failure-report ring.
 //!
 //! Every key the file may leave out takes its value from the `Default` of its type.
 
@@ -17,6 +18,8 @@ pub struct BootConfig {
     /// Certificates for the `https` listeners, chosen by SNI; the first is the default.
     pub certificates: Vec<Certificate>,
     pub server: ServerSettings,
+    /// `[client]`: fixed at start, since Pingora takes them when the listeners start.
+    pub client: ClientSettings,
     pub admin: Admin,
     pub log: Log,
     pub reports: Reports,
@@ -100,6 +103,49 @@ impl ServerSettings {
         self.threads.unwrap_or_else(|| {
             std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
         })
+    }
+}
+
+/// `[client]`: how long a client may take and how much it may hold, with nginx's defaults, so
+/// that no client, however slow or idle, holds a connection and its memory for ever. Enforced
+/// for HTTP/1 and HTTP/2 (see [`crate::client`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientSettings {
+    /// The whole request head: from the connection's start for its first request, from the
+    /// first byte of a later one (nginx's `client_header_timeout`). Default 60 s; 408
+    /// `client_header_timeout` once part of a head arrived, a quiet close before.
+    pub header_timeout: Duration,
+    /// Between two reads of the request body (nginx's `client_body_timeout`). Default 60 s;
+    /// 408 `client_body_timeout`.
+    pub body_timeout: Duration,
+    /// Idle between two requests of a kept-alive connection, and an HTTP/2 connection without a
+    /// request in flight, which then gets a GOAWAY (nginx's `keepalive_timeout`). Default 75 s.
+    pub keepalive_timeout: Duration,
+    /// Without progress writing to the client (nginx's `send_timeout`). Default 60 s;
+    /// `client_send_timeout`, the connection closes.
+    pub send_timeout: Duration,
+    /// The largest request head (request line and headers; HTTP/2: the decoded header list), as
+    /// nginx's `large_client_header_buffers 4 8k`. Default 32 KiB; over it, 431
+    /// `request_headers_too_large`.
+    pub max_header_bytes: usize,
+    /// The most client connections open at once in the process (nginx's `worker_connections`,
+    /// for all workers); a connection beyond it is closed as soon as it is accepted. Default
+    /// 4,096: an idle connection costs about 107 KiB, one holding an unfinished head of
+    /// `max_header_bytes` about 135 KiB (`benches/idle_connections.py`), so clients can hold
+    /// at most some 540 MiB at the defaults.
+    pub max_connections: usize,
+}
+
+impl Default for ClientSettings {
+    fn default() -> Self {
+        ClientSettings {
+            header_timeout: Duration::from_secs(60),
+            body_timeout: Duration::from_secs(60),
+            keepalive_timeout: Duration::from_secs(75),
+            send_timeout: Duration::from_secs(60),
+            max_header_bytes: 32 << 10,
+            max_connections: 4096,
+        }
     }
 }
 

@@ -47,6 +47,18 @@ pub struct DiagnosisPolicy {
     /// How long after a deploy marker (`POST /deploys`) a failure of the upstream names that
     /// deploy; default 10m.
     pub deploy_window: Duration,
+    /// A reused pooled connection that fails sooner than this after the request went out is
+    /// the stale keep-alive race (retried); later, the app had the request (never retried);
+    /// default 250ms.
+    pub stale_race: Duration,
+    /// Requests in flight at one server from which a timeout there is `overloaded`; default 64.
+    pub overload_in_flight: u32,
+    /// Comebacks (answers after refusals) within a minute that make refusals a `crash_loop`;
+    /// default 2.
+    pub crash_loop_comebacks: u32,
+    /// How recent an upstream hostname's address change must be to explain a failure
+    /// (`address_changed`); default 10m.
+    pub address_window: Duration,
 }
 
 impl Default for DiagnosisPolicy {
@@ -55,6 +67,10 @@ impl Default for DiagnosisPolicy {
             detail: DetailPolicy::Trusted,
             trusted: Cidr::loopback(),
             deploy_window: Duration::from_secs(600),
+            stale_race: Duration::from_millis(250),
+            overload_in_flight: 64,
+            crash_loop_comebacks: 2,
+            address_window: Duration::from_secs(600),
         }
     }
 }

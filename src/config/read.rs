@@ -26,6 +26,7 @@ use std::path::Path;
 pub(super) fn config(mut top: Table, origin: &Path) -> Config {
     let listen = listen(&mut top);
     let server = server(&mut top, origin);
+    let client = client(&mut top);
     let admin = admin(&mut top, origin);
     let (diagnosis, report_url) = diagnosis(&mut top);
     let resolver = resolver(&mut top);
@@ -46,6 +47,7 @@ pub(super) fn config(mut top: Table, origin: &Path) -> Config {
             listen: listen.value,
             certificates,
             server,
+            client,
             admin,
             log,
             reports,
@@ -102,6 +104,28 @@ fn server(top: &mut Table, origin: &Path) -> ServerSettings {
     }
 }
 
+fn client(top: &mut Table) -> ClientSettings {
+    let mut t = top.table("client");
+    let default = ClientSettings::default();
+    let mut timeout = |key, default| t.value(key, duration(TIMEOUT)).unwrap_or(default);
+    let header_timeout = timeout("header_timeout", default.header_timeout);
+    let body_timeout = timeout("body_timeout", default.body_timeout);
+    let keepalive_timeout = timeout("keepalive_timeout", default.keepalive_timeout);
+    let send_timeout = timeout("send_timeout", default.send_timeout);
+    ClientSettings {
+        header_timeout,
+        body_timeout,
+        keepalive_timeout,
+        send_timeout,
+        max_header_bytes: t
+            .integer("max_header_bytes", 1024..=(1 << 20))
+            .map_or(default.max_header_bytes, |n| n as usize),
+        max_connections: t
+            .integer("max_connections", 1..=1_000_000)
+            .map_or(default.max_connections, |n| n as usize),
+    }
+}
+
 fn admin(top: &mut Table, origin: &Path) -> Admin {
     let mut t = top.table("admin");
     let default = Admin::default();
@@ -134,6 +158,18 @@ fn diagnosis(top: &mut Table) -> (DiagnosisPolicy, Option<String>) {
         deploy_window: t
             .value("deploy_window", duration(TIMEOUT))
             .unwrap_or(default.deploy_window),
+        stale_race: t
+            .value("stale_race", duration(TIMEOUT))
+            .unwrap_or(default.stale_race),
+        overload_in_flight: t
+            .integer("overload_in_flight", 1..=1_000_000)
+            .map_or(default.overload_in_flight, |n| n as u32),
+        crash_loop_comebacks: t
+            .integer("crash_loop_comebacks", 1..=16)
+            .map_or(default.crash_loop_comebacks, |n| n as u32),
+        address_window: t
+            .value("address_window", duration(TIMEOUT))
+            .unwrap_or(default.address_window),
     };
     let report_url = t.value("report_url", report_url).or(Reports::default().url);
     (policy, report_url)

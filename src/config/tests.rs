@@ -70,6 +70,14 @@ shutdown_timeout = "30s"
 upgrade_socket = "/run/triage-blue/upgrade.sock"
 pid_file = "triage.pid"
 
+[client]
+header_timeout = "10s"
+body_timeout = "20s"
+keepalive_timeout = "30s"
+send_timeout = "40s"
+max_header_bytes = 16384
+max_connections = 2048
+
 [admin]
 listen = "127.0.0.1:9901"
 hosts = ["Triage-Admin.internal", "[::1]", "10.0.0.5"]
@@ -139,6 +147,14 @@ read_timeout = "2m"
                 upgrade_socket: "/run/triage-blue/upgrade.sock".into(),
                 pid_file: dir.join("triage.pid"),
             },
+            client: ClientSettings {
+                header_timeout: secs(10),
+                body_timeout: secs(20),
+                keepalive_timeout: secs(30),
+                send_timeout: secs(40),
+                max_header_bytes: 16384,
+                max_connections: 2048,
+            },
             admin: Admin {
                 listen: "127.0.0.1:9901".parse().unwrap(),
                 hosts: vec![
@@ -166,6 +182,7 @@ read_timeout = "2m"
                 detail: DetailPolicy::Trusted,
                 trusted: vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()],
                 deploy_window: secs(900),
+                ..DiagnosisPolicy::default()
             },
             resolver: Resolver {
                 nameservers: vec!["127.0.0.1:53".parse().unwrap()],
@@ -437,7 +454,7 @@ fn unknown_keys() {
     assert_eq!(
         only_error(&text),
         "10:2: unknown key `listn` in the top level; expected one of: \
-         listen, server, admin, diagnosis, resolver, log, reports, tls, upstreams, routes"
+         listen, server, client, admin, diagnosis, resolver, log, reports, tls, upstreams, routes"
     );
     let text = MINIMAL.replace("servers =", "timeout = \"5s\"\nservers =");
     assert_eq!(
@@ -955,6 +972,41 @@ fn duration_bounds_are_inclusive() {
     );
     assert_eq!(config.live.resolver.refresh, secs(3600));
     assert_eq!(config.live.diagnosis.deploy_window, secs(3600));
+}
+
+/// `[client]` left out takes nginx's defaults; its timeouts are bounded like any timeout (at
+/// most an hour) and its sizes by their ranges: a head of 1 KiB to 1 MiB (Pingora's own
+/// bound), one to a million connections.
+#[test]
+fn client_limits_default_to_nginx_and_are_bounded() {
+    let client = parse_ok(MINIMAL).boot.client;
+    assert_eq!(
+        (
+            client.header_timeout,
+            client.body_timeout,
+            client.keepalive_timeout,
+            client.send_timeout
+        ),
+        (secs(60), secs(60), secs(75), secs(60))
+    );
+    assert_eq!(
+        (client.max_header_bytes, client.max_connections),
+        (32768, 4096)
+    );
+    let text = format!(
+        "{MINIMAL}[client]\nheader_timeout = \"61m\"\nkeepalive_timeout = \"0ms\"\n\
+         max_header_bytes = 1023\nmax_connections = 0\nmax_header_byte = 1\n"
+    );
+    assert_eq!(
+        errors(&text),
+        [
+            "11:18: header_timeout: `61m` is longer than the 1h maximum",
+            "12:21: keepalive_timeout: `0ms` is zero; expected a positive whole number followed by ms, s, m or h, like 250ms, 5s or 1m",
+            "13:20: max_header_bytes: 1023 is out of range 1024..=1048576",
+            "14:19: max_connections: 0 is out of range 1..=1000000",
+            "15:1: unknown key `max_header_byte` in [client]; expected one of: header_timeout, body_timeout, keepalive_timeout, send_timeout, max_header_bytes, max_connections",
+        ]
+    );
 }
 
 /// The report ring's bounds are bounded themselves: a million reports, a GiB.

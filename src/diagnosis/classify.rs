@@ -122,11 +122,13 @@ pub fn diagnose(facts: &Facts<'_>) -> Diagnosis {
     }
     match error.esource() {
         ErrorSource::Downstream => match error.etype() {
-            ErrorType::ReadError
-            | ErrorType::WriteError
-            | ErrorType::ConnectionClosed
-            | ErrorType::ReadTimedout
-            | ErrorType::WriteTimedout => Diagnosis::ClientClosed,
+            ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed => {
+                Diagnosis::ClientClosed
+            }
+            // The client's own timeouts ([client] body_timeout and send_timeout): the request
+            // head is read before any hook runs, so a read that times out here is the body's.
+            ErrorType::ReadTimedout => Diagnosis::ClientBodyTimeout,
+            ErrorType::WriteTimedout => Diagnosis::ClientSendTimeout,
             ErrorType::H2Error if client_went_away(facts) => Diagnosis::ClientClosed,
             _ => Diagnosis::BadRequest,
         },

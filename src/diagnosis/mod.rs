@@ -456,6 +456,45 @@ taxonomy! {
             fault: Fault::Client,
             hint: "the client's request was not valid HTTP",
         },
+        /// The client's request head (request line and headers) is larger than `[client]
+        /// max_header_bytes`.
+        RequestHeadersTooLarge => "request_headers_too_large" {
+            outcome: ClientOutcome::Generated(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE),
+            phase: Phase::Request,
+            proxy_status_error: Some(ProxyStatusError::HttpRequestDenied),
+            broken_hop: BrokenHop::ClientToProxy,
+            fault: Fault::Client,
+            hint: "the request's headers are larger than [client] max_header_bytes: look for a runaway cookie or header in the client, or raise the limit",
+        },
+        /// Part of the client's request head arrived, not all of it within `[client]
+        /// header_timeout`.
+        ClientHeaderTimeout => "client_header_timeout" {
+            outcome: ClientOutcome::Generated(StatusCode::REQUEST_TIMEOUT),
+            phase: Phase::Request,
+            proxy_status_error: None,
+            broken_hop: BrokenHop::ClientToProxy,
+            fault: Fault::Client,
+            hint: "the client did not send its whole request head within [client] header_timeout: a stalled or very slow client, or a slowloris attack; nothing reached the app",
+        },
+        /// The client sent nothing of its request body for longer than `[client] body_timeout`.
+        ClientBodyTimeout => "client_body_timeout" {
+            outcome: ClientOutcome::Generated(StatusCode::REQUEST_TIMEOUT),
+            phase: Phase::Request,
+            proxy_status_error: None,
+            broken_hop: BrokenHop::ClientToProxy,
+            fault: Fault::Client,
+            hint: "the client stopped sending its request body for longer than [client] body_timeout: a stalled upload or a very slow network",
+        },
+        /// The client read nothing of the response for longer than `[client] send_timeout`;
+        /// the connection is closed, nothing more can be sent (logged as 408).
+        ClientSendTimeout => "client_send_timeout" {
+            outcome: ClientOutcome::Nothing { logged_as: 408 },
+            phase: Phase::ResponseBody,
+            proxy_status_error: None,
+            broken_hop: BrokenHop::ClientToProxy,
+            fault: Fault::Client,
+            hint: "the client stopped reading the response for longer than [client] send_timeout: a stalled client or a very slow network; the connection was closed",
+        },
         /// A failure inside triage itself, not caused by the upstream.
         InternalError => "internal_error" {
             outcome: ClientOutcome::Generated(StatusCode::INTERNAL_SERVER_ERROR),
@@ -602,12 +641,15 @@ mod tests {
         }
     }
 
-    /// No upstream failure surfaces as a 500, and every timeout is a 504.
+    /// No upstream failure surfaces as a 500, every timeout of the upstream is a 504 and every
+    /// timeout of the client a 408.
     #[test]
-    fn timeouts_are_504_and_only_internal_errors_are_500() {
+    fn timeouts_are_504_or_408_and_only_internal_errors_are_500() {
         for d in Diagnosis::ALL {
             let status = d.logged_status(Some(200));
-            if d.token().contains("timeout") && d.phase() != Phase::ResponseBody {
+            if d.token().contains("timeout") && d.fault() == Fault::Client {
+                assert_eq!(status, 408, "{}", d.token());
+            } else if d.token().contains("timeout") && d.phase() != Phase::ResponseBody {
                 assert_eq!(status, 504, "{}", d.token());
             }
             if status == 500 {
@@ -674,6 +716,10 @@ mod tests {
             Diagnosis::BadRequest,
             Diagnosis::RequestBodyTooLarge,
             Diagnosis::ClientClosed,
+            Diagnosis::RequestHeadersTooLarge,
+            Diagnosis::ClientHeaderTimeout,
+            Diagnosis::ClientBodyTimeout,
+            Diagnosis::ClientSendTimeout,
         ] {
             assert!(!client_caused.counts_against_upstream());
         }

@@ -92,7 +92,9 @@ impl Triage {
         });
         // Counted after the derivation, so a request is not its own precedent.
         if let (Some(history), Some(age)) = (history, age) {
-            if broke_before_answer(finding.diagnosis) {
+            if broke_before_answer(finding.diagnosis)
+                || finding.diagnosis == Diagnosis::UpstreamStatus
+            {
                 history.record_broken(age);
             }
         }
@@ -172,6 +174,10 @@ fn probe_kind(diagnosis: Diagnosis, upstream_tls: bool, reused: bool) -> Option<
         | Diagnosis::UpstreamStatus
         | Diagnosis::ClientClosed
         | Diagnosis::BadRequest
+        | Diagnosis::RequestHeadersTooLarge
+        | Diagnosis::ClientHeaderTimeout
+        | Diagnosis::ClientBodyTimeout
+        | Diagnosis::ClientSendTimeout
         | Diagnosis::InternalError => None,
     }
 }

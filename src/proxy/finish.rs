@@ -3,6 +3,7 @@
 
 use super::{client_ip, request_host, RequestCtx, State, Triage};
 use crate::cause::CauseFinding;
+use crate::client::CloseReason;
 use crate::diagnosis::Finding;
 use crate::outcome::Outcome;
 use crate::render;
@@ -13,6 +14,9 @@ impl Triage {
     /// Records a finished request: metrics, its report if it failed, its access line.
     pub(super) fn finish(&self, session: &Session, ctx: &mut RequestCtx) {
         let finding = ctx.request.finding.take();
+        if let Some(reason) = finding.as_ref().and_then(|f| CloseReason::of(f.diagnosis)) {
+            self.clients.count(reason);
+        }
         let cause = ctx.request.cause.take();
         let attempts = std::mem::take(&mut ctx.request.failed_attempts);
         let upstream_status = ctx.attempt.upstream_status;

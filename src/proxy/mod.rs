@@ -24,6 +24,7 @@ pub use context::RequestCtx;
 pub use state::State;
 
 use crate::accesslog::AccessLog;
+use crate::client::{ClientConnections, CloseReason};
 use crate::config::{self, BootConfig, PeerAddr, ServerAddr};
 use crate::deploys::DeployLog;
 use crate::diagnosis::classify::Progress;
@@ -37,6 +38,7 @@ use crate::shutdown::InFlight;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use bytes::Bytes;
+use pingora::apps::HeadFailure;
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::protocols::Digest;
@@ -60,6 +62,8 @@ pub struct Triage {
     access_log: AccessLog,
     renderer: Renderer,
     in_flight: Arc<InFlight>,
+    /// Counts the connections closed for a `[client]` limit.
+    clients: Arc<ClientConnections>,
     /// Where failure reports are linked, if the ring keeps any (fixed at start, like the ring).
     report_url: Option<String>,
     /// The probes of failed addresses, and their last results.
@@ -76,6 +80,7 @@ impl Triage {
         reports: Arc<ReportStore>,
         deploys: Arc<DeployLog>,
         in_flight: Arc<InFlight>,
+        clients: Arc<ClientConnections>,
         boot: &BootConfig,
     ) -> Triage {
         let log = &boot.log;
@@ -88,6 +93,7 @@ impl Triage {
             access_log: AccessLog::new(log.format.clone(), log.access, log.error_lines_per_second),
             renderer: Renderer::new(),
             in_flight,
+            clients,
             report_url: boot.report_url(),
             prober: probe::Prober::default(),
         }
@@ -136,6 +142,9 @@ impl Triage {
             }
         };
         ctx.attempt = context::AttemptFacts {
+            // Not an attempt (none is counted), but the answer is about this server: its
+            // history gives the cause.
+            server: Some(index),
             address,
             ..context::AttemptFacts::default()
         };
@@ -246,22 +255,34 @@ impl ProxyHttp for Triage {
         RequestCtx::new(self.state.load_full(), self.in_flight.enter())
     }
 
-    /// A request whose head Pingora could not parse: answered with triage's own `400
-    /// bad_request` page and headers (HTML: without a parsed head there is no `Accept`), counted
-    /// and logged like any other failure, instead of Pingora's bare 400 that nobody saw.
+    /// A request whose head Pingora could not read: not valid HTTP (`400 bad_request`), over
+    /// `[client] max_header_bytes` (`431 request_headers_too_large`) or not complete within
+    /// `[client] header_timeout` (`408 client_header_timeout`). Answered with triage's own page
+    /// and headers (HTML: without a parsed head there is no `Accept`), counted and logged like
+    /// any other failure, instead of Pingora's bare answer that nobody saw.
     async fn invalid_request(
         &self,
         error: &Error,
+        failure: HeadFailure,
         client: Option<&pingora::protocols::l4::socket::SocketAddr>,
     ) -> Option<(ResponseHeader, Bytes)> {
         let mut ctx = self.new_ctx();
         let client = client.and_then(|a| a.as_inet()).map(|a| a.ip());
         ctx.request.trusted = ctx.state.disclosure.shows_detail(client);
+        let diagnosis = match failure {
+            HeadFailure::Malformed => Diagnosis::BadRequest,
+            HeadFailure::TooLarge => Diagnosis::RequestHeadersTooLarge,
+            HeadFailure::TimedOut => Diagnosis::ClientHeaderTimeout,
+        };
+        if let Some(reason) = CloseReason::of(diagnosis) {
+            self.clients.count(reason);
+        }
         let finding = Finding {
-            diagnosis: Diagnosis::BadRequest,
+            diagnosis,
             detail: render::text::header_text(&error.to_string(), render::text::MAX_HEADER_TEXT),
         };
-        let status = http::StatusCode::BAD_REQUEST;
+        let logged = diagnosis.logged_status(None);
+        let status = http::StatusCode::from_u16(logged).unwrap_or(http::StatusCode::BAD_REQUEST);
         let cause = crate::cause::without_evidence(finding.diagnosis);
         let response = self
             .renderer
@@ -700,6 +721,11 @@ impl ProxyHttp for Triage {
         }
         ctx.request.cause = Some(self.explain(session, ctx, &finding, broken.as_ref()).await);
         let (error_code, can_reuse_downstream) = match finding.diagnosis.outcome() {
+            // A response already went out (the app answered before the client's body timed
+            // out): a page now would be written into it. The connection closes instead.
+            ClientOutcome::Generated(status) if session.response_written().is_some() => {
+                (status.as_u16(), false)
+            }
             ClientOutcome::Generated(status) => {
                 // Like nginx, the client keeps its connection after an error page, unless part
                 // of its request body is still unread: draining an unknown amount from a client

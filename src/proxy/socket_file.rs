@@ -63,6 +63,10 @@ pub(crate) fn explained(mut finding: Finding, path: &UnixPath) -> Finding {
         | Diagnosis::UpstreamStatus
         | Diagnosis::ClientClosed
         | Diagnosis::BadRequest
+        | Diagnosis::RequestHeadersTooLarge
+        | Diagnosis::ClientHeaderTimeout
+        | Diagnosis::ClientBodyTimeout
+        | Diagnosis::ClientSendTimeout
         | Diagnosis::InternalError => return finding,
     };
     finding.detail = bounded(format!("{}: {facts}", finding.detail));

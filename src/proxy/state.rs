@@ -2,7 +2,7 @@
 //! by the requests that started under it until the last of them ends.
 
 use super::routing::{RouteId, RouteTable};
-use super::upstream::Upstream;
+use super::upstream::{self, Upstream};
 use crate::cause::Thresholds;
 use crate::config::{self, LiveConfig};
 use crate::diagnosis::Disclosure;
@@ -51,8 +51,12 @@ impl State {
                 .collect(),
             disclosure: Disclosure::new(&config.diagnosis),
             thresholds: Thresholds {
+                stale_race: config.diagnosis.stale_race,
                 deploy_window: config.diagnosis.deploy_window,
-                ..Thresholds::default()
+                address_window: config.diagnosis.address_window,
+                crash_loop_comebacks: config.diagnosis.crash_loop_comebacks,
+                overload_in_flight: config.diagnosis.overload_in_flight,
+                pool_idle: upstream::POOL_IDLE_TIMEOUT,
             },
             upstreams,
             config,

@@ -61,7 +61,7 @@ pub struct ServerHistory {
     /// The address set the server's hostname resolved to when last recorded.
     addresses: ArcSwapOption<Vec<IpAddr>>,
     address_change: ArcSwapOption<AddressChange>,
-    /// `(when in ms since the epoch) << 24 | age in ms` (ages above 4.6 h saturate) of the
+    /// `(when in seconds since the epoch) << 24 | age in ms` (ages above 4.6 h saturate) of the
     /// last requests that broke with no answer.
     broken: [AtomicU64; BROKEN_KEPT],
     broken_count: AtomicU64,
@@ -226,7 +226,7 @@ impl ServerHistory {
         let age_ms = u64::try_from(age.as_millis())
             .unwrap_or(u64::MAX)
             .min(0xff_ffff);
-        let packed = (millis_since_epoch(SystemTime::now()) << 24) | age_ms;
+        let packed = ((millis_since_epoch(SystemTime::now()) / 1000) << 24) | age_ms;
         let slot = self.broken_count.fetch_add(1, Ordering::Relaxed) as usize;
         self.broken[slot % BROKEN_KEPT].store(packed, Ordering::Relaxed);
     }
@@ -265,7 +265,9 @@ impl ServerHistory {
         let kept = count.min(BROKEN_KEPT as u64);
         (count - kept..count)
             .map(|i| self.broken[i as usize % BROKEN_KEPT].load(Ordering::Relaxed))
-            .filter(|&packed| packed != 0 && now_ms.saturating_sub(packed >> 24) <= window_ms)
+            .filter(|&packed| {
+                packed != 0 && now_ms.saturating_sub((packed >> 24) * 1000) <= window_ms
+            })
             .map(|packed| Duration::from_millis(packed & 0xff_ffff))
             .collect()
     }
@@ -330,6 +332,21 @@ mod tests {
 
     fn snapshot(history: &ServerHistory) -> HistorySnapshot {
         history.snapshot(SystemTime::now())
+    }
+
+    /// Broken requests keep their ages, newest last, at most BROKEN_KEPT of them.
+    #[test]
+    fn broken_ages_are_kept() {
+        let history = ServerHistory::default();
+        for ms in 0..(BROKEN_KEPT as u64 + 3) {
+            history.record_broken(Duration::from_millis(1000 + ms));
+        }
+        let ages = snapshot(&history).broken_ages;
+        assert_eq!(ages.len(), BROKEN_KEPT);
+        assert_eq!(
+            ages.last(),
+            Some(&Duration::from_millis(1000 + BROKEN_KEPT as u64 + 2))
+        );
     }
 
     /// A fresh history holds nothing but when the server was first seen.

@@ -1,6 +1,8 @@
 //! Test support for triage's integration tests: each `tests/*.rs` file says `mod support;`
 //! and uses what it needs.
 //!
+//! - [`apps`]: real app servers (node, gunicorn, a supervisor loop) as child processes that
+//!   really die;
 //! - [`origin`]: a fault-injecting HTTP/1.1 origin (refuse, reset, close, stall, garbage, cut
 //!   bodies, slow answers, TLS with any certificate, an echo of the request headers);
 //! - [`certs`]: a test CA and the certificates TLS tests need (valid, expired, wrong name,
@@ -20,6 +22,7 @@
 // would be reported as dead code (and fail clippy's -D warnings) in every one of them.
 #![allow(dead_code)]
 
+pub mod apps;
 pub mod certs;
 pub mod client;
 pub mod dns;

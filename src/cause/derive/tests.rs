@@ -176,7 +176,7 @@ fn broken_while_listening_is_a_worker() {
     let found = derive(&o);
     check(&found, Cause::WorkerTimeout);
     assert!(
-        found.hint.contains("3 requests broke at about 3.0 s"),
+        found.hint.contains("3 requests failed at about 3.0 s"),
         "{}",
         found.hint
     );

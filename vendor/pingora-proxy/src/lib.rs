@@ -57,7 +57,7 @@ use tokio::time;
 
 use pingora_cache::NoCacheReason;
 use pingora_core::apps::{
-    HttpPersistentSettings, HttpServerApp, HttpServerOptions, ReusedHttpStream,
+    HeadFailure, HttpPersistentSettings, HttpServerApp, HttpServerOptions, ReusedHttpStream,
 };
 use pingora_core::connectors::http::custom;
 use pingora_core::connectors::{http::Connector, ConnectorOptions};
@@ -347,18 +347,24 @@ where
             }
             Err(mut e) => {
                 e.as_down();
-                if matches!(e.etype, InvalidHTTPHeader) {
+                // triage patch (PATCHES.md 3): a head too large (431) or not complete in time
+                // (408) is answered as a malformed one (400) is, each with its own status.
+                if let Some(failure) = HeadFailure::of(&e) {
                     debug!(
                         "Fail to proxy: {e}, downstream session type: {}",
                         downstream_session.session_type()
                     );
                     // triage patch (PATCHES.md 2): the proxy may answer the rejection itself.
                     let client = downstream_session.client_addr().cloned();
-                    let written = match self.inner.invalid_request(&e, client.as_ref()).await {
+                    let answer = self
+                        .inner
+                        .invalid_request(&e, failure, client.as_ref())
+                        .await;
+                    let written = match answer {
                         Some((resp, body)) => {
                             downstream_session.write_error_response(resp, body).await
                         }
-                        None => downstream_session.respond_error(400).await,
+                        None => downstream_session.respond_error(failure.status()).await,
                     };
                     written.unwrap_or_else(|e| {
                         error!("failed to send error response to downstream: {e}");

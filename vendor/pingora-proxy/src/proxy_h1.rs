@@ -394,7 +394,7 @@ where
             }
         }
 
-        // triage patch (PATCHES.md 3): read the start of the body before the header's filters
+        // triage patch (PATCHES.md 4): read the start of the body before the header's filters
         // when the proxy asks for it, and show it to the proxy.
         self.peek_response_body(session, ctx, &mut tasks, rx).await?;
 
@@ -442,7 +442,7 @@ where
         Ok(Some(response_done))
     }
 
-    /// triage patch (PATCHES.md 3): when `tasks` starts with a final response header whose
+    /// triage patch (PATCHES.md 4): when `tasks` starts with a final response header whose
     /// body the proxy wants to see first, receives body tasks until that many bytes arrived or
     /// the response ended or failed, and hands the bytes to `upstream_response_body_start`.
     /// The tasks received stay in `tasks`, in order, for the filters.

@@ -106,15 +106,18 @@ pub trait ProxyHttp {
         Ok(false)
     }
 
-    /// triage patch (PATCHES.md 2): the answer to a request whose head could not be parsed
-    /// (an `InvalidHTTPHeader` error from `read_request`). No other hook runs for such a
-    /// request: there is no request header, so no `CTX` and no `Session` to give the other
-    /// hooks. `client` is the peer's address. Return the response to send (the connection is
-    /// closed after it), or `None` for Pingora's own bare 400; this is also the place to log
-    /// and count the rejection.
+    /// triage patch (PATCHES.md 2): the answer to a request whose head could not be read: not
+    /// valid HTTP (an `InvalidHTTPHeader` error from `read_request`), and (PATCHES.md 3) too
+    /// large or not complete within the client limits' `header_timeout`; `failure` says which.
+    /// No other hook runs for such a request: there is no request header, so no `CTX` and no
+    /// `Session` to give the other hooks. `client` is the peer's address. Return the response
+    /// to send (the connection is closed after it), or `None` for Pingora's own bare answer
+    /// (`failure.status()`: 400, 431 or 408); this is also the place to log and count the
+    /// rejection.
     async fn invalid_request(
         &self,
         _error: &Error,
+        _failure: pingora_core::apps::HeadFailure,
         _client: Option<&pingora_core::protocols::l4::socket::SocketAddr>,
     ) -> Option<(ResponseHeader, bytes::Bytes)> {
         None
@@ -378,7 +381,7 @@ pub trait ProxyHttp {
         Ok(())
     }
 
-    /// triage patch (PATCHES.md 3): how many bytes of this upstream response's body to read
+    /// triage patch (PATCHES.md 4): how many bytes of this upstream response's body to read
     /// before any filter sees its header; 0 (the default) for none. Only for HTTP/1 upstreams.
     /// The body read is handed to [`Self::upstream_response_body_start()`], and then the
     /// header and the body go through the filters as usual, nothing lost.
@@ -390,7 +393,7 @@ pub trait ProxyHttp {
         0
     }
 
-    /// triage patch (PATCHES.md 3): the first bytes of the body (at most the size
+    /// triage patch (PATCHES.md 4): the first bytes of the body (at most the size
     /// [`Self::upstream_response_body_peek()`] asked for, fewer if the body ended or failed
     /// first), before the header's filters run. An error fails the request as any filter's
     /// does, before anything was sent to the client.

@@ -26,6 +26,10 @@ use std::time::Duration;
 
 use crate::protocols::http::v2::server;
 use crate::protocols::http::{ReusableHttpStream, ServerSession};
+// triage patch (PATCHES.md 3): limits on client connections.
+pub use crate::protocols::http::client_limits::{
+    ClientClose, ClientCloseObserver, ClientLimits, HeadFailure,
+};
 use crate::protocols::Digest;
 use crate::protocols::Stream;
 use crate::protocols::ALPN;
@@ -89,6 +93,11 @@ pub struct HttpServerOptions {
     ///
     /// Default: `None`
     pub h2_idle_timeout: Option<Duration>,
+
+    /// triage patch (PATCHES.md 3): limits on client connections, HTTP/1 and HTTP/2 (see
+    /// [`ClientLimits`]). With them, their `keepalive_timeout` is also the HTTP/2 idle timeout,
+    /// after which an idle connection gets a GOAWAY. Default: `None`, 0.9.1's behaviour.
+    pub client_limits: Option<Arc<ClientLimits>>,
 }
 
 /// Settings persisted across HTTP/1.x keepalive requests on the same downstream connection.
@@ -268,6 +277,8 @@ where
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
         let mut h2c = self.server_options().as_ref().map_or(false, |o| o.h2c);
+        // triage patch (PATCHES.md 3): the limits on this client connection, if any.
+        let limits = self.server_options().and_then(|o| o.client_limits.clone());
         let custom = self
             .server_options()
             .as_ref()
@@ -307,7 +318,22 @@ where
             });
 
             let h2_options = self.h2_options();
-            let h2_conn = match server::handshake(stream, h2_options).await {
+            // triage patch (PATCHES.md 3): under client limits the handshake (the client's
+            // preface and SETTINGS) is bounded by `header_timeout`.
+            let handshake = server::handshake(stream, h2_options);
+            let handshake = match &limits {
+                Some(limits) => {
+                    match pingora_timeout::timeout(limits.header_timeout, handshake).await {
+                        Ok(handshake) => handshake,
+                        Err(_) => {
+                            limits.report(ClientClose::HeaderTimeout);
+                            return None;
+                        }
+                    }
+                }
+                None => handshake.await,
+            };
+            let h2_conn = match handshake {
                 Err(e) => {
                     error!("H2 handshake error {e}");
                     return None;
@@ -321,14 +347,23 @@ where
             let app = self.clone();
             let shutdown_for_session = shutdown.clone();
             let h2_idle_timeout = self.server_options().and_then(|o| o.h2_idle_timeout);
-            server::accept_downstream_sessions(
+            // triage patch (PATCHES.md 3): under client limits, an idle connection is closed
+            // (with a GOAWAY) after `keepalive_timeout`, and each stream's body reads and
+            // response writes are bounded by `body_timeout` and `send_timeout`.
+            let h2_idle_timeout = h2_idle_timeout.or(limits.as_ref().map(|l| l.keepalive_timeout));
+            let stream_limits = limits.clone();
+            let idled = server::accept_downstream_sessions(
                 h2_conn,
                 digest,
                 shutdown.clone(),
                 h2_idle_timeout,
-                |h2_stream, guard| {
+                |mut h2_stream, guard| {
                     let app = app.clone();
                     let shutdown = shutdown_for_session.clone();
+                    if let Some(limits) = &stream_limits {
+                        h2_stream.set_read_timeout(Some(limits.body_timeout));
+                        h2_stream.set_write_timeout(Some(limits.send_timeout));
+                    }
                     pingora_runtime::current_handle().spawn(async move {
                         // hold `guard` for the session's lifetime so the accept
                         // loop's idle timeout sees this connection as busy.
@@ -340,11 +375,18 @@ where
                 },
             )
             .await;
+            if let (true, Some(limits)) = (idled, &limits) {
+                limits.report(ClientClose::KeepaliveTimeout);
+            }
         } else if custom || matches!(stream.selected_alpn_proto(), Some(ALPN::Custom(_))) {
             return self.clone().process_custom_session(stream, shutdown).await;
         } else {
             // No ALPN or ALPN::H1 and h2c was not configured, fallback to HTTP/1.1
             let mut session = ServerSession::new_http1(stream);
+            // triage patch (PATCHES.md 3): the limits, on every request of the connection.
+            if let Some(limits) = &limits {
+                session.set_client_limits(limits.clone(), false);
+            }
             if *shutdown.borrow() {
                 // stop downstream from reusing if this service is shutting down soon
                 session.set_keepalive(None);
@@ -362,6 +404,9 @@ where
                 let mut session = ServerSession::new_http1(stream);
                 if let Some(persistent_settings) = persistent_settings {
                     persistent_settings.apply_to_session(&mut session);
+                }
+                if let Some(limits) = &limits {
+                    session.set_client_limits(limits.clone(), true);
                 }
 
                 result = self.process_new_http(session, shutdown).await;

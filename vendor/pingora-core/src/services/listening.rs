@@ -43,6 +43,18 @@ use std::time::{Duration, Instant};
 /// Override the runtime options used to run a listening service.
 pub type RuntimeOptsOverride = Arc<dyn Fn(&RuntimeOpts) -> Option<RuntimeOpts> + Send + Sync>;
 
+/// triage patch (PATCHES.md 4): a cap on a service's open connections, asked at every accept.
+pub trait ConnectionLimit: Send + Sync {
+    /// Called for each accepted connection, before its TLS handshake: the permit to hold until
+    /// the connection ends (dropping it frees the slot), or `None` to close the connection at
+    /// once. Called on the accept loop: it must not block.
+    fn admit(&self) -> Option<ConnectionPermit>;
+}
+
+/// triage patch (PATCHES.md 4): what a [`ConnectionLimit`] gives an admitted connection, held by
+/// the connection's task until it ends.
+pub type ConnectionPermit = Box<dyn Send + Sync>;
+
 /// The type of service that is associated with a list of listening endpoints and a particular application
 pub struct Service<A> {
     name: String,
@@ -53,6 +65,8 @@ pub struct Service<A> {
     runtime_opts_override: Option<RuntimeOptsOverride>,
     #[cfg(feature = "connection_filter")]
     connection_filter: Arc<dyn ConnectionFilter>,
+    /// triage patch (PATCHES.md 4): the cap on open connections, if any.
+    connection_limit: Option<Arc<dyn ConnectionLimit>>,
 }
 
 impl<A> Service<A> {
@@ -66,6 +80,7 @@ impl<A> Service<A> {
             runtime_opts_override: None,
             #[cfg(feature = "connection_filter")]
             connection_filter: Arc::new(AcceptAllFilter),
+            connection_limit: None,
         }
     }
 
@@ -80,7 +95,15 @@ impl<A> Service<A> {
             runtime_opts_override: None,
             #[cfg(feature = "connection_filter")]
             connection_filter: Arc::new(AcceptAllFilter),
+            connection_limit: None,
         }
+    }
+
+    /// triage patch (PATCHES.md 4): caps the connections open on all endpoints of this service
+    /// together: each accepted connection first asks `limit` for a permit, and is closed at
+    /// once, before its TLS handshake, without one.
+    pub fn set_connection_limit(&mut self, limit: Arc<dyn ConnectionLimit>) {
+        self.connection_limit = Some(limit);
     }
 
     /// Set a runtime options override for this service.
@@ -244,6 +267,8 @@ impl<A: ServerApp + Send + Sync + 'static> Service<A> {
         app_logic: Arc<A>,
         mut stack: TransportStack,
         mut shutdown: ShutdownWatch,
+        // triage patch (PATCHES.md 4): the cap on open connections.
+        connection_limit: Option<Arc<dyn ConnectionLimit>>,
     ) {
         // triage patch (PATCHES.md 1): consecutive accept errors, for the back-off and the
         // rate-limited log below.
@@ -272,9 +297,23 @@ impl<A: ServerApp + Send + Sync + 'static> Service<A> {
             match new_io {
                 Ok(io) => {
                     accept_errors.succeeded();
+                    // triage patch (PATCHES.md 4): a connection over the cap is closed here,
+                    // before it costs a task or a handshake; the limit counts it.
+                    let permit = match &connection_limit {
+                        Some(limit) => match limit.admit() {
+                            Some(permit) => Some(permit),
+                            None => {
+                                drop(io);
+                                continue;
+                            }
+                        },
+                        None => None,
+                    };
                     let app = app_logic.clone();
                     let shutdown = shutdown.clone();
                     current_handle().spawn(async move {
+                        // Held until the connection ends.
+                        let _permit = permit;
                         let peer_addr = io.peer_addr();
                         match timeout(Duration::from_secs(60), io.handshake()).await {
                             Ok(handshake) => {
@@ -361,9 +400,10 @@ impl<A: ServerApp + Send + Sync + 'static> ServiceTrait for Service<A> {
                 let shutdown = shutdown.clone();
                 let my_app_logic = app_logic.clone();
                 let endpoint = endpoint.clone();
+                let connection_limit = self.connection_limit.clone();
 
                 let jh = runtime.spawn(async move {
-                    Self::run_endpoint(my_app_logic, endpoint, shutdown).await;
+                    Self::run_endpoint(my_app_logic, endpoint, shutdown, connection_limit).await;
                 });
 
                 handlers.push(jh);

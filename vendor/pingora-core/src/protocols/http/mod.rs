@@ -18,6 +18,8 @@ pub mod authority;
 pub mod body_buffer;
 pub mod bridge;
 pub mod client;
+// triage patch (PATCHES.md 3): limits on client connections.
+pub mod client_limits;
 pub mod compression;
 pub mod conditional_filter;
 pub mod custom;

@@ -322,6 +322,22 @@ impl Session {
         }
     }
 
+    /// triage patch (PATCHES.md 3): puts an HTTP/1 session under the client limits (see
+    /// [`SessionV1::set_client_limits`]). Noop for the others: an HTTP/2 stream gets its limits
+    /// where the connection accepts it.
+    pub fn set_client_limits(
+        &mut self,
+        limits: std::sync::Arc<super::client_limits::ClientLimits>,
+        kept_alive: bool,
+    ) {
+        match self {
+            Self::H1(s) => s.set_client_limits(limits, kept_alive),
+            Self::H2(_) => {}
+            Self::Subrequest(_) => {}
+            Self::Custom(_) => {}
+        }
+    }
+
     /// Get the keepalive timeout. None if keepalive is disabled. Not applicable for h2 or
     /// subrequest
     pub fn get_keepalive(&self) -> Option<u64> {

@@ -29,12 +29,17 @@ use pingora_timeout::timeout;
 use regex::bytes::Regex;
 use std::any::Any;
 use std::collections::VecDeque;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::body::{BodyReader, BodyWriter};
 use super::common::*;
 use super::header::HeaderWriter;
+// triage patch (PATCHES.md 3): limits on client connections.
+use crate::protocols::http::client_limits::{
+    ClientClose, ClientLimits, HEAD_TIMED_OUT, HEAD_TOO_LARGE,
+};
 use crate::protocols::http::{
     authority::validate_request_authority, body_buffer::FixedBuffer, date, HttpTask,
     ReusableHttpStream,
@@ -167,6 +172,12 @@ pub struct HttpSession {
     /// [`super::super::HttpPersistentSettings`] into the next session.
     /// Scoped narrowly so it cannot affect FIN / `abort_on_close` semantics.
     pipelined_idle_bytes_stashed: bool,
+    /// triage patch (PATCHES.md 3): the limits on this client connection, if any; with them,
+    /// `read_request` bounds the whole head by `header_timeout` and `max_header_bytes`, and the
+    /// wait for a kept-alive connection's next request by `keepalive_timeout`.
+    client_limits: Option<Arc<ClientLimits>>,
+    /// triage patch (PATCHES.md 3): whether an earlier request was served on this connection.
+    kept_alive: bool,
 }
 
 impl HttpSession {
@@ -215,6 +226,63 @@ impl HttpSession {
             pipelining_enabled: false,
             pipelined_prefix: None,
             pipelined_idle_bytes_stashed: false,
+            client_limits: None,
+            kept_alive: false,
+        }
+    }
+
+    /// triage patch (PATCHES.md 3): puts this session under `limits`. `kept_alive`: an earlier
+    /// request was served on this connection, so the wait for the first byte of this one is
+    /// bounded by `keepalive_timeout`, and `header_timeout` starts with that byte. The body and
+    /// send timeouts become the read and write timeouts.
+    pub fn set_client_limits(&mut self, limits: Arc<ClientLimits>, kept_alive: bool) {
+        self.read_timeout = Some(limits.body_timeout);
+        self.write_timeout = Some(limits.send_timeout);
+        self.client_limits = Some(limits);
+        self.kept_alive = kept_alive;
+    }
+
+    /// triage patch (PATCHES.md 3): a read of the request head under the client limits. The
+    /// head's deadline is `head_deadline`; without one (a kept-alive connection before the
+    /// first byte of its next request), the read waits at most `keepalive_timeout`, and its
+    /// first byte sets the deadline. A wait that ends before any byte of the head closes the
+    /// connection quietly (`Ok(None)`), told to the limits' observer; one that ends mid-head
+    /// fails with [`HEAD_TIMED_OUT`].
+    async fn read_request_buf_limited(
+        &mut self,
+        limits: &ClientLimits,
+        buf: &mut BytesMut,
+        already_read: usize,
+        room: usize,
+        head_deadline: &mut Option<Instant>,
+    ) -> Result<Option<std::io::Result<usize>>> {
+        let wait = match *head_deadline {
+            Some(deadline) => deadline.saturating_duration_since(Instant::now()),
+            None => limits.keepalive_timeout,
+        };
+        let mut limited = (&mut *buf).limit(room);
+        let read_event = self.underlying_stream.read_buf(&mut limited);
+        match timeout(wait, read_event).await {
+            Ok(read) => {
+                if head_deadline.is_none() && matches!(read, Ok(n) if n > 0) {
+                    *head_deadline = Some(Instant::now() + limits.header_timeout);
+                }
+                Ok(Some(read))
+            }
+            Err(_) if already_read == 0 => {
+                limits.report(match head_deadline {
+                    Some(_) => ClientClose::HeaderTimeout,
+                    None => ClientClose::KeepaliveTimeout,
+                });
+                Ok(None)
+            }
+            Err(_) => Error::e_explain(
+                HEAD_TIMED_OUT,
+                format!(
+                    "request head not complete within {:?}, bytes already read: {already_read}",
+                    limits.header_timeout
+                ),
+            ),
         }
     }
 
@@ -222,9 +290,22 @@ impl HttpSession {
         &mut self,
         buf: &mut BytesMut,
         already_read: usize,
+        // triage patch (PATCHES.md 3): the most bytes the read may add (the head's size limit),
+        // and the head's deadline under client limits.
+        room: usize,
+        head_deadline: &mut Option<Instant>,
     ) -> Result<Option<usize>> {
-        let read_result = {
-            let read_event = self.underlying_stream.read_buf(buf);
+        let read_result = if let Some(limits) = self.client_limits.clone() {
+            match self
+                .read_request_buf_limited(&limits, buf, already_read, room, head_deadline)
+                .await?
+            {
+                Some(read) => read,
+                None => return Ok(None),
+            }
+        } else {
+            let mut limited = (&mut *buf).limit(room);
+            let read_event = self.underlying_stream.read_buf(&mut limited);
             match self.keepalive_timeout {
                 KeepaliveStatus::Timeout(d) => match timeout(d, read_event).await {
                     Ok(res) => res,
@@ -313,14 +394,25 @@ impl HttpSession {
         let mut already_read = buf.len();
         let mut skip_next_read = already_read != 0;
         let mut detached_suffix = None;
+        // triage patch (PATCHES.md 3): the head's size limit, the client limits' or 1 MiB; reads
+        // stop one byte past it, so the buffer never holds more than that. Its deadline: from
+        // now for a connection's first request (or one whose first bytes are already here),
+        // from its first byte for a later one.
+        let max_head = self
+            .client_limits
+            .as_ref()
+            .map_or(MAX_HEADER_SIZE, |limits| limits.max_header_bytes);
+        let mut head_deadline = self
+            .client_limits
+            .as_ref()
+            .filter(|_| !self.kept_alive || already_read > 0)
+            .map(|limits| Instant::now() + limits.header_timeout);
         loop {
-            if already_read > MAX_HEADER_SIZE {
-                /* NOTE: this check only blocks second read. The first large read is allowed
-                since the buf is already allocated. The goal is to avoid slowly bloating
-                this buffer */
+            if already_read > max_head {
+                // triage patch (PATCHES.md 3): a type of its own (431, not 400).
                 return Error::e_explain(
-                    InvalidHTTPHeader,
-                    format!("Request header larger than {MAX_HEADER_SIZE}"),
+                    HEAD_TOO_LARGE,
+                    format!("Request header larger than {max_head}"),
                 );
             }
 
@@ -332,7 +424,15 @@ impl HttpSession {
             // this request and is waiting for our response).
             if skip_next_read {
                 skip_next_read = false;
-            } else if let Some(n) = self.read_request_buf(&mut buf, already_read).await? {
+            } else if let Some(n) = self
+                .read_request_buf(
+                    &mut buf,
+                    already_read,
+                    max_head + 1 - already_read,
+                    &mut head_deadline,
+                )
+                .await?
+            {
                 already_read += n;
             } else {
                 return Ok(None);
@@ -345,6 +445,14 @@ impl HttpSession {
                 let parsed = parse_req_buffer(&mut req, &buf);
                 match parsed {
                     HeaderParseState::Complete(s) => {
+                        // triage patch (PATCHES.md 3): a complete head over the limit is too
+                        // large as well.
+                        if s > max_head {
+                            return Error::e_explain(
+                                HEAD_TOO_LARGE,
+                                format!("Request header larger than {max_head}"),
+                            );
+                        }
                         self.raw_header = Some(BufRef(0, s));
 
                         // We have the header name and values we parsed to be just 0 copy Bytes
@@ -675,7 +783,26 @@ impl HttpSession {
             return Ok(());
         };
 
-        match self.underlying_stream.write_all(&write_buf).await {
+        // triage patch (PATCHES.md 3): bounded by the write timeout, as body writes are: a
+        // client that reads nothing must not hold the session on its response header.
+        match self.write_timeout(write_buf.len()) {
+            Some(t) => match timeout(t, self.write_header_buf(&write_buf, flush)).await {
+                Ok(res) => res?,
+                Err(_) => {
+                    return Error::e_explain(
+                        WriteTimedout,
+                        format!("writing response header, timeout: {t:?}"),
+                    )
+                }
+            },
+            None => self.write_header_buf(&write_buf, flush).await?,
+        }
+        self.response_written = Some(header);
+        Ok(())
+    }
+
+    async fn write_header_buf(&mut self, write_buf: &[u8], flush: bool) -> Result<()> {
+        match self.underlying_stream.write_all(write_buf).await {
             Ok(()) => {
                 // flush the stream if 1xx header or there is no response body
                 if flush || self.body_writer.finished() {
@@ -684,7 +811,6 @@ impl HttpSession {
                         .await
                         .or_err(WriteError, "flushing response header")?;
                 }
-                self.response_written = Some(header);
                 Ok(())
             }
             Err(e) => Error::e_because(WriteError, "writing response header", e),
@@ -1085,6 +1211,15 @@ impl HttpSession {
         }
     }
 
+    async fn write_body_end(&mut self) -> Result<Option<usize>> {
+        let res = self.body_writer.finish(&mut self.underlying_stream).await?;
+        self.underlying_stream
+            .flush()
+            .await
+            .or_err(WriteError, "flushing body")?;
+        Ok(res)
+    }
+
     fn maybe_force_close_body_reader(&mut self) {
         if self.upgraded && !self.body_reader.body_done() {
             // response is done, reset the request body to close
@@ -1097,11 +1232,20 @@ impl HttpSession {
     /// For chunked encoding response, this call will also send the last chunk.
     /// For upgraded sessions, this call will also close the reading of the client body.
     pub async fn finish_body(&mut self) -> Result<Option<usize>> {
-        let res = self.body_writer.finish(&mut self.underlying_stream).await?;
-        self.underlying_stream
-            .flush()
-            .await
-            .or_err(WriteError, "flushing body")?;
+        // triage patch (PATCHES.md 3): the last chunk and the flush are bounded by the write
+        // timeout, as body writes are.
+        let res = match self.write_timeout(0) {
+            Some(t) => match timeout(t, self.write_body_end()).await {
+                Ok(res) => res?,
+                Err(_) => {
+                    return Error::e_explain(
+                        WriteTimedout,
+                        format!("finishing body, timeout: {t:?}"),
+                    )
+                }
+            },
+            None => self.write_body_end().await?,
+        };
 
         trace!(
             "finish body (response body writer), upgraded: {}",

@@ -130,13 +130,17 @@ pub async fn handshake(io: Stream, options: Option<H2Options>) -> Result<H2Conne
 /// that bound during drain.
 // TODO: add a per-connection drain timeout to bound how long a single
 // misbehaving client can keep this task alive after GOAWAY.
+///
+/// triage patch (PATCHES.md 3): returns whether the connection was closed for being idle, and
+/// then it gets a GOAWAY first.
 pub(crate) async fn accept_downstream_sessions<F>(
     mut conn: H2Connection<Stream>,
     digest: Arc<Digest>,
     mut shutdown: ShutdownWatch,
     idle_timeout: Option<Duration>,
     mut on_session: F,
-) where
+) -> bool
+where
     F: FnMut(HttpSession, StreamGuard),
 {
     let mut shutdown_initiated = false;
@@ -172,10 +176,15 @@ pub(crate) async fn accept_downstream_sessions<F>(
                 // waits for all active streams to finish before starting a fresh
                 // idle period.
                 _ = wait_for_idle_timeout(&active, idle_timeout.unwrap_or_default()), if idle_timeout.is_some() => {
-                    // Idle with nothing in flight: drop `conn` to close the
-                    // socket now (no graceful GOAWAY wait that could hang on
-                    // a dead peer).
-                    return;
+                    // triage patch (PATCHES.md 3): idle with nothing in flight: a GOAWAY
+                    // (NO_ERROR, the last stream processed) tells the client the connection
+                    // was closed on purpose and that no request of it was lost, as RFC 9113
+                    // section 6.8 asks. The flush is bounded, so a dead peer that reads
+                    // nothing cannot hold the connection; then `conn` is dropped.
+                    conn.abrupt_shutdown(h2::Reason::NO_ERROR);
+                    let closed = std::future::poll_fn(|cx| conn.poll_closed(cx));
+                    let _ = pingora_timeout::timeout(GOAWAY_FLUSH_TIMEOUT, closed).await;
+                    return true;
                 }
             }
         };
@@ -184,10 +193,10 @@ pub(crate) async fn accept_downstream_sessions<F>(
                 // It is common for the client to just disconnect TCP without
                 // properly closing H2. So we don't log the errors here
                 debug!("H2 error when accepting new stream {e}");
-                return;
+                return false;
             }
             // None means the connection is ready to be closed
-            Ok(None) => return,
+            Ok(None) => return false,
             // The offending stream was already answered or reset; keep the
             // connection alive and continue accepting sibling streams.
             Ok(Some(H2Accept::Rejected)) => continue,
@@ -197,6 +206,9 @@ pub(crate) async fn accept_downstream_sessions<F>(
         }
     }
 }
+
+/// triage patch (PATCHES.md 3): how long the GOAWAY to an idle connection may take to leave.
+const GOAWAY_FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Tracks one in-flight downstream H2 session for [`accept_downstream_sessions`].
 /// `on_session` receives it alongside each session; keep it alive for as long as
@@ -291,6 +303,8 @@ pub struct HttpSession {
     pub write_timeout: Option<Duration>,
     // How long to wait when draining (discarding) request body
     total_drain_timeout: Option<Duration>,
+    /// triage patch (PATCHES.md 3): how long a read of the request body may wait for data.
+    read_timeout: Option<Duration>,
 }
 
 /// The outcome of accepting the next event on an HTTP/2 downstream connection.
@@ -499,6 +513,7 @@ impl HttpSession {
             digest,
             write_timeout: None,
             total_drain_timeout: None,
+            read_timeout: None,
         })))
     }
 
@@ -520,8 +535,20 @@ impl HttpSession {
 
     /// Read request body bytes. `None` when there is no more body to read.
     pub async fn read_body_bytes(&mut self) -> Result<Option<Bytes>> {
-        // TODO: timeout
-        let data = self.request_body_reader.data().await.transpose().or_err(
+        // triage patch (PATCHES.md 3): bounded by the read timeout, as in HTTP/1.
+        let data = match self.read_timeout {
+            Some(t) => match timeout(t, self.request_body_reader.data()).await {
+                Ok(data) => data,
+                Err(_) => {
+                    return Error::e_explain(
+                        ErrorType::ReadTimedout,
+                        format!("reading body, timeout: {t:?}"),
+                    )
+                }
+            },
+            None => self.request_body_reader.data().await,
+        };
+        let data = data.transpose().or_err(
             ErrorType::ReadError,
             "while reading downstream request body",
         )?;
@@ -591,6 +618,12 @@ impl HttpSession {
     /// to write to the stream after `timeout`.
     pub fn set_write_timeout(&mut self, timeout: Option<Duration>) {
         self.write_timeout = timeout;
+    }
+
+    /// triage patch (PATCHES.md 3): sets how long a read of the request body may wait for
+    /// data.
+    pub fn set_read_timeout(&mut self, timeout: Option<Duration>) {
+        self.read_timeout = timeout;
     }
 
     /// Get the write timeout.

@@ -1,0 +1,226 @@
+//! Real app servers as child processes, for the causes: node and gunicorn servers, and a
+//! supervisor that restarts a child that keeps dying. Each runs in a process group of its own
+//! on a loopback port (or gunicorn on a unix socket), and is killed (the whole group) when
+//! dropped; nothing here outlives its test.
+
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Where an app listens: a loopback address, or a unix socket's path.
+pub trait Endpoint: std::fmt::Debug {
+    /// Whether a connect to it is accepted now.
+    fn accepts(&self) -> bool;
+}
+
+impl Endpoint for SocketAddr {
+    fn accepts(&self) -> bool {
+        TcpStream::connect_timeout(self, Duration::from_millis(200)).is_ok()
+    }
+}
+
+impl Endpoint for PathBuf {
+    fn accepts(&self) -> bool {
+        UnixStream::connect(self).is_ok()
+    }
+}
+
+/// A running app server (or supervisor), its process group killed on drop.
+pub struct App<A: Endpoint = SocketAddr> {
+    child: Child,
+    pub addr: A,
+}
+
+/// A free loopback port (bound, then released for the app to take).
+pub fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A node HTTP server on 127.0.0.1:`port` with these routes: `/` answers `ok`; `/pid` its
+/// pid; `/slow` answers after 10 s; `/exit` exits the process in the middle of the request
+/// (before reading a request body); `/fail` answers 500 as an app does.
+pub const NODE_APP: &str = r#"
+const http = require('http');
+const port = +process.env.PORT;
+http.createServer((req, res) => {
+  if (req.url === '/slow') { setTimeout(() => res.end('slow\n'), 10000); return; }
+  if (req.url === '/exit') { process.exit(1); }
+  if (req.url === '/pid') { res.end(String(process.pid)); return; }
+  if (req.url === '/fail') { res.statusCode = 500; res.end('Internal Server Error\n'); return; }
+  res.end('ok\n');
+}).listen(port, '127.0.0.1');
+"#;
+
+/// The same app, but only for `SERVE_MS` milliseconds: then it exits (a process that crashes
+/// soon after every start, under a supervisor).
+pub const NODE_SHORT_LIVED: &str = r#"
+const http = require('http');
+http.createServer((req, res) => res.end('ok\n')).listen(+process.env.PORT, '127.0.0.1');
+setTimeout(() => process.exit(1), +process.env.SERVE_MS);
+"#;
+
+/// A release that dies at startup, before it listens (a failed import).
+pub const NODE_BROKEN_RELEASE: &str = r#"
+console.error("Error: Cannot find module './config/production'");
+process.exit(1);
+"#;
+
+/// A TLS server (OpenSSL, through node) with the certificate and key in `CERT` and `KEY`.
+pub const NODE_TLS: &str = r#"
+const tls = require('tls'); const fs = require('fs');
+tls.createServer({ cert: fs.readFileSync(process.env.CERT), key: fs.readFileSync(process.env.KEY) },
+  (s) => s.end('HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n')).listen(+process.env.PORT, '127.0.0.1');
+"#;
+
+/// A gunicorn WSGI app: `/` answers `ok`, `/pid` the worker's pid, `/slow` sleeps 10 s.
+pub const WSGI_APP: &str = r#"
+import os, time
+def app(environ, start_response):
+    path = environ.get('PATH_INFO', '/')
+    if path == '/slow':
+        time.sleep(10)
+    body = str(os.getpid()).encode() if path == '/pid' else b'ok\n'
+    start_response('200 OK', [('Content-Length', str(len(body)))])
+    return [body]
+"#;
+
+impl App {
+    /// `node -e script` with `PORT` and `env`, once it accepts connections.
+    pub fn node(script: &str, env: &[(&str, &str)]) -> App {
+        let port = free_port();
+        let mut command = Command::new("node");
+        command.arg("-e").arg(script).env("PORT", port.to_string());
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        App::spawn(command, port)
+    }
+
+    /// gunicorn serving `WSGI_APP` from `dir` with `args` (e.g. `--workers 1 --timeout 2`).
+    pub fn gunicorn(dir: &Path, args: &[&str]) -> App {
+        let port = free_port();
+        App::spawn(gunicorn(dir, &format!("127.0.0.1:{port}"), args), port)
+    }
+
+    /// A supervisor (a shell loop, as systemd's `Restart=always` or PM2 would) that starts
+    /// `node -e script` on a port of its own and starts it again `restart_ms` after each exit.
+    /// It is not waited for: the child may never listen.
+    pub fn supervised(script: &str, env: &[(&str, &str)], restart_ms: u64) -> App {
+        App::supervised_with(free_port(), script, env, restart_ms)
+    }
+
+    /// [`App::supervised`] on a given port (a new release where the old one listened).
+    pub fn supervised_on(port: u16, script: &str, restart_ms: u64) -> App {
+        App::supervised_with(port, script, &[], restart_ms)
+    }
+
+    fn supervised_with(port: u16, script: &str, env: &[(&str, &str)], restart_ms: u64) -> App {
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(format!(
+                "while true; do node -e \"$SCRIPT\"; sleep {}; done",
+                restart_ms as f64 / 1000.0
+            ))
+            .env("SCRIPT", script)
+            .env("PORT", port.to_string());
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        App::start(command, port)
+    }
+
+    fn spawn(command: Command, port: u16) -> App {
+        App::spawn_at(command, SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
+    }
+
+    fn start(command: Command, port: u16) -> App {
+        App::start_at(command, SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
+    }
+}
+
+impl App<PathBuf> {
+    /// gunicorn serving `WSGI_APP` from `dir` on the unix socket `socket`, with `args`.
+    pub fn gunicorn_unix(dir: &Path, socket: &Path, args: &[&str]) -> App<PathBuf> {
+        let command = gunicorn(dir, &format!("unix:{}", socket.display()), args);
+        App::spawn_at(command, socket.to_owned())
+    }
+}
+
+impl<A: Endpoint> App<A> {
+    fn spawn_at(command: Command, addr: A) -> App<A> {
+        let app = App::start_at(command, addr);
+        app.wait_listening(Duration::from_secs(15));
+        app
+    }
+
+    fn start_at(mut command: Command, addr: A) -> App<A> {
+        let child = command
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the app");
+        App { child, addr }
+    }
+
+    /// Waits (bounded) until the app accepts connections.
+    pub fn wait_listening(&self, within: Duration) {
+        let deadline = Instant::now() + within;
+        while !self.addr.accepts() {
+            assert!(
+                Instant::now() < deadline,
+                "the app never listened on {:?}",
+                self.addr
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits (bounded) until nothing accepts connections any more.
+    pub fn wait_refusing(&self, within: Duration) {
+        let deadline = Instant::now() + within;
+        while self.addr.accepts() {
+            assert!(Instant::now() < deadline, "{:?} still accepts", self.addr);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends `signal` (e.g. "KILL") to the app's whole process group.
+    pub fn kill_group(&self, signal: &str) {
+        kill(&format!("-{}", self.child.id()), signal);
+    }
+}
+
+/// Sends `signal` to `pid` (a process, or `-pgid` for a group).
+pub fn kill(pid: &str, signal: &str) {
+    let _ = Command::new("kill")
+        .args([format!("-{signal}"), "--".to_owned(), pid.to_owned()])
+        .status();
+}
+
+/// The command of a gunicorn serving `WSGI_APP` (written into `dir`) on `bind`.
+fn gunicorn(dir: &Path, bind: &str, args: &[&str]) -> Command {
+    std::fs::write(dir.join("wsgi_app.py"), WSGI_APP).expect("write the WSGI app");
+    let mut command = Command::new("python3");
+    command
+        .args(["-m", "gunicorn", "--bind", bind, "--chdir"])
+        .arg(dir)
+        .args(args)
+        .arg("wsgi_app:app");
+    command
+}
+
+impl<A: Endpoint> Drop for App<A> {
+    fn drop(&mut self) {
+        self.kill_group("KILL");
+        let _ = self.child.wait();
+    }
+}

@@ -1,121 +1,15 @@
 //! The one function that turns a diagnosis, the attempt's facts, the server's history, a deploy
 //! marker and a probe into a [`CauseFinding`].
 
+use super::facts::{Observed, Probe, ServerPast};
+use super::reading::{
+    climbing, clock, database_error, human, median, public_value, same_age, times,
+};
 use super::template::fill;
 use super::{Cause, CauseFinding, Evidence, EvidenceSource};
-use crate::config::PeerAddr;
 use crate::diagnosis::{Diagnosis, Fault};
-use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
-
-/// What the server's history in this process says, as the cause reads it.
-#[derive(Debug, Clone, Default)]
-pub struct ServerPast {
-    /// When triage first had this server in its config.
-    pub first_seen: Option<SystemTime>,
-    /// The last final answer: when, and its status.
-    pub last_success: Option<(SystemTime, u16)>,
-    /// The start of the current failure streak (failures with no answer since).
-    pub failing_since: Option<SystemTime>,
-    /// Failures in the current streak.
-    pub failures: u32,
-    /// Times the server came back (answered after failing to accept connections) within
-    /// `comeback_window`.
-    pub comebacks: u32,
-    pub comeback_window: Duration,
-    /// Requests in flight at the server when this one failed (this one included).
-    pub in_flight: u32,
-    /// The server's recent successful response times, oldest first.
-    pub recent_response_times: Vec<Duration>,
-    /// The last change of the hostname's addresses: when, from, to.
-    pub address_change: Option<(SystemTime, Vec<IpAddr>, Vec<IpAddr>)>,
-    /// How long each recent request that broke with no answer had been in flight (this one
-    /// excluded), newest last.
-    pub broken_ages: Vec<Duration>,
-}
-
-/// What a one-off look at the failed address found, after the failure.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Probe {
-    /// No probe ran (rate-limited, or nothing to decide).
-    NotRun,
-    /// A plain connect was refused: nothing listens any more.
-    Refused,
-    /// A plain connect was accepted: something still listens.
-    Accepted,
-    /// A TLS ClientHello got a TLS answer: the port speaks TLS.
-    SpeaksTls,
-    /// An FCGI_GET_VALUES got a FastCGI answer: the port speaks FastCGI.
-    SpeaksFastcgi,
-}
-
-/// A deploy marker, as the cause reads it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeployMark {
-    pub version: String,
-    pub time: SystemTime,
-}
-
-/// The thresholds the cause uses (`[causes]` in the config).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Thresholds {
-    /// A failure of a reused connection sooner than this after sending is the stale keep-alive
-    /// race; later, the app had the request.
-    pub stale_race: Duration,
-    /// Failures within this long after a deploy marker are the deploy's.
-    pub deploy_window: Duration,
-    /// An address change this recent may explain a failure.
-    pub address_window: Duration,
-    /// Comebacks within the window that make a crash loop.
-    pub crash_loop_comebacks: u32,
-    /// Requests in flight at one server from which a timeout is overload.
-    pub overload_in_flight: u32,
-    /// How long triage keeps an idle pooled connection.
-    pub pool_idle: Duration,
-}
-
-impl Default for Thresholds {
-    fn default() -> Thresholds {
-        Thresholds {
-            stale_race: Duration::from_millis(250),
-            deploy_window: Duration::from_secs(600),
-            address_window: Duration::from_secs(600),
-            crash_loop_comebacks: 2,
-            overload_in_flight: 64,
-            pool_idle: Duration::from_secs(60),
-        }
-    }
-}
-
-/// Everything [`derive`] reads about one failure.
-#[derive(Debug, Clone)]
-pub struct Observed<'a> {
-    pub diagnosis: Diagnosis,
-    /// The request's id, for hints that point at the app's log.
-    pub id: &'a str,
-    /// The address that failed.
-    pub address: Option<PeerAddr>,
-    /// The upstream's hostname, when it is configured by name.
-    pub host: Option<&'a str>,
-    pub upstream_tls: bool,
-    /// Whether the failed attempt reused a pooled connection.
-    pub reused: bool,
-    /// How long the request had been in flight at the server when it broke.
-    pub age: Option<Duration>,
-    pub path: &'a str,
-    /// The read timeout that expired, for a response timeout.
-    pub read_timeout: Duration,
-    /// The app's status, when it answered.
-    pub status: Option<u16>,
-    /// The first bytes of the app's body, when it answered with an error.
-    pub body_start: &'a [u8],
-    pub past: Option<&'a ServerPast>,
-    pub deploy: Option<&'a DeployMark>,
-    pub probe: Probe,
-    pub now: SystemTime,
-    pub thresholds: Thresholds,
-}
 
 /// The cause of one failure: one exhaustive decision on the diagnosis, then the evidence.
 pub fn derive(o: &Observed<'_>) -> CauseFinding {
@@ -304,7 +198,7 @@ impl<'a, 'o> Explanation<'a, 'o> {
                 self.value("last_success_ago", self.ago(at));
                 let since = past.failing_since.unwrap_or(o.now);
                 self.value("failing_since", clock(since));
-                self.value("failures", past.failures.max(1).to_string());
+                self.value("failures", times(past.failures.max(1), "time"));
                 self.fact(
                     EvidenceSource::History,
                     format!(
@@ -316,8 +210,8 @@ impl<'a, 'o> Explanation<'a, 'o> {
                 self.fact(
                     EvidenceSource::History,
                     format!(
-                        "{} failures in a row since {}",
-                        past.failures.max(1),
+                        "{} in a row since {}",
+                        times(past.failures.max(1), "failure"),
                         clock(since)
                     ),
                 );
@@ -640,131 +534,6 @@ impl<'a, 'o> Explanation<'a, 'o> {
         }
         Cause::AppError
     }
-}
-
-/// What a client the `[diagnosis]` policy does not trust reads instead of a value that tells
-/// about the inside: addresses, names, versions and the app's own text.
-fn public_value(name: &str) -> Option<&'static str> {
-    Some(match name {
-        "address" => "the server",
-        "host" => "the upstream's hostname",
-        "old" | "new" => "another address",
-        "version" => "a new release",
-        "match" => "a database connection error",
-        _ => return None,
-    })
-}
-
-/// The database-connection errors that frameworks and drivers print, as they print them.
-const DATABASE_ERRORS: &[&str] = &[
-    // libpq (PostgreSQL), psycopg, Rails' PG adapter.
-    "could not connect to server",
-    "connection to server at",
-    "Connection refused\n\tIs the server running",
-    "the database system is starting up",
-    "the database system is shutting down",
-    // MySQL / MariaDB through PDO, mysqli, mysqlclient.
-    "SQLSTATE[HY000] [2002]",
-    "SQLSTATE[HY000] [1045]",
-    "SQLSTATE[08006]",
-    "Can't connect to MySQL server",
-    "Can't connect to local MySQL server",
-    "Too many connections",
-    // Python frameworks.
-    "OperationalError",
-    // Redis and MongoDB clients.
-    "Error connecting to Redis",
-    "MongoNetworkError",
-    "MongoServerSelectionError",
-    // Node drivers print the errno with the port.
-    "ECONNREFUSED",
-];
-
-/// The first well-known database-connection error in `body`, as its text. `ECONNREFUSED` counts
-/// only with a database's port after it.
-fn database_error(body: &[u8]) -> Option<String> {
-    let text = String::from_utf8_lossy(body);
-    for needle in DATABASE_ERRORS {
-        let Some(at) = text.find(needle) else {
-            continue;
-        };
-        if *needle == "ECONNREFUSED" {
-            let rest = &text[at..text.len().min(at + 64)];
-            let db_port = [":5432", ":3306", ":6379", ":27017"]
-                .iter()
-                .any(|port| rest.contains(port));
-            if !db_port {
-                continue;
-            }
-            return Some(sanitized(
-                rest.split(['\n', '"', '<']).next().unwrap_or(needle),
-            ));
-        }
-        return Some((*needle).replace(['\n', '\t'], " "));
-    }
-    None
-}
-
-/// Printable ASCII only, at most 80 bytes: the app's text goes into a header.
-fn sanitized(text: &str) -> String {
-    text.chars()
-        .filter(|c| c.is_ascii_graphic() || *c == ' ')
-        .take(80)
-        .collect()
-}
-
-/// Two ages within a tenth (or a second, as an app server checks its timeouts once a
-/// second) of each other: the same timeout.
-fn same_age(a: Duration, b: Duration) -> bool {
-    let (lo, hi) = if a < b { (a, b) } else { (b, a) };
-    hi - lo <= (hi / 10).max(Duration::from_secs(1))
-}
-
-/// The median, when there is anything.
-fn median(times: &[Duration]) -> Option<Duration> {
-    if times.is_empty() {
-        return None;
-    }
-    let mut sorted = times.to_vec();
-    sorted.sort_unstable();
-    Some(sorted[sorted.len() / 2])
-}
-
-/// Whether the last few response times are well above the median of the rest: at least three
-/// times it, and by more than 100 ms.
-fn climbing(times: &[Duration]) -> bool {
-    if times.len() < 8 {
-        return false;
-    }
-    let (older, last) = times.split_at(times.len() - 3);
-    let (Some(usual), Some(now)) = (median(older), median(last)) else {
-        return false;
-    };
-    now > usual * 3 && now - usual > Duration::from_millis(100)
-}
-
-/// `HH:MM:SS` UTC.
-fn clock(at: SystemTime) -> String {
-    let secs = at
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs()
-        % 86_400;
-    format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
-}
-
-/// A duration as people say it: `311 ms`, `2.9 s`, `38 s`, `4 min`, `2 h`.
-fn human(d: Duration) -> String {
-    let ms = d.as_millis();
-    let mut out = String::new();
-    let _ = match ms {
-        0..=999 => write!(out, "{ms} ms"),
-        1_000..=9_999 => write!(out, "{:.1} s", d.as_secs_f64()),
-        10_000..=119_999 => write!(out, "{} s", ms / 1000),
-        120_000..=7_199_999 => write!(out, "{} min", ms / 60_000),
-        _ => write!(out, "{} h", ms / 3_600_000),
-    };
-    out
 }
 
 #[cfg(test)]

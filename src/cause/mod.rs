@@ -10,9 +10,12 @@
 //! evidence is there.
 
 mod derive;
+mod facts;
+mod reading;
 mod template;
 
-pub use derive::{derive, without_evidence, DeployMark, Observed, Probe, ServerPast, Thresholds};
+pub use derive::{derive, without_evidence};
+pub use facts::{DeployMark, Observed, Probe, ServerPast, Thresholds};
 
 use crate::diagnosis::taxonomy::taxonomy;
 
@@ -38,7 +41,7 @@ taxonomy! {
         },
         AppDown => "app_down" {
             when: "refused (or unreachable, or a connect timeout) after the address had answered",
-            hint: "{address} answered {last_status} until {last_success} ({last_success_ago} ago) and has failed to accept connections since {failing_since} ({failures} times): the app stopped or crashed and is not back; read the end of its log, then restart it",
+            hint: "{address} answered {last_status} until {last_success} ({last_success_ago} ago) and has failed to accept connections since {failing_since} ({failures}): the app stopped or crashed and is not back; read the end of its log, then restart it",
         },
         CrashLoop => "crash_loop" {
             when: "the address went down and came back several times within the crash-loop window",

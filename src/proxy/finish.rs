@@ -1,14 +1,20 @@
 //! The end of every request: one [`Outcome`] of what the request did, and from it the metrics,
 //! the failure report and the access-log line.
 
-use super::{client_ip, request_host, RequestCtx, State, Triage};
+use super::{client_ip, request_host, RequestCtx, Triage};
 use crate::cause::CauseFinding;
 use crate::client::CloseReason;
+use crate::diagnosis::Diagnosis;
 use crate::diagnosis::Finding;
-use crate::outcome::Outcome;
+use crate::outcome::{Outcome, Timings};
 use crate::render;
+use crate::render::page::BodyFormat;
 use crate::report::{self, Attempt, Report};
+use bytes::Bytes;
+use pingora::apps::HeadFailure;
+use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
+use pingora::Error;
 
 impl Triage {
     /// Records a finished request: metrics, its report if it failed, its access line.
@@ -71,11 +77,65 @@ impl Triage {
         self.access_log.write(&outcome);
     }
 
-    /// Records a request that never got a context of its own through the hooks (Pingora could
-    /// not parse it): metrics and the access line.
-    pub(super) fn finish_unparsed(&self, state: &State, outcome: &Outcome<'_>) {
-        state.handles.record(outcome);
-        self.access_log.write(outcome);
+    /// The answer to a request whose head Pingora could not read (see
+    /// `ProxyHttp::invalid_request`), recorded as any other: metrics and the access line.
+    pub(super) fn answer_unparsed(
+        &self,
+        error: &Error,
+        failure: HeadFailure,
+        client: Option<&pingora::protocols::l4::socket::SocketAddr>,
+    ) -> Option<(ResponseHeader, Bytes)> {
+        let mut ctx = RequestCtx::new(self.state.load_full(), self.in_flight.enter());
+        let client = client.and_then(|a| a.as_inet()).map(|a| a.ip());
+        ctx.request.trusted = ctx.state.disclosure.shows_detail(client);
+        let diagnosis = match failure {
+            HeadFailure::Malformed => Diagnosis::BadRequest,
+            HeadFailure::TooLarge => Diagnosis::RequestHeadersTooLarge,
+            HeadFailure::TimedOut => Diagnosis::ClientHeaderTimeout,
+        };
+        if let Some(reason) = CloseReason::of(diagnosis) {
+            self.clients.count(reason);
+        }
+        let finding = Finding {
+            diagnosis,
+            detail: render::text::header_text(&error.to_string(), render::text::MAX_HEADER_TEXT),
+        };
+        let logged = diagnosis.logged_status(None);
+        let status = http::StatusCode::from_u16(logged).unwrap_or(http::StatusCode::BAD_REQUEST);
+        let cause = crate::cause::without_evidence(finding.diagnosis);
+        let response = self
+            .renderer
+            .failure_response(&self.failure(&ctx, &finding, status), BodyFormat::Html)
+            .ok();
+        let outcome = Outcome {
+            id: ctx.request.id,
+            time: ctx.request.received_at,
+            client,
+            method: "-",
+            path: "-",
+            version: "-",
+            host: "",
+            referer: "",
+            user_agent: "",
+            route: None,
+            route_label: "",
+            upstream: None,
+            upstream_name: "",
+            address: None,
+            status: status.as_u16(),
+            finding: Some(&finding),
+            cause: Some(&cause),
+            attempts: 0,
+            reused: false,
+            timings: Timings {
+                total: ctx.request.received.elapsed(),
+                ..Timings::default()
+            },
+            bytes_sent: response.as_ref().map_or(0, |(_, body)| body.len()),
+        };
+        ctx.state.handles.record(&outcome);
+        self.access_log.write(&outcome);
+        response
     }
 
     /// Stores the report of a request that has a diagnosis.

@@ -6,6 +6,7 @@
 //! (`fail_to_proxy`), the classifier turns the error and those facts into a diagnosis; the
 //! response ([`respond`]) and the records of the finished request ([`finish`]) only read it.
 
+mod attempt;
 pub mod balancer;
 mod context;
 mod explain;
@@ -24,31 +25,28 @@ pub use context::RequestCtx;
 pub use state::State;
 
 use crate::accesslog::AccessLog;
-use crate::client::{ClientConnections, CloseReason};
+use crate::client::ClientConnections;
 use crate::config::{self, BootConfig, PeerAddr, ServerAddr};
 use crate::deploys::DeployLog;
 use crate::diagnosis::classify::Progress;
-use crate::diagnosis::{classify, ClientOutcome, Diagnosis, Facts, Finding, LocalFailure};
+use crate::diagnosis::{ClientOutcome, Diagnosis, Finding, LocalFailure};
 use crate::metrics::Metrics;
-use crate::outcome::{Outcome, Timings};
-use crate::render::page::BodyFormat;
 use crate::render::{self, Renderer};
 use crate::report::{Redaction, ReportStore};
 use crate::shutdown::InFlight;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
+use attempt::{expects_tls, BODY_START};
 use bytes::Bytes;
 use pingora::apps::HeadFailure;
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::protocols::Digest;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
-use pingora::ErrorSource;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use upstream::Upstream;
 
 /// The triage proxy.
 pub struct Triage {
@@ -98,123 +96,6 @@ impl Triage {
             prober: probe::Prober::default(),
         }
     }
-
-    /// The diagnosis of a failed attempt: what the error carries if triage decided it
-    /// ([`LocalFailure`]), else the classifier's reading of the error and the attempt's facts;
-    /// a unix socket's connect failure with what its path shows.
-    fn classify_attempt(&self, error: &Error, session: &mut Session, ctx: &RequestCtx) -> Finding {
-        // Only a failure on the client's side can be its stream reset: the upstream's failures
-        // (a failure storm) skip the look at the h2 stream and its lock.
-        let client_reset = match error.esource() {
-            ErrorSource::Downstream => client_stream_reset(session),
-            ErrorSource::Upstream | ErrorSource::Internal | ErrorSource::Unset => None,
-        };
-        let unix_socket = match &ctx.attempt.address {
-            Some(PeerAddr::Unix(path)) => Some(path),
-            Some(PeerAddr::Inet(_)) | None => None,
-        };
-        let finding = classify(&Facts {
-            error,
-            progress: ctx.attempt.progress,
-            upstream_tls: ctx.upstream().is_some_and(|u| u.tls),
-            unix_socket: unix_socket.is_some(),
-            upgrade: ctx.request.upgrade,
-            request_unsent: !session.is_body_done(),
-            client_reset,
-        });
-        match unix_socket {
-            Some(path) => socket_file::explained(finding, path),
-            None => finding,
-        }
-    }
-
-    /// The only servers left refused a connection moments ago: the request is answered
-    /// `connect_refused` from that refusal, without connecting again (`refused_holdoff`).
-    /// No attempt is made, so none is counted against the server or shown in the attempts.
-    fn answer_held_off(ctx: &mut RequestCtx, upstream: &Upstream, index: usize) -> Box<Error> {
-        let server = &upstream.balancer.servers[index];
-        // What an earlier attempt of this request reached is not this answer's.
-        let (address, refused) = match &server.addr {
-            ServerAddr::Ip(address) => (Some(PeerAddr::Inet(*address)), Diagnosis::ConnectRefused),
-            ServerAddr::Host { .. } => (None, Diagnosis::ConnectRefused),
-            ServerAddr::Unix(path) => {
-                (Some(PeerAddr::Unix(path.clone())), Diagnosis::SocketRefused)
-            }
-        };
-        ctx.attempt = context::AttemptFacts {
-            // Not an attempt (none is counted), but the answer is about this server: its
-            // history gives the cause.
-            server: Some(index),
-            address,
-            ..context::AttemptFacts::default()
-        };
-        let (ago, left) = server.refusal().unwrap_or_default();
-        LocalFailure::error(
-            refused,
-            format!(
-                "not connected: {} refused a connection {} ms ago; the next request in {} ms connects again",
-                server.label,
-                ago.as_millis(),
-                left.as_millis()
-            ),
-        )
-    }
-
-    /// No server of the upstream is in rotation: `no_healthy_upstream`, saying why each is out.
-    fn no_healthy_server(upstream: &Upstream) -> Box<Error> {
-        let detail = upstream
-            .balancer
-            .servers
-            .iter()
-            .map(|server| {
-                let why = match server.last_check.load_full() {
-                    Some(check) if !server.is_checked_up() => format!(
-                        "failed health checks ({}{}{})",
-                        check.diagnosis.map_or("", |d| d.token()),
-                        if check.detail.is_empty() { "" } else { ": " },
-                        check.detail
-                    ),
-                    _ if server.is_ejected() => "ejected after repeated failures".to_owned(),
-                    _ => "unavailable".to_owned(),
-                };
-                format!("{}: {why}", server.label)
-            })
-            .collect::<Vec<_>>()
-            .join("; ");
-        LocalFailure::error(Diagnosis::NoHealthyUpstream, detail)
-    }
-
-    /// Counts a failed attempt against its server (passive ejection) when the server caused it,
-    /// logging an ejection. Nothing a client does counts.
-    fn count_server_failure(&self, ctx: &RequestCtx, diagnosis: Diagnosis) {
-        if !diagnosis.counts_against_upstream() {
-            return;
-        }
-        let (Some(upstream), Some(server)) = (ctx.upstream(), ctx.attempt.server) else {
-            return;
-        };
-        if upstream.balancer.record_failure(server) == balancer::Transition::WentDown {
-            let label = upstream
-                .balancer
-                .servers
-                .get(server)
-                .map_or("", |s| s.label.as_str());
-            tracing::warn!(upstream = %upstream.name, server = label, "server ejected after repeated failures");
-        }
-    }
-}
-
-/// How much of an error answer's body is read before its header goes on.
-const BODY_START: usize = 4096;
-
-/// What servers answer, in a 400, to plain HTTP on a TLS port: nginx, then Go's net/http.
-fn expects_tls(body: &[u8]) -> Option<&'static str> {
-    const SAYINGS: [&str; 2] = [
-        "The plain HTTP request was sent to HTTPS port",
-        "Client sent an HTTP request to an HTTPS server",
-    ];
-    let text = String::from_utf8_lossy(body);
-    SAYINGS.into_iter().find(|s| text.contains(s))
 }
 
 fn client_ip(session: &Session) -> Option<IpAddr> {
@@ -266,56 +147,7 @@ impl ProxyHttp for Triage {
         failure: HeadFailure,
         client: Option<&pingora::protocols::l4::socket::SocketAddr>,
     ) -> Option<(ResponseHeader, Bytes)> {
-        let mut ctx = self.new_ctx();
-        let client = client.and_then(|a| a.as_inet()).map(|a| a.ip());
-        ctx.request.trusted = ctx.state.disclosure.shows_detail(client);
-        let diagnosis = match failure {
-            HeadFailure::Malformed => Diagnosis::BadRequest,
-            HeadFailure::TooLarge => Diagnosis::RequestHeadersTooLarge,
-            HeadFailure::TimedOut => Diagnosis::ClientHeaderTimeout,
-        };
-        if let Some(reason) = CloseReason::of(diagnosis) {
-            self.clients.count(reason);
-        }
-        let finding = Finding {
-            diagnosis,
-            detail: render::text::header_text(&error.to_string(), render::text::MAX_HEADER_TEXT),
-        };
-        let logged = diagnosis.logged_status(None);
-        let status = http::StatusCode::from_u16(logged).unwrap_or(http::StatusCode::BAD_REQUEST);
-        let cause = crate::cause::without_evidence(finding.diagnosis);
-        let response = self
-            .renderer
-            .failure_response(&self.failure(&ctx, &finding, status), BodyFormat::Html)
-            .ok();
-        let outcome = Outcome {
-            id: ctx.request.id,
-            time: ctx.request.received_at,
-            client,
-            method: "-",
-            path: "-",
-            version: "-",
-            host: "",
-            referer: "",
-            user_agent: "",
-            route: None,
-            route_label: "",
-            upstream: None,
-            upstream_name: "",
-            address: None,
-            status: status.as_u16(),
-            finding: Some(&finding),
-            cause: Some(&cause),
-            attempts: 0,
-            reused: false,
-            timings: Timings {
-                total: ctx.request.received.elapsed(),
-                ..Timings::default()
-            },
-            bytes_sent: response.as_ref().map_or(0, |(_, body)| body.len()),
-        };
-        self.finish_unparsed(&ctx.state, &outcome);
-        response
+        self.answer_unparsed(error, failure, client)
     }
 
     /// Drops the client's own `X-Diagnosis-*` headers, decides disclosure, checks the request

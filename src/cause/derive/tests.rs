@@ -1,6 +1,8 @@
 //! Each cause from the facts that make it, and only from them.
 
 use super::*;
+use crate::cause::facts::{DeployMark, Thresholds};
+use crate::cause::reading::{clock, human};
 
 const T0: Duration = Duration::from_secs(1_800_000_000);
 

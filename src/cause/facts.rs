@@ -1,0 +1,115 @@
+//! What the cause derivation reads about one failure: the attempt, the server's past, a
+//! deploy marker, a probe, and the thresholds, as plain values the proxy fills in.
+
+use crate::config::PeerAddr;
+use crate::diagnosis::Diagnosis;
+use std::net::IpAddr;
+use std::time::{Duration, SystemTime};
+
+/// What the server's history in this process says, as the cause reads it.
+#[derive(Debug, Clone, Default)]
+pub struct ServerPast {
+    /// When triage first had this server in its config.
+    pub first_seen: Option<SystemTime>,
+    /// The last final answer: when, and its status.
+    pub last_success: Option<(SystemTime, u16)>,
+    /// The start of the current failure streak (failures with no answer since).
+    pub failing_since: Option<SystemTime>,
+    /// Failures in the current streak.
+    pub failures: u32,
+    /// Times the server came back (answered after failing to accept connections) within
+    /// `comeback_window`.
+    pub comebacks: u32,
+    pub comeback_window: Duration,
+    /// Requests in flight at the server when this one failed (this one included).
+    pub in_flight: u32,
+    /// The server's recent successful response times, oldest first.
+    pub recent_response_times: Vec<Duration>,
+    /// The last change of the hostname's addresses: when, from, to.
+    pub address_change: Option<(SystemTime, Vec<IpAddr>, Vec<IpAddr>)>,
+    /// How long each recent request that broke with no answer had been in flight (this one
+    /// excluded), newest last.
+    pub broken_ages: Vec<Duration>,
+}
+
+/// What a one-off look at the failed address found, after the failure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probe {
+    /// No probe ran (rate-limited, or nothing to decide).
+    NotRun,
+    /// A plain connect was refused: nothing listens any more.
+    Refused,
+    /// A plain connect was accepted: something still listens.
+    Accepted,
+    /// A TLS ClientHello got a TLS answer: the port speaks TLS.
+    SpeaksTls,
+    /// An FCGI_GET_VALUES got a FastCGI answer: the port speaks FastCGI.
+    SpeaksFastcgi,
+}
+
+/// A deploy marker, as the cause reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeployMark {
+    pub version: String,
+    pub time: SystemTime,
+}
+
+/// The thresholds the cause uses (`[causes]` in the config).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Thresholds {
+    /// A failure of a reused connection sooner than this after sending is the stale keep-alive
+    /// race; later, the app had the request.
+    pub stale_race: Duration,
+    /// Failures within this long after a deploy marker are the deploy's.
+    pub deploy_window: Duration,
+    /// An address change this recent may explain a failure.
+    pub address_window: Duration,
+    /// Comebacks within the window that make a crash loop.
+    pub crash_loop_comebacks: u32,
+    /// Requests in flight at one server from which a timeout is overload.
+    pub overload_in_flight: u32,
+    /// How long triage keeps an idle pooled connection.
+    pub pool_idle: Duration,
+}
+
+impl Default for Thresholds {
+    fn default() -> Thresholds {
+        Thresholds {
+            stale_race: Duration::from_millis(250),
+            deploy_window: Duration::from_secs(600),
+            address_window: Duration::from_secs(600),
+            crash_loop_comebacks: 2,
+            overload_in_flight: 64,
+            pool_idle: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Everything [`derive`] reads about one failure.
+#[derive(Debug, Clone)]
+pub struct Observed<'a> {
+    pub diagnosis: Diagnosis,
+    /// The request's id, for hints that point at the app's log.
+    pub id: &'a str,
+    /// The address that failed.
+    pub address: Option<PeerAddr>,
+    /// The upstream's hostname, when it is configured by name.
+    pub host: Option<&'a str>,
+    pub upstream_tls: bool,
+    /// Whether the failed attempt reused a pooled connection.
+    pub reused: bool,
+    /// How long the request had been in flight at the server when it broke.
+    pub age: Option<Duration>,
+    pub path: &'a str,
+    /// The read timeout that expired, for a response timeout.
+    pub read_timeout: Duration,
+    /// The app's status, when it answered.
+    pub status: Option<u16>,
+    /// The first bytes of the app's body, when it answered with an error.
+    pub body_start: &'a [u8],
+    pub past: Option<&'a ServerPast>,
+    pub deploy: Option<&'a DeployMark>,
+    pub probe: Probe,
+    pub now: SystemTime,
+    pub thresholds: Thresholds,
+}

@@ -53,6 +53,7 @@ fn classify_and_count(c: &mut Criterion) {
                 error: &error,
                 progress: Progress::Connecting,
                 upstream_tls: false,
+                unix_socket: false,
                 upgrade: false,
                 request_unsent: false,
                 client_reset: None,

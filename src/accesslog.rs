@@ -142,7 +142,7 @@ fn push_combined_line(out: &mut String, e: &Outcome<'_>) {
     out.push_str(e.source().token());
     if let Some(address) = e.address {
         out.push_str(" address=");
-        out.push_str(text::AddrText::new(address).as_str());
+        out.push_str(text::AddrText::peer(address).as_str());
     }
     if let Some(diagnosis) = e.diagnosis() {
         out.push_str(" diagnosis=");

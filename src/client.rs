@@ -56,6 +56,10 @@ impl CloseReason {
             | Diagnosis::ConnectUnreachable
             | Diagnosis::ConnectFailed
             | Diagnosis::ConnectTimeout
+            | Diagnosis::SocketMissing
+            | Diagnosis::SocketPermissionDenied
+            | Diagnosis::SocketRefused
+            | Diagnosis::SocketBacklogFull
             | Diagnosis::TlsHandshakeFailed
             | Diagnosis::TlsCertificateExpired
             | Diagnosis::TlsCertificateUntrusted

@@ -3,9 +3,10 @@
 //! happened.
 
 use crate::cause::CauseFinding;
+use crate::config::PeerAddr;
 use crate::diagnosis::{Diagnosis, Finding, Source};
 use crate::id::RequestId;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
 /// Timings of one request, as far as it got.
@@ -41,7 +42,7 @@ pub struct Outcome<'a> {
     pub upstream: Option<usize>,
     pub upstream_name: &'a str,
     /// The address of the last attempt.
-    pub address: Option<SocketAddr>,
+    pub address: Option<&'a PeerAddr>,
     /// The status the client got (0 when it got none and none is logged).
     pub status: u16,
     pub finding: Option<&'a Finding>,

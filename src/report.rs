@@ -7,6 +7,7 @@
 //! parameters, nothing but the path of a Referer.
 
 use crate::cause::CauseFinding;
+use crate::config::PeerAddr;
 use crate::deploys::Deploy;
 use crate::diagnosis::{Diagnosis, Fault};
 use crate::id::RequestId;
@@ -14,7 +15,6 @@ use crate::machine::Sample;
 use crate::render::text;
 use std::borrow::Cow;
 use std::collections::VecDeque;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
@@ -93,7 +93,7 @@ pub const REDACTED: &str = "[redacted]";
 /// One attempt to reach the upstream.
 #[derive(Debug, Clone)]
 pub struct Attempt {
-    pub address: Option<SocketAddr>,
+    pub address: Option<PeerAddr>,
     pub diagnosis: Option<Diagnosis>,
     pub detail: String,
     pub reused_connection: bool,

@@ -30,7 +30,7 @@ fn attempt_value(a: &Attempt) -> serde_json::Value {
         .diagnosis
         .map_or(("", ""), |d| (d.token(), d.phase().token()));
     serde_json::json!({
-        "address": a.address.map(|address| address.to_string()),
+        "address": a.address.as_ref().map(|address| address.to_string()),
         "diagnosis": diagnosis,
         "phase": phase,
         "detail": a.detail,
@@ -273,7 +273,7 @@ pub fn report_html(r: &Report) -> String {
             out,
             "<tr><td>{}</td><td class=\"mono\">{}</td><td class=\"bad\">{}</td><td class=\"mono\">",
             i + 1,
-            a.address.map_or("-".to_owned(), |x| x.to_string()),
+            a.address.as_ref().map_or("-".to_owned(), |x| x.to_string()),
             a.diagnosis.map_or("", |d| d.token()),
         );
         text::html(&mut out, &a.detail);

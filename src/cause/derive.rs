@@ -18,7 +18,10 @@ pub fn derive(o: &Observed<'_>) -> CauseFinding {
         Diagnosis::ConnectRefused
         | Diagnosis::ConnectUnreachable
         | Diagnosis::ConnectFailed
-        | Diagnosis::ConnectTimeout => e.not_accepting(),
+        | Diagnosis::ConnectTimeout
+        | Diagnosis::SocketMissing
+        | Diagnosis::SocketRefused => e.not_accepting(),
+        Diagnosis::SocketBacklogFull => e.backlog_full(),
         Diagnosis::ConnectionReset | Diagnosis::ConnectionClosed | Diagnosis::RequestSendFailed => {
             e.broken_before_answer()
         }
@@ -30,7 +33,9 @@ pub fn derive(o: &Observed<'_>) -> CauseFinding {
         Diagnosis::TlsUpstreamPlaintext => e.wrong_protocol("plain HTTP", "response"),
         Diagnosis::InvalidResponse => e.invalid_response(),
         Diagnosis::UpstreamStatus => e.app_answered(),
+        // The socket's mode, not the app: the detail says whose and which.
         Diagnosis::DnsError
+        | Diagnosis::SocketPermissionDenied
         | Diagnosis::TlsHandshakeFailed
         | Diagnosis::TlsCertificateExpired
         | Diagnosis::TlsCertificateUntrusted
@@ -103,6 +108,7 @@ impl<'a, 'o> Explanation<'a, 'o> {
         e.value(
             "address",
             o.address
+                .as_ref()
                 .map_or_else(|| "the server".to_owned(), |a| a.to_string()),
         );
         e.value("id", o.id.to_owned());
@@ -197,7 +203,9 @@ impl<'a, 'o> Explanation<'a, 'o> {
             }
         }
         if let Some(busy) = host.cpu_busy_percent {
-            if slow && busy >= f64::from(t.host_cpu_busy_percent) {
+            let saturated =
+                t.host_cpu_busy_percent > 0 && busy >= f64::from(t.host_cpu_busy_percent);
+            if slow && saturated {
                 self.value("cpu_busy", format!("{busy:.0} %"));
                 self.fact(EvidenceSource::Machine, format!("CPU {busy:.0} % busy"));
                 return Cause::HostCpuSaturated;
@@ -211,13 +219,15 @@ impl<'a, 'o> Explanation<'a, 'o> {
     fn not_accepting(&mut self) -> Cause {
         let o = self.o;
         let what = match o.diagnosis {
-            Diagnosis::ConnectRefused => "refused the connection",
+            Diagnosis::ConnectRefused | Diagnosis::SocketRefused => "refused the connection",
+            Diagnosis::SocketMissing => "has no socket file",
             Diagnosis::ConnectUnreachable => "was unreachable",
             Diagnosis::ConnectTimeout => "did not accept the connection in time",
             _ => "could not be connected to",
         };
         let address = o
             .address
+            .as_ref()
             .map_or_else(|| "the server".to_owned(), |a| a.to_string());
         self.fact(EvidenceSource::Attempt, format!("{address} {what}"));
         let Some(past) = self.past() else {
@@ -318,6 +328,23 @@ impl<'a, 'o> Explanation<'a, 'o> {
             ),
         );
         Some(Cause::BrokenDeploy)
+    }
+
+    /// A unix socket's listen queue was full: the app is busy, not gone.
+    fn backlog_full(&mut self) -> Cause {
+        let address = self
+            .o
+            .address
+            .as_ref()
+            .map_or_else(|| "the server".to_owned(), |a| a.to_string());
+        self.fact(
+            EvidenceSource::Attempt,
+            format!("the listen queue of {address} was full"),
+        );
+        match self.past() {
+            Some(past) => self.overloaded(past),
+            None => Cause::Unknown,
+        }
     }
 
     /// The hostname's address changed recently.

@@ -1,8 +1,9 @@
 //! What the cause derivation reads about one failure: the attempt, the server's past, a
 //! deploy marker, a probe, and the thresholds, as plain values the proxy fills in.
 
+use crate::config::PeerAddr;
 use crate::diagnosis::Diagnosis;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
 /// What the server's history in this process says, as the cause reads it.
@@ -110,7 +111,7 @@ pub struct Observed<'a> {
     /// The request's id, for hints that point at the app's log.
     pub id: &'a str,
     /// The address that failed.
-    pub address: Option<SocketAddr>,
+    pub address: Option<PeerAddr>,
     /// The upstream's hostname, when it is configured by name.
     pub host: Option<&'a str>,
     pub upstream_tls: bool,

@@ -1,10 +1,14 @@
-//! Upstream server addresses and the hostname rules shared by servers, SNI and route hosts.
+//! Upstream server addresses and the hostname rules shared by servers, SNI and route hosts; the
+//! address an attempt reached ([`PeerAddr`]).
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 
-/// Where an upstream server listens: an IP address, or a hostname re-resolved while running.
+/// Where an upstream server listens: an IP address, a hostname re-resolved while running, or a
+/// unix socket's path.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum ServerAddr {
     Ip(SocketAddr),
@@ -13,13 +17,102 @@ pub enum ServerAddr {
         host: String,
         port: u16,
     },
+    /// `unix:/run/app.sock`, as nginx writes it.
+    Unix(UnixPath),
 }
 
-impl ServerAddr {
-    pub fn port(&self) -> u16 {
+/// The path of a unix socket an upstream server listens on: absolute, printable ASCII, at most
+/// [`UnixPath::MAX_LEN`] bytes (what `sun_path` holds with its terminating NUL). Shared, so an
+/// attempt names it without copying it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct UnixPath(Arc<str>);
+
+impl UnixPath {
+    /// The longest path a `sockaddr_un` holds on Linux: 108 bytes of `sun_path`, one for the NUL.
+    pub const MAX_LEN: usize = 107;
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn as_path(&self) -> &Path {
+        Path::new(&*self.0)
+    }
+}
+
+impl FromStr for UnixPath {
+    type Err = String;
+
+    /// An absolute path to a socket file: not a directory (no trailing `/`), no abstract
+    /// socket, no space or non-ASCII byte (it is a metric label and a header value as written).
+    fn from_str(path: &str) -> Result<Self, String> {
+        if !path.starts_with('/') {
+            return Err(format!(
+                "`unix:{path}`: the socket's path must be absolute, like unix:/run/app.sock"
+            ));
+        }
+        if path.len() > UnixPath::MAX_LEN {
+            return Err(format!(
+                "`unix:{path}`: the socket's path is {} bytes; a unix socket's path is at most {} bytes",
+                path.len(),
+                UnixPath::MAX_LEN
+            ));
+        }
+        if path.ends_with('/') {
+            return Err(format!(
+                "`unix:{path}`: names a directory; expected the socket file's path"
+            ));
+        }
+        if !path.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(format!(
+                "`unix:{path}`: the socket's path may only hold printable ASCII"
+            ));
+        }
+        Ok(UnixPath(path.into()))
+    }
+}
+
+impl fmt::Display for UnixPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "unix:{}", self.0)
+    }
+}
+
+/// The address an attempt went to: a server's IP address (configured, or resolved from its
+/// hostname) and port, or its unix socket. Shown as `1.2.3.4:80`, `[::1]:80` or
+/// `unix:/run/app.sock`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum PeerAddr {
+    Inet(SocketAddr),
+    Unix(UnixPath),
+}
+
+impl From<SocketAddr> for PeerAddr {
+    fn from(addr: SocketAddr) -> PeerAddr {
+        PeerAddr::Inet(addr)
+    }
+}
+
+impl FromStr for PeerAddr {
+    type Err = String;
+
+    /// What [`fmt::Display`] writes: `ip:port`, `[ipv6]:port` or `unix:/path`.
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text.strip_prefix("unix:") {
+            Some(path) => path.parse().map(PeerAddr::Unix),
+            None => text
+                .parse()
+                .map(PeerAddr::Inet)
+                .map_err(|_| format!("`{text}` is neither ip:port nor unix:/path")),
+        }
+    }
+}
+
+impl fmt::Display for PeerAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ServerAddr::Ip(addr) => addr.port(),
-            ServerAddr::Host { port, .. } => *port,
+            PeerAddr::Inet(addr) => write!(f, "{addr}"),
+            PeerAddr::Unix(path) => write!(f, "{path}"),
         }
     }
 }
@@ -27,9 +120,13 @@ impl ServerAddr {
 impl FromStr for ServerAddr {
     type Err = String;
 
-    /// Parses `1.2.3.4:80`, `[::1]:80` or `app.internal:80`; the port is required and non-zero.
+    /// Parses `1.2.3.4:80`, `[::1]:80`, `app.internal:80` (the port is required and non-zero)
+    /// or `unix:/run/app.sock`.
     fn from_str(text: &str) -> Result<Self, String> {
-        const FORM: &str = "expected ip:port, [ipv6]:port or hostname:port";
+        const FORM: &str = "expected ip:port, [ipv6]:port, hostname:port or unix:/path";
+        if let Some(path) = text.strip_prefix("unix:") {
+            return path.parse().map(ServerAddr::Unix);
+        }
         if let Ok(addr) = text.parse::<SocketAddr>() {
             return match addr.port() {
                 0 => Err(format!("`{text}` has port 0; the port must be 1 to 65535")),
@@ -62,6 +159,7 @@ impl fmt::Display for ServerAddr {
         match self {
             ServerAddr::Ip(addr) => write!(f, "{addr}"),
             ServerAddr::Host { host, port } => write!(f, "{host}:{port}"),
+            ServerAddr::Unix(path) => write!(f, "{path}"),
         }
     }
 }
@@ -114,9 +212,15 @@ mod tests {
             "[::1]:80",
             "app.internal:80",
             "localhost:65535",
+            "unix:/run/gunicorn.sock",
+            "unix:/tmp/a:b/app.sock",
         ] {
             assert_eq!(text.parse::<ServerAddr>().unwrap().to_string(), text);
         }
+        assert!(matches!(
+            "unix:/run/app.sock".parse(),
+            Ok(ServerAddr::Unix(path)) if path.as_path() == Path::new("/run/app.sock")
+        ));
         assert!(matches!("[::1]:80".parse(), Ok(ServerAddr::Ip(_))));
         assert_eq!(
             "App-1.Internal:3000".parse::<ServerAddr>(),
@@ -125,7 +229,34 @@ mod tests {
                 port: 3000
             })
         );
-        assert_eq!("app:8443".parse::<ServerAddr>().unwrap().port(), 8443);
+    }
+
+    /// A unix socket's path is absolute, fits `sun_path` (107 bytes and its NUL), names a file
+    /// and is printable ASCII; an abstract socket (`unix:@name`) is refused.
+    #[test]
+    fn unix_paths_are_bounded() {
+        let longest = format!("/{}", "a".repeat(UnixPath::MAX_LEN - 1));
+        assert!(format!("unix:{longest}").parse::<ServerAddr>().is_ok());
+        for text in [
+            format!("unix:{longest}a"),
+            "unix:".to_owned(),
+            "unix:run/app.sock".to_owned(),
+            "unix:@abstract".to_owned(),
+            "unix:/run/".to_owned(),
+            "unix:/run/caf\u{e9}.sock".to_owned(),
+            "unix:/run/\u{7f}.sock".to_owned(),
+        ] {
+            assert!(text.parse::<ServerAddr>().is_err(), "{text}");
+        }
+    }
+
+    /// An attempt's address prints as the config writes it, and parses back.
+    #[test]
+    fn peer_addresses_print_and_parse_back() {
+        for text in ["127.0.0.1:3000", "[::1]:80", "unix:/run/app.sock"] {
+            assert_eq!(text.parse::<PeerAddr>().unwrap().to_string(), text);
+        }
+        assert!("app:80".parse::<PeerAddr>().is_err());
     }
 
     /// Missing, zero, out-of-range and signed ports, bare IPv6, and invalid hostnames are refused.

@@ -61,7 +61,8 @@ pub struct DiagnosisPolicy {
     pub address_window: Duration,
     /// The disks whose free space is sampled for the cause (`host_disk_full`); default `/`.
     pub host_disks: Vec<std::path::PathBuf>,
-    /// The machine's CPU busy at or above this at a failure is `host_cpu_saturated`; default 95.
+    /// The machine's CPU busy at or above this at a failure is `host_cpu_saturated`; 0: never;
+    /// default 95.
     pub host_cpu_busy_percent: u32,
     /// Available memory below this share of the total at a failure is `host_out_of_memory`;
     /// default 5.

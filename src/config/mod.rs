@@ -30,7 +30,7 @@ mod read;
 mod table;
 mod values;
 
-pub use addr::ServerAddr;
+pub use addr::{PeerAddr, ServerAddr, UnixPath};
 pub use boot::{
     Admin, AdminToken, BootConfig, Certificate, ClientSettings, Listen, Log, LogFormat, LogLevel,
     Reports, ServerSettings, DEFAULT_RUNTIME_DIR, MAX_SHUTDOWN_TIMEOUT,

@@ -183,7 +183,7 @@ fn diagnosis(top: &mut Table) -> (DiagnosisPolicy, Option<String>) {
             .list("host_disks", absolute_path)
             .map_or(default.host_disks, values),
         host_cpu_busy_percent: t
-            .integer("host_cpu_busy_percent", 1..=100)
+            .integer("host_cpu_busy_percent", 0..=100)
             .map_or(default.host_cpu_busy_percent, |n| n as u32),
         host_memory_available_percent: t
             .integer("host_memory_available_percent", 0..=100)
@@ -296,6 +296,20 @@ fn upstream(name: Spanned<String>, mut t: Table, origin: &Path) -> Upstream {
         ] {
             if let Some(at) = at {
                 t.error(at, format!("{key}: only applies with tls = true"));
+            }
+        }
+    }
+    // The name a certificate is verified against: a unix socket's path cannot be one.
+    if tls && sni.is_none() {
+        for server in &servers {
+            if let ServerAddr::Unix(_) = server.value {
+                t.error(
+                    server.at,
+                    format!(
+                        "servers: `{}`: with tls = true, a unix socket server needs `sni`, the name its certificate is verified against",
+                        server.value
+                    ),
+                );
             }
         }
     }

@@ -609,7 +609,7 @@ fn invalid_and_duplicate_servers() {
         errors(&text),
         [
             "5:22: servers: `app:80` is listed more than once",
-            "5:32: servers: `app` has no port; expected ip:port, [ipv6]:port or hostname:port",
+            "5:32: servers: `app` has no port; expected ip:port, [ipv6]:port, hostname:port or unix:/path",
             "5:39: servers: `my_app:80`: `my_app` is not a valid hostname; expected dot-separated labels of letters, digits and inner hyphens",
         ]
     );
@@ -648,6 +648,41 @@ fn tls_options_need_tls() {
             "6:11: ca_file: only applies with tls = true"
         ]
     );
+}
+
+/// Unix socket servers mix with TCP ones in an upstream, weights included; a bad path is
+/// reported at its value, and over TLS a unix socket server needs `sni` (its certificate
+/// cannot name a path, and an empty SNI would skip verification).
+#[test]
+fn unix_socket_servers() {
+    let text = MINIMAL.replace(
+        "servers = [\"127.0.0.1:3000\"]",
+        "servers = [\"unix:/run/app.sock weight=3\", \"127.0.0.1:3000\"]",
+    );
+    let upstream = &parse_ok(&text).live.upstreams[0];
+    assert_eq!(
+        upstream.servers,
+        [
+            "unix:/run/app.sock".parse().unwrap(),
+            ServerAddr::Ip("127.0.0.1:3000".parse().unwrap())
+        ]
+    );
+    assert_eq!(upstream.weights, [3, 1]);
+    let text = MINIMAL.replace("\"127.0.0.1:3000\"", "\"unix:app.sock\", \"unix:/a.sock\"");
+    assert_eq!(
+        errors(&text),
+        ["5:12: servers: `unix:app.sock`: the socket's path must be absolute, like unix:/run/app.sock"]
+    );
+    let text = MINIMAL.replace(
+        "servers =",
+        "tls = true\nservers = [\"unix:/run/app.sock\"]\nx =",
+    );
+    let text = text.replace("x = [\"127.0.0.1:3000\"]\n", "");
+    assert_eq!(
+        errors(&text),
+        ["6:12: servers: `unix:/run/app.sock`: with tls = true, a unix socket server needs `sni`, the name its certificate is verified against"]
+    );
+    parse_ok(&text.replace("tls = true", "tls = true\nsni = \"app.internal\""));
 }
 
 /// A ca_file resolves against origin and must exist and hold a PEM certificate that parses.
@@ -757,7 +792,7 @@ refresh = "10"
     assert_eq!(
         rendered,
         "1:1: missing required table `listen`\n\
-         2:12: servers: `app` has no port; expected ip:port, [ipv6]:port or hostname:port\n\
+         2:12: servers: `app` has no port; expected ip:port, [ipv6]:port, hostname:port or unix:/path\n\
          3:7: tls: expected a boolean, found string\n\
          6:9: level: `loud` is not one of: error, warn, info, debug, trace\n\
          10:12: upstream: no upstream named `nope`; defined: app\n\

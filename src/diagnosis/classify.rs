@@ -35,6 +35,10 @@ pub struct Facts<'a> {
     pub progress: Progress,
     /// Whether the chosen upstream is configured for TLS.
     pub upstream_tls: bool,
+    /// Whether the attempt's server is a unix socket (`unix:/path`), whose connect failures
+    /// say more than a TCP port's: the file is missing, not ours to connect to, left behind by
+    /// a dead app, or its listen queue is full.
+    pub unix_socket: bool,
     /// Whether the client asked for a protocol upgrade (WebSocket).
     pub upgrade: bool,
     /// Whether part of the client's request body was still to be sent upstream. A reset
@@ -84,7 +88,7 @@ pub fn local_failure(error: &Error) -> Option<&LocalFailure> {
 
 /// `detail` cut to at most [`MAX_DETAIL`] bytes, on a char boundary, ending in [`CUT_MARK`]
 /// when cut.
-fn bounded(mut detail: String) -> String {
+pub(crate) fn bounded(mut detail: String) -> String {
     if detail.len() > MAX_DETAIL {
         detail.truncate(floor_boundary(&detail, MAX_DETAIL - CUT_MARK.len()));
         detail.push_str(CUT_MARK);
@@ -154,6 +158,16 @@ pub fn diagnose(facts: &Facts<'_>) -> Diagnosis {
 fn classify_upstream(facts: &Facts<'_>) -> Diagnosis {
     let error = facts.error;
     let in_body = facts.progress >= Progress::ResponseStarted;
+    if facts.unix_socket && facts.progress <= Progress::Connecting {
+        // By errno, whatever type Pingora gave it (it makes EACCES an internal error).
+        match errno(error) {
+            Some(Errno::NotFound) => return Diagnosis::SocketMissing,
+            Some(Errno::PermissionDenied) => return Diagnosis::SocketPermissionDenied,
+            Some(Errno::Refused) => return Diagnosis::SocketRefused,
+            Some(Errno::WouldBlock) => return Diagnosis::SocketBacklogFull,
+            Some(Errno::Unreachable | Errno::TimedOut | Errno::Reset | Errno::Other) | None => {}
+        }
+    }
     match error.etype() {
         ErrorType::ConnectRefused => Diagnosis::ConnectRefused,
         ErrorType::ConnectNoRoute => Diagnosis::ConnectUnreachable,
@@ -166,7 +180,14 @@ fn classify_upstream(facts: &Facts<'_>) -> Diagnosis {
             Some(Errno::Refused) => Diagnosis::ConnectRefused,
             Some(Errno::Unreachable) => Diagnosis::ConnectUnreachable,
             Some(Errno::TimedOut) => Diagnosis::ConnectTimeout,
-            Some(Errno::Reset) | Some(Errno::Other) | None => Diagnosis::ConnectFailed,
+            Some(
+                Errno::Reset
+                | Errno::NotFound
+                | Errno::PermissionDenied
+                | Errno::WouldBlock
+                | Errno::Other,
+            )
+            | None => Diagnosis::ConnectFailed,
         },
         ErrorType::TLSHandshakeFailure
         | ErrorType::TLSWantX509Lookup
@@ -257,6 +278,12 @@ enum Errno {
     Unreachable,
     TimedOut,
     Reset,
+    /// ENOENT: on a unix socket, no file at its path.
+    NotFound,
+    /// EACCES.
+    PermissionDenied,
+    /// EAGAIN: on a unix socket, a full listen queue.
+    WouldBlock,
     Other,
 }
 
@@ -292,6 +319,9 @@ fn errno(error: &Error) -> Option<Errno> {
         ErrorKind::NetworkUnreachable | ErrorKind::HostUnreachable => Errno::Unreachable,
         ErrorKind::TimedOut => Errno::TimedOut,
         ErrorKind::ConnectionReset | ErrorKind::BrokenPipe => Errno::Reset,
+        ErrorKind::NotFound => Errno::NotFound,
+        ErrorKind::PermissionDenied => Errno::PermissionDenied,
+        ErrorKind::WouldBlock => Errno::WouldBlock,
         // `ErrorKind` is open-ended (non_exhaustive): every other kind is just "failed".
         _ => Errno::Other,
     })
@@ -398,6 +428,7 @@ mod tests {
             error,
             progress,
             upstream_tls,
+            unix_socket: false,
             upgrade: false,
             request_unsent: false,
             client_reset: None,
@@ -440,6 +471,69 @@ mod tests {
         assert_eq!(
             run(&e, Progress::Connecting, false).diagnosis,
             Diagnosis::ConnectUnreachable
+        );
+    }
+
+    /// A unix socket's connect failures, typed as Pingora types them (EACCES as an internal
+    /// error), are diagnosed by their errno; the same errnos from a TCP connect keep their TCP
+    /// diagnoses, and a unix socket's failure once connected is no connect failure.
+    #[test]
+    fn unix_socket_connect_failures_by_errno() {
+        let diagnose = |etype: ErrorType, errno: i32, unix_socket: bool, progress: Progress| {
+            let error = upstream_io(etype, "Fail to connect to /run/app.sock", errno);
+            classify(&Facts {
+                error: &error,
+                progress,
+                upstream_tls: false,
+                unix_socket,
+                upgrade: false,
+                request_unsent: false,
+                client_reset: None,
+            })
+        };
+        let connecting = Progress::Connecting;
+        for (etype, errno, unix, tcp) in [
+            (
+                ErrorType::ConnectError,
+                2,
+                Diagnosis::SocketMissing,
+                Diagnosis::ConnectFailed,
+            ),
+            (
+                ErrorType::InternalError,
+                13,
+                Diagnosis::SocketPermissionDenied,
+                Diagnosis::InternalError,
+            ),
+            (
+                ErrorType::ConnectRefused,
+                111,
+                Diagnosis::SocketRefused,
+                Diagnosis::ConnectRefused,
+            ),
+            (
+                ErrorType::ConnectError,
+                11,
+                Diagnosis::SocketBacklogFull,
+                Diagnosis::ConnectFailed,
+            ),
+        ] {
+            let found = diagnose(etype.clone(), errno, true, connecting);
+            assert_eq!(found.diagnosis, unix, "errno {errno}");
+            assert_eq!(
+                found.detail,
+                io::Error::from_raw_os_error(errno).to_string(),
+                "the OS's words alone, as for any connect failure"
+            );
+            assert_eq!(diagnose(etype, errno, false, connecting).diagnosis, tcp);
+        }
+        assert_eq!(
+            diagnose(ErrorType::ReadError, 104, true, Progress::Connected).diagnosis,
+            Diagnosis::ConnectionReset
+        );
+        assert_eq!(
+            diagnose(ErrorType::ConnectTimedout, 110, true, connecting).diagnosis,
+            Diagnosis::ConnectTimeout
         );
     }
 
@@ -555,6 +649,7 @@ mod tests {
                 error,
                 progress: Progress::Connected,
                 upstream_tls: false,
+                unix_socket: false,
                 upgrade: false,
                 request_unsent: false,
                 client_reset,
@@ -649,6 +744,7 @@ mod tests {
             error: &reset,
             progress: Progress::Connected,
             upstream_tls: false,
+            unix_socket: false,
             upgrade: true,
             request_unsent: false,
             client_reset: None,
@@ -668,6 +764,7 @@ mod tests {
                 error,
                 progress: Progress::Connected,
                 upstream_tls: false,
+                unix_socket: false,
                 upgrade: false,
                 request_unsent,
                 client_reset: None,

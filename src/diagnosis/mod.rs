@@ -197,6 +197,44 @@ taxonomy! {
             fault: Fault::Server,
             hint: "the upstream did not accept the connection in time: it is overloaded, down, or firewalled; check that it is up and reachable",
         },
+        /// The unix socket's file does not exist (ENOENT).
+        SocketMissing => "socket_missing" {
+            outcome: ClientOutcome::Generated(StatusCode::BAD_GATEWAY),
+            phase: Phase::Connect,
+            proxy_status_error: Some(ProxyStatusError::DestinationUnavailable),
+            broken_hop: BrokenHop::ProxyToUpstream,
+            fault: Fault::Server,
+            hint: "the unix socket's file does not exist: the app is not running (never started, or removed its socket as it stopped), or the path in the config is wrong",
+        },
+        /// triage's user may not connect to the unix socket (EACCES): the socket file's mode,
+        /// or a directory on its path.
+        SocketPermissionDenied => "socket_permission_denied" {
+            outcome: ClientOutcome::Generated(StatusCode::BAD_GATEWAY),
+            phase: Phase::Connect,
+            proxy_status_error: Some(ProxyStatusError::ConnectionRefused),
+            broken_hop: BrokenHop::ProxyToUpstream,
+            fault: Fault::Server,
+            hint: "triage's user may not connect to the unix socket: that needs write permission on the socket file and search permission on its directories; the detail says who and what",
+        },
+        /// The unix socket's file exists but nothing listens on it (ECONNREFUSED).
+        SocketRefused => "socket_refused" {
+            outcome: ClientOutcome::Generated(StatusCode::BAD_GATEWAY),
+            phase: Phase::Connect,
+            proxy_status_error: Some(ProxyStatusError::ConnectionRefused),
+            broken_hop: BrokenHop::ProxyToUpstream,
+            fault: Fault::Server,
+            hint: "the socket file exists but nothing listens on it: the app died (crashed or was killed) and left its socket file behind; check its logs and restart it",
+        },
+        /// The unix socket's listen queue is full (EAGAIN): the app accepts connections slower
+        /// than they come.
+        SocketBacklogFull => "socket_backlog_full" {
+            outcome: ClientOutcome::Generated(StatusCode::SERVICE_UNAVAILABLE),
+            phase: Phase::Connect,
+            proxy_status_error: Some(ProxyStatusError::ConnectionRefused),
+            broken_hop: BrokenHop::ProxyToUpstream,
+            fault: Fault::Server,
+            hint: "the app's listen queue on its unix socket is full: it accepts connections slower than they come (overloaded, or its workers are stuck); add workers or capacity",
+        },
         /// The TLS handshake failed for a reason other than those below.
         TlsHandshakeFailed => "tls_handshake_failed" {
             outcome: ClientOutcome::Generated(StatusCode::BAD_GATEWAY),

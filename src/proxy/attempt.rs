@@ -4,15 +4,16 @@
 //! about the attempt.
 
 use super::upstream::Upstream;
-use super::{balancer, client_stream_reset, context, RequestCtx, Triage};
-use crate::config::ServerAddr;
+use super::{balancer, client_stream_reset, context, socket_file, RequestCtx, Triage};
+use crate::config::{PeerAddr, ServerAddr};
 use crate::diagnosis::{classify, Diagnosis, Facts, Finding, LocalFailure};
 use pingora::proxy::Session;
 use pingora::{Error, ErrorSource};
 
 impl Triage {
     /// The diagnosis of a failed attempt: what the error carries if triage decided it
-    /// ([`LocalFailure`]), else the classifier's reading of the error and the attempt's facts.
+    /// ([`LocalFailure`]), else the classifier's reading of the error and the attempt's facts;
+    /// a unix socket's connect failure with what its path shows.
     pub(super) fn classify_attempt(
         &self,
         error: &Error,
@@ -25,18 +26,27 @@ impl Triage {
             ErrorSource::Downstream => client_stream_reset(session),
             ErrorSource::Upstream | ErrorSource::Internal | ErrorSource::Unset => None,
         };
-        classify(&Facts {
+        let unix_socket = match &ctx.attempt.address {
+            Some(PeerAddr::Unix(path)) => Some(path),
+            Some(PeerAddr::Inet(_)) | None => None,
+        };
+        let finding = classify(&Facts {
             error,
             progress: ctx.attempt.progress,
             upstream_tls: ctx.upstream().is_some_and(|u| u.tls),
+            unix_socket: unix_socket.is_some(),
             upgrade: ctx.request.upgrade,
             request_unsent: !session.is_body_done(),
             client_reset,
-        })
+        });
+        match unix_socket {
+            Some(path) => socket_file::explained(finding, path),
+            None => finding,
+        }
     }
 
     /// The only servers left refused a connection moments ago: the request is answered
-    /// `connect_refused` from that refusal, without connecting again (`refused_holdoff`).
+    /// `connect_refused` (`socket_refused` at a unix socket) from that refusal, without connecting again (`refused_holdoff`).
     /// No attempt is made, so none is counted against the server or shown in the attempts.
     pub(super) fn answer_held_off(
         ctx: &mut RequestCtx,
@@ -44,20 +54,24 @@ impl Triage {
         index: usize,
     ) -> Box<Error> {
         let server = &upstream.balancer.servers[index];
+        let (address, refused) = match &server.addr {
+            ServerAddr::Ip(address) => (Some(PeerAddr::Inet(*address)), Diagnosis::ConnectRefused),
+            ServerAddr::Host { .. } => (None, Diagnosis::ConnectRefused),
+            ServerAddr::Unix(path) => {
+                (Some(PeerAddr::Unix(path.clone())), Diagnosis::SocketRefused)
+            }
+        };
         // What an earlier attempt of this request reached is not this answer's.
         ctx.attempt = context::AttemptFacts {
             // Not an attempt (none is counted), but the answer is about this server: its
             // history gives the cause.
             server: Some(index),
-            address: match server.addr {
-                ServerAddr::Ip(address) => Some(address),
-                ServerAddr::Host { .. } => None,
-            },
+            address,
             ..context::AttemptFacts::default()
         };
         let (ago, left) = server.refusal().unwrap_or_default();
         LocalFailure::error(
-            Diagnosis::ConnectRefused,
+            refused,
             format!(
                 "not connected: {} refused a connection {} ms ago; the next request in {} ms connects again",
                 server.label,

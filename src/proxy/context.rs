@@ -5,7 +5,7 @@ use super::routing::RouteId;
 use super::upstream::Upstream;
 use super::State;
 use crate::cause::CauseFinding;
-use crate::config;
+use crate::config::{self, PeerAddr};
 use crate::diagnosis::classify::Progress;
 use crate::diagnosis::Finding;
 use crate::id::RequestId;
@@ -13,7 +13,6 @@ use crate::outcome::Timings;
 use crate::registry::{InFlightToken, ServerHistory};
 use crate::report::Attempt;
 use crate::shutdown::InFlightGuard;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -67,7 +66,7 @@ pub(crate) struct RequestFacts {
 #[derive(Debug, Clone)]
 pub(crate) struct BrokenAttempt {
     pub(crate) finding: Finding,
-    pub(crate) address: Option<SocketAddr>,
+    pub(crate) address: Option<PeerAddr>,
     pub(crate) reused: bool,
     /// How long the request had been in flight when it broke.
     pub(crate) age: Option<Duration>,
@@ -78,7 +77,8 @@ pub(crate) struct BrokenAttempt {
 pub(crate) struct AttemptFacts {
     /// The index of the server, in its upstream.
     pub(crate) server: Option<usize>,
-    pub(crate) address: Option<SocketAddr>,
+    /// The address tried: an IP address and port, or a unix socket.
+    pub(crate) address: Option<PeerAddr>,
     pub(crate) progress: Progress,
     pub(crate) connect_started: Option<Instant>,
     /// TCP (and TLS) connect; absent when a pooled connection was reused.
@@ -175,7 +175,7 @@ impl RequestCtx {
             history.record_failure(finding.diagnosis);
         }
         self.request.failed_attempts.push(Attempt {
-            address: self.attempt.address,
+            address: self.attempt.address.clone(),
             diagnosis: Some(finding.diagnosis),
             detail: finding.detail,
             reused_connection: self.attempt.reused_connection,

@@ -6,7 +6,7 @@ use super::context::BrokenAttempt;
 use super::probe::ProbeKind;
 use super::{RequestCtx, Triage};
 use crate::cause::{self, CauseFinding, DeployMark, HostState, Observed, Probe, ServerPast};
-use crate::config::ServerAddr;
+use crate::config::{PeerAddr, ServerAddr};
 use crate::diagnosis::{Diagnosis, Finding};
 use crate::registry::HistorySnapshot;
 use pingora::proxy::Session;
@@ -24,30 +24,33 @@ impl Triage {
         broken: Option<&BrokenAttempt>,
     ) -> CauseFinding {
         let (address, reused, age) = match broken {
-            Some(b) => (b.address, b.reused, b.age),
+            Some(b) => (b.address.clone(), b.reused, b.age),
             None => (
-                ctx.attempt.address,
+                ctx.attempt.address.clone(),
                 ctx.attempt.reused_connection,
                 ctx.age(),
             ),
         };
         let upstream = ctx.upstream();
         let upstream_tls = upstream.is_some_and(|u| u.tls);
-        let probe = match (broken, address) {
+        let probe = match (broken, &address) {
             // The retry's refusal is the probe.
             (Some(_), _) => Probe::Refused,
-            (None, None) => Probe::NotRun,
-            (None, Some(address)) => match probe_kind(finding.diagnosis, upstream_tls, reused) {
-                Some(kind) => self.prober.probe(address, kind).await,
-                None => Probe::NotRun,
-            },
+            // Unix sockets are not probed (yet).
+            (None, None | Some(PeerAddr::Unix(_))) => Probe::NotRun,
+            (None, Some(PeerAddr::Inet(address))) => {
+                match probe_kind(finding.diagnosis, upstream_tls, reused) {
+                    Some(kind) => self.prober.probe(*address, kind).await,
+                    None => Probe::NotRun,
+                }
+            }
         };
         let host = upstream
             .zip(ctx.attempt.server)
             .and_then(|(u, i)| u.balancer.servers.get(i))
             .and_then(|s| match &s.addr {
                 ServerAddr::Host { host, .. } => Some(host.as_str()),
-                ServerAddr::Ip(_) => None,
+                ServerAddr::Ip(_) | ServerAddr::Unix(_) => None,
             });
         let route = ctx.route();
         let read_timeout = route
@@ -160,6 +163,10 @@ fn probe_kind(diagnosis: Diagnosis, upstream_tls: bool, reused: bool) -> Option<
         | Diagnosis::ConnectUnreachable
         | Diagnosis::ConnectFailed
         | Diagnosis::ConnectTimeout
+        | Diagnosis::SocketMissing
+        | Diagnosis::SocketPermissionDenied
+        | Diagnosis::SocketRefused
+        | Diagnosis::SocketBacklogFull
         | Diagnosis::TlsHandshakeFailed
         | Diagnosis::TlsCertificateExpired
         | Diagnosis::TlsCertificateUntrusted

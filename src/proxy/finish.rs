@@ -58,7 +58,7 @@ impl Triage {
             route_label: ctx.route_label(),
             upstream: ctx.request.upstream,
             upstream_name: ctx.upstream_name(),
-            address: ctx.attempt.address,
+            address: ctx.attempt.address.as_ref(),
             status,
             finding: finding.as_ref(),
             cause: cause.as_ref(),

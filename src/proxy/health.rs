@@ -18,7 +18,7 @@
 use super::balancer::{CheckResult, Server, Transition};
 use super::upstream::Upstream;
 use super::State;
-use crate::config::{HealthCheck, HealthCheckKind, RouteTimeouts, ServerAddr};
+use crate::config::{HealthCheck, HealthCheckKind, PeerAddr, RouteTimeouts, ServerAddr};
 use crate::diagnosis::classify::Progress;
 use crate::diagnosis::{classify, Diagnosis, Facts, Finding};
 use crate::resolve::HostResolver;
@@ -139,7 +139,7 @@ fn over_time(up: &Upstream, server: &Server, timeout: Duration, progress: Progre
         Progress::Started => {
             let host = match &server.addr {
                 ServerAddr::Host { host, .. } => host.as_str(),
-                ServerAddr::Ip(_) => "",
+                ServerAddr::Ip(_) | ServerAddr::Unix(_) => "",
             };
             return Finding {
                 diagnosis: Diagnosis::DnsError,
@@ -152,19 +152,29 @@ fn over_time(up: &Upstream, server: &Server, timeout: Duration, progress: Progre
         }
     };
     let error = Error::explain(kind, format!("health check timeout {timeout:?}")).into_up();
-    classified(up, &error, progress)
+    classified(up, server, &error, progress)
 }
 
-/// The proxy's classification of `error` at `progress`, for a request without a body.
-fn classified(up: &Upstream, error: &Error, progress: Progress) -> Finding {
-    classify(&Facts {
+/// The proxy's classification of `error` at `progress`, for a request without a body (and,
+/// at a unix socket, what its path shows).
+fn classified(up: &Upstream, server: &Server, error: &Error, progress: Progress) -> Finding {
+    let unix_socket = match &server.addr {
+        ServerAddr::Unix(path) => Some(path),
+        ServerAddr::Ip(_) | ServerAddr::Host { .. } => None,
+    };
+    let finding = classify(&Facts {
         error,
         progress,
         upstream_tls: up.tls,
+        unix_socket: unix_socket.is_some(),
         upgrade: false,
         request_unsent: false,
         client_reset: None,
-    })
+    });
+    match unix_socket {
+        Some(path) => super::socket_file::explained(finding, path),
+        None => finding,
+    }
 }
 
 /// Resolves, connects and, for an HTTP check, asks; `progress` says how far it got.
@@ -176,7 +186,8 @@ async fn attempt(
     progress: &mut Progress,
 ) -> Result<(), Finding> {
     let address = match &server.addr {
-        ServerAddr::Ip(address) => *address,
+        ServerAddr::Ip(address) => PeerAddr::Inet(*address),
+        ServerAddr::Unix(path) => PeerAddr::Unix(path.clone()),
         ServerAddr::Host { host, port } => {
             let found = resolver.addresses(host).await.map_err(|reason| Finding {
                 diagnosis: Diagnosis::DnsError,
@@ -189,12 +200,14 @@ async fn attempt(
                     detail: format!("resolving {host}: no addresses"),
                 });
             };
-            SocketAddr::new(*ip, *port)
+            PeerAddr::Inet(SocketAddr::new(*ip, *port))
         }
     };
     *progress = Progress::Connecting;
-    let peer = probe_peer(up, &server.addr, address, check.timeout);
-    let failed = |error: Box<Error>, progress: Progress| classified(up, &error.into_up(), progress);
+    let failed =
+        |error: Box<Error>, progress: Progress| classified(up, server, &error.into_up(), progress);
+    let peer = probe_peer(up, &server.addr, &address, check.timeout)
+        .map_err(|e| failed(e, Progress::Connecting))?;
     let stream = connector()
         .new_stream(&peer)
         .await
@@ -244,10 +257,10 @@ async fn attempt(
 fn probe_peer(
     up: &Upstream,
     server: &ServerAddr,
-    address: SocketAddr,
+    address: &PeerAddr,
     timeout: Duration,
-) -> HttpPeer {
-    let mut peer = up.peer(server, address, &RouteTimeouts::default(), Some(timeout));
+) -> pingora::Result<HttpPeer> {
+    let mut peer = up.peer(server, address, &RouteTimeouts::default(), Some(timeout))?;
     let options = &mut peer.options;
     for step in [
         &mut options.connection_timeout,
@@ -256,10 +269,11 @@ fn probe_peer(
     ] {
         *step = Some(step.map_or(timeout, |t| t.min(timeout)));
     }
-    peer
+    Ok(peer)
 }
 
-/// `GET path`, for the upstream's `host_header` if it has one, else the server's name.
+/// `GET path`, for the upstream's `host_header` if it has one, else the server's name
+/// (`localhost` for a unix socket, as a client on the same host would say).
 fn check_request(
     up: &Upstream,
     server: &ServerAddr,
@@ -269,6 +283,7 @@ fn check_request(
         (Some(host), _) => host.clone(),
         (None, ServerAddr::Ip(addr)) => addr.to_string(),
         (None, ServerAddr::Host { host, .. }) => host.clone(),
+        (None, ServerAddr::Unix(_)) => "localhost".to_owned(),
     };
     let mut request = RequestHeader::build("GET", path.as_bytes(), Some(3))?;
     request.insert_header(http::header::HOST, host)?;

@@ -17,6 +17,7 @@ mod probe;
 pub mod request_checks;
 mod respond;
 pub mod routing;
+mod socket_file;
 mod state;
 pub mod upstream;
 
@@ -25,7 +26,7 @@ pub use state::State;
 
 use crate::accesslog::AccessLog;
 use crate::client::ClientConnections;
-use crate::config::{self, BootConfig, ServerAddr};
+use crate::config::{self, BootConfig, PeerAddr, ServerAddr};
 use crate::deploys::DeployLog;
 use crate::diagnosis::classify::Progress;
 use crate::diagnosis::{ClientOutcome, Diagnosis, Finding, LocalFailure};
@@ -244,12 +245,13 @@ impl ProxyHttp for Triage {
         let server = &upstream.balancer.servers[index];
         ctx.attempt.server_in_flight = Some(server.history.request_started());
         let address = match &server.addr {
-            ServerAddr::Ip(address) => *address,
+            ServerAddr::Ip(address) => PeerAddr::Inet(*address),
+            ServerAddr::Unix(path) => PeerAddr::Unix(path.clone()),
             ServerAddr::Host { host, port } => match state.resolver.addresses(host).await {
                 Ok(found) => {
                     server.history.record_address(&found.0);
                     let ip = found.0[(ctx.request.attempts as usize - 1) % found.0.len()];
-                    SocketAddr::new(ip, *port)
+                    PeerAddr::Inet(SocketAddr::new(ip, *port))
                 }
                 Err(reason) => {
                     let finding = Finding {
@@ -261,8 +263,6 @@ impl ProxyHttp for Triage {
                 }
             },
         };
-        ctx.attempt.address = Some(address);
-        ctx.attempt.connect_started = Some(Instant::now());
         let no_override = config::RouteTimeouts::default();
         let timeouts = state
             .route(ctx.request.route)
@@ -273,12 +273,10 @@ impl ProxyHttp for Triage {
                 .saturating_sub(ctx.request.received.elapsed())
                 .max(Duration::from_millis(1))
         });
-        Ok(Box::new(upstream.peer(
-            &server.addr,
-            address,
-            timeouts,
-            total_left,
-        )))
+        let peer = upstream.peer(&server.addr, &address, timeouts, total_left);
+        ctx.attempt.address = Some(address);
+        ctx.attempt.connect_started = Some(Instant::now());
+        Ok(Box::new(peer?))
     }
 
     /// The connection (and TLS) is up: the request is about to be sent.
@@ -479,7 +477,10 @@ impl ProxyHttp for Triage {
     ) -> Box<Error> {
         let finding = self.classify_attempt(&e, session, ctx);
         let diagnosis = finding.diagnosis;
-        if diagnosis == Diagnosis::ConnectRefused {
+        if matches!(
+            diagnosis,
+            Diagnosis::ConnectRefused | Diagnosis::SocketRefused
+        ) {
             if let (Some(upstream), Some(server)) = (ctx.upstream(), ctx.attempt.server) {
                 upstream.balancer.record_refused(server);
             }
@@ -521,7 +522,7 @@ impl ProxyHttp for Triage {
         if broke && ctx.request.broken.is_none() {
             ctx.request.broken = Some(context::BrokenAttempt {
                 finding: finding.clone(),
-                address: ctx.attempt.address,
+                address: ctx.attempt.address.clone(),
                 reused: ctx.attempt.reused_connection,
                 age,
             });
@@ -557,7 +558,10 @@ impl ProxyHttp for Triage {
         // A retry refused after the connection broke mid-request met only the aftermath: the
         // answer is about the break.
         let broken = ctx.request.broken.take().filter(|b| {
-            finding.diagnosis == Diagnosis::ConnectRefused && b.address == ctx.attempt.address
+            matches!(
+                finding.diagnosis,
+                Diagnosis::ConnectRefused | Diagnosis::SocketRefused
+            ) && b.address == ctx.attempt.address
         });
         if let Some(broken) = &broken {
             finding = broken.finding.clone();

@@ -19,7 +19,11 @@ impl Triage {
     ) -> Option<Disclosed<'a>> {
         ctx.request.trusted.then(|| Disclosed {
             upstream: ctx.upstream().map(|u| u.name.as_str()),
-            address: ctx.attempt.address.map(render::text::AddrText::new),
+            address: ctx
+                .attempt
+                .address
+                .as_ref()
+                .map(render::text::AddrText::peer),
             detail,
             timings: ctx.timings(),
             report_url: self.report_url.as_deref(),

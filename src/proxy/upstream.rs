@@ -2,12 +2,11 @@
 //! one of them with the configured TLS and timeouts.
 
 use super::balancer::{Balancer, Server};
-use crate::config::{self, ServerAddr};
+use crate::config::{self, PeerAddr, ServerAddr};
 use crate::registry::ServerHistory;
 use crate::window::{current_second, SecondWindow};
 use pingora::protocols::tls::CaType;
 use pingora::upstreams::peer::HttpPeer;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -118,22 +117,28 @@ impl Upstream {
 
     /// A peer for `addr`, reached as `server`. Over TLS, the name is the configured `sni`,
     /// else the server's hostname, else its IP: never empty, because Pingora skips certificate
-    /// verification entirely when the SNI is empty.
+    /// verification entirely when the SNI is empty (the config requires `sni` for a unix
+    /// socket server over TLS). Fails only for a unix socket path the OS cannot take, which
+    /// the config refuses.
     pub fn peer(
         &self,
         server: &ServerAddr,
-        addr: SocketAddr,
+        addr: &PeerAddr,
         route: &config::RouteTimeouts,
         total_left: Option<Duration>,
-    ) -> HttpPeer {
+    ) -> pingora::Result<HttpPeer> {
         let name = match (&self.sni, server) {
             // Only TLS uses the name: plain HTTP spares the allocation on every request.
             _ if !self.tls => String::new(),
             (Some(sni), _) => sni.clone(),
             (None, ServerAddr::Host { host, .. }) => host.clone(),
             (None, ServerAddr::Ip(ip)) => ip.ip().to_string(),
+            (None, ServerAddr::Unix(_)) => "localhost".to_owned(),
         };
-        let mut peer = HttpPeer::new(addr, self.tls, name);
+        let mut peer = match addr {
+            PeerAddr::Inet(addr) => HttpPeer::new(*addr, self.tls, name),
+            PeerAddr::Unix(path) => HttpPeer::new_uds(path.as_str(), self.tls, name)?,
+        };
         let options = &mut peer.options;
         // connect_timeout bounds the TCP connect and, separately, the TLS handshake (Pingora
         // applies its connection timeout to each), and both together at twice that.
@@ -148,6 +153,6 @@ impl Upstream {
         options.idle_timeout = Some(POOL_IDLE_TIMEOUT);
         options.ca = self.ca.clone();
         peer.group_key = self.pool_key;
-        peer
+        Ok(peer)
     }
 }

@@ -75,7 +75,7 @@ impl Registry {
             .flat_map(|u| u.servers.iter())
             .filter_map(|s| match s {
                 ServerAddr::Host { host, .. } => Some(host.clone()),
-                ServerAddr::Ip(_) => None,
+                ServerAddr::Ip(_) | ServerAddr::Unix(_) => None,
             });
         let resolver = Arc::new(match &entries.resolver {
             Some(previous) => previous.renewed(

@@ -7,6 +7,7 @@
 //! in a storm, and a char at a time cost more than the rest of the page. Splitting a `&str`
 //! at an ASCII byte always lands on a char boundary, so the runs stay valid UTF-8.
 
+use crate::config::{PeerAddr, UnixPath};
 use std::fmt::Write;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -171,22 +172,29 @@ pub fn push_millis(out: &mut String, duration: Duration) {
     out.push(char::from(b'0' + (frac % 10) as u8));
 }
 
+/// The longest address text: a unix socket's `unix:` and path, 112 bytes. The longest socket
+/// address, `[ffff:...:255.255.255.255%4294967295]:65535`, is 64.
+const ADDR_TEXT_CAPACITY: usize = "unix:".len() + UnixPath::MAX_LEN;
+
 /// A socket address as text, formatted once per failure on the stack and then reused by every
 /// header and page field that shows it. Printing a `SocketAddr` through `Display` costs more
 /// than all the rest of an error response's headers.
 #[derive(Clone, Copy)]
 pub struct AddrText {
     len: u8,
-    // The longest, `[ffff:...:255.255.255.255%4294967295]:65535`, is 64 bytes.
-    buf: [u8; 64],
+    buf: [u8; ADDR_TEXT_CAPACITY],
 }
 
 impl AddrText {
-    pub fn new(addr: SocketAddr) -> AddrText {
-        let mut text = AddrText {
+    fn empty() -> AddrText {
+        AddrText {
             len: 0,
-            buf: [0; 64],
-        };
+            buf: [0; ADDR_TEXT_CAPACITY],
+        }
+    }
+
+    pub fn new(addr: SocketAddr) -> AddrText {
+        let mut text = AddrText::empty();
         match addr {
             SocketAddr::V4(v4) => {
                 text.push_ipv4(*v4.ip());
@@ -201,12 +209,23 @@ impl AddrText {
         text
     }
 
+    /// The address an attempt went to, as `Display` prints it: `ip:port` or `unix:/path`.
+    pub fn peer(addr: &PeerAddr) -> AddrText {
+        match addr {
+            PeerAddr::Inet(addr) => AddrText::new(*addr),
+            PeerAddr::Unix(path) => {
+                let mut text = AddrText::empty();
+                // Always fits: the config bounds the path.
+                text.push(b"unix:");
+                text.push(path.as_str().as_bytes());
+                text
+            }
+        }
+    }
+
     /// An IP address alone, as `Display` prints it.
     pub fn ip(ip: std::net::IpAddr) -> AddrText {
-        let mut text = AddrText {
-            len: 0,
-            buf: [0; 64],
-        };
+        let mut text = AddrText::empty();
         match ip {
             std::net::IpAddr::V4(v4) => text.push_ipv4(v4),
             std::net::IpAddr::V6(_) => {
@@ -406,7 +425,13 @@ mod tests {
             };
             assert_eq!(AddrText::new(addr).as_str(), addr.to_string(), "{case}");
             assert_eq!(AddrText::ip(addr.ip()).as_str(), addr.ip().to_string());
+            let peer = PeerAddr::Inet(addr);
+            assert_eq!(AddrText::peer(&peer).as_str(), peer.to_string());
         }
+        // The longest unix socket path the config takes fits whole.
+        let longest = format!("unix:/{}", "s".repeat(UnixPath::MAX_LEN - 1));
+        let peer: PeerAddr = longest.parse().unwrap();
+        assert_eq!(AddrText::peer(&peer).as_str(), longest);
     }
 
     /// Known instants format as RFC 3339, leap years included.

@@ -1,18 +1,37 @@
 //! Real app servers as child processes, for the causes: node and gunicorn servers, and a
 //! supervisor that restarts a child that keeps dying. Each runs in a process group of its own
-//! on a loopback port, and is killed (the whole group) when dropped; nothing here outlives its
-//! test.
+//! on a loopback port (or gunicorn on a unix socket), and is killed (the whole group) when
+//! dropped; nothing here outlives its test.
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Where an app listens: a loopback address, or a unix socket's path.
+pub trait Endpoint: std::fmt::Debug {
+    /// Whether a connect to it is accepted now.
+    fn accepts(&self) -> bool;
+}
+
+impl Endpoint for SocketAddr {
+    fn accepts(&self) -> bool {
+        TcpStream::connect_timeout(self, Duration::from_millis(200)).is_ok()
+    }
+}
+
+impl Endpoint for PathBuf {
+    fn accepts(&self) -> bool {
+        UnixStream::connect(self).is_ok()
+    }
+}
+
 /// A running app server (or supervisor), its process group killed on drop.
-pub struct App {
+pub struct App<A: Endpoint = SocketAddr> {
     child: Child,
-    pub addr: SocketAddr,
+    pub addr: A,
 }
 
 /// A free loopback port (bound, then released for the app to take).
@@ -85,17 +104,8 @@ impl App {
 
     /// gunicorn serving `WSGI_APP` from `dir` with `args` (e.g. `--workers 1 --timeout 2`).
     pub fn gunicorn(dir: &Path, args: &[&str]) -> App {
-        std::fs::write(dir.join("wsgi_app.py"), WSGI_APP).expect("write the WSGI app");
         let port = free_port();
-        let mut command = Command::new("python3");
-        command
-            .args(["-m", "gunicorn", "--bind"])
-            .arg(format!("127.0.0.1:{port}"))
-            .args(["--chdir"])
-            .arg(dir)
-            .args(args)
-            .arg("wsgi_app:app");
-        App::spawn(command, port)
+        App::spawn(gunicorn(dir, &format!("127.0.0.1:{port}"), args), port)
     }
 
     /// A supervisor (a shell loop, as systemd's `Restart=always` or PM2 would) that starts
@@ -127,12 +137,30 @@ impl App {
     }
 
     fn spawn(command: Command, port: u16) -> App {
-        let app = App::start(command, port);
+        App::spawn_at(command, SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
+    }
+
+    fn start(command: Command, port: u16) -> App {
+        App::start_at(command, SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
+    }
+}
+
+impl App<PathBuf> {
+    /// gunicorn serving `WSGI_APP` from `dir` on the unix socket `socket`, with `args`.
+    pub fn gunicorn_unix(dir: &Path, socket: &Path, args: &[&str]) -> App<PathBuf> {
+        let command = gunicorn(dir, &format!("unix:{}", socket.display()), args);
+        App::spawn_at(command, socket.to_owned())
+    }
+}
+
+impl<A: Endpoint> App<A> {
+    fn spawn_at(command: Command, addr: A) -> App<A> {
+        let app = App::start_at(command, addr);
         app.wait_listening(Duration::from_secs(15));
         app
     }
 
-    fn start(mut command: Command, port: u16) -> App {
+    fn start_at(mut command: Command, addr: A) -> App<A> {
         let child = command
             .process_group(0)
             .stdin(Stdio::null())
@@ -140,19 +168,16 @@ impl App {
             .stderr(Stdio::null())
             .spawn()
             .expect("start the app");
-        App {
-            child,
-            addr: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
-        }
+        App { child, addr }
     }
 
     /// Waits (bounded) until the app accepts connections.
     pub fn wait_listening(&self, within: Duration) {
         let deadline = Instant::now() + within;
-        while TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_err() {
+        while !self.addr.accepts() {
             assert!(
                 Instant::now() < deadline,
-                "the app never listened on {}",
+                "the app never listened on {:?}",
                 self.addr
             );
             std::thread::sleep(Duration::from_millis(20));
@@ -162,8 +187,8 @@ impl App {
     /// Waits (bounded) until nothing accepts connections any more.
     pub fn wait_refusing(&self, within: Duration) {
         let deadline = Instant::now() + within;
-        while TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok() {
-            assert!(Instant::now() < deadline, "{} still accepts", self.addr);
+        while self.addr.accepts() {
+            assert!(Instant::now() < deadline, "{:?} still accepts", self.addr);
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -181,7 +206,19 @@ pub fn kill(pid: &str, signal: &str) {
         .status();
 }
 
-impl Drop for App {
+/// The command of a gunicorn serving `WSGI_APP` (written into `dir`) on `bind`.
+fn gunicorn(dir: &Path, bind: &str, args: &[&str]) -> Command {
+    std::fs::write(dir.join("wsgi_app.py"), WSGI_APP).expect("write the WSGI app");
+    let mut command = Command::new("python3");
+    command
+        .args(["-m", "gunicorn", "--bind", bind, "--chdir"])
+        .arg(dir)
+        .args(args)
+        .arg("wsgi_app:app");
+    command
+}
+
+impl<A: Endpoint> Drop for App<A> {
     fn drop(&mut self) {
         self.kill_group("KILL");
         let _ = self.child.wait();

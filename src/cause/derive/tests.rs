@@ -334,6 +334,58 @@ fn durations_read_as_people_say_them() {
     );
 }
 
+/// A unix socket's failures: no socket file at a server that never answered is never_answered,
+/// a refusal at a socket file after it answered is app_down, both naming the socket; a full
+/// listen queue is overload; a permission failure is the socket's mode, which no history
+/// explains.
+#[test]
+fn unix_socket_failures() {
+    let unix = |diagnosis, past| {
+        let mut o = observed(diagnosis, past);
+        o.address = Some("unix:/run/app.sock".parse().expect("address"));
+        derive(&o)
+    };
+    let never = ServerPast {
+        first_seen: Some(at(0)),
+        ..ServerPast::default()
+    };
+    let found = unix(Diagnosis::SocketMissing, Some(&never));
+    check(&found, Cause::NeverAnswered);
+    assert!(
+        found
+            .hint
+            .starts_with("unix:/run/app.sock has not answered once"),
+        "{}",
+        found.hint
+    );
+    assert!(!found.public_hint.contains("/run/app.sock"));
+    assert_eq!(
+        found.evidence[0].fact,
+        "unix:/run/app.sock has no socket file"
+    );
+    let answered = answered_until(90);
+    let found = unix(Diagnosis::SocketRefused, Some(&answered));
+    check(&found, Cause::AppDown);
+    assert!(
+        found.hint.starts_with("unix:/run/app.sock answered 200"),
+        "{}",
+        found.hint
+    );
+    let busy = ServerPast {
+        in_flight: 80,
+        ..answered_until(90)
+    };
+    let found = unix(Diagnosis::SocketBacklogFull, Some(&busy));
+    check(&found, Cause::Overloaded);
+    assert_eq!(
+        found.evidence[0].fact,
+        "the listen queue of unix:/run/app.sock was full"
+    );
+    let found = unix(Diagnosis::SocketPermissionDenied, Some(&answered));
+    check(&found, Cause::Unknown);
+    assert_eq!(found.hint, Diagnosis::SocketPermissionDenied.hint());
+}
+
 fn host(available_mib: u64, cpu: f64, disk_free_mib: u64) -> HostState {
     HostState {
         cpu_busy_percent: Some(cpu),

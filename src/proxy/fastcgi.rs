@@ -300,7 +300,7 @@ impl Triage {
                         Error::because(ReadError, "while reading the FastCGI answer", e).into_up()
                     })?;
                     let eof = read == 0;
-                    while let Some(record) = next_record(connection)? {
+                    while let Some(record) = next_record(ctx, connection)? {
                         match record {
                             Record::Stdout(stdout) => match head.push(&stdout) {
                                 Ok(Some(complete)) => return Ok(complete),
@@ -380,6 +380,14 @@ impl Triage {
                 start.extend_from_slice(&piece[..piece.len().min(BODY_START - start.len())]);
             }
             ctx.attempt.body_start = Some(start.freeze());
+        }
+        // As Pingora's proxy does for an HTTP/1 answer without a length: chunked, so the
+        // connection stays reusable and a cut body shows as one.
+        let no_body = session.req_header().method == http::Method::HEAD
+            || matches!(status.as_u16(), 204 | 304);
+        if !no_body && content_length.is_none() && !session.as_downstream().is_http2() {
+            response.set_version(http::Version::HTTP_11);
+            response.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
         }
         self.response_filter(session, &mut response, ctx).await?;
         session
@@ -544,10 +552,12 @@ struct Timeouts {
     write: Option<Duration>,
 }
 
-/// The next record, or the failure a malformed one is.
-fn next_record(connection: &mut Connection) -> Result<Option<Record>> {
+/// The next record, or the failure a malformed one is; its bytes are kept for the cause (an
+/// HTTP server's `HTTP/1.1 400`), as the start of an error answer is.
+fn next_record(ctx: &mut RequestCtx, connection: &mut Connection) -> Result<Option<Record>> {
     connection.records.next().map_err(|malformed| {
         let shown = text::header_text(&String::from_utf8_lossy(&malformed.head), 160);
+        ctx.attempt.body_start = Some(malformed.head.clone());
         LocalFailure::error(
             Diagnosis::InvalidResponse,
             format!("{}; received: {shown}", malformed.reason),
@@ -563,7 +573,7 @@ async fn read_answer(
     timeouts: Timeouts,
 ) -> Result<Option<Bytes>> {
     loop {
-        while let Some(record) = next_record(connection)? {
+        while let Some(record) = next_record(ctx, connection)? {
             match record {
                 Record::Stdout(stdout) if stdout.is_empty() => {}
                 Record::Stdout(stdout) => return Ok(Some(stdout)),

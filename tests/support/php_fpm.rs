@@ -76,7 +76,7 @@ impl PhpFpm {
             conf.push_str(&format!(
                 "\n[{}]\nlisten = {addr}\npm = static\npm.max_children = {}\nrequest_terminate_timeout = {}\n\
                  catch_workers_output = yes\nphp_admin_flag[log_errors] = on\nphp_admin_flag[display_errors] = off\n\
-                 php_admin_value[post_max_size] = 32M\nphp_admin_value[output_buffering] = 0\n",
+                 php_admin_value[post_max_size] = 32M\nphp_admin_value[output_buffering] = 4096\n",
                 pool.name, pool.workers, pool.terminate_after
             ));
             if root {
@@ -125,7 +125,10 @@ impl PhpFpm {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        panic!("php-fpm did not listen within {STARTUP_TIMEOUT:?}: {}", self.log());
+        panic!(
+            "php-fpm did not listen within {STARTUP_TIMEOUT:?}: {}",
+            self.log()
+        );
     }
 
     /// The document root, as php-fpm and triage both see it.
@@ -140,7 +143,8 @@ impl PhpFpm {
 
     /// php-fpm's own log and output, for a failed assertion.
     pub fn log(&self) -> String {
-        let read = |name: &str| std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default();
+        let read =
+            |name: &str| std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default();
         format!(
             "fpm.log:\n{}\nstderr:\n{}",
             read("fpm.log"),

@@ -606,3 +606,34 @@ async fn http_and_fastcgi_ports_mixed_up() {
         "{resp:?}"
     );
 }
+
+/// Health checks of a FastCGI upstream ask as FastCGI: php-fpm's ping.path passes; a check of a
+/// missing script (its 404) takes the server out of rotation: 503 no_healthy_upstream, saying
+/// why.
+#[tokio::test]
+async fn health_checks_speak_fastcgi() {
+    let fpm = PhpFpm::start(&[pool("www", 2)], SCRIPTS).await;
+    let root = fpm.root();
+    let check = |path: &str| {
+        format!("[upstreams.{{}}.health_check]\npath = \"{path}\"\ninterval = \"100ms\"\nhealthy_threshold = 1\nunhealthy_threshold = 1\n")
+    };
+    let config = fastcgi_upstream("pinged", fpm.pools[0], &root, "")
+        + &check("/ping").replace("{}", "pinged")
+        + &fastcgi_upstream("missing", fpm.pools[0], &root, "")
+        + &check("/nope.php").replace("{}", "missing")
+        + &host_route("missing.test", "missing")
+        + &route("pinged", "");
+    let triage = Triage::start(&config).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        get(&triage, "/hello.php").await.body_text(),
+        "hello from php"
+    );
+    let resp = get_for(&triage, "missing.test", "/hello.php").await;
+    assert_generated(&resp, 503, "no_healthy_upstream", "unknown");
+    assert!(
+        resp.header("x-diagnosis-detail")
+            .is_some_and(|d| d.contains("GET /nope.php answered 404")),
+        "{resp:?}"
+    );
+}

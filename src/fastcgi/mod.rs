@@ -22,6 +22,7 @@
 //! The protocol is small (8-byte headers, length-prefixed pairs): this codec reads records
 //! without copying their content, checks every header, and is tested against a real php-fpm.
 
+pub mod check;
 pub mod connection;
 pub mod files;
 pub mod params;

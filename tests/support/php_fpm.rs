@@ -74,7 +74,7 @@ impl PhpFpm {
         );
         for (pool, addr) in pools.iter().zip(&addrs) {
             conf.push_str(&format!(
-                "\n[{}]\nlisten = {addr}\npm = static\npm.max_children = {}\nrequest_terminate_timeout = {}\n\
+                "\n[{}]\nlisten = {addr}\npm = static\npm.max_children = {}\nrequest_terminate_timeout = {}\nping.path = /ping\n\
                  catch_workers_output = yes\nphp_admin_flag[log_errors] = on\nphp_admin_flag[display_errors] = off\n\
                  php_admin_value[post_max_size] = 32M\nphp_admin_value[output_buffering] = 4096\n",
                 pool.name, pool.workers, pool.terminate_after

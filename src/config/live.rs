@@ -163,11 +163,11 @@ pub struct Fastcgi {
     pub params: Vec<(String, String)>,
     /// The front controller (nginx's `try_files $uri $uri/ /index.php?$query_string`): files
     /// under `root` that are not PHP scripts are served from disk, anything else runs `index`.
-    /// Default true; needs `root` on this machine, and [`Fastcgi::local_root`] is where it is.
+    /// Default true.
     pub front_controller: bool,
-    /// With the front controller: `root` with every symlink resolved, checked to be a directory
-    /// when the config was loaded. A file is served or run only when its own resolved path is
-    /// under this one.
+    /// With the front controller: `root` with every symlink resolved, when it was a directory
+    /// on this machine as the config was loaded (else each request looks again). A file is
+    /// served or run only when its own resolved path is under this one.
     pub local_root: Option<PathBuf>,
 }
 

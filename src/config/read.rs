@@ -307,8 +307,7 @@ fn upstream(name: Spanned<String>, mut t: Table, origin: &Path) -> Upstream {
 
 /// The FastCGI keys of an upstream: `root` (required with `protocol = "fastcgi"`), `index`,
 /// `params` and `front_controller`, each refused with `protocol = "http"`. The front controller
-/// serves files from `root`, so it needs `root` on this machine: a directory, resolved once,
-/// here.
+/// serves files from `root`: resolved here once when it is on this machine.
 fn fastcgi(t: &mut Table, protocol: Option<&Spanned<bool>>) -> Option<Fastcgi> {
     let root = t.spanned("root", fastcgi_root);
     let index = t.spanned("index", index_file);
@@ -346,27 +345,13 @@ fn fastcgi(t: &mut Table, protocol: Option<&Spanned<bool>>) -> Option<Fastcgi> {
     // TOML itself refuses a key written twice: no duplicate check here.
     let params = params.unwrap_or_default();
     let front_controller = front_controller.map_or(true, |f| f.value);
-    let local_root = if front_controller {
-        match std::fs::canonicalize(if root.value.is_empty() {
-            "/"
-        } else {
-            &root.value
-        }) {
-            Ok(path) if path.is_dir() => Some(path),
-            Ok(_) | Err(_) => {
-                t.error(
-                    root.at,
-                    format!(
-                        "root: `{}` is not a directory on this machine; the front controller serves files from it (set front_controller = false when php-fpm's files are elsewhere)",
-                        root.value
-                    ),
-                );
-                return None;
-            }
-        }
-    } else {
-        None
-    };
+    // A root that is not here (yet: an app volume mounted after triage starts, or php-fpm's
+    // files on another host) is looked for again by each request, as nginx does.
+    let root_path = if root.value.is_empty() { "/" } else { &root.value };
+    let local_root = front_controller
+        .then(|| std::fs::canonicalize(root_path))
+        .and_then(Result::ok)
+        .filter(|path| path.is_dir());
     Some(Fastcgi {
         root: root.value,
         index: index.map_or_else(|| Fastcgi::DEFAULT_INDEX.to_owned(), |i| i.value),

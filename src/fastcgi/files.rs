@@ -119,14 +119,34 @@ fn found(name: String, path_info: &str) -> Target {
     }
 }
 
-/// The front controller's answer for the decoded `path` under `cfg.local_root` (blocking: it
-/// reads the file system). `served` says whether the method may be served from disk.
+/// The front controller's answer for the decoded `path` under root (blocking: it reads the
+/// file system). `served` says whether the method may be served from disk.
 pub fn resolve(cfg: &Fastcgi, path: &str, served: bool) -> Result<Target, Outside> {
-    let Some(local_root) = cfg.local_root.as_deref() else {
-        return Ok(Target::Script {
-            script: script_of(cfg, path),
-            on_disk: false,
-        });
+    let found_now;
+    let local_root = match cfg.local_root.as_deref() {
+        Some(root) => root,
+        None => match std::fs::canonicalize(&cfg.root).ok().filter(|r| r.is_dir()) {
+            Some(root) => {
+                found_now = root;
+                &found_now
+            }
+            // Not on this machine: nothing is served from disk; a script runs, any other path
+            // goes to the front controller, and the FastCGI server decides.
+            None => {
+                let script = script_of(cfg, path);
+                let script = match script.name.ends_with(".php") {
+                    true => script,
+                    false => Script {
+                        name: format!("/{}", cfg.index),
+                        path_info: String::new(),
+                    },
+                };
+                return Ok(Target::Script {
+                    script,
+                    on_disk: false,
+                });
+            }
+        },
     };
     let front = || Target::Script {
         script: Script {
@@ -474,6 +494,25 @@ mod tests {
             Ok("run /admin/index.php []".to_owned())
         );
         assert_eq!(run(root, "/admin", true), Ok("add slash".to_owned()));
+    }
+
+    /// With root not on this machine, nothing is served from disk: a script runs, anything else
+    /// goes to the front controller, neither seen on disk.
+    #[test]
+    fn root_elsewhere() {
+        let cfg = Fastcgi {
+            root: "/nowhere/triage-test/public".to_owned(),
+            index: "index.php".to_owned(),
+            params: Vec::new(),
+            front_controller: true,
+            local_root: None,
+        };
+        let run = |path: &str| match resolve(&cfg, path, true) {
+            Ok(Target::Script { script, on_disk }) => (script.name, on_disk),
+            other => panic!("{path}: {other:?}"),
+        };
+        assert_eq!(run("/style.css"), ("/index.php".to_owned(), false));
+        assert_eq!(run("/wp-login.php"), ("/wp-login.php".to_owned(), false));
     }
 
     /// A symlink out of root is refused, one inside it is followed; dot-segments and NULs

@@ -64,8 +64,8 @@ impl Triage {
         };
         let decoded = files::decode(path_check.matching(session.req_header().uri.path()))
             .map_err(|files::Outside(why)| LocalFailure::error(Diagnosis::OutsideRoot, why))?;
-        let target = match (cfg.front_controller, cfg.local_root.is_some()) {
-            (true, true) => {
+        let target = match cfg.front_controller {
+            true => {
                 let method = &session.req_header().method;
                 let served = method == http::Method::GET || method == http::Method::HEAD;
                 let state = Arc::clone(&state);
@@ -84,7 +84,7 @@ impl Triage {
                 })?
                 .map_err(|files::Outside(why)| LocalFailure::error(Diagnosis::OutsideRoot, why))?
             }
-            (true, false) | (false, _) => Target::Script {
+            false => Target::Script {
                 script: files::script_of(cfg, &decoded),
                 on_disk: false,
             },

@@ -344,10 +344,14 @@ fn fastcgi(t: &mut Table, protocol: Option<&Spanned<bool>>) -> Option<Fastcgi> {
     };
     // TOML itself refuses a key written twice: no duplicate check here.
     let params = params.unwrap_or_default();
-    let front_controller = front_controller.map_or(true, |f| f.value);
+    let front_controller = front_controller.is_none_or(|f| f.value);
     // A root that is not here (yet: an app volume mounted after triage starts, or php-fpm's
     // files on another host) is looked for again by each request, as nginx does.
-    let root_path = if root.value.is_empty() { "/" } else { &root.value };
+    let root_path = if root.value.is_empty() {
+        "/"
+    } else {
+        &root.value
+    };
     let local_root = front_controller
         .then(|| std::fs::canonicalize(root_path))
         .and_then(Result::ok)

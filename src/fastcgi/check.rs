@@ -41,18 +41,15 @@ pub async fn status_of<S: AsyncRead + AsyncWrite + Unpin>(
     record::begin_request(&mut out);
     record::params(&mut out, &pairs);
     record::stdin(&mut out, &[], true);
-    stream.write_all(&out).await.or_else(|e| {
-        Err(Error::because(
-            ErrorType::WriteError,
-            "sending the check",
-            e,
-        ))
-    })?;
+    stream
+        .write_all(&out)
+        .await
+        .map_err(|e| Error::because(ErrorType::WriteError, "sending the check", e))?;
     let mut records = RecordReader::default();
     let mut head = HeadReader::default();
     loop {
         while let Some(record) = records
-            .next()
+            .take()
             .map_err(|m| LocalFailure::error(Diagnosis::InvalidResponse, m.reason))?
         {
             match record {
@@ -81,13 +78,7 @@ pub async fn status_of<S: AsyncRead + AsyncWrite + Unpin>(
         let read = stream
             .read_buf(records.buffer(16 * 1024))
             .await
-            .or_else(|e| {
-                Err(Error::because(
-                    ErrorType::ReadError,
-                    "reading the check's answer",
-                    e,
-                ))
-            })?;
+            .map_err(|e| Error::because(ErrorType::ReadError, "reading the check's answer", e))?;
         if read == 0 {
             return Error::e_explain(
                 ErrorType::ConnectionClosed,

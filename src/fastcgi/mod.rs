@@ -19,6 +19,7 @@
 //!   answer is read, and an early answer would wait for the upload;
 //! - params are a `HashMap` of `str`: header values that are not UTF-8 cannot be sent, and the
 //!   order is random; each request allocates three zeroed 64 KiB buffers.
+//!
 //! The protocol is small (8-byte headers, length-prefixed pairs): this codec reads records
 //! without copying their content, checks every header, and is tested against a real php-fpm.
 

@@ -91,7 +91,7 @@ pub struct Malformed {
 pub const MALFORMED_HEAD: usize = 256;
 
 /// Reads records from the bytes received so far. [`RecordReader::buffer`] is where the next
-/// read goes; [`RecordReader::next`] takes out the records complete in it, without copying
+/// read goes; [`RecordReader::take`] takes out the records complete in it, without copying
 /// their content.
 #[derive(Debug, Default)]
 pub struct RecordReader {
@@ -111,7 +111,7 @@ impl RecordReader {
     }
 
     /// The next complete record, `None` until one is, or what makes the answer malformed.
-    pub fn next(&mut self) -> Result<Option<Record>, Malformed> {
+    pub fn take(&mut self) -> Result<Option<Record>, Malformed> {
         let Some(header) = self.buf.get(..HEADER_LEN) else {
             // Not even a header yet; but a first byte that is not version 1 is already wrong.
             return match self.buf.first() {
@@ -276,11 +276,11 @@ mod tests {
         for split in 0..bytes.len() {
             let mut reader = reader(&bytes[..split]);
             let mut records = Vec::new();
-            while let Some(record) = reader.next().expect("well-formed") {
+            while let Some(record) = reader.take().expect("well-formed") {
                 records.push(record);
             }
             reader.buffer(0).extend_from_slice(&bytes[split..]);
-            while let Some(record) = reader.next().expect("well-formed") {
+            while let Some(record) = reader.take().expect("well-formed") {
                 records.push(record);
             }
             assert_eq!(
@@ -305,16 +305,16 @@ mod tests {
     #[test]
     fn refuses_what_is_not_a_responders_answer() {
         let http = b"HTTP/1.1 400 Bad Request\r\n\r\n";
-        let error = reader(&http[..1]).next().expect_err("not FastCGI");
+        let error = reader(&http[..1]).take().expect_err("not FastCGI");
         assert!(error.reason.contains("0x48"), "{}", error.reason);
-        let error = reader(http).next().expect_err("not FastCGI");
+        let error = reader(http).take().expect_err("not FastCGI");
         assert_eq!(&error.head[..], &http[..]);
         for (bytes, says) in [
             (record(STDOUT, 2, b"x", 0), "request id 2"),
             (record(10, 1, b"", 0), "type 10"),
             (record(END_REQUEST, 1, &[0, 0, 0, 0], 0), "4 bytes"),
         ] {
-            let error = reader(&bytes).next().expect_err("malformed");
+            let error = reader(&bytes).take().expect_err("malformed");
             assert!(error.reason.contains(says), "{}", error.reason);
         }
     }

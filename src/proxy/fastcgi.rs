@@ -555,7 +555,7 @@ struct Timeouts {
 /// The next record, or the failure a malformed one is; its bytes are kept for the cause (an
 /// HTTP server's `HTTP/1.1 400`), as the start of an error answer is.
 fn next_record(ctx: &mut RequestCtx, connection: &mut Connection) -> Result<Option<Record>> {
-    connection.records.next().map_err(|malformed| {
+    connection.records.take().map_err(|malformed| {
         let shown = text::header_text(&String::from_utf8_lossy(&malformed.head), 160);
         ctx.attempt.body_start = Some(malformed.head.clone());
         LocalFailure::error(

@@ -78,16 +78,26 @@ async fn get_for(triage: &Triage, host: &str, path: &str) -> Response {
         .unwrap_or_else(|e| panic!("GET {path} for {host}: {e}"))
 }
 
-/// The JSON report of request `id`.
+/// The JSON report of request `id`, once stored (it is, at the end of the request, just after
+/// its response went out).
 async fn report(triage: &Triage, id: &str) -> serde_json::Value {
-    let resp = client::send(
-        triage.admin,
-        Request::get(&format!("/diagnoses/{id}")).header("Accept", "application/json"),
-    )
-    .await
-    .expect("report");
-    assert_eq!(resp.status, 200, "{resp:?}");
-    serde_json::from_slice(&resp.body).expect("JSON")
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let resp = client::send(
+            triage.admin,
+            Request::get(&format!("/diagnoses/{id}")).header("Accept", "application/json"),
+        )
+        .await
+        .expect("report");
+        if resp.status == 200 {
+            return serde_json::from_slice(&resp.body).expect("JSON");
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no report of {id}: {resp:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// One pool of `workers` static workers.
@@ -636,4 +646,42 @@ async fn health_checks_speak_fastcgi() {
             .is_some_and(|d| d.contains("GET /nope.php answered 404")),
         "{resp:?}"
     );
+}
+
+/// A body without a length (chunked) is read whole before php-fpm is asked, so PHP gets its
+/// CONTENT_LENGTH and all of it; one over max_body_size is 413 before any worker is taken.
+#[tokio::test]
+async fn a_chunked_body() {
+    let fpm = PhpFpm::start(&[pool("www", 1)], SCRIPTS).await;
+    let triage = Triage::start(
+        &(fastcgi_upstream("php", fpm.pools[0], &fpm.root(), "")
+            + &route("php", "max_body_size = 10")),
+    )
+    .await;
+    let chunked = |body: &str| {
+        format!(
+            "POST /upload.php HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
+            body.len()
+        )
+    };
+    let resp = client::send_raw(
+        triage.http,
+        chunked("hello").as_bytes(),
+        Duration::from_secs(10),
+    )
+    .await
+    .expect("a response");
+    assert_eq!(
+        resp.body_text(),
+        "5 5d41402abc4b2a76b9719d911017c592",
+        "{resp:?}"
+    );
+    let resp = client::send_raw(
+        triage.http,
+        chunked("far too long a body").as_bytes(),
+        Duration::from_secs(10),
+    )
+    .await
+    .expect("a response");
+    assert_generated(&resp, 413, "request_body_too_large", "client_error");
 }

@@ -96,12 +96,46 @@ impl Triage {
             }
             Target::AddSlash => self.add_slash(session, ctx).await?,
             Target::Script { script, on_disk } => {
-                let result = self.run_script(session, ctx, script, on_disk).await;
+                let body = self.body_before_connecting(session, ctx).await?;
+                let result = self.run_script(session, ctx, script, on_disk, body).await;
                 self.log_stderr(ctx);
                 result?;
             }
         }
         Ok(true)
+    }
+
+    /// What of the body must be read before a server is connected to: `Expect: 100-continue`
+    /// answered, and a body without a length read whole (PHP reads exactly `CONTENT_LENGTH`
+    /// bytes of stdin, so it must be known), bounded by the route's `max_body_size` through the
+    /// body filter, as nginx buffers it: no worker waits for a slow upload of it.
+    async fn body_before_connecting(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Body> {
+        if session.is_body_empty() {
+            return Ok(Body::None);
+        }
+        if expects_continue(session.req_header()) {
+            // The client waits for this before its body (curl does, for a second); an HTTP
+            // upstream would answer it, php-fpm never does.
+            let go_on = ResponseHeader::build(http::StatusCode::CONTINUE, Some(0))?;
+            session
+                .write_response_header(Box::new(go_on), false)
+                .await
+                .map_err(|e| e.into_down())?;
+        }
+        let declared = session
+            .req_header()
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        Ok(match declared {
+            Some(length) => Body::Streamed(length),
+            None => Body::Whole(self.read_whole_body(session, ctx).await?),
+        })
     }
 
     /// Tries the upstream's servers as Pingora's proxy loop does: a connect failure is recorded
@@ -112,6 +146,7 @@ impl Triage {
         ctx: &mut RequestCtx,
         script: Script,
         on_disk: bool,
+        body: Body,
     ) -> Result<()> {
         loop {
             let peer = self.upstream_peer(session, ctx).await?;
@@ -133,7 +168,7 @@ impl Triage {
                 write: peer.options.write_timeout,
             };
             return match self
-                .exchange(session, ctx, connection, &script, on_disk, timeouts)
+                .exchange(session, ctx, connection, &script, on_disk, &body, timeouts)
                 .await
             {
                 Ok(()) => Ok(()),
@@ -150,6 +185,7 @@ impl Triage {
         mut connection: Connection,
         script: &Script,
         on_disk: bool,
+        body: &Body,
         timeouts: Timeouts,
     ) -> Result<()> {
         let state = Arc::clone(&ctx.state);
@@ -171,31 +207,11 @@ impl Triage {
             script_on_disk: on_disk,
             ..FastcgiAttempt::default()
         }));
-        let body_expected = !session.is_body_empty();
-        let declared = request
-            .headers
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if body_expected && expects_continue(&request) {
-            // The client waits for this before its body (curl does, for a second); an HTTP
-            // upstream would answer it, php-fpm never does.
-            let go_on = ResponseHeader::build(http::StatusCode::CONTINUE, Some(0))?;
-            session
-                .write_response_header(Box::new(go_on), false)
-                .await
-                .map_err(|e| e.into_down())?;
-        }
-        // Without a length, PHP would read no body: it is read whole first, bounded by the
-        // route's max_body_size (request_body_filter), as nginx buffers it.
-        let whole_body = match (body_expected, declared) {
-            (true, None) => Some(self.read_whole_body(session, ctx).await?),
-            (true, Some(_)) | (false, _) => None,
+        let content_length = match body {
+            Body::None => None,
+            Body::Streamed(length) => Some(*length),
+            Body::Whole(bytes) => Some(bytes.len() as u64),
         };
-        let content_length = whole_body
-            .as_ref()
-            .map(|b| b.len() as u64)
-            .or(declared.filter(|_| body_expected));
         let request_uri = String::from_utf8_lossy(request.raw_path()).into_owned();
         let server = session
             .as_downstream()
@@ -228,16 +244,16 @@ impl Triage {
         let mut out = BytesMut::with_capacity(pairs.len() + 64);
         record::begin_request(&mut out);
         record::params(&mut out, &pairs);
-        let mut body_done = match whole_body {
-            Some(body) => {
-                record::stdin(&mut out, &body, true);
+        let mut body_done = match body {
+            Body::Whole(bytes) => {
+                record::stdin(&mut out, bytes, true);
                 true
             }
-            None if !body_expected => {
+            Body::None => {
                 record::stdin(&mut out, &[], true);
                 true
             }
-            None => false,
+            Body::Streamed(_) => false,
         };
         let head = self
             .send_request(session, ctx, &mut connection, out, &mut body_done, timeouts)
@@ -251,7 +267,7 @@ impl Triage {
             .await
     }
 
-    /// Reads a body without a length whole, through the body filter.
+    /// Reads a body without a length whole, through the body filter (`max_body_size`).
     async fn read_whole_body(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<Bytes> {
         let mut body = BytesMut::new();
         loop {
@@ -543,6 +559,15 @@ impl Triage {
             );
         }
     }
+}
+
+/// The request body, as it goes to `FCGI_STDIN`.
+enum Body {
+    None,
+    /// Of this length, streamed from the client as it arrives.
+    Streamed(u64),
+    /// Read whole before connecting: it had no length.
+    Whole(Bytes),
 }
 
 /// The waits of one attempt, from the peer the proxy built for it.

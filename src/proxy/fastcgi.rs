@@ -97,7 +97,12 @@ impl Triage {
             Target::AddSlash => self.add_slash(session, ctx).await?,
             Target::Script { script, on_disk } => {
                 let body = self.body_before_connecting(session, ctx).await?;
-                let result = self.run_script(session, ctx, script, on_disk, body).await;
+                let run = Run {
+                    script,
+                    on_disk,
+                    body,
+                };
+                let result = self.run_script(session, ctx, &run).await;
                 self.log_stderr(ctx);
                 result?;
             }
@@ -144,9 +149,7 @@ impl Triage {
         &self,
         session: &mut Session,
         ctx: &mut RequestCtx,
-        script: Script,
-        on_disk: bool,
-        body: Body,
+        run: &Run,
     ) -> Result<()> {
         loop {
             let peer = self.upstream_peer(session, ctx).await?;
@@ -167,10 +170,7 @@ impl Triage {
                 read: peer.options.read_timeout,
                 write: peer.options.write_timeout,
             };
-            return match self
-                .exchange(session, ctx, connection, &script, on_disk, &body, timeouts)
-                .await
-            {
+            return match self.exchange(session, ctx, connection, run, timeouts).await {
                 Ok(()) => Ok(()),
                 Err(e) => Err(self.error_while_proxy(&peer, session, e, ctx, false)),
             };
@@ -183,9 +183,7 @@ impl Triage {
         session: &mut Session,
         ctx: &mut RequestCtx,
         mut connection: Connection,
-        script: &Script,
-        on_disk: bool,
-        body: &Body,
+        run: &Run,
         timeouts: Timeouts,
     ) -> Result<()> {
         let state = Arc::clone(&ctx.state);
@@ -203,11 +201,11 @@ impl Triage {
         self.upstream_request_filter(session, &mut request, ctx)
             .await?;
         ctx.attempt.fastcgi = Some(Box::new(FastcgiAttempt {
-            script_filename: params::script_filename(cfg, script),
-            script_on_disk: on_disk,
+            script_filename: params::script_filename(cfg, &run.script),
+            script_on_disk: run.on_disk,
             ..FastcgiAttempt::default()
         }));
-        let content_length = match body {
+        let content_length = match &run.body {
             Body::None => None,
             Body::Streamed(length) => Some(*length),
             Body::Whole(bytes) => Some(bytes.len() as u64),
@@ -240,11 +238,11 @@ impl Triage {
             content_length,
             headers: &request.headers,
         };
-        let pairs = params::encode(&info, script, cfg);
+        let pairs = params::encode(&info, &run.script, cfg);
         let mut out = BytesMut::with_capacity(pairs.len() + 64);
         record::begin_request(&mut out);
         record::params(&mut out, &pairs);
-        let mut body_done = match body {
+        let mut body_done = match &run.body {
             Body::Whole(bytes) => {
                 record::stdin(&mut out, bytes, true);
                 true
@@ -559,6 +557,13 @@ impl Triage {
             );
         }
     }
+}
+
+/// What a request runs: the script, whether the front controller saw it, and the body.
+struct Run {
+    script: Script,
+    on_disk: bool,
+    body: Body,
 }
 
 /// The request body, as it goes to `FCGI_STDIN`.

@@ -55,6 +55,10 @@ impl Triage {
         ctx: &mut RequestCtx,
         path_check: &PathCheck,
     ) -> Result<bool> {
+        // An HTTP upstream's request pays no more than this look.
+        if ctx.upstream().is_none_or(|u| u.fastcgi.is_none()) {
+            return Ok(false);
+        }
         let state = Arc::clone(&ctx.state);
         let Some(index) = ctx.request.upstream else {
             return Ok(false);

@@ -2,8 +2,9 @@
 # Installs what building and testing triage needs, when it is missing, on Debian/Ubuntu:
 # cmake (pingora-core builds zlib-ng with it), promtool (the tests check the /metrics
 # exposition with it; Debian ships it in the `prometheus` package), and the real app servers
-# the cause tests run (node, gunicorn). Idempotent: does nothing
-# when all is present.
+# the cause tests run (node, gunicorn), and php-fpm (the FastCGI tests start a real PHP-FPM in
+# the foreground on loopback; `php8.2-fpm` in Debian 12, or the distribution's default
+# `php-fpm`). Idempotent: does nothing when all is present.
 set -euo pipefail
 
 missing=()
@@ -12,6 +13,10 @@ command -v cc >/dev/null 2>&1 || missing+=(build-essential)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 # tests/causes.rs runs real app servers: node (Debian's nodejs when the machine has none).
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
+php_fpm() { command -v php-fpm8.2 || command -v php-fpm || ls /usr/sbin/php-fpm* 2>/dev/null | head -n1; }
+if [ -z "$(php_fpm)" ]; then
+    if apt-cache show php8.2-fpm >/dev/null 2>&1; then missing+=(php8.2-fpm); else missing+=(php-fpm); fi
+fi
 
 if [ ${#missing[@]} -gt 0 ]; then
     echo "setup: installing ${missing[*]}" >&2
@@ -19,12 +24,14 @@ if [ ${#missing[@]} -gt 0 ]; then
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
     $sudo apt-get update -qq
     # No recommends: only the binaries are needed. Package scripts may fail to start the
-    # prometheus service where there is no init system; the binaries are installed anyway.
+    # prometheus or php-fpm service where there is no init system; the binaries are installed
+    # anyway (the tests start php-fpm themselves, with their own config).
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
         "${missing[@]}" >/dev/null || true
     for tool in cmake promtool; do
         command -v "$tool" >/dev/null 2>&1 || { echo "setup: $tool is still missing" >&2; exit 1; }
     done
+    [ -n "$(php_fpm)" ] || { echo "setup: php-fpm is still missing" >&2; exit 1; }
 fi
 
 # ...and gunicorn, from PyPI (Debian's 20.1 predates the worker-timeout answer the tests

@@ -73,6 +73,11 @@ impl CloseReason {
             | Diagnosis::ResponseTimeout
             | Diagnosis::InvalidResponse
             | Diagnosis::ResponseHeadersTooLarge
+            | Diagnosis::FastcgiOverloaded
+            | Diagnosis::FastcgiRejected
+            | Diagnosis::OutsideRoot
+            | Diagnosis::ScriptNotFound
+            | Diagnosis::ScriptDenied
             | Diagnosis::BodyReset
             | Diagnosis::BodyClosed
             | Diagnosis::BodyTimeout

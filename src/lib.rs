@@ -4,7 +4,8 @@
 //! Pingora hooks that record facts about each request; [`diagnosis`] turns those facts into one
 //! closed taxonomy; [`render`] shows the diagnosis to the client; [`outcome`] is the one record of a
 //! finished request that metrics, the access log and reports read; [`admin`] serves the operator;
-//! [`registry`] keeps what is known of each upstream server across reloads; [`cause`] turns a
+//! [`registry`] keeps what is known of each upstream server across reloads; [`fastcgi`] speaks
+//! FastCGI to PHP-FPM upstreams; [`cause`] turns a
 //! diagnosis and that history into the likely cause; [`server`] wires them into a running
 //! process.
 
@@ -16,6 +17,7 @@ pub mod config;
 pub mod demo;
 pub mod deploys;
 pub mod diagnosis;
+pub mod fastcgi;
 pub mod id;
 pub mod machine;
 pub mod metrics;

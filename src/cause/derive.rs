@@ -33,6 +33,10 @@ pub fn derive(o: &Observed<'_>) -> CauseFinding {
         Diagnosis::TlsUpstreamPlaintext => e.wrong_protocol("plain HTTP", "response"),
         Diagnosis::InvalidResponse => e.invalid_response(),
         Diagnosis::UpstreamStatus => e.app_answered(),
+        Diagnosis::FastcgiOverloaded => {
+            e.pool_exhausted("it ended the request with FCGI_OVERLOADED".to_owned())
+        }
+        Diagnosis::ScriptNotFound => e.script_not_found(),
         // The socket's mode, not the app: the detail says whose and which.
         Diagnosis::DnsError
         | Diagnosis::SocketPermissionDenied
@@ -44,8 +48,11 @@ pub fn derive(o: &Observed<'_>) -> CauseFinding {
         | Diagnosis::NoHealthyUpstream
         | Diagnosis::UpgradeFailed
         | Diagnosis::UpgradeRefused
+        | Diagnosis::FastcgiRejected
+        | Diagnosis::ScriptDenied
         | Diagnosis::InternalError => Cause::Unknown,
-        Diagnosis::NoRoute
+        Diagnosis::OutsideRoot
+        | Diagnosis::NoRoute
         | Diagnosis::RequestBodyTooLarge
         | Diagnosis::ClientClosed
         | Diagnosis::BadRequest
@@ -382,8 +389,15 @@ impl<'a, 'o> Explanation<'a, 'o> {
         let o = self.o;
         match o.probe {
             Probe::SpeaksTls if !o.upstream_tls => return self.wrong_protocol("TLS", "probe"),
-            Probe::SpeaksFastcgi => return self.wrong_protocol("FastCGI", "probe"),
-            Probe::NotRun | Probe::Refused | Probe::Accepted | Probe::SpeaksTls => {}
+            Probe::SpeaksFastcgi if o.fastcgi.is_none() => {
+                return self.wrong_protocol("FastCGI", "probe")
+            }
+            Probe::NotRun
+            | Probe::Refused
+            | Probe::Accepted
+            | Probe::SpeaksTls
+            | Probe::SpeaksFastcgi
+            | Probe::FastcgiBusy { .. } => {}
         }
         let age = o.age.unwrap_or_default();
         self.value("age", human(age));
@@ -481,13 +495,21 @@ impl<'a, 'o> Explanation<'a, 'o> {
                 );
                 self.worker_died(age)
             }
-            Probe::NotRun | Probe::SpeaksTls | Probe::SpeaksFastcgi => Cause::Unknown,
+            Probe::NotRun | Probe::SpeaksTls | Probe::SpeaksFastcgi | Probe::FastcgiBusy { .. } => {
+                Cause::Unknown
+            }
         }
     }
 
     /// A timeout: overload when the server is busy or slowing down, else this request.
     fn timed_out(&mut self) -> Cause {
         let o = self.o;
+        if let (Some(_), Probe::FastcgiBusy { waited }) = (o.fastcgi, &o.probe) {
+            return self.pool_exhausted(format!(
+                "an FCGI_GET_VALUES right after the timeout got no answer in {}",
+                human(*waited)
+            ));
+        }
         let Some(past) = self.past() else {
             return Cause::Unknown;
         };
@@ -549,11 +571,20 @@ impl<'a, 'o> Explanation<'a, 'o> {
     /// The port speaks `protocol`, seen in the `from` evidence.
     fn wrong_protocol(&mut self, protocol: &'static str, from: &'static str) -> Cause {
         let o = self.o;
-        let configured = if o.upstream_tls { "TLS" } else { "plain HTTP" };
-        let fix = match protocol {
-            "TLS" => "set tls = true on the upstream, or point it at the app's plain HTTP port",
-            "plain HTTP" => "set tls = false on the upstream, or point it at the app's TLS port",
-            "FastCGI" => {
+        let configured = match (o.fastcgi.is_some(), o.upstream_tls) {
+            (true, _) => "FastCGI",
+            (false, true) => "TLS",
+            (false, false) => "plain HTTP",
+        };
+        let fix = match (protocol, configured) {
+            ("plain HTTP", "FastCGI") => {
+                "this is an HTTP server: set protocol = \"http\" on the upstream, or point it at the FastCGI server's port (php-fpm's listen)"
+            }
+            ("TLS", _) => "set tls = true on the upstream, or point it at the app's plain HTTP port",
+            ("plain HTTP", _) => {
+                "set tls = false on the upstream, or point it at the app's TLS port"
+            }
+            ("FastCGI", _) => {
                 "this is a FastCGI server (php-fpm?): set protocol = \"fastcgi\" on the upstream"
             }
             _ => "point the upstream at the app's HTTP port",
@@ -573,12 +604,65 @@ impl<'a, 'o> Explanation<'a, 'o> {
     }
 
     /// Not HTTP: another protocol's banner or a TLS answer, when a probe or the bytes say so.
+    /// At a FastCGI upstream, an answer starting `HTTP/` is an HTTP server's.
     fn invalid_response(&mut self) -> Cause {
+        if self.o.fastcgi.is_some() && self.o.body_start.starts_with(b"HTTP/") {
+            return self.wrong_protocol("plain HTTP", "response");
+        }
         match self.o.probe {
             Probe::SpeaksTls if !self.o.upstream_tls => self.wrong_protocol("TLS", "probe"),
             Probe::SpeaksFastcgi => self.wrong_protocol("FastCGI", "probe"),
-            Probe::NotRun | Probe::Refused | Probe::Accepted | Probe::SpeaksTls => Cause::Unknown,
+            Probe::NotRun
+            | Probe::Refused
+            | Probe::Accepted
+            | Probe::SpeaksTls
+            | Probe::FastcgiBusy { .. } => Cause::Unknown,
         }
+    }
+
+    /// No worker of the FastCGI server was free, as `evidence` shows.
+    fn pool_exhausted(&mut self, evidence: String) -> Cause {
+        self.fact(
+            EvidenceSource::Probe,
+            format!("{}: {evidence}", self.address()),
+        );
+        self.value("evidence", evidence);
+        Cause::PoolExhausted
+    }
+
+    fn address(&self) -> String {
+        self.o
+            .address
+            .as_ref()
+            .map_or_else(|| "the server".to_owned(), |a| a.to_string())
+    }
+
+    /// php-fpm has no file at SCRIPT_FILENAME: its files are not where root says, when triage
+    /// saw the script on its own disk; otherwise, the script may just be missing.
+    fn script_not_found(&mut self) -> Cause {
+        let Some(fastcgi) = self.o.fastcgi else {
+            return Cause::Unknown;
+        };
+        self.fact(
+            EvidenceSource::Response,
+            format!(
+                "php-fpm answered \"Primary script unknown\" for SCRIPT_FILENAME {}",
+                fastcgi.script_filename
+            ),
+        );
+        if !fastcgi.script_on_disk {
+            return Cause::Unknown;
+        }
+        self.fact(
+            EvidenceSource::Attempt,
+            format!(
+                "triage found {} under root on its own disk",
+                fastcgi.script_filename
+            ),
+        );
+        self.value("script_filename", fastcgi.script_filename.to_owned());
+        self.value("root", fastcgi.root.to_owned());
+        Cause::WrongRoot
     }
 
     /// The app answered 5xx itself: its database, or the app.
@@ -590,7 +674,15 @@ impl<'a, 'o> Explanation<'a, 'o> {
             EvidenceSource::Response,
             format!("the app answered {status}"),
         );
-        if let Some(found) = database_error(o.body_start) {
+        let stderr = o.fastcgi.map_or(&[][..], |f| f.stderr);
+        if !stderr.is_empty() {
+            let said = crate::fastcgi::Stderr::from_bytes(stderr).first_message(512);
+            self.fact(
+                EvidenceSource::Response,
+                format!("php-fpm's stderr: {said}"),
+            );
+        }
+        if let Some(found) = database_error(o.body_start).or_else(|| database_error(stderr)) {
             self.value("match", format!("\"{found}\""));
             self.fact(
                 EvidenceSource::Response,

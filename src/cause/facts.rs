@@ -43,8 +43,12 @@ pub enum Probe {
     Accepted,
     /// A TLS ClientHello got a TLS answer: the port speaks TLS.
     SpeaksTls,
-    /// An FCGI_GET_VALUES got a FastCGI answer: the port speaks FastCGI.
+    /// An FCGI_GET_VALUES got a FastCGI answer: the port speaks FastCGI (and, at a FastCGI
+    /// server, a worker was free to answer it).
     SpeaksFastcgi,
+    /// A connect was accepted, but an FCGI_GET_VALUES got no answer in `waited`: no worker of
+    /// the FastCGI server was free to read it.
+    FastcgiBusy { waited: Duration },
 }
 
 /// A deploy marker, as the cause reads it.
@@ -133,4 +137,19 @@ pub struct Observed<'a> {
     pub probe: Probe,
     pub now: SystemTime,
     pub thresholds: Thresholds,
+    /// What a FastCGI upstream's attempt adds; `None` for an HTTP upstream.
+    pub fastcgi: Option<FastcgiObserved<'a>>,
+}
+
+/// The facts of an attempt at a FastCGI server.
+#[derive(Debug, Clone, Copy)]
+pub struct FastcgiObserved<'a> {
+    /// The upstream's `root`, as sent to the server.
+    pub root: &'a str,
+    /// The `SCRIPT_FILENAME` sent.
+    pub script_filename: &'a str,
+    /// Whether triage found the script under root on its own disk (the front controller).
+    pub script_on_disk: bool,
+    /// The start of what the server wrote to stderr.
+    pub stderr: &'a [u8],
 }

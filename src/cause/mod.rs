@@ -15,7 +15,7 @@ mod reading;
 mod template;
 
 pub use derive::{derive, without_evidence};
-pub use facts::{DeployMark, HostState, Observed, Probe, ServerPast, Thresholds};
+pub use facts::{DeployMark, FastcgiObserved, HostState, Observed, Probe, ServerPast, Thresholds};
 
 use crate::diagnosis::taxonomy::taxonomy;
 
@@ -71,6 +71,10 @@ taxonomy! {
             when: "a timeout while the server has many requests in flight or its response times have been climbing",
             hint: "{address} had {in_flight} requests in flight and its recent answers took {recent} (usually {usual}): it is overloaded; add capacity, or find what slows it down",
         },
+        PoolExhausted => "pool_exhausted" {
+            when: "a FastCGI server with no free worker: a timeout while a probe right after got no FastCGI answer, or FCGI_OVERLOADED",
+            hint: "every worker of {address} was busy: {evidence}; requests queue for a free worker until they time out; raise pm.max_children, or find the slow requests holding the workers (php-fpm's slowlog)",
+        },
         SlowRequest => "slow_request" {
             when: "a response timeout at a server that is not overloaded: few requests in flight, its other answers in normal time",
             hint: "{path} got no answer within {timeout}, while {address} answers other requests in {usual} with {in_flight} in flight: this request itself is slow (a slow query, a long job); look at what {path} does",
@@ -78,6 +82,10 @@ taxonomy! {
         WrongProtocol => "wrong_protocol" {
             when: "the port speaks another protocol than the one configured (TLS, plain HTTP, FastCGI, or another banner)",
             hint: "{address} speaks {protocol}, not {configured}: {fix}",
+        },
+        WrongRoot => "wrong_root" {
+            when: "php-fpm found no script at the SCRIPT_FILENAME triage sent (Primary script unknown)",
+            hint: "{address} has no file {script_filename}: root = {root} is not the document root as php-fpm sees it (another container, chroot or host?), or the script is not deployed there; set root to php-fpm's path of the app's public directory",
         },
         AddressChanged => "address_changed" {
             when: "a hostname whose address changed recently, with the old or new address failing",

@@ -13,6 +13,8 @@ pub(super) fn public_value(name: &str) -> Option<&'static str> {
         "old" | "new" => "another address",
         "version" => "a new release",
         "match" => "a database connection error",
+        "script_filename" => "the script's file",
+        "root" => "the root in the config",
         _ => return None,
     })
 }

@@ -151,6 +151,9 @@ pub struct Upstream {
     pub refused_holdoff: Duration,
     /// Active health checks; `None` (default) means servers are only judged by live traffic.
     pub health_check: Option<HealthCheck>,
+    /// `protocol = "fastcgi"`: the servers speak FastCGI (PHP-FPM), with these settings;
+    /// `None` (default, `protocol = "http"`): they speak HTTP.
+    pub fastcgi: Option<Fastcgi>,
 }
 
 impl Default for Upstream {
@@ -172,8 +175,36 @@ impl Default for Upstream {
             fail_timeout: Duration::from_secs(10),
             refused_holdoff: Duration::from_millis(100),
             health_check: None,
+            fastcgi: None,
         }
     }
+}
+
+/// How requests become FastCGI requests for an upstream of `protocol = "fastcgi"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fastcgi {
+    /// The document root as the FastCGI server sees it, absolute, without a trailing `/`:
+    /// `SCRIPT_FILENAME` is this followed by the script's path.
+    pub root: String,
+    /// The script a path ending in `/` runs, and the front controller: a file name without
+    /// `/`; default `index.php`.
+    pub index: String,
+    /// Extra FastCGI params (nginx's `fastcgi_param`), in file order; each replaces the param
+    /// triage would send under the same name.
+    pub params: Vec<(String, String)>,
+    /// The front controller (nginx's `try_files $uri $uri/ /index.php?$query_string`): files
+    /// under `root` that are not PHP scripts are served from disk, anything else runs `index`.
+    /// Default true.
+    pub front_controller: bool,
+    /// With the front controller: `root` with every symlink resolved, when it was a directory
+    /// on this machine as the config was loaded (else each request looks again). A file is
+    /// served or run only when its own resolved path is under this one.
+    pub local_root: Option<PathBuf>,
+}
+
+impl Fastcgi {
+    /// The script a path ending in `/` runs when the file names none.
+    pub const DEFAULT_INDEX: &'static str = "index.php";
 }
 
 /// A `ca_file`, resolved against the config file's directory and read when the config was loaded.

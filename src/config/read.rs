@@ -15,9 +15,10 @@ use super::duration::{duration, INTERVAL, TIMEOUT, WAIT};
 use super::files::named_file;
 use super::table::{required, values, Spanned, Table};
 use super::values::{
-    admin_host, detail_policy, file_path, health_check_path, holdoff, host_header, is_http_check,
-    kept_header, log_format, log_level, nameserver, path_prefix, report_url, route_host,
-    server_with_weight, socket_addr, unix_socket_path, upstream_index, upstream_name,
+    admin_host, detail_policy, fastcgi_root, file_path, health_check_path, holdoff, host_header,
+    index_file, is_fastcgi, is_http_check, kept_header, log_format, log_level, nameserver,
+    param_name, path_prefix, report_url, route_host, server_with_weight, socket_addr,
+    unix_socket_path, upstream_index, upstream_name,
 };
 use super::*;
 use std::path::Path;
@@ -343,6 +344,16 @@ fn upstream(name: Spanned<String>, mut t: Table, origin: &Path) -> Upstream {
     let health_check = t
         .optional_table("health_check")
         .map(|mut table| health_check(&mut table));
+    let protocol = t.spanned("protocol", is_fastcgi);
+    if let (Some(protocol), true) = (&protocol, tls) {
+        if protocol.value {
+            t.error(
+                protocol.at,
+                "protocol = \"fastcgi\" does not go with tls = true: FastCGI servers (php-fpm) speak plain text",
+            );
+        }
+    }
+    let fastcgi = fastcgi(&mut t, protocol.as_ref());
 
     Upstream {
         name: name.value,
@@ -361,7 +372,68 @@ fn upstream(name: Spanned<String>, mut t: Table, origin: &Path) -> Upstream {
         fail_timeout,
         refused_holdoff,
         health_check,
+        fastcgi,
     }
+}
+
+/// The FastCGI keys of an upstream: `root` (required with `protocol = "fastcgi"`), `index`,
+/// `params` and `front_controller`, each refused with `protocol = "http"`. The front controller
+/// serves files from `root`: resolved here once when it is on this machine.
+fn fastcgi(t: &mut Table, protocol: Option<&Spanned<bool>>) -> Option<Fastcgi> {
+    let root = t.spanned("root", fastcgi_root);
+    let index = t.spanned("index", index_file);
+    let params = t.string_entries("params", param_name);
+    let front_controller = t.spanned_boolean("front_controller");
+    let Some(protocol) = protocol.filter(|p| p.value) else {
+        let given = [
+            ("root", root.as_ref().map(|v| v.at)),
+            ("index", index.as_ref().map(|v| v.at)),
+            (
+                "params",
+                params.as_ref().and_then(|p| p.first()).map(|v| v.at),
+            ),
+            ("front_controller", front_controller.as_ref().map(|v| v.at)),
+        ];
+        for (key, at) in given {
+            if let Some(at) = at {
+                t.error(
+                    at,
+                    format!("{key}: only applies with protocol = \"fastcgi\""),
+                );
+            }
+        }
+        return None;
+    };
+    let Some(root) = root else {
+        if !t.has("root") {
+            t.error(
+                protocol.at,
+                "protocol = \"fastcgi\" needs `root`, the document root as php-fpm sees it (SCRIPT_FILENAME = root + the script's path)",
+            );
+        }
+        return None;
+    };
+    // TOML itself refuses a key written twice: no duplicate check here.
+    let params = params.unwrap_or_default();
+    let front_controller = front_controller.is_none_or(|f| f.value);
+    // A root that is not here (yet: an app volume mounted after triage starts, or php-fpm's
+    // files on another host) is looked for again by each request, as nginx does.
+    let root_path = if root.value.is_empty() {
+        "/"
+    } else {
+        &root.value
+    };
+    let local_root = front_controller
+        .then(|| std::fs::canonicalize(root_path))
+        .and_then(Result::ok)
+        .filter(|path| path.is_dir());
+    Some(Fastcgi {
+        root: root.value,
+        index: index.map_or_else(|| Fastcgi::DEFAULT_INDEX.to_owned(), |i| i.value),
+        params: values(params),
+        front_controller,
+        local_root,
+    })
 }
 
 fn health_check(t: &mut Table) -> HealthCheck {

@@ -375,13 +375,21 @@ impl<'a> Table<'a> {
     }
 
     pub fn boolean(&mut self, key: impl Into<Key>) -> Option<bool> {
+        self.spanned_boolean(key).map(|spanned| spanned.value)
+    }
+
+    /// The boolean under `key`, with its position.
+    pub fn spanned_boolean(&mut self, key: impl Into<Key>) -> Option<Spanned<bool>> {
         let key = key.into();
         let entry = self.entry(key)?;
         let value = entry.item.as_bool();
         if value.is_none() {
             self.wrong_type(entry.at, key.name, "a boolean", entry.item.type_name());
         }
-        value
+        value.map(|value| Spanned {
+            value,
+            at: entry.at,
+        })
     }
 
     /// The integer under `key`, which must lie in `range`; `None` if absent or invalid.
@@ -407,6 +415,42 @@ impl<'a> Table<'a> {
             return None;
         }
         u64::try_from(value).ok()
+    }
+
+    /// The entries of the table under `key` whose keys the operator chooses and whose values
+    /// are strings (`params = { APP_ENV = "prod" }`), each key converted by `name` and each
+    /// value checked as every string is; `None` if absent or not a table. Invalid entries are
+    /// reported and left out.
+    pub fn string_entries(
+        &mut self,
+        key: impl Into<Key>,
+        name: impl Fn(&str) -> Result<String, String>,
+    ) -> Option<Vec<Spanned<(String, String)>>> {
+        let key = key.into();
+        let entry = self.entry(key)?;
+        let Some(table) = entry.item.as_table_like() else {
+            self.wrong_type(entry.at, key.name, "a table", entry.item.type_name());
+            return None;
+        };
+        let mut entries = Vec::new();
+        for (entry_name, item) in table.iter() {
+            let at = table
+                .key(entry_name)
+                .and_then(|k| k.span())
+                .map_or(entry.at, |span| span.start);
+            let checked = item.as_str().map(|text| usable_text(text).map(|()| text));
+            match (name(entry_name), checked) {
+                (Err(reason), _) | (Ok(_), Some(Err(reason))) => {
+                    self.error(at, format!("{}: {reason}", key.name));
+                }
+                (Ok(_), None) => self.wrong_type(at, key.name, "a string", item.type_name()),
+                (Ok(entry_name), Some(Ok(value))) => entries.push(Spanned {
+                    value: (entry_name, value.to_owned()),
+                    at,
+                }),
+            }
+        }
+        Some(entries)
     }
 
     /// The strings of the array under `key`, each converted by `parse`; `None` if absent or not an

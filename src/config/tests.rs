@@ -214,6 +214,7 @@ read_timeout = "2m"
                     healthy_threshold: 1,
                     unhealthy_threshold: 2,
                 }),
+                fastcgi: None,
             }],
             routes: vec![Route {
                 host: Some("example.com".into()),
@@ -462,7 +463,7 @@ fn unknown_keys() {
         "5:1: unknown key `timeout` in [upstreams.app]; expected one of: \
          servers, tls, sni, ca_file, connect_timeout, read_timeout, write_timeout, \
          total_timeout, host_header, retries, max_fails, fail_timeout, refused_holdoff, \
-         health_check"
+         health_check, protocol, root, index, params, front_controller"
     );
     let text = MINIMAL.replace("upstream = \"app\"", "upstream = \"app\"\n  weight = 2");
     assert!(only_error(&text).starts_with("10:3: unknown key `weight` in [[routes]];"));
@@ -1210,4 +1211,105 @@ fn config_file_must_be_regular() {
         errors.to_string(),
         "0:0: /dev/zero is not a regular file but a character device"
     );
+}
+
+/// `protocol = "fastcgi"` reads root (trailing `/` dropped), index, params in file order and
+/// front_controller, and resolves root when the front controller serves from it.
+#[test]
+fn fastcgi_upstream() {
+    let dir = scratch_dir("fastcgi");
+    let root = std::fs::canonicalize(&dir).unwrap();
+    let text = MINIMAL.replace(
+        "servers =",
+        &format!(
+            "protocol = \"fastcgi\"\nroot = \"{}/\"\nindex = \"app.php\"\nparams = {{ APP_ENV = \"prod\", HTTPS = \"on\" }}\nservers =",
+            root.display()
+        ),
+    );
+    let cfg = parse_ok(&text);
+    let fastcgi = cfg.live.upstreams[0].fastcgi.clone().expect("fastcgi");
+    assert_eq!(fastcgi.root, root.display().to_string());
+    assert_eq!(fastcgi.index, "app.php");
+    assert_eq!(
+        fastcgi.params,
+        vec![
+            ("APP_ENV".to_owned(), "prod".to_owned()),
+            ("HTTPS".to_owned(), "on".to_owned())
+        ]
+    );
+    assert!(fastcgi.front_controller);
+    assert_eq!(fastcgi.local_root.as_deref(), Some(root.as_path()));
+    // On, a root not here (yet) is looked for again by each request.
+    let later = MINIMAL.replace(
+        "servers =",
+        "protocol = \"fastcgi\"\nroot = \"/nowhere/public\"\nservers =",
+    );
+    let later = parse_ok(&later).live.upstreams[0].fastcgi.clone();
+    assert!(later.is_some_and(|f| f.front_controller && f.local_root.is_none()));
+    // Off, root is php-fpm's alone: it need not exist here, and is never read.
+    let remote = MINIMAL.replace(
+        "servers =",
+        "protocol = \"fastcgi\"\nroot = \"/nowhere/public\"\nfront_controller = false\nservers =",
+    );
+    let fastcgi = parse_ok(&remote).live.upstreams[0]
+        .fastcgi
+        .clone()
+        .expect("fastcgi");
+    assert_eq!(
+        (fastcgi.index.as_str(), fastcgi.local_root),
+        ("index.php", None)
+    );
+    assert!(parse_ok(MINIMAL).live.upstreams[0].fastcgi.is_none());
+}
+
+/// What cannot work is said at its key: FastCGI keys without the protocol, no root, a root
+/// that is not absolute or has dot-segments, TLS, a bad index or param name.
+#[test]
+fn fastcgi_mistakes() {
+    let with = |keys: &str| MINIMAL.replace("servers =", &format!("{keys}\nservers ="));
+    for (keys, says) in [
+        (
+            "protocol = \"fcgi\"",
+            "protocol: `fcgi`: expected \"http\" or \"fastcgi\"",
+        ),
+        (
+            "root = \"/srv\"",
+            "root: only applies with protocol = \"fastcgi\"",
+        ),
+        (
+            "front_controller = false",
+            "front_controller: only applies with protocol = \"fastcgi\"",
+        ),
+        (
+            "protocol = \"fastcgi\"",
+            "protocol = \"fastcgi\" needs `root`",
+        ),
+        (
+            "protocol = \"fastcgi\"\nroot = \"srv/public\"",
+            "root: `srv/public` must be an absolute path",
+        ),
+        (
+            "protocol = \"fastcgi\"\nroot = \"/srv/../etc\"",
+            "must not have `.` or `..` segments",
+        ),
+        (
+            "protocol = \"fastcgi\"\nroot = \"/tmp\"\nindex = \"a/b.php\"",
+            "index: `a/b.php` must be a file name",
+        ),
+        (
+            "protocol = \"fastcgi\"\nroot = \"/tmp\"\nparams = { \"A-B\" = \"x\" }",
+            "params: `A-B` is not a param name",
+        ),
+        (
+            "protocol = \"fastcgi\"\nroot = \"/tmp\"\nparams = { A = 1 }",
+            "params: expected a string",
+        ),
+        (
+            "protocol = \"fastcgi\"\nroot = \"/tmp\"\ntls = true",
+            "does not go with tls = true",
+        ),
+    ] {
+        let error = only_error(&with(keys));
+        assert!(error.contains(says), "{keys}: {error}");
+    }
 }

@@ -285,6 +285,54 @@ pub(super) fn kept_header(text: &str) -> Result<String, String> {
     Ok(name)
 }
 
+/// `protocol`: whether the upstream speaks FastCGI (`true`) or HTTP.
+pub(super) fn is_fastcgi(text: &str) -> Result<bool, String> {
+    match text {
+        "http" => Ok(false),
+        "fastcgi" => Ok(true),
+        _ => Err(format!("`{text}`: expected \"http\" or \"fastcgi\"")),
+    }
+}
+
+/// A FastCGI `root`: an absolute path without `.` or `..` segments (it is sent to the FastCGI
+/// server as the start of `SCRIPT_FILENAME`, and triage checks paths against it), kept without
+/// a trailing `/`, so that root and script path join with one.
+pub(super) fn fastcgi_root(text: &str) -> Result<String, String> {
+    if !text.starts_with('/') {
+        return Err(format!("`{text}` must be an absolute path"));
+    }
+    if text
+        .split('/')
+        .any(|segment| segment == "." || segment == "..")
+    {
+        return Err(format!("`{text}` must not have `.` or `..` segments"));
+    }
+    Ok(text.trim_end_matches('/').to_owned())
+}
+
+/// A FastCGI `index`: a file name in the directory asked for, so without `/`.
+pub(super) fn index_file(text: &str) -> Result<String, String> {
+    if text.is_empty() || text.contains('/') || text == "." || text == ".." {
+        return Err(format!("`{text}` must be a file name, without `/`"));
+    }
+    Ok(text.to_owned())
+}
+
+/// The name of a FastCGI param of `params`: letters, digits and `_`, as CGI variables are
+/// named (a `=` or a byte outside them would not survive as an environment variable of the
+/// script).
+pub(super) fn param_name(text: &str) -> Result<String, String> {
+    let valid = (1..=128).contains(&text.len())
+        && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    match valid {
+        true => Ok(text.to_owned()),
+        false => Err(format!(
+            "`{}` is not a param name: 1 to 128 letters, digits or `_`",
+            text.escape_debug()
+        )),
+    }
+}
+
 /// The longest path a unix socket can be bound at (`sun_path` holds 108 bytes with the final
 /// NUL): Pingora would fail the upgrade on a longer one.
 const MAX_UNIX_SOCKET_PATH: usize = 107;

@@ -353,6 +353,25 @@ taxonomy! {
             fault: Fault::Server,
             hint: "the upstream sent response headers larger than triage accepts: look for a runaway cookie or header in the app",
         },
+        /// A FastCGI server ended the request with `FCGI_OVERLOADED` instead of running it.
+        FastcgiOverloaded => "fastcgi_overloaded" {
+            outcome: ClientOutcome::Generated(StatusCode::SERVICE_UNAVAILABLE),
+            phase: Phase::ResponseHeaders,
+            proxy_status_error: Some(ProxyStatusError::DestinationUnavailable),
+            broken_hop: BrokenHop::ProxyToUpstream,
+            fault: Fault::Server,
+            hint: "the FastCGI server refused the request as overloaded (FCGI_OVERLOADED): it is out of workers or connections; add workers or capacity",
+        },
+        /// A FastCGI server ended the request with `FCGI_CANT_MPX_CONN`, `FCGI_UNKNOWN_ROLE` or
+        /// an unknown protocol status instead of running it.
+        FastcgiRejected => "fastcgi_rejected" {
+            outcome: ClientOutcome::Generated(StatusCode::BAD_GATEWAY),
+            phase: Phase::ResponseHeaders,
+            proxy_status_error: Some(ProxyStatusError::HttpProtocolError),
+            broken_hop: BrokenHop::ProxyToUpstream,
+            fault: Fault::Server,
+            hint: "the FastCGI server ended the request without running it (see the detail): it is not a FastCGI responder as triage uses one; check what listens there",
+        },
         /// The upstream reset the connection while sending the body; the client got a cut response.
         BodyReset => "body_reset" {
             outcome: ClientOutcome::CutBody,
@@ -409,6 +428,16 @@ taxonomy! {
             fault: Fault::Client,
             hint: "the request body is larger than this route's max_body_size: send less, or raise the limit",
         },
+        /// The path leads outside a FastCGI upstream's `root` (a dot-segment decoding reveals, a
+        /// symlink out of root): nothing is served or run.
+        OutsideRoot => "outside_root" {
+            outcome: ClientOutcome::Generated(StatusCode::FORBIDDEN),
+            phase: Phase::Route,
+            proxy_status_error: Some(ProxyStatusError::HttpRequestDenied),
+            broken_hop: BrokenHop::Proxy,
+            fault: Fault::Client,
+            hint: "the path leads outside the upstream's root (a dot-segment or a symlink out of root): triage serves and runs nothing outside root",
+        },
         /// The client asked for a protocol upgrade (WebSocket) and the upstream broke the
         /// connection before switching protocols.
         UpgradeFailed => "upgrade_failed" {
@@ -437,6 +466,26 @@ taxonomy! {
             broken_hop: BrokenHop::ProxyToUpstream,
             fault: Fault::App,
             hint: "the app itself answered with this error status: triage only passed it on; check the app's logs (database down?)",
+        },
+        /// php-fpm answered 404 "Primary script unknown": no file at the `SCRIPT_FILENAME` triage
+        /// sent, as php-fpm sees its files; its answer passes through.
+        ScriptNotFound => "script_not_found" {
+            outcome: ClientOutcome::PassedThrough,
+            phase: Phase::ResponseHeaders,
+            proxy_status_error: None,
+            broken_hop: BrokenHop::ProxyToUpstream,
+            fault: Fault::App,
+            hint: "php-fpm found no script at the SCRIPT_FILENAME triage sent (Primary script unknown): root is not the document root php-fpm sees, or the script is missing",
+        },
+        /// php-fpm answered 403 "Access denied": `security.limit_extensions` does not let it run
+        /// the file; its answer passes through.
+        ScriptDenied => "script_denied" {
+            outcome: ClientOutcome::PassedThrough,
+            phase: Phase::ResponseHeaders,
+            proxy_status_error: None,
+            broken_hop: BrokenHop::ProxyToUpstream,
+            fault: Fault::App,
+            hint: "php-fpm refused to run the file (security.limit_extensions): serve files that are not scripts from disk (front_controller = true), or allow the extension",
         },
         /// The client went away before the response was complete (logged as 499).
         ClientClosed => "client_closed" {

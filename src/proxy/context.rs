@@ -93,6 +93,22 @@ pub(crate) struct AttemptFacts {
     pub(crate) server_in_flight: Option<InFlightToken>,
     /// The first bytes of the body of an error answer (see `upstream_response_body_peek`).
     pub(crate) body_start: Option<bytes::Bytes>,
+    /// What the server said of its answer besides it, when that makes it a diagnosis of its
+    /// own: php-fpm's stderr ("Primary script unknown", a PHP fatal error). `response_filter`
+    /// takes it as the answer's finding.
+    pub(crate) said: Option<Finding>,
+    /// At a FastCGI upstream: the script and the server's stderr.
+    pub(crate) fastcgi: Option<Box<FastcgiAttempt>>,
+}
+
+/// What an attempt at a FastCGI server adds to the facts.
+#[derive(Debug, Default)]
+pub(crate) struct FastcgiAttempt {
+    /// The `SCRIPT_FILENAME` sent.
+    pub(crate) script_filename: String,
+    /// Whether the front controller found the script under root on triage's disk.
+    pub(crate) script_on_disk: bool,
+    pub(crate) stderr: crate::fastcgi::Stderr,
 }
 
 impl RequestCtx {

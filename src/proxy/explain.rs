@@ -33,18 +33,34 @@ impl Triage {
         };
         let upstream = ctx.upstream();
         let upstream_tls = upstream.is_some_and(|u| u.tls);
+        let fastcgi_root = upstream
+            .and_then(|u| u.fastcgi.as_ref())
+            .map(|f| f.root.as_str());
         let probe = match (broken, &address) {
             // The retry's refusal is the probe.
             (Some(_), _) => Probe::Refused,
             // Unix sockets are not probed (yet).
             (None, None | Some(PeerAddr::Unix(_))) => Probe::NotRun,
             (None, Some(PeerAddr::Inet(address))) => {
-                match probe_kind(finding.diagnosis, upstream_tls, reused) {
+                let kind = match fastcgi_root {
+                    Some(_) => fastcgi_probe_kind(finding.diagnosis),
+                    None => probe_kind(finding.diagnosis, upstream_tls, reused),
+                };
+                match kind {
                     Some(kind) => self.prober.probe(*address, kind).await,
                     None => Probe::NotRun,
                 }
             }
         };
+        let fastcgi = fastcgi_root.map(|root| {
+            let attempt = ctx.attempt.fastcgi.as_deref();
+            cause::FastcgiObserved {
+                root,
+                script_filename: attempt.map_or("", |a| a.script_filename.as_str()),
+                script_on_disk: attempt.is_some_and(|a| a.script_on_disk),
+                stderr: attempt.map_or(&[][..], |a| a.stderr.bytes()),
+            }
+        });
         let host = upstream
             .zip(ctx.attempt.server)
             .and_then(|(u, i)| u.balancer.servers.get(i))
@@ -101,6 +117,7 @@ impl Triage {
             probe,
             now,
             thresholds: ctx.state.thresholds,
+            fastcgi,
         });
         // Counted after the derivation, so a request is not its own precedent.
         if let (Some(history), Some(age)) = (history, age) {
@@ -142,6 +159,57 @@ fn broke_before_answer(diagnosis: Diagnosis) -> bool {
     )
 }
 
+/// Which probe decides between the causes of `diagnosis` at a FastCGI server: whether a worker
+/// is free after a timeout (none is: the pool is exhausted), whether it still listens after a
+/// break. Its FastCGI answer is expected there, never a sign of the wrong protocol.
+fn fastcgi_probe_kind(diagnosis: Diagnosis) -> Option<ProbeKind> {
+    match diagnosis {
+        Diagnosis::ResponseTimeout => Some(ProbeKind::FastcgiWorker),
+        Diagnosis::ConnectionReset
+        | Diagnosis::ConnectionClosed
+        | Diagnosis::RequestSendFailed
+        | Diagnosis::BodyReset
+        | Diagnosis::BodyClosed => Some(ProbeKind::Listening),
+        Diagnosis::DnsError
+        | Diagnosis::ConnectRefused
+        | Diagnosis::ConnectUnreachable
+        | Diagnosis::ConnectFailed
+        | Diagnosis::ConnectTimeout
+        | Diagnosis::SocketMissing
+        | Diagnosis::SocketPermissionDenied
+        | Diagnosis::SocketRefused
+        | Diagnosis::SocketBacklogFull
+        | Diagnosis::TlsHandshakeFailed
+        | Diagnosis::TlsCertificateExpired
+        | Diagnosis::TlsCertificateUntrusted
+        | Diagnosis::TlsCertificateNameMismatch
+        | Diagnosis::TlsUpstreamPlaintext
+        | Diagnosis::UpstreamExpectsTls
+        | Diagnosis::RequestSendTimeout
+        | Diagnosis::InvalidResponse
+        | Diagnosis::ResponseHeadersTooLarge
+        | Diagnosis::FastcgiOverloaded
+        | Diagnosis::FastcgiRejected
+        | Diagnosis::BodyTimeout
+        | Diagnosis::NoRoute
+        | Diagnosis::NoHealthyUpstream
+        | Diagnosis::RequestBodyTooLarge
+        | Diagnosis::OutsideRoot
+        | Diagnosis::UpgradeFailed
+        | Diagnosis::UpgradeRefused
+        | Diagnosis::UpstreamStatus
+        | Diagnosis::ScriptNotFound
+        | Diagnosis::ScriptDenied
+        | Diagnosis::ClientClosed
+        | Diagnosis::BadRequest
+        | Diagnosis::RequestHeadersTooLarge
+        | Diagnosis::ClientHeaderTimeout
+        | Diagnosis::ClientBodyTimeout
+        | Diagnosis::ClientSendTimeout
+        | Diagnosis::InternalError => None,
+    }
+}
+
 /// Which probe decides between the causes of `diagnosis`, if any does.
 fn probe_kind(diagnosis: Diagnosis, upstream_tls: bool, reused: bool) -> Option<ProbeKind> {
     match diagnosis {
@@ -177,13 +245,18 @@ fn probe_kind(diagnosis: Diagnosis, upstream_tls: bool, reused: bool) -> Option<
         | Diagnosis::ResponseTimeout
         | Diagnosis::InvalidResponse
         | Diagnosis::ResponseHeadersTooLarge
+        | Diagnosis::FastcgiOverloaded
+        | Diagnosis::FastcgiRejected
         | Diagnosis::BodyTimeout
         | Diagnosis::NoRoute
         | Diagnosis::NoHealthyUpstream
         | Diagnosis::RequestBodyTooLarge
+        | Diagnosis::OutsideRoot
         | Diagnosis::UpgradeFailed
         | Diagnosis::UpgradeRefused
         | Diagnosis::UpstreamStatus
+        | Diagnosis::ScriptNotFound
+        | Diagnosis::ScriptDenied
         | Diagnosis::ClientClosed
         | Diagnosis::BadRequest
         | Diagnosis::RequestHeadersTooLarge

@@ -5,7 +5,8 @@
 //! A probe reaches the server as a request would: through Pingora's connector, with the peer the
 //! proxy builds for it ([`Upstream::peer`]: TLS, SNI, CA file and timeouts are the upstream's).
 //! A TCP check connects (and, to a TLS upstream, completes the handshake); an HTTP check then
-//! sends `GET path` over Pingora's HTTP/1.1 client session and passes on 2xx or 3xx. A failure
+//! sends `GET path` over Pingora's HTTP/1.1 client session (to a FastCGI upstream, as a FastCGI
+//! request for the script at `path`: see [`crate::fastcgi::check`]) and passes on 2xx or 3xx. A failure
 //! is classified by the proxy's own classifier from the same facts (the error and how far the
 //! probe got), so a probe says what live traffic would: `connect_refused`, `connect_timeout`,
 //! a TLS token, `upstream_expects_tls`, `upstream_status` for a failing status. Each probe
@@ -217,6 +218,14 @@ async fn attempt(
         HealthCheckKind::Tcp => return Ok(()),
         HealthCheckKind::Http { path } => path,
     };
+    if let Some(fastcgi) = &up.fastcgi {
+        let mut stream = stream;
+        let status = crate::fastcgi::check::status_of(&mut stream, fastcgi, path)
+            .await
+            .map_err(|e| failed(e, Progress::Connected))?;
+        *progress = Progress::ResponseHeaders;
+        return check_status(path, status);
+    }
     let mut session = HttpSession::new_with_options(stream, &peer);
     session.read_timeout = peer.options.read_timeout;
     session.write_timeout = peer.options.write_timeout;
@@ -243,6 +252,11 @@ async fn attempt(
     }
     *progress = Progress::ResponseHeaders;
     // Dropping the session closes the connection: it is never pooled.
+    check_status(path, status)
+}
+
+/// A check passes on 2xx and 3xx.
+fn check_status(path: &str, status: u16) -> Result<(), Finding> {
     match status {
         200..=399 => Ok(()),
         code => Err(Finding {

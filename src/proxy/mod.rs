@@ -10,6 +10,7 @@ mod attempt;
 pub mod balancer;
 mod context;
 mod explain;
+mod fastcgi;
 mod finish;
 pub mod forwarding;
 pub mod health;
@@ -69,6 +70,8 @@ pub struct Triage {
     report_url: Option<String>,
     /// The probes of failed addresses, and their last results.
     prober: probe::Prober,
+    /// The log lines of what FastCGI servers write to stderr, as bounded as error lines.
+    fastcgi_stderr_lines: crate::accesslog::RateLimiter,
 }
 
 /// What the proxy records into and reads from for the life of the process, whatever reloads
@@ -109,6 +112,7 @@ impl Triage {
             clients,
             report_url: boot.report_url(),
             prober: probe::Prober::default(),
+            fastcgi_stderr_lines: crate::accesslog::RateLimiter::new(log.error_lines_per_second),
         }
     }
 }
@@ -216,7 +220,8 @@ impl ProxyHttp for Triage {
                     .await;
                 Ok(true)
             }
-            Some(_) | None => Ok(false),
+            // An upstream that speaks FastCGI is served here, not by Pingora's HTTP proxy.
+            Some(_) | None => self.serve_fastcgi(session, ctx, &path_check).await,
         }
     }
 
@@ -394,8 +399,11 @@ impl ProxyHttp for Triage {
         if status.is_informational() && status != http::StatusCode::SWITCHING_PROTOCOLS {
             return Ok(());
         }
+        let said = ctx.attempt.said.take();
         let diagnosis = if ctx.request.upgrade && status != http::StatusCode::SWITCHING_PROTOCOLS {
             Some(Diagnosis::UpgradeRefused)
+        } else if let Some(said) = &said {
+            Some(said.diagnosis)
         } else if status.is_server_error() {
             Some(Diagnosis::UpstreamStatus)
         } else {
@@ -403,7 +411,7 @@ impl ProxyHttp for Triage {
         };
         ctx.request.finding = diagnosis.map(|diagnosis| Finding {
             diagnosis,
-            detail: String::new(),
+            detail: said.map(|s| s.detail).unwrap_or_default(),
         });
         if let Some(finding) = &ctx.request.finding {
             ctx.request.cause = Some(self.explain(session, ctx, finding, None).await);

@@ -1,5 +1,5 @@
 //! One-off probes of an address that just failed, for the cause: is anything still listening,
-//! and does it speak TLS or FastCGI rather than HTTP?
+//! does it speak TLS or FastCGI rather than HTTP, and, at a FastCGI server, is a worker free?
 //!
 //! A probe runs only after a failure, only against the address that failed, and at most once
 //! per address and kind per second: failures in that second share its result (a request that
@@ -31,7 +31,14 @@ pub(crate) enum ProbeKind {
     Listening,
     /// Whether it answers TLS or FastCGI (and, failing both, whether it is listening).
     Protocol,
+    /// Whether a FastCGI server's worker answers `FCGI_GET_VALUES` in time: php-fpm's workers
+    /// read it, so when none does while the connect was accepted, none is free.
+    FastcgiWorker,
 }
+
+/// How long a FastCGI server's worker has to answer [`ProbeKind::FastcgiWorker`]: a free
+/// php-fpm worker answers in well under a millisecond.
+const WORKER_WAIT: Duration = Duration::from_millis(300);
 
 type Slot = Arc<tokio::sync::Mutex<Option<(Instant, Probe)>>>;
 
@@ -79,6 +86,28 @@ async fn run(address: SocketAddr, kind: ProbeKind) -> Probe {
             }
             listening(address).await
         }
+        ProbeKind::FastcgiWorker => fastcgi_worker(address).await,
+    }
+}
+
+/// Asks the FastCGI server at `address` for a value: answered, a worker was free; accepted but
+/// unanswered in [`WORKER_WAIT`], none was.
+async fn fastcgi_worker(address: SocketAddr) -> Probe {
+    let mut stream = match TcpStream::connect(address).await {
+        Ok(stream) => stream,
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => return Probe::Refused,
+        Err(_) => return Probe::NotRun,
+    };
+    if stream.write_all(&FCGI_GET_VALUES).await.is_err() {
+        return Probe::Accepted;
+    }
+    let mut head = [0u8; 8];
+    match tokio::time::timeout(WORKER_WAIT, stream.read_exact(&mut head)).await {
+        Ok(Ok(_)) if is_fastcgi_result(&head) => Probe::SpeaksFastcgi,
+        Ok(_) => Probe::Accepted,
+        Err(_) => Probe::FastcgiBusy {
+            waited: WORKER_WAIT,
+        },
     }
 }
 

@@ -52,6 +52,11 @@ pub(crate) fn explained(mut finding: Finding, path: &UnixPath) -> Finding {
         | Diagnosis::ResponseTimeout
         | Diagnosis::InvalidResponse
         | Diagnosis::ResponseHeadersTooLarge
+        | Diagnosis::FastcgiOverloaded
+        | Diagnosis::FastcgiRejected
+        | Diagnosis::OutsideRoot
+        | Diagnosis::ScriptNotFound
+        | Diagnosis::ScriptDenied
         | Diagnosis::BodyReset
         | Diagnosis::BodyClosed
         | Diagnosis::BodyTimeout

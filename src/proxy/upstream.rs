@@ -31,6 +31,8 @@ pub struct Upstream {
     pub total_timeout: Option<Duration>,
     /// Pingora's connection-pool group for this upstream's peers (`HttpPeer::group_key`).
     pool_key: u64,
+    /// How requests become FastCGI requests, when the servers speak FastCGI.
+    pub fastcgi: Option<config::Fastcgi>,
 }
 
 /// The pool group of an upstream's connections. Pingora's pool key covers the address, the
@@ -92,6 +94,7 @@ impl Upstream {
             write_timeout: cfg.write_timeout,
             total_timeout: cfg.total_timeout,
             pool_key: pool_key(cfg),
+            fastcgi: cfg.fastcgi.clone(),
         }
     }
 

@@ -10,6 +10,7 @@
 //! - [`dns`]: a UDP DNS server whose records a test sets and changes;
 //! - [`client`]: a raw HTTP/1.1 client that shows exactly what a client of triage receives;
 //! - [`triage`]: runs the built `triage` binary on free loopback ports with a test's config.
+//! - [`php_fpm`]: a real php-fpm on loopback ports, with its scripts, config and workers.
 //!
 //! Every server here binds loopback on port 0, and every wait is bounded.
 //!
@@ -28,4 +29,5 @@ pub mod client;
 pub mod dns;
 pub mod http1;
 pub mod origin;
+pub mod php_fpm;
 pub mod triage;

@@ -1,7 +1,7 @@
 //! Each cause from the facts that make it, and only from them.
 
 use super::*;
-use crate::cause::facts::{DeployMark, HostState, Thresholds};
+use crate::cause::facts::{DeployMark, FastcgiObserved, HostState, Thresholds};
 use crate::cause::reading::{clock, human};
 
 const T0: Duration = Duration::from_secs(1_800_000_000);
@@ -41,7 +41,19 @@ fn observed(diagnosis: Diagnosis, past: Option<&ServerPast>) -> Observed<'_> {
         probe: Probe::NotRun,
         now: at(100),
         thresholds: thresholds(),
+        fastcgi: None,
     }
+}
+
+/// An attempt at a FastCGI server: `root` /srv/public, SCRIPT_FILENAME its index.php.
+fn at_fastcgi<'a>(mut o: Observed<'a>, on_disk: bool, stderr: &'a [u8]) -> Observed<'a> {
+    o.fastcgi = Some(FastcgiObserved {
+        root: "/srv/public",
+        script_filename: "/srv/public/index.php",
+        script_on_disk: on_disk,
+        stderr,
+    });
+    o
 }
 
 fn answered_until(secs: u64) -> ServerPast {
@@ -320,6 +332,124 @@ fn client_failures_are_the_clients() {
         }
         assert!(!found.hint.contains('{'), "{}: {}", d.token(), found.hint);
     }
+}
+
+/// At a FastCGI server, a timeout while no worker answered a probe is pool_exhausted, before
+/// overload or a slow request; with a worker free, the HTTP reading holds.
+#[test]
+fn fastcgi_timeouts_and_the_pool() {
+    let past = answered_until(90);
+    let mut o = at_fastcgi(observed(Diagnosis::ResponseTimeout, Some(&past)), true, b"");
+    o.probe = Probe::FastcgiBusy {
+        waited: Duration::from_millis(300),
+    };
+    let found = derive(&o);
+    check(&found, Cause::PoolExhausted);
+    assert!(found.hint.contains("pm.max_children"), "{}", found.hint);
+    assert!(found.hint.contains("no answer in 300 ms"), "{}", found.hint);
+    o.probe = Probe::SpeaksFastcgi;
+    assert_ne!(derive(&o).cause, Cause::PoolExhausted);
+    // The same probe result at an HTTP upstream means nothing of a pool.
+    let mut http = observed(Diagnosis::ResponseTimeout, Some(&past));
+    http.probe = Probe::FastcgiBusy {
+        waited: Duration::from_millis(300),
+    };
+    assert_ne!(derive(&http).cause, Cause::PoolExhausted);
+    let overloaded = at_fastcgi(
+        observed(Diagnosis::FastcgiOverloaded, Some(&past)),
+        true,
+        b"",
+    );
+    let found = derive(&overloaded);
+    check(&found, Cause::PoolExhausted);
+    assert!(found.hint.contains("FCGI_OVERLOADED"), "{}", found.hint);
+}
+
+/// php-fpm's "Primary script unknown" for a script triage saw under root is wrong_root, naming
+/// root and SCRIPT_FILENAME (for trusted readers only); for a script triage never looked at, the
+/// evidence decides nothing.
+#[test]
+fn script_not_found_names_the_root() {
+    let past = answered_until(90);
+    let found = derive(&at_fastcgi(
+        observed(Diagnosis::ScriptNotFound, Some(&past)),
+        true,
+        b"",
+    ));
+    check(&found, Cause::WrongRoot);
+    assert!(found.hint.contains("root = /srv/public"), "{}", found.hint);
+    assert!(
+        found.hint.contains("/srv/public/index.php"),
+        "{}",
+        found.hint
+    );
+    assert!(
+        !found.public_hint.contains("/srv/public"),
+        "{}",
+        found.public_hint
+    );
+    let found = derive(&at_fastcgi(
+        observed(Diagnosis::ScriptNotFound, Some(&past)),
+        false,
+        b"",
+    ));
+    assert_eq!(found.cause, Cause::Unknown);
+}
+
+/// A FastCGI port behind protocol = "http", and an HTTP port behind protocol = "fastcgi", are
+/// wrong_protocol with the fix of the protocol key; a FastCGI server answering a FastCGI probe
+/// after a break is no wrong protocol.
+#[test]
+fn fastcgi_and_http_ports_mixed_up() {
+    let mut o = observed(Diagnosis::ConnectionClosed, None);
+    o.probe = Probe::SpeaksFastcgi;
+    let found = derive(&o);
+    check(&found, Cause::WrongProtocol);
+    assert!(
+        found.hint.contains("protocol = \"fastcgi\""),
+        "{}",
+        found.hint
+    );
+    let mut http_answer = at_fastcgi(observed(Diagnosis::InvalidResponse, None), false, b"");
+    http_answer.body_start = b"HTTP/1.1 400 Bad Request\r\n";
+    let found = derive(&http_answer);
+    check(&found, Cause::WrongProtocol);
+    assert!(
+        found.hint.contains("speaks plain HTTP, not FastCGI"),
+        "{}",
+        found.hint
+    );
+    assert!(found.hint.contains("protocol = \"http\""), "{}", found.hint);
+    let mut broke = at_fastcgi(observed(Diagnosis::ConnectionClosed, None), false, b"");
+    broke.probe = Probe::SpeaksFastcgi;
+    broke.age = Some(Duration::from_secs(2));
+    assert_eq!(derive(&broke).cause, Cause::WorkerKilled);
+}
+
+/// A PHP fatal error behind the app's 500 is app_error with php-fpm's message as evidence; a
+/// database error in stderr (an uncaught PDOException) is database_down.
+#[test]
+fn php_errors_from_stderr() {
+    let mut o = at_fastcgi(
+        observed(Diagnosis::UpstreamStatus, None),
+        true,
+        b"PHP message: PHP Fatal error:  Uncaught Error: Call to undefined function nope() in /srv/public/index.php:3",
+    );
+    o.status = Some(500);
+    let found = derive(&o);
+    check(&found, Cause::AppError);
+    assert!(
+        found.evidence.iter().any(|e| e
+            .fact
+            .contains("PHP Fatal error:  Uncaught Error: Call to undefined function nope()")),
+        "{:?}",
+        found.evidence
+    );
+    o.fastcgi = Some(FastcgiObserved {
+        stderr: b"PHP message: PHP Fatal error:  Uncaught PDOException: SQLSTATE[HY000] [2002] Connection refused",
+        ..o.fastcgi.expect("fastcgi")
+    });
+    check(&derive(&o), Cause::DatabaseDown);
 }
 
 #[test]

@@ -42,11 +42,8 @@ impl Triage {
             // Unix sockets are not probed (yet).
             (None, None | Some(PeerAddr::Unix(_))) => Probe::NotRun,
             (None, Some(PeerAddr::Inet(address))) => {
-                let kind = match fastcgi_root {
-                    Some(_) => fastcgi_probe_kind(finding.diagnosis),
-                    None => probe_kind(finding.diagnosis, upstream_tls, reused),
-                };
-                match kind {
+                let fastcgi = fastcgi_root.is_some();
+                match probe_kind(finding.diagnosis, upstream_tls, reused, fastcgi) {
                     Some(kind) => self.prober.probe(*address, kind).await,
                     None => Probe::NotRun,
                 }
@@ -159,64 +156,21 @@ fn broke_before_answer(diagnosis: Diagnosis) -> bool {
     )
 }
 
-/// Which probe decides between the causes of `diagnosis` at a FastCGI server: whether a worker
-/// is free after a timeout (none is: the pool is exhausted), whether it still listens after a
-/// break. Its FastCGI answer is expected there, never a sign of the wrong protocol.
-fn fastcgi_probe_kind(diagnosis: Diagnosis) -> Option<ProbeKind> {
+/// Which probe decides between the causes of `diagnosis`, if any does. At a FastCGI server
+/// (`fastcgi`) a FastCGI answer is expected, never a sign of the wrong protocol: a timeout asks
+/// whether a worker is free (none is: the pool is exhausted), a break whether it still listens.
+fn probe_kind(
+    diagnosis: Diagnosis,
+    upstream_tls: bool,
+    reused: bool,
+    fastcgi: bool,
+) -> Option<ProbeKind> {
     match diagnosis {
-        Diagnosis::ResponseTimeout => Some(ProbeKind::FastcgiWorker),
-        Diagnosis::ConnectionReset
-        | Diagnosis::ConnectionClosed
-        | Diagnosis::RequestSendFailed
-        | Diagnosis::BodyReset
-        | Diagnosis::BodyClosed => Some(ProbeKind::Listening),
-        Diagnosis::DnsError
-        | Diagnosis::ConnectRefused
-        | Diagnosis::ConnectUnreachable
-        | Diagnosis::ConnectFailed
-        | Diagnosis::ConnectTimeout
-        | Diagnosis::SocketMissing
-        | Diagnosis::SocketPermissionDenied
-        | Diagnosis::SocketRefused
-        | Diagnosis::SocketBacklogFull
-        | Diagnosis::TlsHandshakeFailed
-        | Diagnosis::TlsCertificateExpired
-        | Diagnosis::TlsCertificateUntrusted
-        | Diagnosis::TlsCertificateNameMismatch
-        | Diagnosis::TlsUpstreamPlaintext
-        | Diagnosis::UpstreamExpectsTls
-        | Diagnosis::RequestSendTimeout
-        | Diagnosis::InvalidResponse
-        | Diagnosis::ResponseHeadersTooLarge
-        | Diagnosis::FastcgiOverloaded
-        | Diagnosis::FastcgiRejected
-        | Diagnosis::BodyTimeout
-        | Diagnosis::NoRoute
-        | Diagnosis::NoHealthyUpstream
-        | Diagnosis::RequestBodyTooLarge
-        | Diagnosis::OutsideRoot
-        | Diagnosis::UpgradeFailed
-        | Diagnosis::UpgradeRefused
-        | Diagnosis::UpstreamStatus
-        | Diagnosis::ScriptNotFound
-        | Diagnosis::ScriptDenied
-        | Diagnosis::ClientClosed
-        | Diagnosis::BadRequest
-        | Diagnosis::RequestHeadersTooLarge
-        | Diagnosis::ClientHeaderTimeout
-        | Diagnosis::ClientBodyTimeout
-        | Diagnosis::ClientSendTimeout
-        | Diagnosis::InternalError => None,
-    }
-}
-
-/// Which probe decides between the causes of `diagnosis`, if any does.
-fn probe_kind(diagnosis: Diagnosis, upstream_tls: bool, reused: bool) -> Option<ProbeKind> {
-    match diagnosis {
+        Diagnosis::ResponseTimeout if fastcgi => Some(ProbeKind::FastcgiWorker),
         // A new plain connection dropped before any answer: a TLS or FastCGI server closing on
         // what it cannot read looks the same as a dying app, until asked in its protocol.
         Diagnosis::ConnectionReset | Diagnosis::ConnectionClosed | Diagnosis::RequestSendFailed
-            if !upstream_tls && !reused =>
+            if !upstream_tls && !reused && !fastcgi =>
         {
             Some(ProbeKind::Protocol)
         }
@@ -225,7 +179,7 @@ fn probe_kind(diagnosis: Diagnosis, upstream_tls: bool, reused: bool) -> Option<
         | Diagnosis::RequestSendFailed
         | Diagnosis::BodyReset
         | Diagnosis::BodyClosed => Some(ProbeKind::Listening),
-        Diagnosis::InvalidResponse if !upstream_tls => Some(ProbeKind::Protocol),
+        Diagnosis::InvalidResponse if !upstream_tls && !fastcgi => Some(ProbeKind::Protocol),
         Diagnosis::DnsError
         | Diagnosis::ConnectRefused
         | Diagnosis::ConnectUnreachable

@@ -44,7 +44,7 @@ fn refused_error() -> Box<Error> {
 }
 
 fn classify_and_count(c: &mut Criterion) {
-    let metrics = Metrics::new().expect("metrics");
+    let metrics = Metrics::new("bench").expect("metrics");
     let handles = metrics.handles(&config());
     let error = refused_error();
     c.bench_function("classify + count (connect_refused)", |b| {
@@ -133,7 +133,7 @@ fn error_response(c: &mut Criterion) {
 
 fn success_path(c: &mut Criterion) {
     let renderer = Renderer::new();
-    let metrics = Metrics::new().expect("metrics");
+    let metrics = Metrics::new("bench").expect("metrics");
     let handles = metrics.handles(&config());
     let template = ResponseHeader::build(200, Some(4)).expect("response");
     c.bench_function("success path: id + headers + metrics", |b| {

@@ -279,7 +279,7 @@ mod tests {
     use super::*;
 
     fn connections(max_connections: usize) -> (Arc<ClientConnections>, Metrics) {
-        let metrics = Metrics::new().unwrap();
+        let metrics = Metrics::new("test").unwrap();
         let settings = ClientSettings {
             max_connections,
             ..ClientSettings::default()

@@ -7,7 +7,8 @@
 //! system's random source). A permutation, so ids are unique within a process (no two counter
 //! values map to the same id); keyed, so one id tells nothing about the next ones (no guessable
 //! neighbours in `/diagnoses/{id}`), and ids differ between restarts. Making one is an atomic
-//! increment and six short hashes: no allocation, no lock.
+//! increment and six short hashes: no allocation, no lock. Ids start with the process's
+//! `[server] instance`, so a fleet's ids name the instance that holds their report.
 
 use std::collections::hash_map::RandomState;
 use std::fmt;
@@ -15,9 +16,52 @@ use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
-/// A request id: 16 lowercase hex digits.
+/// The longest instance name (`[server] instance`).
+pub const MAX_INSTANCE: usize = 64;
+const HEX_DIGITS: usize = 16;
+const MAX_ID: usize = MAX_INSTANCE + 1 + HEX_DIGITS;
+
+/// A request id: `INSTANCE-` (the `[server] instance` of the process that made it) and 16
+/// lowercase hex digits, so an id on an error page says which of a fleet's instances holds its
+/// report. Kept as text of its own (no allocation, `Copy`): it goes into a header, a log line
+/// and a report for every request.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct RequestId([u8; 16]);
+pub struct RequestId {
+    /// The text, then zeros.
+    text: [u8; MAX_ID],
+    len: u8,
+}
+
+/// This process's instance name, as ids start with it: set once at start-up
+/// ([`set_instance`]); until then (unit tests) ids are the hex digits alone.
+static INSTANCE: OnceLock<(usize, [u8; MAX_INSTANCE + 1])> = OnceLock::new();
+
+/// Whether `name` may be an instance name: 1 to 64 of `A-Z a-z 0-9 . _ -`, safe in a header,
+/// a URL path segment and a log field as it is.
+pub fn valid_instance(name: &str) -> bool {
+    (1..=MAX_INSTANCE).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+}
+
+/// Sets the instance name every id of this process starts with. The first call wins (a reload
+/// cannot rename a running process: its ids already went out); an invalid name is ignored.
+pub fn set_instance(name: &str) {
+    if !valid_instance(name) {
+        return;
+    }
+    let mut prefix = [0u8; MAX_INSTANCE + 1];
+    prefix[..name.len()].copy_from_slice(name.as_bytes());
+    prefix[name.len()] = b'-';
+    let _ = INSTANCE.set((name.len() + 1, prefix));
+}
+
+/// The instance name of this process, if set.
+pub fn instance() -> Option<&'static str> {
+    let (len, prefix) = INSTANCE.get()?;
+    std::str::from_utf8(&prefix[..len - 1]).ok()
+}
 
 impl RequestId {
     /// The next id of this process.
@@ -29,31 +73,66 @@ impl RequestId {
 
     fn from_u64(value: u64) -> RequestId {
         const HEX: &[u8; 16] = b"0123456789abcdef";
-        let mut out = [0u8; 16];
-        for (i, byte) in out.iter_mut().enumerate() {
+        let mut text = [0u8; MAX_ID];
+        let start = match INSTANCE.get() {
+            Some((len, prefix)) => {
+                text[..*len].copy_from_slice(&prefix[..*len]);
+                *len
+            }
+            None => 0,
+        };
+        for (i, byte) in text[start..start + HEX_DIGITS].iter_mut().enumerate() {
             *byte = HEX[((value >> (60 - 4 * i)) & 0xf) as usize];
         }
-        RequestId(out)
+        RequestId {
+            text,
+            len: (start + HEX_DIGITS) as u8,
+        }
     }
 
     pub fn as_str(&self) -> &str {
-        // Only ASCII hex digits are ever written into the array.
-        std::str::from_utf8(&self.0).unwrap_or("0000000000000000")
+        // Only the instance name's characters, `-` and hex digits are ever written.
+        std::str::from_utf8(&self.text[..usize::from(self.len)]).unwrap_or("0000000000000000")
     }
 
     /// The id as a header value.
     pub fn header_value(&self) -> http::HeaderValue {
-        http::HeaderValue::from_bytes(&self.0)
+        http::HeaderValue::from_bytes(&self.text[..usize::from(self.len)])
             .unwrap_or_else(|_| http::HeaderValue::from_static("0000000000000000"))
     }
 
-    /// Parses an id as printed, e.g. from a `/diagnoses/{id}` path.
+    /// The instance that made this id (`None` for an id of the hex digits alone).
+    pub fn instance(&self) -> Option<&str> {
+        self.as_str().rsplit_once('-').map(|(instance, _)| instance)
+    }
+
+    /// Parses an id as printed, e.g. from a `/diagnoses/{id}` path: `INSTANCE-` and 16 hex
+    /// digits, or the 16 digits alone, which stand for this process's own instance.
     pub fn parse(text: &str) -> Option<RequestId> {
-        let bytes: [u8; 16] = text.as_bytes().try_into().ok()?;
-        bytes
-            .iter()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
-            .then_some(RequestId(bytes))
+        let (instance, hex) = match text.rsplit_once('-') {
+            Some((instance, hex)) => (Some(instance), hex),
+            None => (None, text),
+        };
+        let hex_ok = hex.len() == HEX_DIGITS
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if !hex_ok || !instance.is_none_or(valid_instance) {
+            return None;
+        }
+        let full = match (instance, INSTANCE.get()) {
+            (Some(_), _) | (None, None) => text.as_bytes(),
+            (None, Some(_)) => {
+                let value = u64::from_str_radix(hex, 16).ok()?;
+                return Some(RequestId::from_u64(value));
+            }
+        };
+        let mut bytes = [0u8; MAX_ID];
+        bytes[..full.len()].copy_from_slice(full);
+        Some(RequestId {
+            text: bytes,
+            len: full.len() as u8,
+        })
     }
 }
 
@@ -117,7 +196,7 @@ mod tests {
         let mut seen = HashSet::new();
         for _ in 0..100_000 {
             let id = RequestId::next();
-            assert_eq!(id.as_str().len(), 16);
+            assert_eq!(id.as_str().len(), 16, "no instance is set in unit tests");
             assert_eq!(RequestId::parse(id.as_str()), Some(id));
             assert!(seen.insert(id));
         }
@@ -197,5 +276,31 @@ mod tests {
         ] {
             assert_eq!(RequestId::parse(bad), None, "{bad}");
         }
+    }
+
+    /// Ids with an instance name print and parse back whole; the digits alone or a bad
+    /// instance name are handled as documented. (The process-wide instance is never set in
+    /// unit tests, so these build such ids by parsing.)
+    #[test]
+    fn ids_with_an_instance_parse() {
+        let id = RequestId::parse("web-1.eu_2-0123456789abcdef").expect("id");
+        assert_eq!(id.as_str(), "web-1.eu_2-0123456789abcdef");
+        assert_eq!(id.instance(), Some("web-1.eu_2"));
+        assert_eq!(id.header_value(), "web-1.eu_2-0123456789abcdef");
+        assert_eq!(
+            RequestId::parse("0123456789abcdef").expect("id").instance(),
+            None
+        );
+        for bad in [
+            "we b-0123456789abcdef",
+            "-0123456789abcdef",
+            "web-0123456789ABCDEF",
+            "web-0123456789abcde",
+            &format!("{}-0123456789abcdef", "a".repeat(65)),
+        ] {
+            assert_eq!(RequestId::parse(bad), None, "{bad}");
+        }
+        assert!(valid_instance(&"a".repeat(64)));
+        assert!(!valid_instance("a/b"));
     }
 }

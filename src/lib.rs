@@ -17,6 +17,7 @@ pub mod config;
 pub mod demo;
 pub mod deploys;
 pub mod diagnosis;
+pub(crate) mod export;
 pub mod fastcgi;
 pub mod id;
 pub mod machine;

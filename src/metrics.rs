@@ -77,6 +77,7 @@ pub struct Metrics {
     deploys: IntCounterVec,
     client_connections: IntGauge,
     client_connections_closed: IntCounterVec,
+    reports_export_dropped: IntCounter,
 }
 
 /// The handles one config's routes and upstreams count with, resolved when the config is
@@ -90,7 +91,7 @@ pub struct MetricHandles {
 
 impl Metrics {
     /// Registers every metric family.
-    pub fn new() -> Result<Metrics, prometheus::Error> {
+    pub fn new(instance: &str) -> Result<Metrics, prometheus::Error> {
         let registry = Registry::new();
         let requests = IntCounterVec::new(
             Opts::new(
@@ -170,13 +171,22 @@ impl Metrics {
             ),
             &["reason"],
         )?;
+        // `triage_instance`, not `instance`: Prometheus's own `instance` label (the scrape
+        // target) would rename it to `exported_instance`.
         let build_info = IntGaugeVec::new(
-            Opts::new("triage_build_info", "Always 1; labels describe the build"),
-            &["version"],
+            Opts::new(
+                "triage_build_info",
+                "Always 1; labels describe the build and name this instance",
+            ),
+            &["version", "triage_instance"],
         )?;
         build_info
-            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .with_label_values(&[env!("CARGO_PKG_VERSION"), instance])
             .set(1);
+        let reports_export_dropped = IntCounter::with_opts(Opts::new(
+            "triage_reports_export_dropped_total",
+            "Reports not exported ([reports] export) because the writer was behind",
+        ))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(failures.clone()))?;
         registry.register(Box::new(connect.clone()))?;
@@ -190,6 +200,7 @@ impl Metrics {
         registry.register(Box::new(client_connections.clone()))?;
         registry.register(Box::new(client_connections_closed.clone()))?;
         registry.register(Box::new(build_info))?;
+        registry.register(Box::new(reports_export_dropped.clone()))?;
 
         Ok(Metrics {
             registry,
@@ -205,7 +216,13 @@ impl Metrics {
             deploys,
             client_connections,
             client_connections_closed,
+            reports_export_dropped,
         })
+    }
+
+    /// The counter of reports `[reports] export` dropped.
+    pub fn reports_export_dropped(&self) -> IntCounter {
+        self.reports_export_dropped.clone()
     }
 
     /// The gauge of open client connections.

@@ -342,6 +342,8 @@ const CLIENT_RING_SHARE: usize = 16;
 pub struct ReportStore {
     upstream: Mutex<Ring>,
     client: Mutex<Ring>,
+    /// `[reports] export`, when configured: each stored report is also queued for writing.
+    export: Option<crate::export::Exporter>,
 }
 
 impl ReportStore {
@@ -353,7 +355,14 @@ impl ReportStore {
         ReportStore {
             upstream: Mutex::new(Ring::new(max_count, max_bytes)),
             client: Mutex::new(Ring::new(share(max_count), share(max_bytes))),
+            export: None,
         }
+    }
+
+    /// The same, each report also exported (see [`crate::export`]).
+    pub fn with_export(mut self, export: crate::export::Exporter) -> ReportStore {
+        self.export = Some(export);
+        self
     }
 
     /// The ring for reports of this fault.
@@ -375,9 +384,13 @@ impl ReportStore {
     pub fn insert(&self, report: Report) -> usize {
         let weight = report.weight();
         let ring = self.ring_for(report.diagnosis.fault());
+        let report = Arc::new(report);
+        if let Some(export) = &self.export {
+            export.send(Arc::clone(&report));
+        }
         ring.lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(Arc::new(report), weight);
+            .insert(report, weight);
         self.len()
     }
 

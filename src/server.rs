@@ -5,6 +5,7 @@ use crate::admin::Admin;
 use crate::client::ClientConnections;
 use crate::config::{BootConfig, Config, LiveConfig, LogFormat, LogLevel};
 use crate::deploys::DeployLog;
+use crate::export::Exporter;
 use crate::machine::Machine;
 use crate::metrics::Metrics;
 use crate::proxy::{Services, State, Triage};
@@ -217,12 +218,19 @@ fn build_process(
     at_exit: AtExit,
 ) -> Result<Process, String> {
     let Config { boot, live } = config;
-    let metrics = Arc::new(Metrics::new().map_err(|e| format!("cannot register metrics: {e}"))?);
+    // Before the first id is made: every id of the process starts with the instance's name.
+    crate::id::set_instance(&boot.server.instance);
+    let metrics = Arc::new(
+        Metrics::new(&boot.server.instance).map_err(|e| format!("cannot register metrics: {e}"))?,
+    );
     let conf = server_conf(&boot, &live);
-    let reports = Arc::new(ReportStore::new(
-        boot.reports.max_count,
-        boot.reports.max_bytes,
-    ));
+    let reports = ReportStore::new(boot.reports.max_count, boot.reports.max_bytes);
+    let reports = Arc::new(match &boot.reports.export {
+        Some(target) => {
+            reports.with_export(Exporter::start(target, metrics.reports_export_dropped())?)
+        }
+        None => reports,
+    });
     // For the life of the process: a reload replaces the state, never the deploy markers, and
     // every reload's state borrows from the registry.
     let deploys = Arc::new(DeployLog::default());

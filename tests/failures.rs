@@ -26,7 +26,10 @@ fn assert_generated(resp: &Response, status: u16, token: &str, phase: &str) {
     assert_eq!(resp.header("x-diagnosis-phase"), Some(phase), "{resp:?}");
     assert_eq!(resp.header("x-diagnosis-source"), Some("proxy"), "{resp:?}");
     let id = resp.header("x-diagnosis-id").expect("an id");
-    assert_eq!(id.len(), 16, "{id}");
+    // `INSTANCE-` (the host name by default) and 16 hex digits.
+    let (instance, hex) = id.rsplit_once('-').expect("an instance name");
+    assert!(!instance.is_empty() && hex.len() == 16, "{id}");
+    assert!(hex.bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
     assert!(!resp.header("x-diagnosis-hint").unwrap_or("").is_empty());
     assert!(resp
         .header("proxy-status")
@@ -201,9 +204,11 @@ async fn success_passes_through_with_id() {
     let (_triage, resp) = get_through(app.addr, "").await;
     assert_eq!(resp.status, 200);
     assert_eq!(resp.body_text(), "hello\n");
+    // The instance name (the host name by default), `-`, 16 hex digits.
     assert!(resp
         .header("x-diagnosis-id")
-        .is_some_and(|id| id.len() == 16));
+        .and_then(|id| id.rsplit_once('-'))
+        .is_some_and(|(instance, hex)| !instance.is_empty() && hex.len() == 16));
     assert_eq!(resp.header("x-diagnosis-source"), Some("upstream"));
     assert!(resp.header("x-diagnosis").is_none());
     assert!(resp.header("proxy-status").is_none());

@@ -654,3 +654,70 @@ async fn upstream_garbage_is_bounded_everywhere() {
         "the longest log line has {longest} bytes"
     );
 }
+
+/// A fleet: `[server] instance` starts every id (the header, the page, the access log and the
+/// report), `/diagnoses/{id}` finds the report by the full id and by its digits alone, an id of
+/// another instance gets a 404 naming both instances, `triage_build_info` names the instance,
+/// and `[reports] export` writes the report as one JSON line with the same id.
+#[tokio::test]
+async fn an_instance_names_its_ids_and_exports_its_reports() {
+    let dead = refused_addr();
+    let body = format!(
+        "[server]\ninstance = \"web-2.eu\"\n[reports]\nexport = \"reports.jsonl\"\n{}",
+        single_upstream(dead, "")
+    );
+    let triage = Triage::start(&body).await;
+    let resp = client::get(triage.http, "/export/me").await;
+    assert_eq!(resp.status, 502, "{resp:?}");
+    let id = resp.header("x-diagnosis-id").expect("id").to_owned();
+    let hex = id.strip_prefix("web-2.eu-").expect("the instance first");
+    assert_eq!(hex.len(), 16, "{id}");
+    assert!(resp.body_text().contains(&id));
+
+    let report = report_json(&triage, &id).await;
+    assert_eq!(report["diagnosis"], "connect_refused");
+    let by_digits = client::get(triage.admin, &format!("/diagnoses/{hex}?format=json")).await;
+    assert_eq!(by_digits.status, 200, "{by_digits:?}");
+    let elsewhere = client::get(triage.admin, &format!("/diagnoses/web-3-{hex}")).await;
+    assert_eq!(elsewhere.status, 404);
+    assert!(
+        elsewhere
+            .body_text()
+            .contains("made by instance web-3, and this is web-2.eu"),
+        "{}",
+        elsewhere.body_text()
+    );
+
+    let exposition = scrape(&triage).await;
+    assert_eq!(
+        metric(
+            &exposition,
+            "triage_build_info",
+            &[("triage_instance", "web-2.eu")]
+        ),
+        1.0,
+        "{exposition}"
+    );
+    let log = triage
+        .wait_for_output(&format!("id={id}"), Duration::from_secs(5))
+        .await;
+    assert!(log.contains(&format!("id={id}")), "{log}");
+
+    let path = triage.dir().path().join("reports.jsonl");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let line = loop {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        if let Some(line) = text.lines().next() {
+            break line.to_owned();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nothing exported to {path:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let exported: serde_json::Value = serde_json::from_str(&line).expect("one JSON object a line");
+    assert_eq!(exported["id"], id.as_str());
+    assert_eq!(exported["diagnosis"], "connect_refused");
+    assert_eq!(exported["path"], "/export/me");
+}

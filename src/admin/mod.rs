@@ -10,6 +10,7 @@ pub mod client;
 mod views;
 
 pub use access::ADMIN_HEADER;
+pub(crate) use views::report_json;
 
 use crate::config::Admin as AdminSettings;
 use crate::deploys::{Deploy, DeployLog, MarkerRequest, MAX_BODY};
@@ -197,6 +198,15 @@ impl Admin {
                         BodyFormat::Json => json(StatusCode::OK, views::report_json(&report)),
                         BodyFormat::Html => html(StatusCode::OK, views::report_html(&report)),
                     },
+                    // A fleet's ids name their instance: say where to look instead of "evicted".
+                    None if id.instance() != crate::id::instance() => text(
+                        StatusCode::NOT_FOUND,
+                        &format!(
+                            "no report with this id here: it was made by instance {}, and this is {}\n",
+                            id.instance().unwrap_or("(none)"),
+                            crate::id::instance().unwrap_or("(none)")
+                        ),
+                    ),
                     None => text(
                         StatusCode::NOT_FOUND,
                         "no report with this id: it succeeded, or it was evicted from the ring\n",

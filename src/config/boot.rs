@@ -28,12 +28,12 @@ pub struct BootConfig {
 impl BootConfig {
     /// The base URL failure reports are linked at (the id is appended), or `None` when the ring
     /// keeps no reports to link to. By default the reports on the admin listener.
+    /// `{instance}` in a configured URL is this process's `[server] instance`, so each
+    /// instance of a fleet links to its own reports (`https://{instance}.internal/diagnoses/`).
     pub fn report_url(&self) -> Option<String> {
-        (self.reports.max_count > 0).then(|| {
-            self.reports
-                .url
-                .clone()
-                .unwrap_or_else(|| format!("http://{}/diagnoses/", self.admin.listen))
+        (self.reports.max_count > 0).then(|| match &self.reports.url {
+            Some(url) => url.replace("{instance}", &self.server.instance),
+            None => format!("http://{}/diagnoses/", self.admin.listen),
         })
     }
 }
@@ -74,6 +74,27 @@ pub struct ServerSettings {
     pub upgrade_socket: PathBuf,
     /// The file triage writes its process id to at start. Default `/run/triage/triage.pid`.
     pub pid_file: PathBuf,
+    /// `instance`: this process's name in a fleet, at the start of every request id (see
+    /// [`crate::id`]), in `triage_build_info` and in `report_url`'s `{instance}`. 1 to 64 of
+    /// `A-Z a-z 0-9 . _ -`; default the host name (its allowed characters), else `triage`.
+    pub instance: String,
+}
+
+/// The default instance name: the host name, as the kernel has it (a pod's name under
+/// Kubernetes), cut to what an instance name may hold.
+pub fn default_instance() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let name: String = host
+        .trim()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        .take(crate::id::MAX_INSTANCE)
+        .collect();
+    if crate::id::valid_instance(&name) {
+        name
+    } else {
+        "triage".to_owned()
+    }
 }
 
 /// The longest `shutdown_timeout`: a stop that takes longer than this is a hang to a
@@ -93,6 +114,7 @@ impl Default for ServerSettings {
             shutdown_timeout: Duration::from_secs(10),
             upgrade_socket: Path::new(DEFAULT_RUNTIME_DIR).join("upgrade.sock"),
             pid_file: Path::new(DEFAULT_RUNTIME_DIR).join("triage.pid"),
+            instance: default_instance(),
         }
     }
 }
@@ -220,6 +242,18 @@ pub struct Reports {
     /// list of harmless ones ([`crate::report::KEPT_HEADERS`]); every other value is
     /// `[redacted]`. Default none.
     pub keep_headers: Vec<String>,
+    /// `export`: where every report is also written, as one JSON line, for a fleet's log store
+    /// (Loki, Elasticsearch, via Vector or Fluent Bit). Default none.
+    pub export: Option<ReportExport>,
+}
+
+/// Where `[reports] export` writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReportExport {
+    /// `"stdout"`: beside the access log, each report a line of its own.
+    Stdout,
+    /// A file path (relative to the config file's directory), appended to.
+    File(PathBuf),
 }
 
 impl Default for Reports {
@@ -228,6 +262,7 @@ impl Default for Reports {
             max_count: 1000,
             max_bytes: 8 << 20,
             url: None,
+            export: None,
             keep_headers: Vec::new(),
         }
     }

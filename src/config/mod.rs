@@ -33,7 +33,7 @@ mod values;
 pub use addr::{PeerAddr, ServerAddr, UnixPath};
 pub use boot::{
     Admin, AdminToken, BootConfig, Certificate, ClientSettings, Listen, Log, LogFormat, LogLevel,
-    Reports, ServerSettings, DEFAULT_RUNTIME_DIR, MAX_SHUTDOWN_TIMEOUT,
+    ReportExport, Reports, ServerSettings, DEFAULT_RUNTIME_DIR, MAX_SHUTDOWN_TIMEOUT,
 };
 pub use cidr::Cidr;
 pub use duration::{parse_duration, DurationBounds, INTERVAL, TIMEOUT, WAIT};

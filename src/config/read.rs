@@ -16,9 +16,9 @@ use super::files::named_file;
 use super::table::{required, values, Spanned, Table};
 use super::values::{
     admin_host, detail_policy, fastcgi_root, file_path, health_check_path, holdoff, host_header,
-    index_file, is_fastcgi, is_http_check, kept_header, log_format, log_level, nameserver,
-    param_name, path_prefix, report_url, route_host, server_with_weight, socket_addr,
-    unix_socket_path, upstream_index, upstream_name,
+    index_file, instance, is_fastcgi, is_http_check, kept_header, log_format, log_level,
+    nameserver, param_name, path_prefix, report_export, report_url, route_host, server_with_weight,
+    socket_addr, unix_socket_path, upstream_index, upstream_name,
 };
 use super::*;
 use std::path::Path;
@@ -34,7 +34,7 @@ pub(super) fn config(mut top: Table, origin: &Path) -> Config {
     let log = log(&mut top);
     let reports = Reports {
         url: report_url,
-        ..reports(&mut top)
+        ..reports(&mut top, origin)
     };
     let certificates = certificates(&mut top, origin, &listen);
     let upstreams: Vec<Upstream> = top
@@ -102,6 +102,7 @@ fn server(top: &mut Table, origin: &Path) -> ServerSettings {
         pid_file: t
             .value("pid_file", |text| file_path(origin.join(text)))
             .unwrap_or(default.pid_file),
+        instance: t.value("instance", instance).unwrap_or(default.instance),
     }
 }
 
@@ -223,7 +224,7 @@ fn log(top: &mut Table) -> Log {
     }
 }
 
-fn reports(top: &mut Table) -> Reports {
+fn reports(top: &mut Table, origin: &Path) -> Reports {
     let mut t = top.table("reports");
     let default = Reports::default();
     Reports {
@@ -237,6 +238,9 @@ fn reports(top: &mut Table) -> Reports {
         keep_headers: t
             .list("keep_headers", kept_header)
             .map_or(default.keep_headers, values),
+        export: t
+            .value("export", |text| report_export(text, origin))
+            .or(default.export),
     }
 }
 

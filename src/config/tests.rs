@@ -69,6 +69,7 @@ work_stealing = true
 shutdown_timeout = "30s"
 upgrade_socket = "/run/triage-blue/upgrade.sock"
 pid_file = "triage.pid"
+instance = "web-1.eu"
 
 [client]
 header_timeout = "10s"
@@ -103,6 +104,7 @@ error_lines_per_second = 5
 max_count = 50
 max_bytes = 65536
 keep_headers = ["X-Tenant"]
+export = "reports.jsonl"
 
 [upstreams.app]
 servers = ["127.0.0.1:3000 weight=3", "127.0.0.1:3001"]
@@ -146,6 +148,7 @@ read_timeout = "2m"
                 shutdown_timeout: Duration::from_secs(30),
                 upgrade_socket: "/run/triage-blue/upgrade.sock".into(),
                 pid_file: dir.join("triage.pid"),
+                instance: "web-1.eu".into(),
             },
             client: ClientSettings {
                 header_timeout: secs(10),
@@ -175,6 +178,7 @@ read_timeout = "2m"
                 max_bytes: 65536,
                 url: Some("https://support.example/diagnoses/".into()),
                 keep_headers: vec!["x-tenant".into()],
+                export: Some(ReportExport::File(dir.join("reports.jsonl"))),
             },
         },
         live: LiveConfig {

@@ -2,9 +2,9 @@
 //! with it. Durations, addresses and networks have their own modules.
 
 use super::duration::{bounded_duration, TIMEOUT};
-use super::{addr, DetailPolicy, LogFormat, LogLevel, ServerAddr, Upstream};
+use super::{addr, DetailPolicy, LogFormat, LogLevel, ReportExport, ServerAddr, Upstream};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The longest string value: a path's limit (`PATH_MAX`), far beyond any real hostname, URL or
@@ -156,6 +156,27 @@ pub(super) fn report_url(text: &str) -> Result<String, String> {
     } else {
         format!("{text}/")
     })
+}
+
+/// `[server] instance`.
+pub(super) fn instance(text: &str) -> Result<String, String> {
+    if crate::id::valid_instance(text) {
+        Ok(text.to_owned())
+    } else {
+        Err(format!(
+            "`{text}` is not an instance name: 1 to {} of A-Z a-z 0-9 . _ -",
+            crate::id::MAX_INSTANCE
+        ))
+    }
+}
+
+/// `[reports] export`: `"stdout"`, or a file (relative to the config file's directory).
+pub(super) fn report_export(text: &str, origin: &Path) -> Result<ReportExport, String> {
+    match text {
+        "stdout" => Ok(ReportExport::Stdout),
+        "" => Err("is empty: \"stdout\" or a file path".to_owned()),
+        path => file_path(origin.join(path)).map(ReportExport::File),
+    }
 }
 
 pub(super) fn nameserver(text: &str) -> Result<SocketAddr, String> {

@@ -155,7 +155,6 @@ struct RoutePlan {
 struct Listener {
     addr: SocketAddr,
     tls: bool,
-    default_server: bool,
 }
 
 #[derive(Debug, Default)]
@@ -508,7 +507,6 @@ impl Mapper {
             listeners.push(Listener {
                 addr: SocketAddr::from(([0, 0, 0, 0], 80)),
                 tls: false,
-                default_server: false,
             });
         }
         let label = match names_written.first() {
@@ -519,7 +517,6 @@ impl Mapper {
             self.certificate(server, &scope);
         }
         for listener in &listeners {
-            let _ = listener.default_server;
             let list = if listener.tls {
                 &mut self.https
             } else {
@@ -636,12 +633,11 @@ impl Mapper {
             return None;
         };
         let mut tls = false;
-        let mut default_server = false;
         let mut dropped = Vec::new();
         for option in &d.args[1..] {
             match option.as_str() {
                 "ssl" => tls = true,
-                "default_server" | "default" => default_server = true,
+                "default_server" | "default" => {}
                 // HTTP/2 by ALPN on https listeners; socket options Pingora sets its own way.
                 "http2" | "bind" | "deferred" | "reuseport" => {}
                 o if o.starts_with("ipv6only=") || o.starts_with("backlog=") => {}
@@ -657,11 +653,7 @@ impl Mapper {
                 ),
             );
         }
-        Some(Listener {
-            addr,
-            tls,
-            default_server,
-        })
+        Some(Listener { addr, tls })
     }
 
     /// The FastCGI upstream of a PHP site: a regex location matching `.php` with a
@@ -871,7 +863,7 @@ impl Mapper {
             if named_pass.is_some() && proxy_pass.is_none() {
                 self.used.push(named.at.clone());
                 for inner in named.block.iter().flatten() {
-                    self.proxy_directive(inner, &mut scope, &path, kind);
+                    self.proxy_directive(inner, &mut scope);
                 }
             }
         }
@@ -885,7 +877,7 @@ impl Mapper {
                     // A nested location: its own route, with this one's settings.
                     self.location(inner, &scope, facts);
                 }
-                _ => self.proxy_directive(inner, &mut scope, &path, kind),
+                _ => self.proxy_directive(inner, &mut scope),
             }
         }
         let Some(upstream) = self.proxy_upstream(&pass, &scope, &path, kind) else {
@@ -911,7 +903,7 @@ impl Mapper {
     }
 
     /// A directive of a proxying location (or the named location it falls back to).
-    fn proxy_directive(&mut self, d: &Directive, scope: &mut Scope, _path: &str, _kind: Match) {
+    fn proxy_directive(&mut self, d: &Directive, scope: &mut Scope) {
         match d.name.as_str() {
             // Read by proxy_upstream.
             "proxy_pass" => {}

@@ -148,7 +148,7 @@ pub fn parse_text(text: &str, name: &Path, roots: &Roots) -> Result<Vec<Directiv
         chain: vec![name.to_path_buf()],
     };
     let file: Arc<Path> = Arc::from(name);
-    reader.text(text, &file, 0)
+    reader.text(text, &file)
 }
 
 struct Reader {
@@ -205,17 +205,12 @@ impl Reader {
             .map_err(|_| error(format!("{} is not UTF-8 text", path.display())))?;
         self.chain.push(identity);
         let file: Arc<Path> = Arc::from(path);
-        let directives = self.text(&text, &file, 0);
+        let directives = self.text(&text, &file);
         self.chain.pop();
         directives
     }
 
-    fn text(
-        &mut self,
-        text: &str,
-        file: &Arc<Path>,
-        _depth: usize,
-    ) -> Result<Vec<Directive>, ParseError> {
+    fn text(&mut self, text: &str, file: &Arc<Path>) -> Result<Vec<Directive>, ParseError> {
         let tokens = lexer::tokens(text).map_err(|e| ParseError {
             file: file.to_path_buf(),
             line: e.line,

@@ -308,6 +308,44 @@ mod tests {
         parse_args(&args.iter().map(|a| a.to_string()).collect::<Vec<_>>())
     }
 
+    /// `convert` takes one nginx file and its two directory options; anything else is an
+    /// error naming it.
+    #[test]
+    fn convert_takes_a_file_and_its_roots() {
+        assert_eq!(
+            parse(&[
+                "convert",
+                "--sysroot",
+                "copy",
+                "--prefix",
+                "/etc/nginx",
+                "nginx.conf"
+            ]),
+            Ok(Command::Convert(
+                PathBuf::from("nginx.conf"),
+                triage::convert::Roots {
+                    prefix: Some(PathBuf::from("/etc/nginx")),
+                    sysroot: Some(PathBuf::from("copy")),
+                },
+            ))
+        );
+        for (args, message) in [
+            (
+                &["convert"][..],
+                "convert needs the nginx configuration file",
+            ),
+            (
+                &["convert", "a", "b"],
+                "convert takes one nginx file; also given: b",
+            ),
+            (&["convert", "-t", "a"], "unknown argument of convert: -t"),
+            (&["convert", "a", "--prefix"], "--prefix needs a directory"),
+        ] {
+            let error = parse(args).err().unwrap_or_default();
+            assert!(error.starts_with(message), "{args:?}: {error}");
+        }
+    }
+
     /// After `deployed`, `--version` is the deploy's version, not triage's; both options are
     /// optional, the config is not, and an option without its value is an error.
     #[test]

@@ -580,7 +580,7 @@ impl Mapper {
         else {
             self.warn(
                 server,
-                "an ssl listener without ssl_certificate and ssl_certificate_key: add its [[tls.certificates]]",
+                "an ssl listener without ssl_certificate and ssl_certificate_key: without any certificate its https listener is left out; add it with its [[tls.certificates]]",
             );
             return;
         };
@@ -1305,6 +1305,10 @@ impl Mapper {
                 self.warn(d, "triage has no rate limits")
             }
             "set" | "map" | "geo" | "split_clients" => self.warn(d, "triage has no variables"),
+            "if" => self.warn(
+                d,
+                "`if` blocks are not carried over, nor what they hold: triage routes by host and path prefix",
+            ),
             "proxy_cache" | "proxy_cache_path" | "proxy_cache_valid" | "proxy_cache_key" | "fastcgi_cache"
             | "fastcgi_cache_path" | "fastcgi_cache_key" | "fastcgi_cache_valid" => self.warn(d, "triage caches nothing"),
             "alias" | "autoindex" => self.warn(d, "triage serves no static files"),
@@ -1468,6 +1472,11 @@ impl Mapper {
                 keys: Vec::new(),
                 comment: "a placeholder: nginx's configuration proxied nothing".to_owned(),
             });
+        }
+        // nginx refuses an ssl listener without a certificate; triage too: the listener goes
+        // (its server was warned).
+        if self.certificates.is_empty() && !self.https.is_empty() {
+            self.https.clear();
         }
         if self.http.is_empty() && self.https.is_empty() {
             self.http.push(SocketAddr::from(([0, 0, 0, 0], 80)));

@@ -239,8 +239,9 @@ fn laravel() {
 /// WordPress's handbook config, over four files (sites-enabled/* by glob, global/*.conf by
 /// relative include): the `upstream php` becomes the FastCGI upstream of example.com's
 /// routes with the http block's 13m body limit; the redirect server, the uploads-PHP denial,
-/// the static caching location, and the HTTPS server's wildcard name, HSTS header and old TLS
-/// versions are warned; its certificate is carried over.
+/// the static caching location, the site's routes answering on the HTTPS listeners too, and
+/// the HTTPS server's wildcard name, HSTS header and old TLS versions are warned; its
+/// certificate is carried over.
 #[test]
 fn wordpress() {
     let main = "tests/nginx/wordpress/nginx.conf";
@@ -252,6 +253,8 @@ fn wordpress() {
     converted.assert_warns(&[
         (main, 16, "error_log"),
         (site, 12, "return 302"),
+        // Its routes answer on the HTTPS server's listeners too.
+        (site, 15, "server"),
         (restrictions, 30, "location ~* /(?:uploads|files)/.*\\.php$"),
         (rules, 23, "fastcgi_intercept_errors on"),
         (rules, 27, "location ~* \\.(js|css|png|jpg|jpeg|gif|ico)$"),

@@ -321,8 +321,32 @@ impl Mapper {
                 })
             })
             .unwrap_or(0);
+        // Which listeners each server that routes something was on.
+        let mut routed_on: Vec<(&Directive, Vec<SocketAddr>)> = Vec::new();
         for (index, server) in servers.iter().enumerate() {
-            self.server(server, scope.clone(), index == default_index);
+            let routes_before = self.routes.len();
+            let listeners = self.server(server, scope.clone(), index == default_index);
+            if self.routes.len() > routes_before {
+                routed_on.push((server, listeners));
+            }
+        }
+        // triage's routes answer on every listener: a server's port is not part of them.
+        let all: Vec<SocketAddr> = self.http.iter().chain(&self.https).copied().collect();
+        for (server, listeners) in routed_on {
+            let others: Vec<String> = all
+                .iter()
+                .filter(|a| !listeners.contains(a))
+                .map(|a| a.to_string())
+                .collect();
+            if !others.is_empty() {
+                self.warn(
+                    server,
+                    format!(
+                        "its listen addresses: triage's routes answer on every listener, so its routes also answer on {}",
+                        others.join(", ")
+                    ),
+                );
+            }
         }
         if servers.is_empty() {
             self.first_server = directives.first().map(|d| d.at.clone());
@@ -469,7 +493,13 @@ impl Mapper {
         Some((server, (max_fails, fail_timeout)))
     }
 
-    fn server(&mut self, server: &Directive, mut scope: Scope, is_default: bool) {
+    /// Maps one server block; returns the addresses it listens on.
+    fn server(
+        &mut self,
+        server: &Directive,
+        mut scope: Scope,
+        is_default: bool,
+    ) -> Vec<SocketAddr> {
         if self.first_server.is_none() {
             self.first_server = Some(server.at.clone());
         }
@@ -571,6 +601,7 @@ impl Mapper {
                 "the PHP site's front controller",
             );
         }
+        listeners.iter().map(|l| l.addr).collect()
     }
 
     /// `ssl_certificate` and `ssl_certificate_key` of a server with an `ssl` listener.
@@ -633,16 +664,23 @@ impl Mapper {
             return None;
         };
         let mut tls = false;
+        let mut http2 = false;
         let mut dropped = Vec::new();
         for option in &d.args[1..] {
             match option.as_str() {
                 "ssl" => tls = true,
                 "default_server" | "default" => {}
                 // HTTP/2 by ALPN on https listeners; socket options Pingora sets its own way.
-                "http2" | "bind" | "deferred" | "reuseport" => {}
+                "http2" => http2 = true,
+                "bind" | "deferred" | "reuseport" => {}
                 o if o.starts_with("ipv6only=") || o.starts_with("backlog=") => {}
                 other => dropped.push(other.to_owned()),
             }
+        }
+        if http2 && !tls {
+            dropped.push(
+                "http2 (on a plain listener: triage's HTTP/2 is by ALPN on https)".to_owned(),
+            );
         }
         if !dropped.is_empty() {
             self.warn(

@@ -321,7 +321,8 @@ fn pm2_node() {
 
 /// The mapping beyond the guides: server names as hosts (the default server's routes take
 /// any host), a host:port proxy_pass, `http://unix:` sockets, weights and max_fails, exact
-/// and regex locations, timeouts, a literal Host, rewrites warned.
+/// and regex locations, timeouts, a literal Host, rewrites warned, and a named location a
+/// try_files falls back to (its proxy_pass and timeout become the route's).
 #[test]
 fn mapping_of_each_directive() {
     let dir = support::triage::temp_dir();
@@ -351,6 +352,12 @@ fn mapping_of_each_directive() {
     location ~ ^/old/(.*)$ { return 301 /new/$1; }
     rewrite ^/a$ /b last;
   }
+  server {
+    listen 8080;
+    server_name named.example;
+    location / { try_files $uri @app; }
+    location @app { proxy_pass http://localhost:4000; proxy_read_timeout 5s; }
+  }
 }
 "#,
     );
@@ -359,6 +366,8 @@ fn mapping_of_each_directive() {
     converted.assert_warns(&[
         (&file, 22, "location ~ ^/old/(.*)$"),
         (&file, 23, "rewrite"),
+        // The files try_files looks for first are not served; the app gets every request.
+        (&file, 28, "try_files $uri @app"),
     ]);
     let doc = converted.document();
     let api = &doc["upstreams"]["api"];
@@ -397,6 +406,13 @@ fn mapping_of_each_directive() {
             r#"["unix:/run/app.sock"]"#
         );
     }
+    let named = find(Some("named.example"), "/");
+    assert_eq!(named["read_timeout"].as_str(), Some("5s"));
+    let upstream = named["upstream"].as_str().expect("upstream");
+    assert_eq!(
+        doc["upstreams"][upstream]["servers"].to_string().trim(),
+        r#"["localhost:4000"]"#
+    );
     assert_eq!(
         doc["listen"]["http"].to_string().trim(),
         r#"["0.0.0.0:8080"]"#

@@ -137,7 +137,6 @@ struct UpstreamPlan {
 struct FastcgiPlan {
     root: String,
     index: String,
-    front_controller: bool,
     params: Vec<(String, String)>,
 }
 
@@ -773,9 +772,6 @@ impl Mapper {
             }
             None => "index.php".to_owned(),
         };
-        // The front controller: nginx's try_files $uri $uri/ /index.php; a location / that
-        // does something else is warned where it is read.
-        let front_controller = true;
         let params: Vec<(String, String)> = inner_scope
             .params
             .iter()
@@ -784,7 +780,6 @@ impl Mapper {
         let fastcgi = FastcgiPlan {
             root,
             index,
-            front_controller,
             params,
         };
         let comment = format!(
@@ -1596,10 +1591,12 @@ impl Mapper {
                     Value::Str(fastcgi.root.clone()),
                     "the document root as php-fpm sees it".to_owned(),
                 ));
-                keys.push(Key::new("index", Value::Str(fastcgi.index.clone())));
-                if !fastcgi.front_controller {
-                    keys.push(Key::new("front_controller", Value::Bool(false)));
-                }
+                keys.push(Key::commented(
+                    "index",
+                    Value::Str(fastcgi.index.clone()),
+                    "with the front controller (the default): try_files $uri $uri/ /index.php"
+                        .to_owned(),
+                ));
                 if !fastcgi.params.is_empty() {
                     keys.push(Key::new("params", Value::Map(fastcgi.params.clone())));
                 }

@@ -5,7 +5,8 @@
 //! closed taxonomy; [`render`] shows the diagnosis to the client; [`outcome`] is the one record of a
 //! finished request that metrics, the access log and reports read; [`admin`] serves the operator;
 //! [`registry`] keeps what is known of each upstream server across reloads; [`fastcgi`] speaks
-//! FastCGI to PHP-FPM upstreams; [`cause`] turns a
+//! FastCGI to PHP-FPM upstreams; [`convert`] turns an nginx configuration into a triage one;
+//! [`cause`] turns a
 //! diagnosis and that history into the likely cause; [`server`] wires them into a running
 //! process.
 
@@ -14,6 +15,7 @@ pub mod admin;
 pub mod cause;
 pub mod client;
 pub mod config;
+pub mod convert;
 pub mod demo;
 pub mod deploys;
 pub mod diagnosis;

@@ -1,5 +1,5 @@
-//! The `triage` command: run the proxy, check a config, run the demo, or ask a running triage
-//! to reload its config or to record a deploy marker.
+//! The `triage` command: run the proxy, check a config, run the demo, ask a running triage
+//! to reload its config or to record a deploy marker, or convert an nginx configuration.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -21,6 +21,11 @@ usage: triage -c FILE        run the proxy with this config
                              record a deploy marker in the running triage (also: POST
                              /deploys): of upstream NAME (default: all upstreams), version V
                              (default: unknown); failures soon after it name the deploy
+       triage convert [--prefix DIR] [--sysroot DIR] NGINX_CONF
+                             print the triage.toml equivalent to an nginx configuration (its
+                             includes read as nginx does: relative to DIR, default the file's
+                             directory; absolute ones under --sysroot when given), with a
+                             warning on stderr for each directive not carried over
        triage demo [-c FILE] run a demo app with faults, and triage in front of it
                              (default config: conf/demo.toml)
        triage --version";
@@ -32,6 +37,7 @@ enum Command {
     Reload(PathBuf),
     Deployed(PathBuf, Deployed),
     Demo(PathBuf),
+    Convert(PathBuf, triage::convert::Roots),
     Version,
 }
 
@@ -75,12 +81,45 @@ fn parse_deployed(args: &[String]) -> Result<Command, String> {
     }
 }
 
+/// `triage convert`'s options (after the word `convert`) and the nginx file.
+fn parse_convert(args: &[String]) -> Result<Command, String> {
+    let mut roots = triage::convert::Roots::default();
+    let mut file = None;
+    let mut iter = args.iter();
+    while let Some(arg) = iter.next() {
+        let mut dir = || {
+            iter.next()
+                .map(PathBuf::from)
+                .ok_or_else(|| format!("{arg} needs a directory"))
+        };
+        match arg.as_str() {
+            "--prefix" | "-p" => roots.prefix = Some(dir()?),
+            "--sysroot" => roots.sysroot = Some(dir()?),
+            "-h" | "--help" => return Err(String::new()),
+            other if other.starts_with('-') && other.len() > 1 => {
+                return Err(format!("unknown argument of convert: {other}"))
+            }
+            path if file.is_none() => file = Some(PathBuf::from(path)),
+            extra => return Err(format!("convert takes one nginx file; also given: {extra}")),
+        }
+    }
+    match file {
+        Some(path) => Ok(Command::Convert(path, roots)),
+        None => Err(
+            "convert needs the nginx configuration file: triage convert /etc/nginx/nginx.conf"
+                .to_owned(),
+        ),
+    }
+}
+
 fn parse_args(args: &[String]) -> Result<Command, String> {
-    if let Some(("deployed", rest)) = args
+    match args
         .split_first()
         .map(|(first, rest)| (first.as_str(), rest))
     {
-        return parse_deployed(rest);
+        Some(("deployed", rest)) => return parse_deployed(rest),
+        Some(("convert", rest)) => return parse_convert(rest),
+        _ => {}
     }
     let mut config = None;
     let mut check = false;
@@ -186,6 +225,23 @@ fn deployed(path: &std::path::Path, deployed: &Deployed) -> ExitCode {
     }
 }
 
+/// Prints the triage config converted from an nginx one, and its warnings on stderr.
+fn convert(path: &std::path::Path, roots: &triage::convert::Roots) -> ExitCode {
+    match triage::convert::convert(path, roots) {
+        Ok(conversion) => {
+            for note in &conversion.notes {
+                eprintln!("{note}");
+            }
+            print!("{}", conversion.toml);
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("triage: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn run(path: &std::path::Path, with_demo: bool, upgrade: bool) -> ExitCode {
     let config = match load(path) {
         Ok(config) => config,
@@ -229,6 +285,7 @@ fn main() -> ExitCode {
         Ok(Command::Demo(path)) => run(&path, true, false),
         Ok(Command::Reload(path)) => reload(&path),
         Ok(Command::Deployed(path, marker)) => deployed(&path, &marker),
+        Ok(Command::Convert(path, roots)) => convert(&path, &roots),
         Err(message) => {
             if !message.is_empty() {
                 eprintln!("triage: {message}");
@@ -249,6 +306,44 @@ mod tests {
 
     fn parse(args: &[&str]) -> Result<Command, String> {
         parse_args(&args.iter().map(|a| a.to_string()).collect::<Vec<_>>())
+    }
+
+    /// `convert` takes one nginx file and its two directory options; anything else is an
+    /// error naming it.
+    #[test]
+    fn convert_takes_a_file_and_its_roots() {
+        assert_eq!(
+            parse(&[
+                "convert",
+                "--sysroot",
+                "copy",
+                "--prefix",
+                "/etc/nginx",
+                "nginx.conf"
+            ]),
+            Ok(Command::Convert(
+                PathBuf::from("nginx.conf"),
+                triage::convert::Roots {
+                    prefix: Some(PathBuf::from("/etc/nginx")),
+                    sysroot: Some(PathBuf::from("copy")),
+                },
+            ))
+        );
+        for (args, message) in [
+            (
+                &["convert"][..],
+                "convert needs the nginx configuration file",
+            ),
+            (
+                &["convert", "a", "b"],
+                "convert takes one nginx file; also given: b",
+            ),
+            (&["convert", "-t", "a"], "unknown argument of convert: -t"),
+            (&["convert", "a", "--prefix"], "--prefix needs a directory"),
+        ] {
+            let error = parse(args).err().unwrap_or_default();
+            assert!(error.starts_with(message), "{args:?}: {error}");
+        }
     }
 
     /// After `deployed`, `--version` is the deploy's version, not triage's; both options are

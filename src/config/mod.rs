@@ -37,7 +37,7 @@ pub use boot::{
 };
 pub use cidr::Cidr;
 pub use duration::{parse_duration, DurationBounds, INTERVAL, TIMEOUT, WAIT};
-pub use files::{MAX_CONFIG_SIZE, MAX_FILE_SIZE};
+pub use files::{read_file, MAX_CONFIG_SIZE, MAX_FILE_SIZE};
 pub use live::{
     CaFile, DetailPolicy, DiagnosisPolicy, Fastcgi, HealthCheck, HealthCheckKind, LiveConfig,
     Resolver, Route, RouteTimeouts, Upstream,

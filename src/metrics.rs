@@ -50,6 +50,9 @@ struct UpstreamHandles {
     retries: IntCounter,
     /// By server index.
     server_healthy: Vec<IntGauge>,
+    /// By server index: the server as written (the `server` label), and the expiry gauge of
+    /// its TLS certificate, created at the first handshake (plain-HTTP servers have none).
+    certificate_expiry: Vec<(String, OnceLock<IntGauge>)>,
 }
 
 /// Handles for one route (with its upstream).
@@ -73,6 +76,7 @@ pub struct Metrics {
     retries: IntCounterVec,
     client_closed: IntCounterVec,
     server_healthy: IntGaugeVec,
+    certificate_expiry: IntGaugeVec,
     stored: IntGauge,
     deploys: IntCounterVec,
     client_connections: IntGauge,
@@ -85,6 +89,7 @@ pub struct Metrics {
 pub struct MetricHandles {
     requests: IntCounterVec,
     failures: IntCounterVec,
+    certificate_expiry: IntGaugeVec,
     routes: Vec<RouteHandles>,
     upstreams: Vec<UpstreamHandles>,
 }
@@ -149,6 +154,14 @@ impl Metrics {
             ),
             &["upstream", "server"],
         )?;
+        let certificate_expiry = IntGaugeVec::new(
+            Opts::new(
+                "triage_upstream_tls_certificate_expiry_timestamp_seconds",
+                "notAfter of the certificate the server presented at triage's last TLS handshake \
+                 with it, in seconds since the Unix epoch",
+            ),
+            &["upstream", "server"],
+        )?;
         let stored = IntGauge::new(
             "triage_diagnoses_stored",
             "Failure reports currently kept for /diagnoses",
@@ -196,6 +209,7 @@ impl Metrics {
         registry.register(Box::new(client_closed.clone()))?;
         registry.register(Box::new(stored.clone()))?;
         registry.register(Box::new(server_healthy.clone()))?;
+        registry.register(Box::new(certificate_expiry.clone()))?;
         registry.register(Box::new(deploys.clone()))?;
         registry.register(Box::new(client_connections.clone()))?;
         registry.register(Box::new(client_connections_closed.clone()))?;
@@ -212,6 +226,7 @@ impl Metrics {
             retries,
             client_closed,
             server_healthy,
+            certificate_expiry,
             stored,
             deploys,
             client_connections,
@@ -258,6 +273,10 @@ impl Metrics {
                         gauge
                     })
                     .collect(),
+                certificate_expiry: servers
+                    .iter()
+                    .map(|s| (s.to_string(), OnceLock::new()))
+                    .collect(),
                 failures: Diagnosis::ALL.map(|_| Cause::ALL.map(|_| OnceLock::new())),
                 name: name.to_owned(),
                 connect_seconds: self.connect.with_label_values(&[name]),
@@ -296,6 +315,7 @@ impl Metrics {
         MetricHandles {
             requests: self.requests.clone(),
             failures: self.failures.clone(),
+            certificate_expiry: self.certificate_expiry.clone(),
             routes,
             upstreams,
         }
@@ -399,6 +419,22 @@ impl MetricHandles {
                 source.token(),
             ])
         })
+    }
+
+    /// Records the notAfter (Unix seconds) of the certificate server `server` of upstream
+    /// `upstream` presented at a handshake. Runs once per new TLS connection, not per request.
+    pub fn set_certificate_expiry(&self, upstream: usize, server: usize, not_after: i64) {
+        let Some(up) = self.upstreams.get(upstream) else {
+            return;
+        };
+        if let Some((label, gauge)) = up.certificate_expiry.get(server) {
+            gauge
+                .get_or_init(|| {
+                    self.certificate_expiry
+                        .with_label_values(&[up.name.as_str(), label.as_str()])
+                })
+                .set(not_after);
+        }
     }
 
     /// Records whether server `server` of upstream `upstream` is in rotation.

@@ -190,3 +190,46 @@ async fn upstreams_with_different_cas_share_no_connection() {
         assert_tls_failure(&other, "tls_certificate_untrusted", "BadSignature");
     }
 }
+
+/// A TLS handshake with the server sets the certificate-expiry gauge of that server (the leaf's
+/// notAfter, a year from now here), so an alert can fire weeks before the certificate expires;
+/// a plain-HTTP upstream has no such series.
+#[tokio::test]
+async fn certificate_expiry_is_a_metric() {
+    let pki = TestPki::new();
+    let app = origin::spawn(Behavior::tls(
+        pki.leaf(&["localhost"]),
+        Behavior::ok("over tls\n"),
+    ))
+    .await;
+    let (triage, resp) = get_over_tls(&pki, app.addr).await;
+    assert_eq!(resp.status, 200, "{resp:?}");
+    let metrics = client::get(triage.admin, "/metrics").await.body_text();
+    let series = format!(
+        "triage_upstream_tls_certificate_expiry_timestamp_seconds{{server=\"{}\",upstream=\"app\"}} ",
+        app.addr
+    );
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with(&series))
+        .unwrap_or_else(|| panic!("no {series} in\n{metrics}"));
+    let not_after: f64 = line[series.len()..].trim().parse().expect("a number");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64();
+    let year = 365.0 * 86400.0;
+    assert!(
+        (now + year - 3600.0..now + year + 3600.0).contains(&not_after),
+        "notAfter {not_after} should be a year after {now}"
+    );
+
+    let plain = origin::spawn(Behavior::ok("plain\n")).await;
+    let triage = Triage::start(&support::triage::single_upstream(plain.addr, "")).await;
+    assert_eq!(client::get(triage.http, "/").await.status, 200);
+    let metrics = client::get(triage.admin, "/metrics").await.body_text();
+    assert!(
+        !metrics.contains("triage_upstream_tls_certificate_expiry_timestamp_seconds{"),
+        "{metrics}"
+    );
+}

@@ -292,13 +292,26 @@ impl ProxyHttp for Triage {
         _peer: &HttpPeer,
         #[cfg(unix)] _fd: std::os::unix::io::RawFd,
         #[cfg(windows)] _sock: std::os::windows::io::RawSocket,
-        _digest: Option<&Digest>,
+        digest: Option<&Digest>,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         ctx.attempt.progress = Progress::Connected;
         ctx.attempt.reused_connection = reused;
         if !reused {
             ctx.attempt.connect = ctx.attempt.connect_started.map(|t| t.elapsed());
+            // A new TLS connection: the certificate the server presented, for the expiry
+            // gauge an alert watches weeks before it turns into a handshake failure.
+            let not_after = digest
+                .and_then(|d| d.ssl_digest.as_ref())
+                .and_then(|tls| tls.peer_certificate.as_ref())
+                .map(|cert| cert.not_after);
+            if let (Some(not_after), Some(upstream), Some(server)) =
+                (not_after, ctx.request.upstream, ctx.attempt.server)
+            {
+                ctx.state
+                    .handles
+                    .set_certificate_expiry(upstream, server, not_after);
+            }
         }
         Ok(())
     }

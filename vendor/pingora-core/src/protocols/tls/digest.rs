@@ -33,6 +33,25 @@ pub struct SslDigest {
     pub cert_digest: Vec<u8>,
     /// The user-defined TLS data
     pub extension: SslDigestExtension,
+    /// triage patch (PATCHES.md 5): the peer's leaf certificate as read at the handshake
+    /// (rustls only; `None` with other TLS backends or when it does not parse).
+    pub peer_certificate: Option<PeerCertificate>,
+}
+
+/// triage patch (PATCHES.md 5): what a proxy shows of the certificate an upstream presented:
+/// enough to say which certificate it was and to alert before it expires.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerCertificate {
+    /// The subject's distinguished name, as x509-parser prints it (`CN=example.com, O=...`).
+    pub subject: String,
+    /// The issuer's distinguished name.
+    pub issuer: String,
+    /// The DNS names and IP addresses of the subjectAltName extension.
+    pub names: Vec<String>,
+    /// notBefore, in seconds since the Unix epoch.
+    pub not_before: i64,
+    /// notAfter, in seconds since the Unix epoch.
+    pub not_after: i64,
 }
 
 impl SslDigest {
@@ -54,6 +73,7 @@ impl SslDigest {
             serial_number,
             cert_digest,
             extension: SslDigestExtension::default(),
+            peer_certificate: None,
         }
     }
 }

@@ -58,10 +58,58 @@ pub fn get_organization_x509(x509cert: &X509Certificate<'_>) -> Option<String> {
 /// Return the organization associated with the X509 certificate (as bytes).
 /// see https://en.wikipedia.org/wiki/X.509#Structure_of_a_certificate
 pub fn get_organization_serial_bytes(cert: &[u8]) -> Result<(Option<String>, String)> {
-    let (_, x509cert) = x509_parser::certificate::X509Certificate::from_der(cert)
-        .expect("Failed to parse certificate from DER format.");
+    // triage patch (PATCHES.md 5): a certificate from the network that x509-parser cannot
+    // read (rustls and webpki may accept what it does not) is an error, not a panic.
+    let (_, x509cert) = x509_parser::certificate::X509Certificate::from_der(cert).map_err(|e| {
+        pingora_error::Error::explain(
+            pingora_error::ErrorType::InvalidCert,
+            format!("cannot parse the peer certificate: {e}"),
+        )
+    })?;
 
     get_organization_serial_x509(&x509cert)
+}
+
+/// triage patch (PATCHES.md 5): subject, issuer, names and validity of a DER certificate;
+/// `None` when it does not parse.
+pub fn peer_certificate(cert: &[u8]) -> Option<crate::protocols::tls::PeerCertificate> {
+    use x509_parser::extensions::GeneralName;
+    let (_, x509cert) = X509Certificate::from_der(cert).ok()?;
+    // Bounded: a certificate's names are the peer's to choose.
+    const MAX_NAMES: usize = 32;
+    let names = x509cert
+        .subject_alternative_name()
+        .ok()
+        .flatten()
+        .map(|san| {
+            san.value
+                .general_names
+                .iter()
+                .filter_map(|name| match name {
+                    GeneralName::DNSName(dns) => Some((*dns).to_string()),
+                    GeneralName::IPAddress(ip) => match ip.len() {
+                        4 => <[u8; 4]>::try_from(*ip)
+                            .ok()
+                            .map(|b| std::net::IpAddr::from(b).to_string()),
+                        16 => <[u8; 16]>::try_from(*ip)
+                            .ok()
+                            .map(|b| std::net::IpAddr::from(b).to_string()),
+                        _ => None,
+                    },
+                    _ => None,
+                })
+                .take(MAX_NAMES)
+                .collect()
+        })
+        .unwrap_or_default();
+    let validity = x509cert.validity();
+    Some(crate::protocols::tls::PeerCertificate {
+        subject: x509cert.subject().to_string(),
+        issuer: x509cert.issuer().to_string(),
+        names,
+        not_before: validity.not_before.timestamp(),
+        not_after: validity.not_after.timestamp(),
+    })
 }
 
 /// Return the organization unit associated with the X509 certificate.

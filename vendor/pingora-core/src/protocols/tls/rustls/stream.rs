@@ -424,7 +424,12 @@ impl SslDigest {
             .map(|(organization, serial)| (organization, Some(serial)))
             .unwrap_or_default();
 
-        SslDigest::new(cipher, version, organization, serial_number, cert_digest)
+        let mut digest = SslDigest::new(cipher, version, organization, serial_number, cert_digest);
+        // triage patch (PATCHES.md 5): the leaf certificate's subject, names and validity.
+        digest.peer_certificate = peer_certificates
+            .and_then(|certs| certs.first())
+            .and_then(|cert| crate::utils::tls::peer_certificate(cert.as_bytes()));
+        digest
     }
 }
 

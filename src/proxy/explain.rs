@@ -115,6 +115,7 @@ impl Triage {
             now,
             thresholds: ctx.state.thresholds,
             fastcgi,
+            app: None,
         });
         // Counted after the derivation, so a request is not its own precedent.
         if let (Some(history), Some(age)) = (history, age) {

@@ -203,6 +203,22 @@ struct Filled {
 }
 
 impl CauseFinding {
+    /// A finding made elsewhere than [`derive`] (a benchmark's), with nothing to amend from.
+    pub fn new(
+        cause: Cause,
+        hint: String,
+        public_hint: String,
+        evidence: Vec<Evidence>,
+    ) -> CauseFinding {
+        CauseFinding {
+            cause,
+            hint,
+            public_hint,
+            evidence,
+            filled: Vec::new(),
+        }
+    }
+
     /// A rough size in bytes, for the report ring's byte bound.
     pub fn weight(&self) -> usize {
         self.hint.len()

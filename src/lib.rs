@@ -11,6 +11,7 @@
 
 pub(crate) mod accesslog;
 pub mod admin;
+pub mod app_evidence;
 pub mod cause;
 pub mod client;
 pub mod config;

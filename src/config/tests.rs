@@ -464,7 +464,7 @@ fn unknown_keys() {
         "5:1: unknown key `timeout` in [upstreams.app]; expected one of: \
          servers, tls, sni, ca_file, connect_timeout, read_timeout, write_timeout, \
          total_timeout, host_header, retries, max_fails, fail_timeout, refused_holdoff, \
-         health_check, protocol, root, index, params, front_controller"
+         health_check, protocol, root, index, params, front_controller, evidence"
     );
     let text = MINIMAL.replace("upstream = \"app\"", "upstream = \"app\"\n  weight = 2");
     assert!(only_error(&text).starts_with("10:3: unknown key `weight` in [[routes]];"));

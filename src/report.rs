@@ -284,7 +284,7 @@ fn names_a_secret(name: &str) -> bool {
 }
 
 /// A line of the app's log as a report keeps it: URLs with [`redact_url`] (no query, fragment,
-/// user info or path parameters), and the value after a name that marks a secret
+/// user info or path parameters), request targets with [`redact_path`], and the value after a name that marks a secret
 /// (`password=...`, `"api_key": "..."`, `Authorization: Bearer ...`) replaced by `[redacted]`.
 pub fn redact_log_line(line: &str) -> String {
     let mut out = String::with_capacity(line.len());
@@ -311,6 +311,11 @@ pub fn redact_log_line(line: &str) -> String {
         }
         if word.contains("://") {
             out.push_str(&redact_url(word));
+            continue;
+        }
+        // A request target in an access line (`GET /login?password=x`): as reports keep paths.
+        if word.starts_with('/') && word.contains(['?', ';']) {
+            out.push_str(&redact_path(word));
             continue;
         }
         // `name=value` or `name:value` in one word; `name:` or `name=` alone asks for the next.
@@ -669,6 +674,10 @@ mod tests {
                 "GET https://[redacted]@api.example/cb?[redacted] done",
             ),
             ("sent header Bearer xyz", "sent header Bearer [redacted]"),
+            (
+                "10.0.0.1 GET /login?password=x;y HTTP/1.1",
+                "10.0.0.1 GET /login?[redacted] HTTP/1.1",
+            ),
             (
                 "Worker (pid:312) was sent SIGKILL! Perhaps out of memory?",
                 "Worker (pid:312) was sent SIGKILL! Perhaps out of memory?",

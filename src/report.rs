@@ -127,7 +127,9 @@ pub struct Report {
     /// redacted ([`redact_log_line`]) and bounded; first those read by the answer, then, once
     /// the after-window closed, the whole window. `None` when the upstream has no log file.
     pub app_log: Option<Vec<String>>,
-    /// The app's process at the failure (`pidfile`, `systemd_unit`, `cgroup`), if sampled.
+    /// The app's process (`pidfile`, `systemd_unit`, `cgroup`), if sampled: its latest sample
+    /// at the failure, then, once the after-window closed, the one after it (whether the app
+    /// survived the failure, and restarted).
     pub app_process: Option<ProcessSample>,
     pub status: u16,
     pub attempts: Vec<Attempt>,

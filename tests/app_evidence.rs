@@ -46,6 +46,12 @@ async fn report_when(
         )
         .await
         .expect("the report");
+        // The report is stored as the request is logged, just after the answer went out: a
+        // 404 is only "not yet" until the deadline.
+        if resp.status == 404 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        }
         assert_eq!(resp.status, 200, "{}", resp.body_text());
         let report: serde_json::Value = serde_json::from_slice(&resp.body).expect("JSON");
         if done(&report) || Instant::now() >= deadline {
@@ -172,16 +178,22 @@ async fn node_heap_oom_is_out_of_memory() {
 
 /// A node app writing its request log to a followed file, killed (SIGKILL) in the middle of a
 /// request: the report's `app_log` has the lines it wrote before it died (the one of this
-/// request included, and a secret in a query redacted), and a client triage does not trust
-/// sees none of them, in the page or in problem+json.
+/// request included, and a secret in a query redacted), its `app_process` (from a pidfile)
+/// says it is gone, and a client triage does not trust sees none of it, in the page or in
+/// problem+json.
 #[tokio::test]
 async fn killed_app_has_its_log_and_untrusted_clients_see_none() {
     let dir = temp_dir();
     let log = dir.path().join("app.log");
     let app = App::node_logged(apps::NODE_LOGGING_APP, &[], &log);
+    let pidfile = dir.write_file("app.pid", format!("{}\n", app.pid()));
     let body = format!(
         "[diagnosis]\ntrusted = [\"192.0.2.0/24\"]\n{}",
-        with_log(app.addr, &log, "log_after = \"500ms\"")
+        with_log(
+            app.addr,
+            &log,
+            &format!("log_after = \"500ms\"\npidfile = \"{}\"", pidfile.display())
+        )
     );
     let triage = Triage::start(&body).await;
     assert_eq!(
@@ -211,14 +223,95 @@ async fn killed_app_has_its_log_and_untrusted_clients_see_none() {
         page.body_text()
     );
     let id = resp.header("x-diagnosis-id").expect("id");
+    // Amended (the sample after the window says the process is gone), bounded.
     let report = report_when(&triage, id, Duration::from_secs(10), |r| {
-        app_log_has(r, "GET /slow")
+        r["app_process"]["alive"] == false
     })
     .await;
     assert!(app_log_has(&report, "GET /slow"), "{report:#}");
     assert!(app_log_has(&report, "GET /hello?[redacted]"), "{report:#}");
     assert!(!report.to_string().contains("s3cr3t"), "{report:#}");
     assert_eq!(report["cause"], "app_crashed", "{report:#}");
+    let process = &report["app_process"];
+    assert_eq!(
+        process["pid"].as_u64(),
+        Some(u64::from(app.pid())),
+        "{report:#}"
+    );
+    assert_eq!(process["alive"], false, "{report:#}");
+}
+
+/// A release gunicorn cannot import (`ModuleNotFoundError`, then "Worker failed to boot."),
+/// its error log followed: the refusals after it are `broken_deploy`, without any deploy
+/// marker, the import error quoted as evidence; without the log they would be
+/// `never_answered`.
+#[tokio::test]
+async fn release_that_cannot_import_is_broken_deploy_by_its_log() {
+    let dir = temp_dir();
+    let log = dir.path().join("gunicorn-error.log");
+    std::fs::write(
+        dir.path().join("broken_release.py"),
+        "import settings_that_were_not_deployed\napp = None\n",
+    )
+    .expect("write the release");
+    let port = apps::free_port();
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    // The follower starts before the log exists, so it reads it whole when it appears.
+    let triage = Triage::start(&with_log(addr, &log, "")).await;
+    let mut gunicorn = std::process::Command::new("python3")
+        .args(["-m", "gunicorn", "--bind", &addr.to_string(), "--chdir"])
+        .arg(dir.path())
+        .arg("--error-logfile")
+        .arg(&log)
+        .arg("broken_release:app")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start gunicorn");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let exited = loop {
+        match gunicorn.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            Ok(None) | Err(_) => break None,
+        }
+    };
+    if exited.is_none() {
+        let _ = gunicorn.kill();
+        let _ = gunicorn.wait();
+        panic!("gunicorn did not exit on a release it cannot import");
+    }
+    // Let the follower read the traceback (it polls every 200 ms).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let resp = client::get(triage.http, "/").await;
+    assert_eq!(resp.status, 502, "{resp:?}");
+    assert_eq!(
+        cause(&resp),
+        "broken_deploy",
+        "{}",
+        resp.header("x-diagnosis-hint").unwrap_or("")
+    );
+    let hint = resp.header("x-diagnosis-hint").unwrap_or("");
+    assert!(hint.contains("the app's restart at"), "{hint}");
+    let id = resp.header("x-diagnosis-id").expect("id");
+    let report = report_when(&triage, id, Duration::from_secs(10), |r| {
+        app_log_has(r, "settings_that_were_not_deployed")
+    })
+    .await;
+    assert_eq!(report["cause"], "broken_deploy", "{report:#}");
+    assert!(
+        report["evidence"]
+            .as_array()
+            .is_some_and(|e| e.iter().any(|e| e["source"] == "app_log"
+                && e["fact"]
+                    .as_str()
+                    .is_some_and(|f| f.contains("ModuleNotFoundError")
+                        || f.contains("Worker failed to boot")))),
+        "{report:#}"
+    );
 }
 
 /// Says why a test cannot run here, past the test harness's capture of `eprintln!` (a direct

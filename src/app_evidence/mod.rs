@@ -379,6 +379,10 @@ fn amend(reports: &ReportStore, pending: &Pending) {
         if !watched.settings.log_files.is_empty() {
             amended.app_log = Some(report_lines(&app.lines));
         }
+        // The process as the window closed: whether it survived the failure, and restarted.
+        if let Some(process) = watched.process() {
+            amended.app_process = Some(process);
+        }
         if let Some(found) = cause::amend(
             &stored.cause,
             pending.diagnosis,

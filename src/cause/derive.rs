@@ -245,7 +245,7 @@ impl Notes {
                 let quoted = self.quote_line(seen);
                 self.value_public(
                     "oom",
-                    format!("its log says {quoted} at {}", clock(seen.line.at)),
+                    format!("its log says {quoted}"),
                     "its log says so".to_owned(),
                 );
                 return Cause::OutOfMemory;
@@ -284,7 +284,7 @@ impl Notes {
                     }
                     self.value_public(
                         "why",
-                        format!("its log says {quoted} at {}", clock(seen.line.at)),
+                        format!("its log says {quoted}"),
                         "its log says so".to_owned(),
                     );
                 }
@@ -356,7 +356,11 @@ impl Notes {
         let quoted = format!("\"{}\"", sanitized_line(&seen.line.text));
         self.fact(
             EvidenceSource::AppLog,
-            format!("{} wrote at {}: {quoted}", seen.writer, clock(seen.line.at)),
+            format!(
+                "a line of {} in the app's log, read at {}: {quoted}",
+                seen.writer,
+                clock(seen.line.at)
+            ),
         );
         quoted
     }

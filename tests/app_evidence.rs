@@ -13,6 +13,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 use support::apps::{self, App};
 use support::client::{self, Request, Response};
+use support::php_fpm::{PhpFpm, Pool};
 use support::triage::{single_upstream, temp_dir, Triage};
 
 fn cause(resp: &Response) -> &str {
@@ -402,4 +403,49 @@ async fn cgroup_oom_kill_is_out_of_memory() {
     );
     assert_eq!(report["cause"], "out_of_memory", "{report:#}");
     drop(app);
+}
+
+/// php-fpm's `request_terminate_timeout` (1 s) kills a worker running a 5 s script: the
+/// answer is a broken connection (`worker_killed`, one failure says no more), and the report,
+/// with php-fpm's own log followed, is `worker_timeout`, quoting its "execution timed out"
+/// line (the request's query redacted in it).
+#[tokio::test]
+async fn php_fpm_terminated_worker_is_worker_timeout_by_its_log() {
+    let pools = [Pool {
+        name: "www",
+        workers: 2,
+        terminate_after: 1,
+    }];
+    let fpm = PhpFpm::start(
+        &pools,
+        &[(
+            "sleep.php",
+            "<?php sleep((int)($_GET['s'] ?? 1)); echo 'slept';",
+        )],
+    )
+    .await;
+    let log = fpm.dir().join("fpm.log");
+    let triage = Triage::start(&format!(
+        "[upstreams.php]\nservers = [\"{}\"]\nprotocol = \"fastcgi\"\nroot = \"{}\"\n[upstreams.php.evidence]\nlog_file = \"{}\"\n[[routes]]\npath_prefix = \"/\"\nupstream = \"php\"\n",
+        fpm.pools[0],
+        fpm.root().display(),
+        log.display()
+    ))
+    .await;
+    let resp = client::get(triage.http, "/sleep.php?s=5").await;
+    assert_eq!(resp.status, 502, "{resp:?} {}", fpm.log());
+    let id = resp.header("x-diagnosis-id").expect("id");
+    let report = report_when(&triage, id, Duration::from_secs(10), |r| {
+        r["cause"] == "worker_timeout"
+    })
+    .await;
+    assert!(app_log_has(&report, "execution timed out"), "{report:#}");
+    assert!(app_log_has(&report, "/sleep.php?[redacted]"), "{report:#}");
+    assert_eq!(report["cause"], "worker_timeout", "{report:#}");
+    assert!(
+        report["hint"]
+            .as_str()
+            .is_some_and(|h| h.contains("execution timed out")),
+        "{report:#}"
+    );
 }

@@ -353,7 +353,7 @@ impl Notes {
 
     /// The line, quoted and bounded for a hint (which goes into a header), with its fact.
     fn quote_line(&mut self, seen: Seen<'_>) -> String {
-        let quoted = format!("\"{}\"", sanitized_line(&seen.line.text));
+        let quoted = format!("\"{}\"", quoted_line(&seen.line.text, seen.needle));
         self.fact(
             EvidenceSource::AppLog,
             format!(
@@ -378,10 +378,15 @@ struct AppContext {
     failing_since: Option<SystemTime>,
 }
 
-/// A log line as a hint quotes it: printable ASCII, at most 160 bytes (the whole line is in
-/// the evidence and the report's `app_log`).
-fn sanitized_line(text: &str) -> String {
-    let mut out: String = text
+/// The most of a log line a hint quotes.
+const QUOTED_LINE: usize = 160;
+
+/// A log line as a hint and its evidence quote it: printable ASCII (anything else a `?`), at
+/// most [`QUOTED_LINE`] bytes, and of a longer line the part that holds `needle`, the words
+/// that made it known (php-fpm's lines start with a long script path). The whole line is in
+/// the report's `app_log`.
+fn quoted_line(text: &str, needle: &str) -> String {
+    let ascii: String = text
         .chars()
         .map(|c| {
             if c.is_ascii_graphic() || c == ' ' {
@@ -390,9 +395,20 @@ fn sanitized_line(text: &str) -> String {
                 '?'
             }
         })
-        .take(160)
         .collect();
-    if text.chars().count() > 160 {
+    if ascii.len() <= QUOTED_LINE {
+        return ascii;
+    }
+    // ASCII only now: byte offsets are character boundaries.
+    let needle_end = ascii.find(needle).map_or(0, |at| at + needle.len());
+    let end = (needle_end + 40).clamp(QUOTED_LINE, ascii.len());
+    let start = end - QUOTED_LINE;
+    let mut out = String::with_capacity(QUOTED_LINE + 6);
+    if start > 0 {
+        out.push_str("...");
+    }
+    out.push_str(&ascii[start..end]);
+    if end < ascii.len() {
         out.push_str("...");
     }
     out

@@ -121,17 +121,20 @@ const PATTERNS: &[Pattern] = &[
 
 /// The sign a line is of, and who writes such a line, if it is a well-known one.
 pub fn sign_of(line: &str) -> Option<(Sign, &'static str)> {
-    PATTERNS
-        .iter()
-        .find(|p| line.contains(p.needle))
-        .map(|p| (p.sign, p.writer))
+    pattern_of(line).map(|p| (p.sign, p.writer))
 }
 
-/// A well-known line found in the app's log, and who writes such lines.
+fn pattern_of(line: &str) -> Option<&'static Pattern> {
+    PATTERNS.iter().find(|p| line.contains(p.needle))
+}
+
+/// A well-known line found in the app's log, who writes such lines, and the words that made
+/// it known (what a quote of a long line must keep).
 #[derive(Debug, Clone, Copy)]
 pub struct Seen<'a> {
     pub line: &'a LogLine,
     pub writer: &'static str,
+    pub needle: &'static str,
 }
 
 /// The latest line of each sign among `lines` (oldest first).
@@ -147,16 +150,20 @@ impl<'a> Signs<'a> {
     pub fn of(lines: &'a [LogLine]) -> Signs<'a> {
         let mut signs = Signs::default();
         for line in lines {
-            let Some((sign, writer)) = sign_of(&line.text) else {
+            let Some(pattern) = pattern_of(&line.text) else {
                 continue;
             };
-            let slot = match sign {
+            let slot = match pattern.sign {
                 Sign::OutOfMemory => &mut signs.out_of_memory,
                 Sign::WorkerTimeout => &mut signs.worker_timeout,
                 Sign::PoolExhausted => &mut signs.pool_exhausted,
                 Sign::StartupError => &mut signs.startup_error,
             };
-            *slot = Some(Seen { line, writer });
+            *slot = Some(Seen {
+                line,
+                writer: pattern.writer,
+                needle: pattern.needle,
+            });
         }
         signs
     }

@@ -782,3 +782,20 @@ fn amend_upgrades_with_a_later_line() {
         None
     );
 }
+
+/// A long line is quoted around the words that made it known, within the bound.
+#[test]
+fn long_lines_are_quoted_around_their_sign() {
+    let line = format!(
+        "[02-Dec-2026 13:56:43] WARNING: [pool www] child 10683, script '/srv/{}/sleep.php' (request: \"GET /sleep.php\") execution timed out (1.012 sec), terminating",
+        "deep/".repeat(40)
+    );
+    let quoted = quoted_line(&line, "execution timed out");
+    assert!(
+        quoted.contains("execution timed out (1.012 sec)"),
+        "{quoted}"
+    );
+    assert!(quoted.starts_with("..."), "{quoted}");
+    assert!(quoted.len() <= QUOTED_LINE + 6, "{quoted}");
+    assert_eq!(quoted_line("short \u{1b}line", "x"), "short ?line");
+}

@@ -193,7 +193,10 @@ impl Watched {
         for follower in &mut gathering.followers {
             follower.poll(&mut |raw: &[u8]| {
                 if let Some(text) = log_text(raw) {
-                    read.push(LogLine { at: now, text });
+                    read.push(LogLine {
+                        at: now,
+                        text: text.into(),
+                    });
                 }
             });
         }
@@ -256,7 +259,7 @@ pub fn report_lines(lines: &[LogLine]) -> Vec<String> {
         .iter()
         .zip(keep)
         .filter(|(_, kept)| *kept)
-        .map(|(l, _)| l.text.clone())
+        .map(|(l, _)| l.text.to_string())
         .collect()
 }
 
@@ -403,7 +406,7 @@ mod tests {
     fn line(text: &str) -> LogLine {
         LogLine {
             at: SystemTime::UNIX_EPOCH,
-            text: text.to_owned(),
+            text: text.into(),
         }
     }
 
@@ -444,14 +447,14 @@ mod tests {
         for i in 0..(RING_LINES + 10) {
             ring.push(LogLine {
                 at: t0,
-                text: format!("{i}"),
+                text: format!("{i}").into(),
             });
         }
         assert_eq!(ring.lines.len(), RING_LINES);
         for _ in 0..300 {
             ring.push(LogLine {
                 at: t0,
-                text: "y".repeat(1024),
+                text: "y".repeat(1024).into(),
             });
         }
         assert!(ring.bytes <= RING_BYTES);

@@ -144,11 +144,11 @@ pub struct Observed<'a> {
 }
 
 /// One line of the app's log, as triage read it: when it arrived, and its text (sanitized and
-/// bounded by the follower).
+/// bounded by the follower). Shared, so a failure's copy of a window is a count per line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogLine {
     pub at: SystemTime,
-    pub text: String,
+    pub text: std::sync::Arc<str>,
 }
 
 /// A rise of the `oom_kill` counter of the app's cgroup (`memory.events`): the kernel's OOM

@@ -269,7 +269,7 @@ mod tests {
         let t = std::time::SystemTime::UNIX_EPOCH;
         let line = |s: u64, text: &str| LogLine {
             at: t + std::time::Duration::from_secs(s),
-            text: text.to_owned(),
+            text: text.into(),
         };
         let lines = [
             line(1, "WORKER TIMEOUT (pid:1)"),
@@ -279,11 +279,11 @@ mod tests {
         ];
         let signs = Signs::of(&lines);
         assert_eq!(
-            signs.worker_timeout.map(|s| s.line.text.as_str()),
+            signs.worker_timeout.map(|s| &*s.line.text),
             Some("WORKER TIMEOUT (pid:2)")
         );
         assert_eq!(
-            signs.out_of_memory.map(|s| s.line.text.as_str()),
+            signs.out_of_memory.map(|s| &*s.line.text),
             Some("MemoryError")
         );
         assert!(signs.pool_exhausted.is_none() && signs.startup_error.is_none());

@@ -583,7 +583,7 @@ fn app_with(lines: &[(u64, &str)]) -> AppObserved {
             .iter()
             .map(|(secs, text)| crate::cause::LogLine {
                 at: at(*secs),
-                text: (*text).to_owned(),
+                text: (*text).into(),
             })
             .collect(),
         oom_kill: None,

@@ -229,17 +229,31 @@ impl Notes {
     /// says nothing about it. A cause it confirms gains the line as evidence.
     fn app_explains(&mut self, c: &AppContext, app: &AppObserved, cause: Cause) -> Cause {
         let signs = Signs::of(&app.lines);
-        let died = matches!(
-            cause,
-            Cause::AppCrashed
-                | Cause::WorkerKilled
-                | Cause::WorkerTimeout
-                | Cause::AppDown
-                | Cause::CrashLoop
-                | Cause::AppError
-                | Cause::OutOfMemory
-                | Cause::Unknown
+        let d = c.diagnosis;
+        // What the app's own failure can look like from here: a connection that broke, an
+        // address that stopped accepting, a timeout, its own 5xx. (A TLS or DNS failure, a
+        // client's, is no app's death, whatever its log said at the time.)
+        let broke = matches!(
+            d,
+            Diagnosis::ConnectionReset
+                | Diagnosis::ConnectionClosed
+                | Diagnosis::RequestSendFailed
+                | Diagnosis::BodyReset
+                | Diagnosis::BodyClosed
         );
+        let app_failed = broke || not_accepting(d) || timeout(d) || d == Diagnosis::UpstreamStatus;
+        let died = app_failed
+            && matches!(
+                cause,
+                Cause::AppCrashed
+                    | Cause::WorkerKilled
+                    | Cause::WorkerTimeout
+                    | Cause::AppDown
+                    | Cause::CrashLoop
+                    | Cause::AppError
+                    | Cause::OutOfMemory
+                    | Cause::Unknown
+            );
         if died {
             if let Some(seen) = signs.out_of_memory {
                 let quoted = self.quote_line(seen);
@@ -271,10 +285,13 @@ impl Notes {
             }
         }
         if let Some(seen) = signs.worker_timeout {
-            if matches!(
-                cause,
-                Cause::WorkerKilled | Cause::WorkerTimeout | Cause::AppError | Cause::Unknown
-            ) {
+            let killed = broke || d == Diagnosis::UpstreamStatus;
+            if killed
+                && matches!(
+                    cause,
+                    Cause::WorkerKilled | Cause::WorkerTimeout | Cause::AppError | Cause::Unknown
+                )
+            {
                 let quoted = self.quote_line(seen);
                 if cause != Cause::WorkerTimeout {
                     self.value("failed", "the request failed".to_owned());
@@ -321,7 +338,7 @@ impl Notes {
                     | Cause::Unknown
                     | Cause::BrokenDeploy
             );
-            if fits && (refused || app.restarted.is_some()) {
+            if fits && (refused || (broke && app.restarted.is_some())) {
                 let quoted = self.quote_line(seen);
                 if cause != Cause::BrokenDeploy {
                     let restart = app.restarted.unwrap_or(seen.line.at);

@@ -646,6 +646,12 @@ fn out_of_memory_from_the_log() {
     o.probe = Probe::SpeaksTls;
     o.app = Some(&app);
     check(&derive(&o), Cause::WrongProtocol);
+    // Nor at a failure no dying app explains: a certificate, a DNS name.
+    for diagnosis in [Diagnosis::TlsCertificateExpired, Diagnosis::DnsError] {
+        let mut o = observed(diagnosis, Some(&past));
+        o.app = Some(&app);
+        check(&derive(&o), Cause::Unknown);
+    }
 }
 
 /// An OOM kill in the app's cgroup is out of memory too, said from the counter.

@@ -67,19 +67,19 @@ fn classify_and_count(c: &mut Criterion) {
 fn error_response(c: &mut Criterion) {
     let renderer = Renderer::new();
     let address: std::net::SocketAddr = "127.0.0.1:3000".parse().expect("address");
-    let cause = CauseFinding {
-        cause: Cause::AppDown,
-        hint: "127.0.0.1:3000 answered 200 until 20:19:02 (38 s ago) and has failed to accept \
+    let cause = CauseFinding::new(
+        Cause::AppDown,
+        "127.0.0.1:3000 answered 200 until 20:19:02 (38 s ago) and has failed to accept \
                connections since 20:19:03 (13 times): the app stopped or crashed and is not back"
             .to_owned(),
-        public_hint: "the server answered 200 until 20:19:02 (38 s ago) and has failed to accept \
+        "the server answered 200 until 20:19:02 (38 s ago) and has failed to accept \
                       connections since 20:19:03 (13 times): the app stopped or crashed"
             .to_owned(),
-        evidence: vec![Evidence {
+        vec![Evidence {
             source: EvidenceSource::History,
             fact: "last answered 200 at 20:19:02 (38 s ago)".to_owned(),
         }],
-    };
+    );
     let failure = Failure {
         id: RequestId::next(),
         diagnosis: Diagnosis::ConnectRefused,

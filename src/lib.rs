@@ -12,6 +12,7 @@
 
 pub(crate) mod accesslog;
 pub mod admin;
+pub mod app_evidence;
 pub mod cause;
 pub mod client;
 pub mod config;

@@ -6,6 +6,7 @@
 //! header values only from an allow-list of harmless headers, no query strings, no path
 //! parameters, nothing but the path of a Referer.
 
+use crate::app_evidence::process::ProcessSample;
 use crate::cause::CauseFinding;
 use crate::config::PeerAddr;
 use crate::deploys::Deploy;
@@ -122,6 +123,14 @@ pub struct Report {
     pub deploy: Option<Deploy>,
     /// The machine at the failure (its latest sample), if one was taken yet.
     pub machine: Option<Arc<Sample>>,
+    /// The lines of the app's log around the failure (`[upstreams.NAME.evidence] log_file`),
+    /// redacted ([`redact_log_line`]) and bounded; first those read by the answer, then, once
+    /// the after-window closed, the whole window. `None` when the upstream has no log file.
+    pub app_log: Option<Vec<String>>,
+    /// The app's process (`pidfile`, `systemd_unit`, `cgroup`), if sampled: its latest sample
+    /// at the failure, then, once the after-window closed, the one after it (whether the app
+    /// survived the failure, and restarted).
+    pub app_process: Option<ProcessSample>,
     pub status: u16,
     pub attempts: Vec<Attempt>,
     pub bytes_sent_upstream: u64,
@@ -138,13 +147,12 @@ impl Report {
             + self.route.len()
             + self.upstream.len()
             + self.detail.len()
-            + self.cause.hint.len()
-            + self.cause.public_hint.len()
+            + self.cause.weight()
             + self
-                .cause
-                .evidence
+                .app_log
                 .iter()
-                .map(|e| e.fact.len() + 32)
+                .flatten()
+                .map(|line| line.len() + 24)
                 .sum::<usize>()
             + self.deploy.as_ref().map_or(0, |d| d.version.len() + 64)
             + self
@@ -248,6 +256,84 @@ pub fn redact_url(url: &str) -> Cow<'_, str> {
         out.push_str(REDACTED);
     }
     Cow::Owned(out)
+}
+
+/// Words that mark a secret in a log line's `name=value`, `name: value` or `"name": value`
+/// (matched in the lowercased name): its value is redacted, as a report redacts the value of
+/// every header not known to be harmless. Broad on purpose: a name that only looks like one
+/// (`monkey=`) loses its value, which costs less than a secret kept.
+const SECRET_NAMES: &[&str] = &[
+    "pass",
+    "pwd",
+    "secret",
+    "token",
+    "key",
+    "auth",
+    "cookie",
+    "session",
+    "credential",
+    "signature",
+];
+
+/// Schemes whose next word is a credential (`Authorization: Bearer abc`).
+const CREDENTIAL_SCHEMES: &[&str] = &["bearer", "basic", "digest", "token"];
+
+fn names_a_secret(name: &str) -> bool {
+    let name = name
+        .trim_matches(|c: char| c == '"' || c == '\'' || c == '{' || c == ',')
+        .to_ascii_lowercase();
+    !name.is_empty() && SECRET_NAMES.iter().any(|word| name.contains(word))
+}
+
+/// A line of the app's log as a report keeps it: URLs with [`redact_url`] (no query, fragment,
+/// user info or path parameters), request targets with [`redact_path`], and the value after a name that marks a secret
+/// (`password=...`, `"api_key": "..."`, `Authorization: Bearer ...`) replaced by `[redacted]`.
+pub fn redact_log_line(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    // Whether the previous word asks for this one to be redacted.
+    let mut secret_next = false;
+    for (index, word) in line.split(' ').enumerate() {
+        if index > 0 {
+            out.push(' ');
+        }
+        if word.is_empty() {
+            continue;
+        }
+        let redact_this = std::mem::take(&mut secret_next);
+        let lower = word.to_ascii_lowercase();
+        if redact_this {
+            out.push_str(REDACTED);
+            secret_next = CREDENTIAL_SCHEMES.contains(&lower.as_str());
+            continue;
+        }
+        if CREDENTIAL_SCHEMES.contains(&lower.as_str()) && index > 0 {
+            out.push_str(word);
+            secret_next = true;
+            continue;
+        }
+        if word.contains("://") {
+            out.push_str(&redact_url(word));
+            continue;
+        }
+        // A request target in an access line (`GET /login?password=x`): as reports keep paths.
+        if word.starts_with('/') && word.contains(['?', ';']) {
+            out.push_str(&redact_path(word));
+            continue;
+        }
+        // `name=value` or `name:value` in one word; `name:` or `name=` alone asks for the next.
+        match word.find(['=', ':']) {
+            Some(at) if names_a_secret(&word[..at]) => {
+                out.push_str(&word[..=at]);
+                if at + 1 < word.len() {
+                    out.push_str(REDACTED);
+                } else {
+                    secret_next = true;
+                }
+            }
+            Some(_) | None => out.push_str(word),
+        }
+    }
+    out
 }
 
 /// Which request header values a report keeps: [`KEPT_HEADERS`], the
@@ -407,6 +493,38 @@ impl ReportStore {
         self.rings().iter().map(|ring| ring.bytes).sum()
     }
 
+    /// Replaces the report `id`, if still stored, by `change` of it (the app's evidence once
+    /// its after-window closed). `change` runs without the lock; the ring is locked only to
+    /// swap the report in, and not at all if it was evicted meanwhile. The ring's byte bound
+    /// holds after the swap (the oldest reports go first, never the amended one).
+    pub fn amend(&self, id: RequestId, change: impl FnOnce(&Report) -> Report) {
+        let Some(stored) = self.get(id) else {
+            return;
+        };
+        let amended = Arc::new(change(&stored));
+        let weight = amended.weight();
+        let mut ring = self
+            .ring_for(stored.diagnosis.fault())
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let Some(slot) = ring.reports.iter().position(|r| Arc::ptr_eq(r, &stored)) else {
+            return;
+        };
+        let old = std::mem::replace(&mut ring.reports[slot], amended);
+        ring.bytes = ring.bytes - old.weight() + weight;
+        while ring.bytes > ring.max_bytes && ring.reports.len() > 1 {
+            match ring.reports.front() {
+                Some(front) if front.id == id => break,
+                Some(_) => {
+                    if let Some(evicted) = ring.reports.pop_front() {
+                        ring.bytes -= evicted.weight();
+                    }
+                }
+                None => break,
+            }
+        }
+    }
+
     /// The report with this id, if still stored.
     pub fn get(&self, id: RequestId) -> Option<Arc<Report>> {
         self.rings()
@@ -455,6 +573,8 @@ mod tests {
             cause: crate::cause::without_evidence(Diagnosis::ConnectRefused),
             deploy: None,
             machine: None,
+            app_log: None,
+            app_process: None,
             status: 502,
             attempts: vec![],
             bytes_sent_upstream: 0,
@@ -518,6 +638,72 @@ mod tests {
             assert!(store.bytes() <= one * 10);
         }
         assert_eq!(store.len(), 10);
+    }
+
+    /// An amended report replaces the stored one, its weight accounted for; an evicted one is
+    /// not brought back.
+    #[test]
+    fn amend_replaces_in_place() {
+        let store = ReportStore::new(10, usize::MAX);
+        let r = report(10);
+        let id = r.id;
+        store.insert(r);
+        let before = store.bytes();
+        store.amend(id, |stored| {
+            let mut amended = stored.clone();
+            amended.app_log = Some(vec!["x".repeat(100)]);
+            amended
+        });
+        let amended = store.get(id).expect("still stored");
+        assert_eq!(amended.app_log.as_ref().map(Vec::len), Some(1));
+        assert_eq!(store.bytes(), before + 100 + 24);
+        assert_eq!(store.len(), 1);
+        let small = ReportStore::new(1, usize::MAX);
+        let gone = report(10);
+        let gone_id = gone.id;
+        small.insert(gone);
+        small.insert(report(10));
+        small.amend(gone_id, |stored| stored.clone());
+        assert!(small.get(gone_id).is_none());
+    }
+
+    /// Secrets in a log line are redacted like header values: after a name that marks one, in
+    /// URLs' queries and user info, after an auth scheme; the rest of the line stays.
+    #[test]
+    fn log_lines_lose_their_secrets() {
+        for (line, expected) in [
+            (
+                "login failed for bob password=hunter2 from 10.0.0.1",
+                "login failed for bob password=[redacted] from 10.0.0.1",
+            ),
+            (
+                "{\"user\": \"bob\", \"api_key\": \"k-123\"}",
+                "{\"user\": \"bob\", \"api_key\": [redacted]",
+            ),
+            (
+                "Authorization: Bearer abc.def",
+                "Authorization: [redacted] [redacted]",
+            ),
+            (
+                "GET https://u:pw@api.example/cb?code=secret done",
+                "GET https://[redacted]@api.example/cb?[redacted] done",
+            ),
+            ("sent header Bearer xyz", "sent header Bearer [redacted]"),
+            (
+                "10.0.0.1 GET /login?password=x;y HTTP/1.1",
+                "10.0.0.1 GET /login?[redacted] HTTP/1.1",
+            ),
+            (
+                "Worker (pid:312) was sent SIGKILL! Perhaps out of memory?",
+                "Worker (pid:312) was sent SIGKILL! Perhaps out of memory?",
+            ),
+            (
+                "SESSION_ID=abc; theme=dark",
+                "SESSION_ID=[redacted] theme=dark",
+            ),
+        ] {
+            assert_eq!(redact_log_line(line), expected, "{line}");
+        }
     }
 
     /// Query strings and path parameters never reach a report.

@@ -2,6 +2,7 @@
 //! listener, the background loops (DNS refresh, health checks) and the reload triggers.
 
 use crate::admin::Admin;
+use crate::app_evidence::Watcher;
 use crate::client::ClientConnections;
 use crate::config::{BootConfig, Config, LiveConfig, LogFormat, LogLevel};
 use crate::deploys::DeployLog;
@@ -247,6 +248,18 @@ fn build_process(
     // The disks to sample are the live config's, read at each sample: a reload changes them.
     let live_state = reloader.shared_state();
     machine.start(move || live_state.load().config.diagnosis.host_disks.clone());
+    // Likewise the app evidence settings, read at each poll of the evidence thread.
+    let app_evidence = Arc::new(Watcher::default());
+    let live_state = reloader.shared_state();
+    app_evidence.start(Arc::clone(&reports), move || {
+        live_state
+            .load()
+            .config
+            .upstreams
+            .iter()
+            .filter_map(|u| u.evidence.clone().map(|e| (u.name.clone(), e)))
+            .collect()
+    });
 
     let opt = Opt {
         upgrade,
@@ -269,6 +282,7 @@ fn build_process(
         reports: Arc::clone(&reports),
         deploys: Arc::clone(&deploys),
         machine: Arc::clone(&machine),
+        app_evidence,
         in_flight: Arc::clone(&in_flight),
         clients: Arc::clone(&clients),
     };

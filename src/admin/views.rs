@@ -1,6 +1,7 @@
 //! Failure reports and deploy markers as JSON (for programs and support tooling) and as HTML
 //! (readable at a glance).
 
+use crate::app_evidence::process::ProcessSample;
 use crate::deploys::Deploy;
 use crate::machine::Sample;
 use crate::render::text;
@@ -71,6 +72,22 @@ fn machine_json(m: &Sample) -> serde_json::Value {
     })
 }
 
+/// The app's process at a failure, as `{"time", "alive", "pid", "started",
+/// "restarts_last_minute", "memory_current_bytes", "memory_max_bytes", "oom_kills"}` (a figure
+/// that could not be read is null; `memory_max_bytes` null also for no limit).
+fn app_process_json(p: &ProcessSample) -> serde_json::Value {
+    serde_json::json!({
+        "time": p.at.map(time_text),
+        "alive": p.alive,
+        "pid": p.pid,
+        "started": p.started.map(time_text),
+        "restarts_last_minute": p.restarts_last_minute,
+        "memory_current_bytes": p.memory_current_bytes,
+        "memory_max_bytes": p.memory_max_bytes,
+        "oom_kills": p.oom_kills,
+    })
+}
+
 /// A report as a JSON object. A header sent more than once is one member, its values joined
 /// with ", " as HTTP combines them (a JSON object has each name once).
 fn report_value(r: &Report) -> serde_json::Value {
@@ -111,6 +128,8 @@ fn report_value(r: &Report) -> serde_json::Value {
         "evidence": evidence,
         "deploy": r.deploy.as_ref().map(deploy_json),
         "machine": r.machine.as_deref().map(machine_json),
+        "app_log": r.app_log,
+        "app_process": r.app_process.as_ref().map(app_process_json),
         "detail": r.detail,
         "attempts": attempts,
         "bytes_sent_upstream": r.bytes_sent_upstream,
@@ -285,7 +304,48 @@ pub fn report_html(r: &Report) -> String {
             fmt_ms(a.response)
         );
     }
-    out.push_str("</table><h2>Request headers</h2><table>");
+    out.push_str("</table>");
+    if let Some(lines) = &r.app_log {
+        out.push_str("<h2>The app's log</h2><pre>");
+        for line in lines {
+            text::html(&mut out, line);
+            out.push('\n');
+        }
+        out.push_str("</pre>");
+    }
+    if let Some(p) = &r.app_process {
+        let _ = write!(
+            out,
+            "<h2>The app's process</h2><p>{}",
+            match p.alive {
+                Some(true) => "alive",
+                Some(false) => "not running",
+                None => "unknown",
+            }
+        );
+        if let Some(pid) = p.pid {
+            let _ = write!(out, ", pid {pid}");
+        }
+        if let Some(started) = p.started {
+            let _ = write!(out, ", started {}", time_text(started));
+        }
+        let _ = write!(
+            out,
+            ", {} restarts in the last minute",
+            p.restarts_last_minute
+        );
+        if let Some(current) = p.memory_current_bytes {
+            let _ = write!(out, ", memory {} MiB", current >> 20);
+            if let Some(max) = p.memory_max_bytes {
+                let _ = write!(out, " of {} MiB", max >> 20);
+            }
+        }
+        if let Some(kills) = p.oom_kills {
+            let _ = write!(out, ", {kills} OOM kills");
+        }
+        out.push_str("</p>");
+    }
+    out.push_str("<h2>Request headers</h2><table>");
     for (name, value) in &r.headers {
         out.push_str("<tr><td class=\"mono\">");
         text::html(&mut out, name);
@@ -355,6 +415,8 @@ mod tests {
             cause: crate::cause::without_evidence(Diagnosis::ConnectRefused),
             deploy: None,
             machine: None,
+            app_log: None,
+            app_process: None,
             status: 502,
             attempts: vec![
                 attempt(
@@ -378,6 +440,7 @@ mod tests {
             r#""hint":"nothing is listening: the app "#,
             r#"process crashed, is restarting, or the port in the config is wrong; check its "#,
             r#"logs and the port","evidence":[],"deploy":null,"machine":null,"#,
+            r#""app_log":null,"app_process":null,"#,
             r#""detail":"refused \u0000\u000b\r","#,
             r#""attempts":[{"address":"127.0.0.1:1","diagnosis":"connect_refused","#,
             r#""phase":"connect","detail":"d","reused_connection":false,"connect_ms":0.412,"#,

@@ -1,12 +1,13 @@
 //! The one function that turns a diagnosis, the attempt's facts, the server's history, a deploy
 //! marker and a probe into a [`CauseFinding`].
 
-use super::facts::{Observed, Probe, ServerPast};
+use super::facts::{AppObserved, Observed, Probe, ServerPast};
 use super::reading::{
     bytes, climbing, clock, database_error, human, median, public_value, same_age, times,
 };
+use super::signs::{Seen, Signs};
 use super::template::fill;
-use super::{Cause, CauseFinding, Evidence, EvidenceSource};
+use super::{Cause, CauseFinding, Evidence, EvidenceSource, Filled};
 use crate::diagnosis::{Diagnosis, Fault};
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
@@ -61,6 +62,16 @@ pub fn derive(o: &Observed<'_>) -> CauseFinding {
         | Diagnosis::ClientBodyTimeout
         | Diagnosis::ClientSendTimeout => Cause::ClientError,
     };
+    let context = AppContext {
+        diagnosis: o.diagnosis,
+        at: o.now,
+        age: o.age,
+        failing_since: o.past.and_then(|p| p.failing_since),
+    };
+    let cause = match o.app {
+        Some(app) => e.notes.app_explains(&context, app, cause),
+        None => cause,
+    };
     let cause = e.host_explains(cause);
     // The table's fault column and the cause cannot disagree: a client's failure is never
     // explained by the server, and the other way round.
@@ -84,7 +95,52 @@ pub fn without_evidence(diagnosis: Diagnosis) -> CauseFinding {
         hint: diagnosis.hint().to_owned(),
         public_hint: diagnosis.hint().to_owned(),
         evidence: Vec::new(),
+        filled: Vec::new(),
     }
+}
+
+/// `prior` again, once the app's log has its lines from after the failure too (`app`, the
+/// whole window): the same step of the derivation ([`Notes::app_explains`]) on the values and
+/// evidence `prior` was filled from, so a well-known line the app server wrote after triage
+/// answered (gunicorn reaps a killed worker up to a second later) upgrades the cause, quoted
+/// as evidence. `None` when it changes nothing. `at` is the failure's time, `age` how long
+/// the request had been in flight.
+pub fn amend(
+    prior: &CauseFinding,
+    diagnosis: Diagnosis,
+    app: &AppObserved,
+    at: SystemTime,
+    age: Option<Duration>,
+) -> Option<CauseFinding> {
+    match diagnosis.fault() {
+        Fault::Client => return None,
+        Fault::Server | Fault::App | Fault::Proxy => {}
+    }
+    // The app's evidence of the answer is read again, whole: what it found then is in the
+    // window now too.
+    let mut notes = Notes {
+        filled: prior.filled.clone(),
+        evidence: prior
+            .evidence
+            .iter()
+            .filter(|e| {
+                !matches!(
+                    e.source,
+                    EvidenceSource::AppLog | EvidenceSource::AppProcess
+                )
+            })
+            .cloned()
+            .collect(),
+    };
+    let context = AppContext {
+        diagnosis,
+        at,
+        age,
+        failing_since: None,
+    };
+    let cause = notes.app_explains(&context, app, prior.cause);
+    let amended = notes.finish(cause, diagnosis);
+    (amended != *prior).then_some(amended)
 }
 
 /// Whether the diagnosis is a timeout.
@@ -98,19 +154,310 @@ fn timeout(diagnosis: Diagnosis) -> bool {
     )
 }
 
+/// The values of a hint and the evidence, gathered while deciding; then the hints filled.
+struct Notes {
+    filled: Vec<Filled>,
+    evidence: Vec<Evidence>,
+}
+
+impl Notes {
+    /// Sets `name` (a later value replaces an earlier one: the last decision speaks).
+    fn set(&mut self, name: &'static str, value: String, public: Option<String>) {
+        let filled = Filled {
+            name,
+            value,
+            public,
+        };
+        match self.filled.iter_mut().find(|f| f.name == name) {
+            Some(earlier) => *earlier = filled,
+            None => self.filled.push(filled),
+        }
+    }
+
+    fn value(&mut self, name: &'static str, value: String) {
+        self.set(name, value, None);
+    }
+
+    /// A value untrusted clients see as `public` (the app's own words are never theirs).
+    fn value_public(&mut self, name: &'static str, value: String, public: String) {
+        self.set(name, value, Some(public));
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.filled.iter().any(|f| f.name == name)
+    }
+
+    fn fact(&mut self, source: EvidenceSource, fact: String) {
+        self.evidence.push(Evidence { source, fact });
+    }
+
+    fn finish(mut self, cause: Cause, diagnosis: Diagnosis) -> CauseFinding {
+        if matches!(cause, Cause::Unknown | Cause::ClientError) {
+            self.value("diagnosis_hint", diagnosis.hint().to_owned());
+        }
+        let values: Vec<(&str, &str)> = self
+            .filled
+            .iter()
+            .map(|f| (f.name, f.value.as_str()))
+            .collect();
+        let public: Vec<(&str, &str)> = self
+            .filled
+            .iter()
+            .map(|f| {
+                let value = f
+                    .public
+                    .as_deref()
+                    .or_else(|| public_value(f.name))
+                    .unwrap_or(f.value.as_str());
+                (f.name, value)
+            })
+            .collect();
+        CauseFinding {
+            cause,
+            hint: fill(cause.hint_template(), &values),
+            public_hint: fill(cause.hint_template(), &public),
+            evidence: self.evidence,
+            filled: self.filled,
+        }
+    }
+
+    /// The app's own evidence decides where it names the cause: an out-of-memory line or an
+    /// OOM kill for an app or worker that died (or answered a failure), the app server's
+    /// timeout line for a worker that died, php-fpm's `pm.max_children` line for a timeout, a
+    /// startup error for an app that accepts nothing. A cause it does not fit (a wrong port or
+    /// protocol, a moved address, a stale keep-alive) stands: a line elsewhere in the log
+    /// says nothing about it. A cause it confirms gains the line as evidence.
+    fn app_explains(&mut self, c: &AppContext, app: &AppObserved, cause: Cause) -> Cause {
+        let signs = Signs::of(&app.lines);
+        let d = c.diagnosis;
+        // What the app's own failure can look like from here: a connection that broke, an
+        // address that stopped accepting, a timeout, its own 5xx. (A TLS or DNS failure, a
+        // client's, is no app's death, whatever its log said at the time.)
+        let broke = matches!(
+            d,
+            Diagnosis::ConnectionReset
+                | Diagnosis::ConnectionClosed
+                | Diagnosis::RequestSendFailed
+                | Diagnosis::BodyReset
+                | Diagnosis::BodyClosed
+        );
+        let app_failed = broke || not_accepting(d) || timeout(d) || d == Diagnosis::UpstreamStatus;
+        let died = app_failed
+            && matches!(
+                cause,
+                Cause::AppCrashed
+                    | Cause::WorkerKilled
+                    | Cause::WorkerTimeout
+                    | Cause::AppDown
+                    | Cause::CrashLoop
+                    | Cause::AppError
+                    | Cause::OutOfMemory
+                    | Cause::Unknown
+            );
+        if died {
+            if let Some(seen) = signs.out_of_memory {
+                let quoted = self.quote_line(seen);
+                self.value_public(
+                    "oom",
+                    format!("its log says {quoted}"),
+                    "its log says so".to_owned(),
+                );
+                return Cause::OutOfMemory;
+            }
+            if let Some(kill) = app.oom_kill {
+                self.fact(
+                    EvidenceSource::AppProcess,
+                    format!(
+                        "the oom_kill count in its cgroup's memory.events rose from {} to {} at {}",
+                        kill.from,
+                        kill.to,
+                        clock(kill.at)
+                    ),
+                );
+                self.value(
+                    "oom",
+                    format!(
+                        "the kernel's OOM killer killed a process in its cgroup at {}",
+                        clock(kill.at)
+                    ),
+                );
+                return Cause::OutOfMemory;
+            }
+        }
+        if let Some(seen) = signs.worker_timeout {
+            let killed = broke || d == Diagnosis::UpstreamStatus;
+            if killed
+                && matches!(
+                    cause,
+                    Cause::WorkerKilled | Cause::WorkerTimeout | Cause::AppError | Cause::Unknown
+                )
+            {
+                let quoted = self.quote_line(seen);
+                if cause != Cause::WorkerTimeout {
+                    self.value("failed", "the request failed".to_owned());
+                    if !self.has("age") {
+                        let age = c.age.map_or_else(|| "some time".to_owned(), human);
+                        self.value("age", age);
+                    }
+                    self.value_public(
+                        "why",
+                        format!("its log says {quoted}"),
+                        "its log says so".to_owned(),
+                    );
+                }
+                return Cause::WorkerTimeout;
+            }
+        }
+        if let Some(seen) = signs.pool_exhausted {
+            let waited = timeout(c.diagnosis) || c.diagnosis == Diagnosis::FastcgiOverloaded;
+            if waited
+                && matches!(
+                    cause,
+                    Cause::Overloaded | Cause::SlowRequest | Cause::Unknown | Cause::PoolExhausted
+                )
+            {
+                let quoted = self.quote_line(seen);
+                if cause != Cause::PoolExhausted {
+                    self.value_public(
+                        "evidence",
+                        format!("its log says {quoted}"),
+                        "its log says every worker was busy".to_owned(),
+                    );
+                }
+                return Cause::PoolExhausted;
+            }
+        }
+        if let Some(seen) = signs.startup_error {
+            let refused = not_accepting(c.diagnosis);
+            let fits = matches!(
+                cause,
+                Cause::AppDown
+                    | Cause::CrashLoop
+                    | Cause::NeverAnswered
+                    | Cause::AppCrashed
+                    | Cause::Unknown
+                    | Cause::BrokenDeploy
+            );
+            if fits && (refused || (broke && app.restarted.is_some())) {
+                let quoted = self.quote_line(seen);
+                if cause != Cause::BrokenDeploy {
+                    let restart = app.restarted.unwrap_or(seen.line.at);
+                    let since = c.failing_since.unwrap_or(c.at);
+                    if !self.has("failing_since") {
+                        self.value("failing_since", clock(since));
+                    }
+                    self.value(
+                        "deploy_gap",
+                        human(since.duration_since(restart).unwrap_or_default()),
+                    );
+                    self.value_public(
+                        "deployed",
+                        format!(
+                            "the app's restart at {}, whose log says {quoted}",
+                            clock(restart)
+                        ),
+                        format!(
+                            "the app's restart at {}, with a startup error in its log",
+                            clock(restart)
+                        ),
+                    );
+                }
+                return Cause::BrokenDeploy;
+            }
+        }
+        cause
+    }
+
+    /// The line, quoted and bounded for a hint (which goes into a header), with its fact.
+    fn quote_line(&mut self, seen: Seen<'_>) -> String {
+        let quoted = format!("\"{}\"", quoted_line(&seen.line.text, seen.needle));
+        self.fact(
+            EvidenceSource::AppLog,
+            format!(
+                "a line of {} in the app's log, read at {}: {quoted}",
+                seen.writer,
+                clock(seen.line.at)
+            ),
+        );
+        quoted
+    }
+}
+
+/// What the app's evidence step reads besides the evidence: the same in [`derive`] and in
+/// [`amend`].
+struct AppContext {
+    diagnosis: Diagnosis,
+    /// The failure's time.
+    at: SystemTime,
+    /// How long the request had been in flight when it broke.
+    age: Option<Duration>,
+    /// When the current failure streak began, from the server's history.
+    failing_since: Option<SystemTime>,
+}
+
+/// The most of a log line a hint quotes.
+const QUOTED_LINE: usize = 160;
+
+/// A log line as a hint and its evidence quote it: printable ASCII (anything else a `?`), at
+/// most [`QUOTED_LINE`] bytes, and of a longer line the part that holds `needle`, the words
+/// that made it known (php-fpm's lines start with a long script path). The whole line is in
+/// the report's `app_log`.
+fn quoted_line(text: &str, needle: &str) -> String {
+    let ascii: String = text
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect();
+    if ascii.len() <= QUOTED_LINE {
+        return ascii;
+    }
+    // ASCII only now: byte offsets are character boundaries.
+    let needle_end = ascii.find(needle).map_or(0, |at| at + needle.len());
+    let end = (needle_end + 40).clamp(QUOTED_LINE, ascii.len());
+    let start = end - QUOTED_LINE;
+    let mut out = String::with_capacity(QUOTED_LINE + 6);
+    if start > 0 {
+        out.push_str("...");
+    }
+    out.push_str(&ascii[start..end]);
+    if end < ascii.len() {
+        out.push_str("...");
+    }
+    out
+}
+
+/// Whether the diagnosis says the address accepts no connections.
+fn not_accepting(diagnosis: Diagnosis) -> bool {
+    matches!(
+        diagnosis,
+        Diagnosis::ConnectRefused
+            | Diagnosis::ConnectUnreachable
+            | Diagnosis::ConnectFailed
+            | Diagnosis::ConnectTimeout
+            | Diagnosis::SocketMissing
+            | Diagnosis::SocketRefused
+    )
+}
+
 /// The values and evidence gathered while deciding, then the hint filled from them.
 struct Explanation<'a, 'o> {
     o: &'a Observed<'o>,
-    values: Vec<(&'static str, String)>,
-    evidence: Vec<Evidence>,
+    notes: Notes,
 }
 
 impl<'a, 'o> Explanation<'a, 'o> {
     fn new(o: &'a Observed<'o>) -> Self {
         let mut e = Explanation {
             o,
-            values: Vec::with_capacity(12),
-            evidence: Vec::with_capacity(4),
+            notes: Notes {
+                filled: Vec::with_capacity(12),
+                evidence: Vec::with_capacity(4),
+            },
         };
         e.value(
             "address",
@@ -124,11 +471,11 @@ impl<'a, 'o> Explanation<'a, 'o> {
     }
 
     fn value(&mut self, name: &'static str, value: String) {
-        self.values.push((name, value));
+        self.notes.value(name, value);
     }
 
     fn fact(&mut self, source: EvidenceSource, fact: String) {
-        self.evidence.push(Evidence { source, fact });
+        self.notes.fact(source, fact);
     }
 
     fn past(&self) -> Option<&'o ServerPast> {
@@ -139,21 +486,8 @@ impl<'a, 'o> Explanation<'a, 'o> {
         human(self.o.now.duration_since(at).unwrap_or_default())
     }
 
-    fn finish(mut self, cause: Cause) -> CauseFinding {
-        if matches!(cause, Cause::Unknown | Cause::ClientError) {
-            self.value("diagnosis_hint", self.o.diagnosis.hint().to_owned());
-        }
-        let values: Vec<(&str, &str)> = self.values.iter().map(|(n, v)| (*n, v.as_str())).collect();
-        let public: Vec<(&str, &str)> = values
-            .iter()
-            .map(|&(name, value)| (name, public_value(name).unwrap_or(value)))
-            .collect();
-        CauseFinding {
-            cause,
-            hint: fill(cause.hint_template(), &values),
-            public_hint: fill(cause.hint_template(), &public),
-            evidence: self.evidence,
-        }
+    fn finish(self, cause: Cause) -> CauseFinding {
+        self.notes.finish(cause, self.o.diagnosis)
     }
 
     /// A machine out of memory, disk or CPU at the failure explains it better than the app
@@ -316,8 +650,11 @@ impl<'a, 'o> Explanation<'a, 'o> {
         }
         self.value("failing_since", clock(since));
         self.value("deploy_gap", human(gap));
-        self.value("version", deploy.version.clone());
-        self.value("deploy_time", clock(deploy.time));
+        self.notes.value_public(
+            "deployed",
+            format!("the deploy of {} at {}", deploy.version, clock(deploy.time)),
+            format!("the deploy of a new release at {}", clock(deploy.time)),
+        );
         self.fact(
             EvidenceSource::Deploy,
             format!(
@@ -456,7 +793,11 @@ impl<'a, 'o> Explanation<'a, 'o> {
             return false;
         }
         self.value("age", human(age));
-        self.value("count", (similar + 1).to_string());
+        self.value("failed", format!("{} requests failed", similar + 1));
+        self.value(
+            "why",
+            format!("{similar} others failed at about the same age recently"),
+        );
         self.fact(
             EvidenceSource::History,
             format!(

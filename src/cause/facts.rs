@@ -139,6 +139,37 @@ pub struct Observed<'a> {
     pub thresholds: Thresholds,
     /// What a FastCGI upstream's attempt adds; `None` for an HTTP upstream.
     pub fastcgi: Option<FastcgiObserved<'a>>,
+    /// The app's own evidence (`[upstreams.NAME.evidence]`), when the upstream has some.
+    pub app: Option<&'a AppObserved>,
+}
+
+/// One line of the app's log, as triage read it: when it arrived, and its text (sanitized and
+/// bounded by the follower). Shared, so a failure's copy of a window is a count per line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    pub at: SystemTime,
+    pub text: std::sync::Arc<str>,
+}
+
+/// A rise of the `oom_kill` counter of the app's cgroup (`memory.events`): the kernel's OOM
+/// killer killed a process in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OomKill {
+    /// When the sampler saw the counter rise.
+    pub at: SystemTime,
+    pub from: u64,
+    pub to: u64,
+}
+
+/// What the app's own evidence shows around a failure.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AppObserved {
+    /// The app log's lines in the window around the failure, oldest first.
+    pub lines: Vec<LogLine>,
+    /// The latest OOM kill in the app's cgroup within the window.
+    pub oom_kill: Option<OomKill>,
+    /// When the app's process last (re)started, when that is within the last minute.
+    pub restarted: Option<SystemTime>,
 }
 
 /// The facts of an attempt at a FastCGI server.

@@ -12,10 +12,14 @@
 mod derive;
 mod facts;
 mod reading;
+pub mod signs;
 mod template;
 
-pub use derive::{derive, without_evidence};
-pub use facts::{DeployMark, FastcgiObserved, HostState, Observed, Probe, ServerPast, Thresholds};
+pub use derive::{amend, derive, without_evidence};
+pub use facts::{
+    AppObserved, DeployMark, FastcgiObserved, HostState, LogLine, Observed, OomKill, Probe,
+    ServerPast, Thresholds,
+};
 
 use crate::diagnosis::taxonomy::taxonomy;
 
@@ -48,8 +52,8 @@ taxonomy! {
             hint: "{address} came back and died {comebacks} times in the last {window}: a crash loop, kept alive by its supervisor; read the app's startup log: the first error before each exit is the cause",
         },
         BrokenDeploy => "broken_deploy" {
-            when: "failures that began within the deploy window after a deploy marker for the upstream, with nothing answering successfully since",
-            hint: "failing since {failing_since}, {deploy_gap} after the deploy of {version} at {deploy_time}, and nothing has answered since: the new release is broken; roll back first, diagnose second",
+            when: "failures that began within the deploy window after a deploy marker for the upstream, with nothing answering successfully since; or a startup error in the app's log (an import error, gunicorn's Worker failed to boot) while it accepts no connections",
+            hint: "failing since {failing_since}, {deploy_gap} after {deployed}, and nothing has answered since: the new release is broken; roll back first, diagnose second",
         },
         AppCrashed => "app_crashed" {
             when: "the connection broke mid-request and the app's whole process is gone: the next connect is refused",
@@ -60,8 +64,12 @@ taxonomy! {
             hint: "the connection broke {age} into the request while {address} still accepts connections: one worker died, not the app (the OOM killer, the app server's own timeout, a crash); look in the app's log for the worker's exit at {time}",
         },
         WorkerTimeout => "worker_timeout" {
-            when: "as worker_killed, or the app's 5xx, three times or more at the same request age of a second or more: the app server's own timeout",
-            hint: "{count} requests failed at about {age} into the request while {address} still accepts connections: a worker timeout of about {age} kills them (gunicorn --timeout, PHP max_execution_time, ...); make these requests faster or raise that timeout",
+            when: "as worker_killed, or the app's 5xx, three times or more at the same request age of a second or more, or with the app server's timeout line in its log (gunicorn's WORKER TIMEOUT, php-fpm's execution timed out): the app server's own timeout",
+            hint: "{failed} at about {age} into the request while {address} still accepts connections ({why}): a worker timeout of about {age} kills them (gunicorn --timeout, PHP max_execution_time, php-fpm request_terminate_timeout); make these requests faster or raise that timeout",
+        },
+        OutOfMemory => "out_of_memory" {
+            when: "the app or one of its workers died, or its answer failed, with an out-of-memory line in its log (gunicorn's SIGKILL, node's heap limit, PHP's memory size exhausted, Python's MemoryError) or an OOM kill in its cgroup",
+            hint: "{address} failed because the app ran out of memory: {oom}; find what allocates so much (a leak, a large query or upload), or give the app more memory (or fewer workers)",
         },
         StaleKeepalive => "stale_keepalive" {
             when: "a reused pooled connection that the app had already closed, failing at once",
@@ -72,7 +80,7 @@ taxonomy! {
             hint: "{address} had {in_flight} requests in flight and its recent answers took {recent} (usually {usual}): it is overloaded; add capacity, or find what slows it down",
         },
         PoolExhausted => "pool_exhausted" {
-            when: "a FastCGI server with no free worker: a timeout while a probe right after got no FastCGI answer, or FCGI_OVERLOADED",
+            when: "a FastCGI server with no free worker: a timeout while a probe right after got no FastCGI answer, FCGI_OVERLOADED, or php-fpm's pm.max_children line in its log",
             hint: "every worker of {address} was busy: {evidence}; requests queue for a free worker until they time out; raise pm.max_children, or find the slow requests holding the workers (php-fpm's slowlog)",
         },
         SlowRequest => "slow_request" {
@@ -153,6 +161,11 @@ taxonomy! {
         Dns => "dns",
         /// The machine triage (and usually the app) runs on, sampled once a second.
         Machine => "machine",
+        /// The app's own log (`[upstreams.NAME.evidence] log_file`).
+        AppLog => "app_log",
+        /// The app's process and cgroup (`pidfile`, `systemd_unit`, `cgroup`), sampled once a
+        /// second.
+        AppProcess => "app_process",
     }
 }
 
@@ -174,6 +187,53 @@ pub struct CauseFinding {
     /// else.
     pub public_hint: String,
     pub evidence: Vec<Evidence>,
+    /// The values the hints were filled with, and the public value of those whose public
+    /// stand-in is not fixed by name: what an amendment ([`amend`]) fills again from, when the
+    /// app's log brings a line after the answer.
+    filled: Vec<Filled>,
+}
+
+/// One value of a hint: its name, its value, and what untrusted clients see instead, when
+/// that is not [`reading::public_value`]'s.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Filled {
+    name: &'static str,
+    value: String,
+    public: Option<String>,
+}
+
+impl CauseFinding {
+    /// A finding made elsewhere than [`derive`] (a benchmark's), with nothing to amend from.
+    pub fn new(
+        cause: Cause,
+        hint: String,
+        public_hint: String,
+        evidence: Vec<Evidence>,
+    ) -> CauseFinding {
+        CauseFinding {
+            cause,
+            hint,
+            public_hint,
+            evidence,
+            filled: Vec::new(),
+        }
+    }
+
+    /// A rough size in bytes, for the report ring's byte bound.
+    pub fn weight(&self) -> usize {
+        self.hint.len()
+            + self.public_hint.len()
+            + self
+                .evidence
+                .iter()
+                .map(|e| e.fact.len() + 32)
+                .sum::<usize>()
+            + self
+                .filled
+                .iter()
+                .map(|f| f.value.len() + f.public.as_ref().map_or(0, String::len) + 32)
+                .sum::<usize>()
+    }
 }
 
 #[cfg(test)]

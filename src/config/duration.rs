@@ -39,6 +39,20 @@ pub const INTERVAL: DurationBounds = DurationBounds {
     max: Duration::from_secs(3600),
 };
 
+/// How far before a failure the app's log lines go into its report (`[upstreams.NAME.evidence]
+/// log_before`): a minute at most, which the follower's ring of lines covers.
+pub const LOG_BEFORE: DurationBounds = DurationBounds {
+    min: Duration::ZERO,
+    max: Duration::from_secs(60),
+};
+
+/// How far after a failure (`log_after`): the report is amended once this passed, so it is
+/// short; ten seconds at most.
+pub const LOG_AFTER: DurationBounds = DurationBounds {
+    min: Duration::ZERO,
+    max: Duration::from_secs(10),
+};
+
 /// The parser of a duration within `bounds`, for [`Table::value`](super::table::Table::value).
 pub fn duration(bounds: DurationBounds) -> impl Fn(&str) -> Result<Duration, String> {
     move |text| bounded_duration(text, bounds)

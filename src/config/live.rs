@@ -154,6 +154,34 @@ pub struct Upstream {
     /// `protocol = "fastcgi"`: the servers speak FastCGI (PHP-FPM), with these settings;
     /// `None` (default, `protocol = "http"`): they speak HTTP.
     pub fastcgi: Option<Fastcgi>,
+    /// `[upstreams.NAME.evidence]`: the app's own log and process, read in the background for
+    /// the causes and reports of its failures; `None` (default): none is read.
+    pub evidence: Option<AppEvidence>,
+}
+
+/// `[upstreams.NAME.evidence]`: where the app's own evidence is.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AppEvidence {
+    /// `log_file`: 1 to [`AppEvidence::MAX_LOG_FILES`] absolute paths, no duplicates; may be
+    /// empty when a process source is given.
+    pub log_files: Vec<PathBuf>,
+    /// `pidfile`: the app's pid, to see whether it is alive and when it (re)started.
+    pub pidfile: Option<PathBuf>,
+    /// The app's cgroup v2 directory, from `cgroup` or `systemd_unit`
+    /// (`/sys/fs/cgroup/system.slice/UNIT`).
+    pub cgroup: Option<PathBuf>,
+    /// `log_before`: the lines written this long before a failure go into its report.
+    pub log_before: Duration,
+    /// `log_after`: and those written this long after it; the report is amended once it passed.
+    pub log_after: Duration,
+}
+
+impl AppEvidence {
+    pub const MAX_LOG_FILES: usize = 8;
+    pub const DEFAULT_LOG_BEFORE: Duration = Duration::from_secs(5);
+    pub const DEFAULT_LOG_AFTER: Duration = Duration::from_secs(1);
+    /// Where systemd puts the cgroups of system units (cgroup v2, the unified hierarchy).
+    pub const SYSTEMD_SLICE: &'static str = "/sys/fs/cgroup/system.slice";
 }
 
 impl Default for Upstream {
@@ -176,6 +204,7 @@ impl Default for Upstream {
             refused_holdoff: Duration::from_millis(100),
             health_check: None,
             fastcgi: None,
+            evidence: None,
         }
     }
 }

@@ -39,8 +39,8 @@ pub use cidr::Cidr;
 pub use duration::{parse_duration, DurationBounds, INTERVAL, TIMEOUT, WAIT};
 pub use files::{read_file, MAX_CONFIG_SIZE, MAX_FILE_SIZE};
 pub use live::{
-    CaFile, DetailPolicy, DiagnosisPolicy, Fastcgi, HealthCheck, HealthCheckKind, LiveConfig,
-    Resolver, Route, RouteTimeouts, Upstream,
+    AppEvidence, CaFile, DetailPolicy, DiagnosisPolicy, Fastcgi, HealthCheck, HealthCheckKind,
+    LiveConfig, Resolver, Route, RouteTimeouts, Upstream,
 };
 pub use values::MAX_STRING;
 

@@ -11,7 +11,7 @@
 //! a file key `named_file(origin, text)` (a regular file of at most 1 MiB, read bounded); every
 //! string is already checked by [`Table`] (length, control characters).
 
-use super::duration::{duration, INTERVAL, TIMEOUT, WAIT};
+use super::duration::{duration, INTERVAL, LOG_AFTER, LOG_BEFORE, TIMEOUT, WAIT};
 use super::files::named_file;
 use super::table::{required, values, Spanned, Table};
 use super::values::{
@@ -358,6 +358,9 @@ fn upstream(name: Spanned<String>, mut t: Table, origin: &Path) -> Upstream {
         }
     }
     let fastcgi = fastcgi(&mut t, protocol.as_ref());
+    let evidence = t
+        .optional_table("evidence")
+        .and_then(|mut table| evidence(&mut table));
 
     Upstream {
         name: name.value,
@@ -377,7 +380,114 @@ fn upstream(name: Spanned<String>, mut t: Table, origin: &Path) -> Upstream {
         refused_holdoff,
         health_check,
         fastcgi,
+        evidence,
     }
+}
+
+/// `[upstreams.NAME.evidence]`: `log_file` (one path or up to 8), `pidfile`, `systemd_unit` or
+/// `cgroup` (both name the app's cgroup: one of them), `log_before`, `log_after`. A table that
+/// names nothing to read is refused, so a typo cannot leave the evidence silently off.
+fn evidence(t: &mut Table) -> Option<AppEvidence> {
+    let log_files = t.string_or_list("log_file", absolute_path);
+    let pidfile = t.spanned("pidfile", absolute_path);
+    let unit = t.spanned("systemd_unit", systemd_unit);
+    let cgroup = t.spanned("cgroup", cgroup_dir);
+    let log_before = t
+        .value("log_before", log_window(LOG_BEFORE))
+        .unwrap_or(AppEvidence::DEFAULT_LOG_BEFORE);
+    let log_after = t
+        .value("log_after", log_window(LOG_AFTER))
+        .unwrap_or(AppEvidence::DEFAULT_LOG_AFTER);
+    let log_files = log_files.unwrap_or_default();
+    if log_files.len() > AppEvidence::MAX_LOG_FILES {
+        t.error(
+            log_files[AppEvidence::MAX_LOG_FILES].at,
+            format!(
+                "log_file: at most {} files are followed per upstream",
+                AppEvidence::MAX_LOG_FILES
+            ),
+        );
+    }
+    t.errors()
+        .reject_duplicates("log_file", &displayed(&log_files));
+    if let (Some(_), Some(cgroup)) = (&unit, &cgroup) {
+        t.error(
+            cgroup.at,
+            "cgroup: give systemd_unit or cgroup, not both: each names the app's cgroup",
+        );
+    }
+    let cgroup = cgroup.map(|c| c.value).or_else(|| {
+        unit.as_ref()
+            .map(|u| Path::new(AppEvidence::SYSTEMD_SLICE).join(&u.value))
+    });
+    if log_files.is_empty() && pidfile.is_none() && cgroup.is_none() && !t.has("log_file") {
+        t.error(
+            t.at,
+            "[evidence] names nothing to read: give log_file, pidfile, systemd_unit or cgroup",
+        );
+    }
+    Some(AppEvidence {
+        log_files: values(log_files),
+        pidfile: pidfile.map(|p| p.value),
+        cgroup,
+        log_before,
+        log_after,
+    })
+}
+
+/// A log window: a duration within `bounds`, or `"off"` for none (as `refused_holdoff`).
+fn log_window(
+    bounds: super::DurationBounds,
+) -> impl Fn(&str) -> Result<std::time::Duration, String> {
+    move |text| match text {
+        "off" => Ok(std::time::Duration::ZERO),
+        _ => duration(bounds)(text),
+    }
+}
+
+/// Paths as displayable values, for the duplicate check.
+fn displayed(paths: &[Spanned<std::path::PathBuf>]) -> Vec<Spanned<String>> {
+    paths
+        .iter()
+        .map(|p| Spanned {
+            value: p.value.display().to_string(),
+            at: p.at,
+        })
+        .collect()
+}
+
+/// A systemd unit's name (`app.service`, `app` meaning `app.service`, `app@1.service`): it
+/// becomes a directory name under the system slice, so no `/` and no dot-only names.
+fn systemd_unit(text: &str) -> Result<String, String> {
+    let valid = (1..=255).contains(&text.len())
+        && !text.starts_with('.')
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"@._:-\\".contains(&b));
+    if !valid {
+        return Err(format!(
+            "`{}` is not a systemd unit name (letters, digits, @ . _ : - and \\, as `app.service`)",
+            text.escape_debug()
+        ));
+    }
+    Ok(match text.contains('.') {
+        true => text.to_owned(),
+        false => format!("{text}.service"),
+    })
+}
+
+/// A cgroup v2 directory: an absolute path under `/sys/fs/cgroup`, without `..`.
+fn cgroup_dir(text: &str) -> Result<std::path::PathBuf, String> {
+    let path = absolute_path(text)?;
+    let climbs = path
+        .components()
+        .any(|c| matches!(c, std::path::Component::ParentDir));
+    if !path.starts_with("/sys/fs/cgroup") || climbs {
+        return Err(format!(
+            "`{text}` is not a cgroup directory under /sys/fs/cgroup"
+        ));
+    }
+    Ok(path)
 }
 
 /// The FastCGI keys of an upstream: `root` (required with `protocol = "fastcgi"`), `index`,

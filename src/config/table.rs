@@ -463,6 +463,24 @@ impl<'a> Table<'a> {
         self.read_list(key.into(), false, parse)
     }
 
+    /// One string or an array of strings under `key` (`log_file = "a"` or `log_file = ["a",
+    /// "b"]`), each converted by `parse`; `None` if absent or neither.
+    pub fn string_or_list<T>(
+        &mut self,
+        key: impl Into<Key>,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Option<Vec<Spanned<T>>> {
+        let key = key.into();
+        let is_string = self
+            .table
+            .and_then(|table| table.get(key.name))
+            .is_some_and(|item| item.is_str());
+        match is_string {
+            true => self.spanned(key, parse).map(|one| vec![one]),
+            false => self.read_list(key, false, parse),
+        }
+    }
+
     /// Like [`Table::list`], and an empty array is an error.
     pub fn non_empty_list<T>(
         &mut self,

@@ -219,6 +219,7 @@ read_timeout = "2m"
                     unhealthy_threshold: 2,
                 }),
                 fastcgi: None,
+                evidence: None,
             }],
             routes: vec![Route {
                 host: Some("example.com".into()),
@@ -467,7 +468,7 @@ fn unknown_keys() {
         "5:1: unknown key `timeout` in [upstreams.app]; expected one of: \
          servers, tls, sni, ca_file, connect_timeout, read_timeout, write_timeout, \
          total_timeout, host_header, retries, max_fails, fail_timeout, refused_holdoff, \
-         health_check, protocol, root, index, params, front_controller"
+         health_check, protocol, root, index, params, front_controller, evidence"
     );
     let text = MINIMAL.replace("upstream = \"app\"", "upstream = \"app\"\n  weight = 2");
     assert!(only_error(&text).starts_with("10:3: unknown key `weight` in [[routes]];"));
@@ -1316,4 +1317,103 @@ fn fastcgi_mistakes() {
         let error = only_error(&with(keys));
         assert!(error.contains(says), "{keys}: {error}");
     }
+}
+
+/// `MINIMAL` with `[upstreams.app.evidence]` holding `body`.
+fn with_evidence(body: &str) -> String {
+    MINIMAL.replace(
+        "[[routes]]",
+        &format!("[upstreams.app.evidence]\n{body}\n[[routes]]"),
+    )
+}
+
+/// The evidence keys: one log file or several, a pidfile with a unit's cgroup, the windows;
+/// the defaults (5 s before, 1 s after) when left out; none without the table.
+#[test]
+fn evidence_keys_parse() {
+    assert_eq!(parse_ok(MINIMAL).live.upstreams[0].evidence, None);
+    let one = parse_ok(&with_evidence("log_file = \"/var/log/app/error.log\""));
+    assert_eq!(
+        one.live.upstreams[0].evidence,
+        Some(AppEvidence {
+            log_files: vec![PathBuf::from("/var/log/app/error.log")],
+            pidfile: None,
+            cgroup: None,
+            log_before: secs(5),
+            log_after: secs(1),
+        })
+    );
+    let all = parse_ok(&with_evidence(
+        "log_file = [\"/var/log/app/a.log\", \"/var/log/app/b.log\"]\npidfile = \"/run/app.pid\"\nsystemd_unit = \"app\"\nlog_before = \"10s\"\nlog_after = \"off\"",
+    ));
+    assert_eq!(
+        all.live.upstreams[0].evidence,
+        Some(AppEvidence {
+            log_files: vec![
+                PathBuf::from("/var/log/app/a.log"),
+                PathBuf::from("/var/log/app/b.log")
+            ],
+            pidfile: Some(PathBuf::from("/run/app.pid")),
+            cgroup: Some(PathBuf::from("/sys/fs/cgroup/system.slice/app.service")),
+            log_before: secs(10),
+            log_after: Duration::ZERO,
+        })
+    );
+    let cgroup = parse_ok(&with_evidence("cgroup = \"/sys/fs/cgroup/app.slice/web\""));
+    assert_eq!(
+        cgroup.live.upstreams[0]
+            .evidence
+            .as_ref()
+            .and_then(|e| e.cgroup.clone()),
+        Some(PathBuf::from("/sys/fs/cgroup/app.slice/web"))
+    );
+}
+
+/// Every wrong evidence key is reported at once, each with its line and column: a relative
+/// path, too many files, a file twice, a unit and a cgroup both, a cgroup outside
+/// /sys/fs/cgroup, windows out of bounds, an unknown key, and a table naming nothing.
+#[test]
+fn evidence_errors_have_positions() {
+    let files: Vec<String> = (0..9).map(|i| format!("\"/l/{i}.log\"")).collect();
+    let text = with_evidence(&format!(
+        "log_file = [{}]\npidfile = \"app.pid\"\nsystemd_unit = \"a/b\"\ncgroup = \"/sys/fs/cgroup/../x\"\nlog_before = \"2m\"\nlog_after = \"11s\"\nlog = 1",
+        files.join(", ")
+    ));
+    let errors = errors(&text);
+    let expect = [
+        "log_file: at most 8 files are followed per upstream",
+        "pidfile: `app.pid` is not an absolute path",
+        "systemd_unit: `a/b` is not a systemd unit name",
+        "cgroup: `/sys/fs/cgroup/../x` is not a cgroup directory under /sys/fs/cgroup",
+        "log_before: `2m` is longer than the 1m maximum",
+        "log_after: `11s` is longer than the 10s maximum",
+        "unknown key `log` in [upstreams.app.evidence]",
+    ];
+    assert_eq!(errors.len(), expect.len(), "{errors:#?}");
+    for (error, expected) in errors.iter().zip(expect) {
+        assert!(error.contains(expected), "{error} / {expected}");
+    }
+    // log_file is on line 8 (its tenth entry at column 109), pidfile on line 9, and so on.
+    for (error, line) in errors.iter().zip([
+        "8:109:", "9:11:", "10:16:", "11:10:", "12:14:", "13:13:", "14:1:",
+    ]) {
+        assert!(error.starts_with(line), "{error} / {line}");
+    }
+    let both = only_error(&with_evidence(
+        "systemd_unit = \"app.service\"\ncgroup = \"/sys/fs/cgroup/app\"",
+    ));
+    assert!(
+        both.starts_with("9:10: cgroup: give systemd_unit or cgroup, not both"),
+        "{both}"
+    );
+    let twice = only_error(&with_evidence("log_file = [\"/a.log\", \"/a.log\"]"));
+    assert!(
+        twice.contains("log_file: `/a.log` is listed more than once"),
+        "{twice}"
+    );
+    let nothing = only_error(&with_evidence("log_before = \"1s\""));
+    assert!(
+        nothing.starts_with("7:1: [evidence] names nothing to read"),
+        "{nothing}"
+    );
 }

@@ -96,6 +96,11 @@ impl Triage {
                 .map(|d| (d.path.display().to_string(), d.free_bytes, d.total_bytes))
                 .collect(),
         });
+        // What the app's own log and process showed by now: a copy of what the evidence
+        // thread read, never a read of the files.
+        let app = upstream
+            .and_then(|u| self.app_evidence.watched(&u.name))
+            .map(|watched| watched.at_failure(now));
         let found = cause::derive(&Observed {
             diagnosis: finding.diagnosis,
             id: ctx.request.id.as_str(),
@@ -115,6 +120,7 @@ impl Triage {
             now,
             thresholds: ctx.state.thresholds,
             fastcgi,
+            app: app.as_ref(),
         });
         // Counted after the derivation, so a request is not its own precedent.
         if let (Some(history), Some(age)) = (history, age) {

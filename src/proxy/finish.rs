@@ -159,6 +159,17 @@ impl Triage {
                 .path_and_query()
                 .map_or_else(|| req.uri.path(), |pq| pq.as_str()),
         );
+        // The app's evidence: the lines read so far now, the whole window once it closed (the
+        // evidence thread amends the report then; see `app_evidence`).
+        let watched = outcome
+            .upstream
+            .and_then(|_| self.app_evidence.watched(outcome.upstream_name));
+        let now = std::time::SystemTime::now();
+        let app_log = watched
+            .as_ref()
+            .filter(|w| !w.settings.log_files.is_empty())
+            .map(|w| crate::app_evidence::report_lines(&w.at_failure(now).lines));
+        let app_process = watched.as_ref().and_then(|w| w.process());
         let stored = self.reports.insert(Report {
             id: outcome.id,
             time: outcome.time,
@@ -179,6 +190,8 @@ impl Triage {
             }),
             cause,
             machine: Some(self.machine.latest()).filter(|m| m.at.is_some()),
+            app_log,
+            app_process,
             status: outcome.status,
             attempts,
             bytes_sent_upstream: ctx.request.bytes_sent_upstream,
@@ -186,5 +199,19 @@ impl Triage {
             total: outcome.timings.total,
         });
         self.metrics.set_stored(stored);
+        if let Some(watched) = watched {
+            match finding.diagnosis.fault() {
+                crate::diagnosis::Fault::Client => {}
+                crate::diagnosis::Fault::Server
+                | crate::diagnosis::Fault::App
+                | crate::diagnosis::Fault::Proxy => self.app_evidence.amend_later(
+                    outcome.id,
+                    watched,
+                    finding.diagnosis,
+                    now,
+                    ctx.age(),
+                ),
+            }
+        }
     }
 }

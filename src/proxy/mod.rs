@@ -26,6 +26,7 @@ pub use context::RequestCtx;
 pub use state::State;
 
 use crate::accesslog::AccessLog;
+use crate::app_evidence::Watcher;
 use crate::client::ClientConnections;
 use crate::config::{self, BootConfig, PeerAddr, ServerAddr};
 use crate::deploys::DeployLog;
@@ -59,6 +60,8 @@ pub struct Triage {
     deploys: Arc<DeployLog>,
     /// The machine, sampled in the background: evidence for causes and reports.
     machine: Arc<Machine>,
+    /// Each upstream's own log and process, gathered in the background.
+    app_evidence: Arc<Watcher>,
     /// Which request header values reports keep (`[reports] keep_headers`).
     redaction: Redaction,
     access_log: AccessLog,
@@ -81,6 +84,7 @@ pub struct Services {
     pub reports: Arc<ReportStore>,
     pub deploys: Arc<DeployLog>,
     pub machine: Arc<Machine>,
+    pub app_evidence: Arc<Watcher>,
     pub in_flight: Arc<InFlight>,
     pub clients: Arc<ClientConnections>,
 }
@@ -96,6 +100,7 @@ impl Triage {
             reports,
             deploys,
             machine,
+            app_evidence,
             in_flight,
             clients,
         } = services;
@@ -105,6 +110,7 @@ impl Triage {
             reports,
             deploys,
             machine,
+            app_evidence,
             redaction: Redaction::new(&boot.reports.keep_headers),
             access_log: AccessLog::new(log.format.clone(), log.access, log.error_lines_per_second),
             renderer: Renderer::new(),

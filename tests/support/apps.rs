@@ -71,6 +71,24 @@ console.error("Error: Cannot find module './config/production'");
 process.exit(1);
 "#;
 
+/// A node app that logs each request to stdout (`GET /path`) and with `/grow` allocates on its
+/// JavaScript heap until it dies (run it with `--max-old-space-size`: node then prints
+/// `FATAL ERROR: ... JavaScript heap out of memory` to stderr and aborts); `/buffers` allocates
+/// outside the heap (Buffers), which only a memory limit (a cgroup's) stops; `/slow` answers
+/// after 10 s.
+pub const NODE_LOGGING_APP: &str = r#"
+const http = require('http');
+const kept = [];
+http.createServer((req, res) => {
+  console.log(`${new Date().toISOString()} GET ${req.url}`);
+  if (req.url === '/grow') { for (let i = 0; ; i++) kept.push({ i, pad: new Array(1000).fill(i) }); }
+  if (req.url === '/buffers') { for (;;) { const b = Buffer.alloc(1 << 20, 1); kept.push(b); } }
+  if (req.url === '/slow') { setTimeout(() => res.end('slow\n'), 10000); return; }
+  if (req.url === '/pid') { res.end(String(process.pid)); return; }
+  res.end('ok\n');
+}).listen(+process.env.PORT, '127.0.0.1');
+"#;
+
 /// A TLS server (OpenSSL, through node) with the certificate and key in `CERT` and `KEY`.
 pub const NODE_TLS: &str = r#"
 const tls = require('tls'); const fs = require('fs');
@@ -100,6 +118,42 @@ impl App {
             command.env(k, v);
         }
         App::spawn(command, port)
+    }
+
+    /// `node node_args... -e script` with `PORT`, its stdout and stderr appended to `log` (as
+    /// a supervisor's `StandardOutput=append:` does), once it accepts connections.
+    pub fn node_logged(script: &str, node_args: &[&str], log: &Path) -> App {
+        let port = free_port();
+        let mut command = Command::new("node");
+        command
+            .args(node_args)
+            .arg("-e")
+            .arg(script)
+            .env("PORT", port.to_string());
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("open the app's log");
+        let err = out.try_clone().expect("the log for stderr");
+        let child = command
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("start node");
+        let app = App {
+            child,
+            addr: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+        };
+        app.wait_listening(Duration::from_secs(15));
+        app
+    }
+
+    /// The app's process id (its process group's leader).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// gunicorn serving `WSGI_APP` from `dir` with `args` (e.g. `--workers 1 --timeout 2`).

@@ -1,7 +1,7 @@
 //! Each cause from the facts that make it, and only from them.
 
 use super::*;
-use crate::cause::facts::{DeployMark, FastcgiObserved, HostState, Thresholds};
+use crate::cause::facts::{AppObserved, DeployMark, FastcgiObserved, HostState, Thresholds};
 use crate::cause::reading::{clock, human};
 
 const T0: Duration = Duration::from_secs(1_800_000_000);
@@ -42,6 +42,7 @@ fn observed(diagnosis: Diagnosis, past: Option<&ServerPast>) -> Observed<'_> {
         now: at(100),
         thresholds: thresholds(),
         fastcgi: None,
+        app: None,
     }
 }
 
@@ -574,4 +575,233 @@ fn the_machine_explains_what_it_caused() {
     let mut o = observed(Diagnosis::ConnectRefused, Some(&never));
     o.machine = Some(&low_memory);
     assert_eq!(derive(&o).cause, Cause::NeverAnswered);
+}
+
+fn app_with(lines: &[(u64, &str)]) -> AppObserved {
+    AppObserved {
+        lines: lines
+            .iter()
+            .map(|(secs, text)| crate::cause::LogLine {
+                at: at(*secs),
+                text: (*text).into(),
+            })
+            .collect(),
+        oom_kill: None,
+        restarted: None,
+    }
+}
+
+const GUNICORN_SIGKILL: &str =
+    "[2026-12-02 13:40:00 +0000] [311] [ERROR] Worker (pid:312) was sent SIGKILL! Perhaps out of memory?";
+
+/// A killed worker with gunicorn's SIGKILL line in the log is out of memory, the line quoted in
+/// the hint and the evidence for trusted eyes; the public hint never quotes the app's log.
+#[test]
+fn out_of_memory_from_the_log() {
+    let past = answered_until(99);
+    let app = app_with(&[(98, "GET / 200"), (100, GUNICORN_SIGKILL)]);
+    let mut o = observed(Diagnosis::ConnectionClosed, Some(&past));
+    o.age = Some(Duration::from_millis(600));
+    o.probe = Probe::Accepted;
+    o.app = Some(&app);
+    let found = derive(&o);
+    check(&found, Cause::OutOfMemory);
+    assert!(
+        found.hint.contains("Perhaps out of memory?"),
+        "{}",
+        found.hint
+    );
+    assert!(
+        !found.public_hint.contains("SIGKILL"),
+        "{}",
+        found.public_hint
+    );
+    assert!(found
+        .evidence
+        .iter()
+        .any(|e| e.source == EvidenceSource::AppLog && e.fact.contains("gunicorn 21+")));
+    // The whole app dying of node's heap limit: the next connect refused.
+    let app = app_with(&[(
+        100,
+        "FATAL ERROR: Reached heap limit Allocation failed - JavaScript heap out of memory",
+    )]);
+    o.probe = Probe::Refused;
+    o.app = Some(&app);
+    check(&derive(&o), Cause::OutOfMemory);
+    // PHP's own 500 for its memory limit.
+    let app = app_with(&[(100, "PHP Fatal error:  Allowed memory size of 134217728 bytes exhausted (tried to allocate 20480 bytes)")]);
+    let mut o = observed(Diagnosis::UpstreamStatus, Some(&past));
+    o.status = Some(500);
+    o.app = Some(&app);
+    check(&derive(&o), Cause::OutOfMemory);
+    // A line that names no cause changes nothing; nor does an OOM line at a wrong port.
+    let app = app_with(&[(100, "GET / 200")]);
+    let mut o = observed(Diagnosis::ConnectionClosed, Some(&past));
+    o.age = Some(Duration::from_millis(600));
+    o.probe = Probe::Accepted;
+    o.app = Some(&app);
+    check(&derive(&o), Cause::WorkerKilled);
+    let app = app_with(&[(100, GUNICORN_SIGKILL)]);
+    let mut o = observed(Diagnosis::ConnectionReset, None);
+    o.probe = Probe::SpeaksTls;
+    o.app = Some(&app);
+    check(&derive(&o), Cause::WrongProtocol);
+    // Nor at a failure no dying app explains: a certificate, a DNS name.
+    for diagnosis in [Diagnosis::TlsCertificateExpired, Diagnosis::DnsError] {
+        let mut o = observed(diagnosis, Some(&past));
+        o.app = Some(&app);
+        check(&derive(&o), Cause::Unknown);
+    }
+}
+
+/// An OOM kill in the app's cgroup is out of memory too, said from the counter.
+#[test]
+fn out_of_memory_from_the_cgroup() {
+    let past = answered_until(99);
+    let mut app = app_with(&[]);
+    app.oom_kill = Some(crate::cause::OomKill {
+        at: at(100),
+        from: 0,
+        to: 1,
+    });
+    let mut o = observed(Diagnosis::ConnectionReset, Some(&past));
+    o.age = Some(Duration::from_millis(600));
+    o.probe = Probe::Accepted;
+    o.app = Some(&app);
+    let found = derive(&o);
+    check(&found, Cause::OutOfMemory);
+    assert!(found.hint.contains("OOM killer"), "{}", found.hint);
+    assert!(found
+        .evidence
+        .iter()
+        .any(|e| e.source == EvidenceSource::AppProcess && e.fact.contains("from 0 to 1")));
+}
+
+/// gunicorn's WORKER TIMEOUT line makes one killed worker a worker timeout; php-fpm's
+/// pm.max_children line a timeout the pool; an import error while nothing listens a broken
+/// release, without any deploy marker.
+#[test]
+fn other_causes_from_the_log() {
+    let past = answered_until(99);
+    let app = app_with(&[(
+        100,
+        "[2026-12-02 13:40:00 +0000] [311] [CRITICAL] WORKER TIMEOUT (pid:312)",
+    )]);
+    let mut o = observed(Diagnosis::ConnectionClosed, Some(&past));
+    o.age = Some(Duration::from_millis(30_100));
+    o.probe = Probe::Accepted;
+    o.app = Some(&app);
+    let found = derive(&o);
+    check(&found, Cause::WorkerTimeout);
+    assert!(
+        found.hint.contains("the request failed at about 30 s"),
+        "{}",
+        found.hint
+    );
+    assert!(
+        found.hint.contains("WORKER TIMEOUT (pid:312)"),
+        "{}",
+        found.hint
+    );
+    assert!(
+        found.public_hint.contains("its log says so"),
+        "{}",
+        found.public_hint
+    );
+
+    let app = app_with(&[(95, "[02-Dec-2026 13:40:00] WARNING: [pool www] server reached pm.max_children setting (5), consider raising it")]);
+    let mut o = at_fastcgi(observed(Diagnosis::ResponseTimeout, Some(&past)), true, b"");
+    o.app = Some(&app);
+    let found = derive(&o);
+    check(&found, Cause::PoolExhausted);
+    assert!(found.hint.contains("pm.max_children"), "{}", found.hint);
+
+    let app = app_with(&[(99, "ModuleNotFoundError: No module named 'settings'")]);
+    let mut o = observed(Diagnosis::ConnectRefused, Some(&past));
+    o.app = Some(&app);
+    let found = derive(&o);
+    check(&found, Cause::BrokenDeploy);
+    assert!(found.hint.contains("No module named"), "{}", found.hint);
+    assert!(
+        !found.public_hint.contains("settings"),
+        "{}",
+        found.public_hint
+    );
+    // A deploy marker's broken deploy gains the line as evidence.
+    let deploy = DeployMark {
+        version: "3f9c1a7".into(),
+        time: at(90),
+    };
+    let mut o = observed(Diagnosis::ConnectRefused, Some(&past));
+    o.deploy = Some(&deploy);
+    o.app = Some(&app);
+    let found = derive(&o);
+    check(&found, Cause::BrokenDeploy);
+    assert!(
+        found.hint.contains("the deploy of 3f9c1a7"),
+        "{}",
+        found.hint
+    );
+    assert!(found
+        .evidence
+        .iter()
+        .any(|e| e.source == EvidenceSource::AppLog));
+}
+
+/// The amendment: the line gunicorn writes after triage answered upgrades the stored cause,
+/// from the values the first hint was filled with; with nothing new it changes nothing.
+#[test]
+fn amend_upgrades_with_a_later_line() {
+    let past = answered_until(99);
+    let before = app_with(&[(99, "GET / 200")]);
+    let mut o = observed(Diagnosis::ConnectionClosed, Some(&past));
+    o.age = Some(Duration::from_millis(600));
+    o.probe = Probe::Accepted;
+    o.app = Some(&before);
+    let first = derive(&o);
+    check(&first, Cause::WorkerKilled);
+    assert_eq!(
+        amend(&first, o.diagnosis, &before, o.now, o.age),
+        None,
+        "nothing new"
+    );
+    let after = app_with(&[(99, "GET / 200"), (101, GUNICORN_SIGKILL)]);
+    let amended = amend(&first, o.diagnosis, &after, o.now, o.age).expect("an upgrade");
+    check(&amended, Cause::OutOfMemory);
+    assert!(
+        amended.hint.contains("127.0.0.1:3000 failed"),
+        "{}",
+        amended.hint
+    );
+    assert!(
+        amended.hint.contains("Perhaps out of memory?"),
+        "{}",
+        amended.hint
+    );
+    // Amending what an amendment (or the answer) already found does not repeat its evidence.
+    let again = amend(&amended, o.diagnosis, &after, o.now, o.age);
+    assert_eq!(again, None);
+    // A client's failure is never amended.
+    let client = without_evidence(Diagnosis::BadRequest);
+    assert_eq!(
+        amend(&client, Diagnosis::BadRequest, &after, o.now, None),
+        None
+    );
+}
+
+/// A long line is quoted around the words that made it known, within the bound.
+#[test]
+fn long_lines_are_quoted_around_their_sign() {
+    let line = format!(
+        "[02-Dec-2026 13:56:43] WARNING: [pool www] child 10683, script '/srv/{}/sleep.php' (request: \"GET /sleep.php\") execution timed out (1.012 sec), terminating",
+        "deep/".repeat(40)
+    );
+    let quoted = quoted_line(&line, "execution timed out");
+    assert!(
+        quoted.contains("execution timed out (1.012 sec)"),
+        "{quoted}"
+    );
+    assert!(quoted.starts_with("..."), "{quoted}");
+    assert!(quoted.len() <= QUOTED_LINE + 6, "{quoted}");
+    assert_eq!(quoted_line("short \u{1b}line", "x"), "short ?line");
 }

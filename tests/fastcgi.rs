@@ -100,6 +100,10 @@ async fn report(triage: &Triage, id: &str) -> serde_json::Value {
     }
 }
 
+/// `[diagnosis]` with the CPU-saturation cause off: the tests of a timeout's cause run on a
+/// machine whose CPU the rest of the suite may well keep at 100 %.
+const NO_CPU_CAUSE: &str = "[diagnosis]\nhost_cpu_busy_percent = 0\n";
+
 /// One pool of `workers` static workers.
 fn pool(name: &'static str, workers: u32) -> Pool {
     Pool {
@@ -285,7 +289,9 @@ async fn a_fatal_error_is_the_apps_500_with_phps_message() {
 #[tokio::test]
 async fn a_script_past_read_timeout() {
     let fpm = PhpFpm::start(&[pool("www", 3)], SCRIPTS).await;
-    let config = fastcgi_upstream("php", fpm.pools[0], &fpm.root(), "read_timeout = \"1s\"")
+    // A busy test machine must not turn the cause into host_cpu_saturated.
+    let config = NO_CPU_CAUSE.to_owned()
+        + &fastcgi_upstream("php", fpm.pools[0], &fpm.root(), "read_timeout = \"1s\"")
         + &route("php", "");
     let triage = Triage::start(&config).await;
     assert_eq!(get(&triage, "/hello.php").await.status, 200);
@@ -299,7 +305,8 @@ async fn a_script_past_read_timeout() {
 async fn the_pool_exhausted() {
     let fpm = PhpFpm::start(&[pool("one", 1)], SCRIPTS).await;
     let root = fpm.root();
-    let config = fastcgi_upstream("php", fpm.pools[0], &root, "read_timeout = \"1s\"")
+    let config = NO_CPU_CAUSE.to_owned()
+        + &fastcgi_upstream("php", fpm.pools[0], &root, "read_timeout = \"1s\"")
         + &fastcgi_upstream("hold", fpm.pools[0], &root, "read_timeout = \"30s\"")
         + &host_route("hold.test", "hold")
         + &route("php", "");
@@ -684,4 +691,39 @@ async fn a_chunked_body() {
     .await
     .expect("a response");
     assert_generated(&resp, 413, "request_body_too_large", "client_error");
+}
+
+/// php-fpm on a unix socket, as Debian's `fastcgi_pass unix:/run/php/php8.2-fpm.sock` setups
+/// have it: scripts and the front controller answer over `unix:` servers as over TCP; when
+/// php-fpm is killed, its socket file stays behind and a request is 502 `socket_refused`, with
+/// the cause that the server answered before (not "the path is wrong").
+#[tokio::test]
+async fn php_fpm_on_a_unix_socket() {
+    let mut fpm = PhpFpm::start_on_unix_socket(pool("www", 2), SCRIPTS).await;
+    let socket = fpm.socket.clone().expect("a socket");
+    let config = format!(
+        "[upstreams.php]\nservers = [\"unix:{}\"]\nprotocol = \"fastcgi\"\nroot = \"{}\"\n\n{}",
+        socket.display(),
+        fpm.root().display(),
+        route("php", "")
+    );
+    let triage = Triage::start(&config).await;
+    let hello = get(&triage, "/hello.php").await;
+    assert_eq!(
+        (hello.status, hello.body_text().as_str()),
+        (200, "hello from php"),
+        "{hello:?}"
+    );
+    let routed = get(&triage, "/blog/2024/hello-world?page=2").await;
+    assert_eq!(
+        routed.body_text(),
+        "front controller: /blog/2024/hello-world?page=2 script /index.php",
+        "{routed:?}"
+    );
+    assert_eq!(get(&triage, "/style.css").await.status, 200);
+
+    fpm.stop();
+    assert!(socket.exists(), "a killed php-fpm leaves its socket file");
+    let down = get(&triage, "/hello.php").await;
+    assert_generated(&down, 502, "socket_refused", "app_down");
 }

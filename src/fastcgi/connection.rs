@@ -2,8 +2,7 @@
 //! default without `fastcgi_keep_conn`; php-fpm then frees the worker at once).
 //!
 //! The address comes from the peer the proxy built for the attempt, the one place a server's
-//! address is decided: a TCP address today; a unix socket (`unix:/run/php/php-fpm.sock`) is one
-//! more arm of [`connect`]. Failures are the `pingora::Error`s Pingora's own connector gives,
+//! address is decided: a TCP address or a unix socket (`unix:/run/php/php-fpm.sock`). Failures are the `pingora::Error`s Pingora's own connector gives,
 //! with the same types and `io::Error` causes, so the proxy's classifier reads them as it reads
 //! an HTTP upstream's.
 
@@ -29,40 +28,61 @@ pub async fn connect(peer: &HttpPeer) -> Result<Connection> {
         .options
         .connection_timeout
         .unwrap_or(Duration::from_secs(60));
-    let address = match peer.address() {
-        SocketAddr::Inet(address) => *address,
-        SocketAddr::Unix(path) => {
-            return Error::e_explain(
-                ErrorType::ConnectError,
-                format!("FastCGI over a unix socket ({path:?}) is not supported yet"),
-            )
+    match peer.address() {
+        SocketAddr::Inet(address) => {
+            let stream = within(timeout, address, tokio::net::TcpStream::connect(*address)).await?;
+            // Small records (the params, the end of stdin) must not wait for more to fill a
+            // packet.
+            let _ = stream.set_nodelay(true);
+            let fd = std::os::unix::io::AsRawFd::as_raw_fd(&stream);
+            let (reader, writer) = stream.into_split();
+            Ok(Connection::of(reader, writer, fd))
         }
-    };
-    let stream = match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(address)).await
-    {
-        Ok(Ok(stream)) => stream,
-        Ok(Err(e)) => {
-            return Err(Error::because(
-                ErrorType::ConnectError,
-                format!("Fail to connect to {address}"),
-                e,
-            ))
+        SocketAddr::Unix(address) => {
+            let path = address.as_pathname().ok_or_else(|| {
+                Error::explain(ErrorType::ConnectError, "an unnamed unix socket address")
+            })?;
+            let stream = within(timeout, address, tokio::net::UnixStream::connect(path)).await?;
+            let fd = std::os::unix::io::AsRawFd::as_raw_fd(&stream);
+            let (reader, writer) = stream.into_split();
+            Ok(Connection::of(reader, writer, fd))
         }
-        Err(_) => {
-            return Error::e_explain(
-                ErrorType::ConnectTimedout,
-                format!("connecting to {address}, timeout {timeout:?}"),
-            )
+    }
+}
+
+/// A connect bounded by `timeout`, its failure typed as Pingora's connector types it: the OS's
+/// error as the cause of a `ConnectError` (refused, missing socket file, permission, a full
+/// backlog), or `ConnectTimedout`.
+async fn within<S>(
+    timeout: Duration,
+    address: &impl std::fmt::Debug,
+    connect: impl std::future::Future<Output = std::io::Result<S>>,
+) -> Result<S> {
+    match tokio::time::timeout(timeout, connect).await {
+        Ok(Ok(stream)) => Ok(stream),
+        Ok(Err(e)) => Err(Error::because(
+            ErrorType::ConnectError,
+            format!("Fail to connect to {address:?}"),
+            e,
+        )),
+        Err(_) => Error::e_explain(
+            ErrorType::ConnectTimedout,
+            format!("connecting to {address:?}, timeout {timeout:?}"),
+        ),
+    }
+}
+
+impl Connection {
+    fn of(
+        reader: impl AsyncRead + Send + Unpin + 'static,
+        writer: impl AsyncWrite + Send + Unpin + 'static,
+        fd: std::os::unix::io::RawFd,
+    ) -> Connection {
+        Connection {
+            reader: Box::new(reader),
+            writer: Box::new(writer),
+            records: RecordReader::default(),
+            fd,
         }
-    };
-    // Small records (the params, the end of stdin) must not wait for more to fill a packet.
-    let _ = stream.set_nodelay(true);
-    let fd = std::os::unix::io::AsRawFd::as_raw_fd(&stream);
-    let (reader, writer) = stream.into_split();
-    Ok(Connection {
-        reader: Box::new(reader),
-        writer: Box::new(writer),
-        records: RecordReader::default(),
-        fd,
-    })
+    }
 }

@@ -28,8 +28,10 @@ pub struct Pool {
 /// A running php-fpm.
 pub struct PhpFpm {
     child: Child,
-    /// Each pool's address, in the order given.
+    /// Each pool's address, in the order given (none when the pool is on a unix socket).
     pub pools: Vec<SocketAddr>,
+    /// The unix socket of the pool, with [`PhpFpm::start_on_unix_socket`].
+    pub socket: Option<PathBuf>,
     dir: TempDir,
 }
 
@@ -60,19 +62,39 @@ impl PhpFpm {
     /// Starts php-fpm with `pools`, serving the scripts `files` (name, content) written under
     /// `public/` of its temp dir.
     pub async fn start(pools: &[Pool], files: &[(&str, &str)]) -> PhpFpm {
+        PhpFpm::start_listening(pools, files, false).await
+    }
+
+    /// Starts php-fpm with one pool listening on a unix socket in its temp dir (`fpm.sock`,
+    /// mode 0660, as Debian's `/run/php/php8.2-fpm.sock`), as `fastcgi_pass unix:...` setups
+    /// have it.
+    pub async fn start_on_unix_socket(pool: Pool, files: &[(&str, &str)]) -> PhpFpm {
+        PhpFpm::start_listening(&[pool], files, true).await
+    }
+
+    async fn start_listening(pools: &[Pool], files: &[(&str, &str)], unix: bool) -> PhpFpm {
         let dir = temp_dir();
         for (name, content) in files {
             let path = dir.path().join("public").join(name);
             std::fs::create_dir_all(path.parent().expect("a parent")).expect("mkdir");
             std::fs::write(&path, content).expect("write a script");
         }
-        let addrs = free_loopback_addrs(pools.len());
+        let addrs = if unix {
+            Vec::new()
+        } else {
+            free_loopback_addrs(pools.len())
+        };
+        let socket = unix.then(|| dir.path().join("fpm.sock"));
         let root = running_as_root();
         let mut conf = format!(
             "[global]\npid = {0}/fpm.pid\nerror_log = {0}/fpm.log\ndaemonize = no\nlog_level = notice\n",
             dir.path().display()
         );
-        for (pool, addr) in pools.iter().zip(&addrs) {
+        let listen: Vec<String> = match &socket {
+            Some(path) => vec![format!("{}\nlisten.mode = 0660", path.display())],
+            None => addrs.iter().map(|a| a.to_string()).collect(),
+        };
+        for (pool, addr) in pools.iter().zip(&listen) {
             conf.push_str(&format!(
                 "\n[{}]\nlisten = {addr}\npm = static\npm.max_children = {}\nrequest_terminate_timeout = {}\nping.path = /ping\n\
                  catch_workers_output = yes\nphp_admin_flag[log_errors] = on\nphp_admin_flag[display_errors] = off\n\
@@ -104,6 +126,7 @@ impl PhpFpm {
         let mut fpm = PhpFpm {
             child,
             pools: addrs,
+            socket,
             dir,
         };
         fpm.wait_until_listening().await;
@@ -119,6 +142,9 @@ impl PhpFpm {
             let mut all = true;
             for addr in &self.pools {
                 all &= tokio::net::TcpStream::connect(addr).await.is_ok();
+            }
+            if let Some(path) = &self.socket {
+                all &= tokio::net::UnixStream::connect(path).await.is_ok();
             }
             if all {
                 return;

@@ -93,7 +93,7 @@ SETTINGS = {
     "proxy_cpu": os.environ.get("BENCH_PROXY_CPU", "0"),
     "load_cpu": os.environ.get("BENCH_LOAD_CPU", "1"),
 }
-SCENARIOS = [s for s in os.environ.get("BENCH_SCENARIOS", "success,refused,mixed,slow").split(",") if s]
+SCENARIOS = [s for s in os.environ.get("BENCH_SCENARIOS", "success,refused,mixed,slow,fastcgi").split(",") if s]
 TARGETS = [t for t in os.environ.get("BENCH_TARGETS", "direct,nginx,bare,bare-nosteal,triage,triage-noaccess,triage-connect").split(",") if t]
 
 SCENARIO_TITLES = {
@@ -101,6 +101,7 @@ SCENARIO_TITLES = {
     "refused": "(b) failure storm: upstream refused",
     "mixed": "(c) mixed: 1 request in 10 to a refused upstream",
     "slow": "(d) slow upstream near its timeout",
+    "fastcgi": "(e) FastCGI: a tiny PHP script on php-fpm",
 }
 TARGET_TITLES = {
     "direct": "direct to origin",
@@ -115,6 +116,9 @@ TARGET_TITLES = {
 # Targets that differ from "triage" only in some scenarios run only in those: with the hold-off
 # off, triage connects for every failed request, as nginx does; nothing else changes.
 TARGET_SCENARIOS = {"triage-connect": {"refused", "mixed"}}
+# The FastCGI scenario has no direct or bare-Pingora row: neither speaks FastCGI. nginx's
+# fastcgi_pass and triage's protocol = "fastcgi" go to the same php-fpm.
+SCENARIO_TARGETS = {"fastcgi": {"nginx", "triage", "triage-noaccess"}}
 
 
 # --------------------------------------------------------------------------------------------
@@ -473,7 +477,7 @@ http {{
 """
 
 
-def proxy_nginx_conf(port, origin, dead, slow, timeout_ms):
+def proxy_nginx_conf(port, origin, dead, slow, timeout_ms, fpm=None):
     """nginx as a reverse proxy, as one would deploy it: upstream keepalive (HTTP/1.1 and an
     empty Connection header, or nginx closes every upstream connection), one worker, and the
     default access log (combined format) on, to /dev/null like triage's stdout. The error log
@@ -498,12 +502,71 @@ http {{
         location / {{ proxy_pass http://origin; }}
         location /fail {{ proxy_pass http://dead; }}
         location /slow {{ proxy_pass http://slow; proxy_read_timeout {timeout_ms}ms; }}
+{fastcgi_location(fpm)}
     }}
 }}
 """
 
 
-def triage_conf(port, admin, origin, dead, slow, timeout_ms, access, holdoff=True):
+def fastcgi_location(fpm):
+    """nginx's usual PHP setup (`fastcgi_pass` with Debian's `fastcgi_params`, as its
+    snippets/fastcgi-php.conf has it) to the benchmark's php-fpm, or nothing without one."""
+    if fpm is None:
+        return ""
+    params = "include /etc/nginx/fastcgi_params;" if os.path.exists("/etc/nginx/fastcgi_params") \
+        else " ".join(f"fastcgi_param {k} {v};" for k, v in FASTCGI_PARAMS)
+    return (f"        location /php/ {{ root {fpm['root']}; {params} "
+            f"fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name; "
+            f"fastcgi_pass 127.0.0.1:{fpm['port']}; }}")
+
+
+# What Debian's /etc/nginx/fastcgi_params sets, when that file is not there.
+FASTCGI_PARAMS = [
+    ("QUERY_STRING", "$query_string"), ("REQUEST_METHOD", "$request_method"),
+    ("CONTENT_TYPE", "$content_type"), ("CONTENT_LENGTH", "$content_length"),
+    ("SCRIPT_NAME", "$fastcgi_script_name"), ("REQUEST_URI", "$request_uri"),
+    ("DOCUMENT_URI", "$document_uri"), ("DOCUMENT_ROOT", "$document_root"),
+    ("SERVER_PROTOCOL", "$server_protocol"), ("REQUEST_SCHEME", "$scheme"),
+    ("GATEWAY_INTERFACE", "CGI/1.1"), ("SERVER_SOFTWARE", "nginx"),
+    ("REMOTE_ADDR", "$remote_addr"), ("REMOTE_PORT", "$remote_port"),
+    ("SERVER_ADDR", "$server_addr"), ("SERVER_PORT", "$server_port"),
+    ("SERVER_NAME", "$server_name"), ("REDIRECT_STATUS", "200"),
+]
+
+
+def php_fpm_binary():
+    for name in ("php-fpm8.2", "php-fpm"):
+        path = which(name)
+        if path:
+            return path
+    found = sorted(glob.glob("/usr/sbin/php-fpm*"))
+    return found[0] if found else None
+
+
+def start_php_fpm(port, workers=4):
+    """php-fpm in the foreground with one static pool on 127.0.0.1:port, no php.ini, serving
+    WORKDIR/php-root; returns (Proc, root) or None when php-fpm is not installed."""
+    binary = php_fpm_binary()
+    if binary is None:
+        return None
+    root = os.path.join(WORKDIR, "php-root")
+    os.makedirs(os.path.join(root, "php"), exist_ok=True)
+    with open(os.path.join(root, "php", "hello.php"), "w") as f:
+        f.write('<?php echo "ok\\n";\n')
+    as_root = os.geteuid() == 0
+    conf = os.path.join(WORKDIR, "php-fpm.conf")
+    with open(conf, "w") as f:
+        f.write(f"[global]\npid = {WORKDIR}/fpm.pid\nerror_log = {WORKDIR}/fpm.log\ndaemonize = no\n"
+                f"[bench]\nlisten = 127.0.0.1:{port}\nlisten.backlog = 4096\npm = static\n"
+                f"pm.max_children = {workers}\n"
+                + ("user = root\ngroup = root\n" if as_root else ""))
+    argv = [binary, "-F", "-n", "-y", conf, "-p", WORKDIR] + (["-R"] if as_root else [])
+    proc = Proc("php-fpm", argv, SETTINGS["load_cpu"], subprocess.DEVNULL, signal.SIGQUIT)
+    wait_listening(port, proc)
+    return proc, root
+
+
+def triage_conf(port, admin, origin, dead, slow, timeout_ms, access, holdoff=True, fpm=None):
     """triage as shipped (conf/triage.toml defaults), only the addresses filled in; with
     access = false for the second triage row, and refused_holdoff off for the third."""
     return f"""
@@ -543,7 +606,16 @@ upstream = "dead"
 [[routes]]
 path_prefix = "/slow"
 upstream = "slow"
-"""
+""" + ("" if fpm is None else f"""
+[upstreams.php]
+servers = ["127.0.0.1:{fpm['port']}"]
+protocol = "fastcgi"
+root = "{fpm['root']}"
+
+[[routes]]
+path_prefix = "/php/"
+upstream = "php"
+""")
 
 
 # --------------------------------------------------------------------------------------------
@@ -577,7 +649,8 @@ end
 
 
 def scenario_path(scenario):
-    return {"success": "/", "refused": "/fail/", "mixed": "/", "slow": "/slow/"}[scenario]
+    return {"success": "/", "refused": "/fail/", "mixed": "/", "slow": "/slow/",
+            "fastcgi": "/php/hello.php"}[scenario]
 
 
 def write_script(scenario):
@@ -592,7 +665,7 @@ def write_script(scenario):
 
 def expected_failure_share(scenario):
     """The share of non-2xx responses a correct run gives: (low, high)."""
-    if scenario == "success":
+    if scenario in ("success", "fastcgi"):
         return (0.0, 0.0)
     if scenario == "refused":
         return (1.0, 1.0)
@@ -644,7 +717,8 @@ def start_target(name, scenario, ports, binaries):
     if name == "nginx":
         conf = os.path.join(WORKDIR, "proxy-nginx.conf")
         with open(conf, "w") as f:
-            f.write(proxy_nginx_conf(port, ports["origin"], ports["dead"], ports["slow"], timeout_ms))
+            f.write(proxy_nginx_conf(port, ports["origin"], ports["dead"], ports["slow"], timeout_ms,
+                                     ports.get("fpm")))
         proc = Proc("nginx-proxy", [which("nginx"), "-e", "stderr", "-p", WORKDIR, "-c", conf], cpu,
                     subprocess.DEVNULL, signal.SIGTERM)
     elif name in ("bare", "bare-nosteal"):
@@ -666,7 +740,7 @@ def start_target(name, scenario, ports, binaries):
         with open(conf, "w") as f:
             f.write(triage_conf(port, admin, ports["origin"], ports["dead"], ports["slow"],
                                 timeout_ms, access=(name != "triage-noaccess"),
-                                holdoff=(name != "triage-connect")))
+                                holdoff=(name != "triage-connect"), fpm=ports.get("fpm")))
         # stdout (the access log and error lines) to /dev/null: the cost of formatting and
         # writing every line is measured, not the disk's.
         proc = Proc(name, [triage_bin, "-c", conf], cpu, subprocess.DEVNULL, signal.SIGINT)
@@ -1035,15 +1109,27 @@ def main(argv):
                                     str(ports["slow"]), str(SETTINGS["slow_delay_ms"]), str(budget)],
                     SETTINGS["load_cpu"], subprocess.DEVNULL, signal.SIGTERM)
         wait_listening(ports["slow"], slow)
+        fpm_procs = []
+        if "fastcgi" in SCENARIOS:
+            fpm_port = free_port()
+            started_fpm = start_php_fpm(fpm_port)
+            if started_fpm is None:
+                log("php-fpm is not installed (scripts/setup.sh installs it): no FastCGI rows")
+                SCENARIOS.remove("fastcgi")
+            else:
+                fpm_procs = [started_fpm[0]]
+                ports["fpm"] = {"port": fpm_port, "root": started_fpm[1]}
 
         results = {}
         for scenario in SCENARIOS:
             write_script(scenario)
-            origin_procs = [slow] if scenario == "slow" else [origin]
+            origin_procs = [slow] if scenario == "slow" else fpm_procs if scenario == "fastcgi" \
+                else [origin]
             targets = []
             try:
                 for name in TARGETS:
-                    if scenario in TARGET_SCENARIOS.get(name, {scenario}):
+                    if scenario in TARGET_SCENARIOS.get(name, {scenario}) \
+                            and name in SCENARIO_TARGETS.get(scenario, {name}):
                         targets.append(start_target(name, scenario, ports, binaries))
                 for target in targets:
                     log(f"{scenario}: probe {target.name}: {probe(target, scenario, ports)}")

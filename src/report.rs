@@ -30,6 +30,9 @@ pub const KEPT_HEADERS: &[&str] = &[
     "accept-language",
     "b3",
     "cache-control",
+    // A CDN's ids and its view of the client, so support can match a CDN's ray id to
+    // triage's (Cloudflare, CloudFront, Fastly).
+    "cf-connecting-ip",
     "cf-ray",
     "connection",
     "content-encoding",
@@ -37,6 +40,7 @@ pub const KEPT_HEADERS: &[&str] = &[
     "content-type",
     "dnt",
     "expect",
+    "fastly-client-ip",
     "forwarded",
     "host",
     "if-match",
@@ -61,6 +65,7 @@ pub const KEPT_HEADERS: &[&str] = &[
     "upgrade-insecure-requests",
     "user-agent",
     "via",
+    "x-amz-cf-id",
     "x-amzn-trace-id",
     "x-b3-parentspanid",
     "x-b3-sampled",
@@ -100,6 +105,40 @@ pub struct Attempt {
     pub reused_connection: bool,
     pub connect: Option<Duration>,
     pub response: Option<Duration>,
+    /// The certificate the server presented, when this attempt made a TLS handshake.
+    pub certificate: Option<Arc<Certificate>>,
+}
+
+/// What a report shows of an upstream's TLS certificate: which one it was, and its validity.
+/// The text is the peer's, so it is bounded here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Certificate {
+    pub subject: String,
+    pub issuer: String,
+    pub names: Vec<String>,
+    pub not_before: SystemTime,
+    pub not_after: SystemTime,
+}
+
+impl Certificate {
+    /// The longest subject, issuer or name kept.
+    const MAX_TEXT: usize = 256;
+
+    /// From the TLS digest's leaf certificate (pingora-core patch 5).
+    pub fn of(peer: &pingora::protocols::tls::PeerCertificate) -> Certificate {
+        let bounded = |text: &str| crate::render::text::header_text(text, Self::MAX_TEXT);
+        let time = |unix: i64| match u64::try_from(unix) {
+            Ok(secs) => SystemTime::UNIX_EPOCH + Duration::from_secs(secs),
+            Err(_) => SystemTime::UNIX_EPOCH,
+        };
+        Certificate {
+            subject: bounded(&peer.subject),
+            issuer: bounded(&peer.issuer),
+            names: peer.names.iter().map(|n| bounded(n)).collect(),
+            not_before: time(peer.not_before),
+            not_after: time(peer.not_after),
+        }
+    }
 }
 
 /// The full story of one failed request.

@@ -233,3 +233,39 @@ async fn certificate_expiry_is_a_metric() {
         "{metrics}"
     );
 }
+
+/// A failure after the handshake: the report's attempt shows the certificate the server
+/// presented (subject, issuer, names, validity), so support can tell which certificate a
+/// server behind a load balancer had.
+#[tokio::test]
+async fn a_report_shows_the_upstreams_certificate() {
+    let pki = TestPki::new();
+    let app = origin::spawn(Behavior::tls(
+        pki.leaf(&["localhost", "127.0.0.1"]),
+        Behavior::ResetBeforeResponse,
+    ))
+    .await;
+    let (triage, resp) = get_over_tls(&pki, app.addr).await;
+    assert_eq!(resp.status, 502, "{resp:?}");
+    let id = resp.header("x-diagnosis-id").expect("id");
+    let report = client::get(triage.admin, &format!("/diagnoses/{id}?format=json")).await;
+    let report: serde_json::Value = serde_json::from_slice(&report.body).expect("JSON");
+    let certificate = &report["attempts"][0]["certificate"];
+    assert_eq!(
+        certificate["names"],
+        serde_json::json!(["localhost", "127.0.0.1"]),
+        "{report}"
+    );
+    assert!(
+        certificate["issuer"]
+            .as_str()
+            .is_some_and(|i| !i.is_empty()),
+        "{report}"
+    );
+    let not_after = certificate["not_after"].as_str().expect("not_after");
+    let not_before = certificate["not_before"].as_str().expect("not_before");
+    assert!(
+        not_after > not_before && not_after.ends_with('Z'),
+        "{report}"
+    );
+}

@@ -38,6 +38,18 @@ fn attempt_value(a: &Attempt) -> serde_json::Value {
         "reused_connection": a.reused_connection,
         "connect_ms": a.connect.map(json_ms),
         "response_ms": a.response.map(json_ms),
+        "certificate": a.certificate.as_deref().map(certificate_value),
+    })
+}
+
+/// An upstream's certificate as `{"subject", "issuer", "names", "not_before", "not_after"}`.
+fn certificate_value(c: &crate::report::Certificate) -> serde_json::Value {
+    serde_json::json!({
+        "subject": c.subject,
+        "issuer": c.issuer,
+        "names": c.names,
+        "not_before": time_text(c.not_before),
+        "not_after": time_text(c.not_after),
     })
 }
 
@@ -396,6 +408,7 @@ mod tests {
             reused_connection: diagnosis.is_none(),
             connect,
             response,
+            certificate: None,
         };
         let report = Report {
             id: RequestId::parse("0123456789abcdef").unwrap(),
@@ -444,8 +457,9 @@ mod tests {
             r#""detail":"refused \u0000\u000b\r","#,
             r#""attempts":[{"address":"127.0.0.1:1","diagnosis":"connect_refused","#,
             r#""phase":"connect","detail":"d","reused_connection":false,"connect_ms":0.412,"#,
-            r#""response_ms":null},{"address":null,"diagnosis":"","phase":"","detail":"d","#,
-            r#""reused_connection":true,"connect_ms":null,"response_ms":1234.568}],"#,
+            r#""response_ms":null,"certificate":null},{"address":null,"diagnosis":"","phase":"","#,
+            r#""detail":"d","reused_connection":true,"connect_ms":null,"response_ms":1234.568,"#,
+            r#""certificate":null}],"#,
             r#""bytes_sent_upstream":17,"bytes_received_upstream":0,"total_ms":12.0}"#,
         );
         assert_eq!(report_json(&report), expected);

@@ -99,6 +99,8 @@ pub(crate) struct AttemptFacts {
     pub(crate) said: Option<Finding>,
     /// At a FastCGI upstream: the script and the server's stderr.
     pub(crate) fastcgi: Option<Box<FastcgiAttempt>>,
+    /// The certificate a TLS server presented, when this attempt made the handshake.
+    pub(crate) certificate: Option<Arc<crate::report::Certificate>>,
 }
 
 /// What an attempt at a FastCGI server adds to the facts.
@@ -197,6 +199,7 @@ impl RequestCtx {
             reused_connection: self.attempt.reused_connection,
             connect: self.attempt.connect,
             response: self.attempt.response,
+            certificate: self.attempt.certificate.clone(),
         });
     }
 

@@ -307,16 +307,17 @@ impl ProxyHttp for Triage {
             ctx.attempt.connect = ctx.attempt.connect_started.map(|t| t.elapsed());
             // A new TLS connection: the certificate the server presented, for the expiry
             // gauge an alert watches weeks before it turns into a handshake failure.
-            let not_after = digest
+            // Its details go into the report of a failure on this connection.
+            let peer = digest
                 .and_then(|d| d.ssl_digest.as_ref())
-                .and_then(|tls| tls.peer_certificate.as_ref())
-                .map(|cert| cert.not_after);
-            if let (Some(not_after), Some(upstream), Some(server)) =
-                (not_after, ctx.request.upstream, ctx.attempt.server)
-            {
-                ctx.state
-                    .handles
-                    .set_certificate_expiry(upstream, server, not_after);
+                .and_then(|tls| tls.peer_certificate.as_ref());
+            if let Some(peer) = peer {
+                if let (Some(upstream), Some(server)) = (ctx.request.upstream, ctx.attempt.server) {
+                    ctx.state
+                        .handles
+                        .set_certificate_expiry(upstream, server, peer.not_after);
+                }
+                ctx.attempt.certificate = Some(Arc::new(crate::report::Certificate::of(peer)));
             }
         }
         Ok(())

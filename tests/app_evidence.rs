@@ -70,6 +70,23 @@ fn app_log_has(report: &serde_json::Value, needle: &str) -> bool {
     })
 }
 
+/// The report's cause is `cause`, and a line of its `app_log` that `quoted` accepts is both in
+/// `app_log` and quoted as evidence (source `app_log`).
+fn assert_quoted(report: &serde_json::Value, cause: &str, quoted: impl Fn(&str) -> bool) {
+    assert_eq!(report["cause"], cause, "{report:#}");
+    let lines = report["app_log"].as_array().expect("app_log is a list");
+    assert!(
+        lines.iter().any(|l| l.as_str().is_some_and(&quoted)),
+        "{report:#}"
+    );
+    assert!(
+        report["evidence"].as_array().is_some_and(|e| e
+            .iter()
+            .any(|e| e["source"] == "app_log" && e["fact"].as_str().is_some_and(&quoted))),
+        "{report:#}"
+    );
+}
+
 /// gunicorn's line for a SIGKILLed worker: 21+ says "was sent SIGKILL! Perhaps out of
 /// memory?", 20.1 (Debian 12) "was terminated due to signal 9".
 fn is_sigkill_line(line: &str) -> bool {
@@ -118,20 +135,7 @@ async fn killed_gunicorn_worker_is_out_of_memory_by_its_log() {
         r["cause"] == "out_of_memory"
     })
     .await;
-    let lines = report["app_log"].as_array().expect("app_log is a list");
-    assert!(
-        lines
-            .iter()
-            .any(|l| l.as_str().is_some_and(is_sigkill_line)),
-        "{report:#}"
-    );
-    assert_eq!(report["cause"], "out_of_memory", "{report:#}");
-    assert!(
-        report["evidence"].as_array().is_some_and(|e| e
-            .iter()
-            .any(|e| e["source"] == "app_log" && e["fact"].as_str().is_some_and(is_sigkill_line))),
-        "{report:#}"
-    );
+    assert_quoted(&report, "out_of_memory", is_sigkill_line);
     assert!(
         report["hint"].as_str().is_some_and(is_sigkill_line),
         "{report:#}"
@@ -165,16 +169,9 @@ async fn node_heap_oom_is_out_of_memory() {
         app_log_has(&report, "JavaScript heap out of memory"),
         "{report:#}"
     );
-    assert_eq!(report["cause"], "out_of_memory", "{report:#}");
-    assert!(
-        report["evidence"]
-            .as_array()
-            .is_some_and(|e| e.iter().any(|e| e["source"] == "app_log"
-                && e["fact"]
-                    .as_str()
-                    .is_some_and(|f| f.contains("FATAL ERROR") && f.contains("node")))),
-        "{report:#}"
-    );
+    assert_quoted(&report, "out_of_memory", |line| {
+        line.contains("FATAL ERROR") && line.contains("heap out of memory")
+    });
 }
 
 /// A node app writing its request log to a followed file, killed (SIGKILL) in the middle of a

@@ -107,6 +107,8 @@ pub struct Attempt {
     pub response: Option<Duration>,
     /// The certificate the server presented, when this attempt made a TLS handshake.
     pub certificate: Option<Arc<Certificate>>,
+    /// For a hostname server, the DNS answer the address came from.
+    pub dns: Option<Arc<crate::resolve::Addresses>>,
 }
 
 /// What a report shows of an upstream's TLS certificate: which one it was, and its validity.

@@ -22,9 +22,14 @@ use std::time::Duration;
 /// How long one resolution may take before it counts as failed.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The latest addresses of a hostname.
+/// The latest answer for a hostname: its addresses, and when they were resolved (a report
+/// shows both: a failure on an address resolved hours ago reads differently).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Addresses(pub Vec<IpAddr>);
+pub struct Addresses {
+    pub host: String,
+    pub ips: Vec<IpAddr>,
+    pub resolved_at: std::time::SystemTime,
+}
 
 /// Where names are resolved.
 enum Backend {
@@ -133,14 +138,14 @@ impl HostResolver {
         if let Some(slot) = self.cache.get(host) {
             let previous = slot.swap(Some(Arc::clone(&fresh)));
             match previous {
-                Some(old) if old.0 != fresh.0 => tracing::warn!(
+                Some(old) if old.ips != fresh.ips => tracing::warn!(
                     host,
-                    old = ?old.0,
-                    new = ?fresh.0,
+                    old = ?old.ips,
+                    new = ?fresh.ips,
                     "upstream address changed"
                 ),
                 Some(_) => {}
-                None => tracing::info!(host, addresses = ?fresh.0, "upstream resolved"),
+                None => tracing::info!(host, addresses = ?fresh.ips, "upstream resolved"),
             }
         }
         Ok(fresh)
@@ -169,7 +174,11 @@ impl HostResolver {
         if addrs.is_empty() {
             return Err(format!("resolving {host}: no addresses"));
         }
-        Ok(Addresses(addrs))
+        Ok(Addresses {
+            host: host.to_owned(),
+            ips: addrs,
+            resolved_at: std::time::SystemTime::now(),
+        })
     }
 
     /// Re-resolves every host now, keeping the last good answer when a lookup fails (a DNS
@@ -207,7 +216,11 @@ mod tests {
     /// nameservers it starts with no answers.
     #[tokio::test]
     async fn renewing_keeps_the_answers_of_the_same_nameservers() {
-        let known = Arc::new(Addresses(vec![IpAddr::from([10, 0, 0, 1])]));
+        let known = Arc::new(Addresses {
+            host: "app.internal".into(),
+            ips: vec![IpAddr::from([10, 0, 0, 1])],
+            resolved_at: std::time::SystemTime::now(),
+        });
         let first = HostResolver::new(
             ["a.test".to_owned(), "b.test".to_owned()],
             &[],
@@ -225,7 +238,11 @@ mod tests {
         assert_eq!(answer(&renewed, "a.test"), Some(Arc::clone(&known)));
         assert_eq!(answer(&renewed, "c.test"), None);
         assert!(!renewed.cache.contains_key("b.test"));
-        let moved = Arc::new(Addresses(vec![IpAddr::from([10, 0, 0, 2])]));
+        let moved = Arc::new(Addresses {
+            host: "app.internal".into(),
+            ips: vec![IpAddr::from([10, 0, 0, 2])],
+            resolved_at: std::time::SystemTime::now(),
+        });
         renewed.cache["a.test"].store(Some(Arc::clone(&moved)));
         assert_eq!(answer(&first, "a.test"), Some(moved));
         let nameserver: SocketAddr = "127.0.0.1:53".parse().expect("addr");

@@ -429,6 +429,23 @@ async fn moved_dns_record_is_address_changed() {
         hint.contains("app.test changed from 127.0.0.1 to 127.0.0.2"),
         "{hint}"
     );
+    // The report's attempt shows the DNS answer it used, and when it was resolved.
+    let id = resp.header("x-diagnosis-id").expect("id");
+    let report = client::get(triage.admin, &format!("/diagnoses/{id}?format=json")).await;
+    let report: serde_json::Value = serde_json::from_slice(&report.body).expect("JSON");
+    let dns = &report["attempts"][0]["dns"];
+    assert_eq!(dns["host"], "app.test", "{report}");
+    assert_eq!(
+        dns["addresses"],
+        serde_json::json!(["127.0.0.2"]),
+        "{report}"
+    );
+    assert!(
+        dns["resolved_at"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z')),
+        "{report}"
+    );
 }
 
 /// A request the app had for longer than the stale keep-alive race is never replayed, even a

@@ -39,6 +39,11 @@ fn attempt_value(a: &Attempt) -> serde_json::Value {
         "connect_ms": a.connect.map(json_ms),
         "response_ms": a.response.map(json_ms),
         "certificate": a.certificate.as_deref().map(certificate_value),
+        "dns": a.dns.as_deref().map(|d| serde_json::json!({
+            "host": d.host,
+            "addresses": d.ips.iter().map(|ip| ip.to_string()).collect::<Vec<_>>(),
+            "resolved_at": time_text(d.resolved_at),
+        })),
     })
 }
 
@@ -409,6 +414,7 @@ mod tests {
             connect,
             response,
             certificate: None,
+            dns: None,
         };
         let report = Report {
             id: RequestId::parse("0123456789abcdef").unwrap(),
@@ -457,9 +463,9 @@ mod tests {
             r#""detail":"refused \u0000\u000b\r","#,
             r#""attempts":[{"address":"127.0.0.1:1","diagnosis":"connect_refused","#,
             r#""phase":"connect","detail":"d","reused_connection":false,"connect_ms":0.412,"#,
-            r#""response_ms":null,"certificate":null},{"address":null,"diagnosis":"","phase":"","#,
+            r#""response_ms":null,"certificate":null,"dns":null},{"address":null,"diagnosis":"","phase":"","#,
             r#""detail":"d","reused_connection":true,"connect_ms":null,"response_ms":1234.568,"#,
-            r#""certificate":null}],"#,
+            r#""certificate":null,"dns":null}],"#,
             r#""bytes_sent_upstream":17,"bytes_received_upstream":0,"total_ms":12.0}"#,
         );
         assert_eq!(report_json(&report), expected);

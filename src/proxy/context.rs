@@ -101,6 +101,8 @@ pub(crate) struct AttemptFacts {
     pub(crate) fastcgi: Option<Box<FastcgiAttempt>>,
     /// The certificate a TLS server presented, when this attempt made the handshake.
     pub(crate) certificate: Option<Arc<crate::report::Certificate>>,
+    /// The DNS answer the address came from, for a hostname server.
+    pub(crate) dns: Option<Arc<crate::resolve::Addresses>>,
 }
 
 /// What an attempt at a FastCGI server adds to the facts.
@@ -200,6 +202,7 @@ impl RequestCtx {
             connect: self.attempt.connect,
             response: self.attempt.response,
             certificate: self.attempt.certificate.clone(),
+            dns: self.attempt.dns.clone(),
         });
     }
 

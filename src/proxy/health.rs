@@ -194,8 +194,8 @@ async fn attempt(
                 diagnosis: Diagnosis::DnsError,
                 detail: reason,
             })?;
-            server.history.record_address(&found.0);
-            let Some(ip) = found.0.first() else {
+            server.history.record_address(&found.ips);
+            let Some(ip) = found.ips.first() else {
                 return Err(Finding {
                     diagnosis: Diagnosis::DnsError,
                     detail: format!("resolving {host}: no addresses"),

@@ -260,8 +260,9 @@ impl ProxyHttp for Triage {
             ServerAddr::Unix(path) => PeerAddr::Unix(path.clone()),
             ServerAddr::Host { host, port } => match state.resolver.addresses(host).await {
                 Ok(found) => {
-                    server.history.record_address(&found.0);
-                    let ip = found.0[(ctx.request.attempts as usize - 1) % found.0.len()];
+                    server.history.record_address(&found.ips);
+                    let ip = found.ips[(ctx.request.attempts as usize - 1) % found.ips.len()];
+                    ctx.attempt.dns = Some(found);
                     PeerAddr::Inet(SocketAddr::new(ip, *port))
                 }
                 Err(reason) => {

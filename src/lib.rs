@@ -23,6 +23,7 @@ pub mod diagnosis;
 pub(crate) mod export;
 pub mod fastcgi;
 pub mod id;
+pub mod incidents;
 pub mod machine;
 pub mod metrics;
 pub mod outcome;

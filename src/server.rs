@@ -277,12 +277,15 @@ fn build_process(
         &metrics,
         boot.log.error_lines_per_second,
     ));
+    // For the life of the process, like the deploy markers: a reload keeps the timelines.
+    let incidents = Arc::new(crate::incidents::Incidents::default());
     let services = Services {
         metrics: Arc::clone(&metrics),
         reports: Arc::clone(&reports),
         deploys: Arc::clone(&deploys),
         machine: Arc::clone(&machine),
         app_evidence,
+        incidents: Arc::clone(&incidents),
         in_flight: Arc::clone(&in_flight),
         clients: Arc::clone(&clients),
     };
@@ -322,7 +325,14 @@ fn build_process(
 
     let mut admin = Service::new(
         "admin".to_owned(),
-        Admin::new(metrics, reports, deploys, Some(reloader), &boot.admin),
+        Admin::new(
+            metrics,
+            reports,
+            deploys,
+            incidents,
+            Some(reloader),
+            &boot.admin,
+        ),
     );
     admin.add_tcp(&boot.admin.listen.to_string());
     server.add_service(admin);

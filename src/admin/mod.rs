@@ -7,6 +7,7 @@
 
 mod access;
 pub mod client;
+mod incidents_view;
 mod views;
 
 pub use access::ADMIN_HEADER;
@@ -16,6 +17,7 @@ use crate::config::Admin as AdminSettings;
 use crate::deploys::{Deploy, DeployLog, MarkerRequest, MAX_BODY};
 use crate::diagnosis::{Diagnosis, UnknownDiagnosis};
 use crate::id::RequestId;
+use crate::incidents::Incidents;
 use crate::metrics::Metrics;
 use crate::reload::Reloader;
 use crate::render::page::BodyFormat;
@@ -39,6 +41,7 @@ pub struct Admin {
     metrics: Arc<Metrics>,
     reports: Arc<ReportStore>,
     deploys: Arc<DeployLog>,
+    incidents: Arc<Incidents>,
     reloader: Option<Arc<Reloader>>,
     access: Access,
 }
@@ -49,6 +52,7 @@ impl Admin {
         metrics: Arc<Metrics>,
         reports: Arc<ReportStore>,
         deploys: Arc<DeployLog>,
+        incidents: Arc<Incidents>,
         reloader: Option<Arc<Reloader>>,
         settings: &AdminSettings,
     ) -> Admin {
@@ -56,6 +60,7 @@ impl Admin {
             metrics,
             reports,
             deploys,
+            incidents,
             reloader,
             access: Access::new(settings),
         }
@@ -129,6 +134,22 @@ impl Admin {
                 None => text(StatusCode::NOT_FOUND, "reload is not available\n"),
             };
         }
+        if path == "/incidents" || path == "/incidents/" {
+            let now = std::time::SystemTime::now();
+            let incidents = self.incidents.list();
+            return match format {
+                BodyFormat::Json => json(StatusCode::OK, incidents_view::json(&incidents, now)),
+                BodyFormat::Html => html(
+                    StatusCode::OK,
+                    incidents_view::html(
+                        &self.incidents.timelines(now),
+                        &incidents,
+                        now,
+                        views::STYLE,
+                    ),
+                ),
+            };
+        }
         if path == "/deploys" || path == "/deploys/" {
             return match req.method {
                 http::Method::GET | http::Method::HEAD => {
@@ -196,7 +217,11 @@ impl Admin {
                 Some(id) => match self.reports.get(id) {
                     Some(report) => match format {
                         BodyFormat::Json => json(StatusCode::OK, views::report_json(&report)),
-                        BodyFormat::Html => html(StatusCode::OK, views::report_html(&report)),
+                        BodyFormat::Html => html(
+                            StatusCode::OK,
+                            views::report_html(&report)
+                                .replacen("</h1>", &self.incident_link(&report), 1),
+                        ),
                     },
                     // A fleet's ids name their instance: say where to look instead of "evicted".
                     None if id.instance() != crate::id::instance() => text(
@@ -219,6 +244,23 @@ impl Admin {
 }
 
 impl Admin {
+    /// The link from a report's page to its incident on `/incidents`, or nothing.
+    fn incident_link(&self, report: &crate::report::Report) -> String {
+        match self.incidents.of(&report.upstream, report.time) {
+            Some(incident) => {
+                let mut out = String::from("</h1><p>Part of an incident of <a href=\"/incidents#");
+                crate::render::text::html(&mut out, &incident.upstream);
+                out.push_str("\">");
+                crate::render::text::html(&mut out, &incident.upstream);
+                out.push_str("</a> since ");
+                crate::render::text::rfc3339(&mut out, incident.start);
+                out.push_str(&format!(" ({} failures so far).</p>", incident.failures));
+                out
+            }
+            None => "</h1>".to_owned(),
+        }
+    }
+
     /// `POST /deploys`: checks the request and its body, records the marker, counts and logs
     /// it, and answers 201 with the marker as `GET /deploys?format=json` lists it.
     async fn record_deploy(&self, session: &mut ServerSession) -> Response<Vec<u8>> {

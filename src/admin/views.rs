@@ -181,7 +181,7 @@ pub fn deploys_json(deploys: &[Deploy]) -> String {
     serde_json::json!({ "deploys": deploys }).to_string()
 }
 
-const STYLE: &str = "body{font:15px/1.5 system-ui,sans-serif;margin:2rem;color:#1d2330}\
+pub(super) const STYLE: &str = "body{font:15px/1.5 system-ui,sans-serif;margin:2rem;color:#1d2330}\
 table{border-collapse:collapse}td,th{padding:.3rem .7rem;border-bottom:1px solid #ddd;text-align:left}\
 code,td.mono{font-family:ui-monospace,monospace}.bad{color:#c22;font-weight:600}\
 dl{display:grid;grid-template-columns:max-content 1fr;gap:.2rem 1rem}dt{color:#6b7385}dd{margin:0}";

@@ -68,6 +68,27 @@ impl Triage {
             bytes_sent: session.as_ref().body_bytes_sent(),
         };
         ctx.state.handles.record(&outcome);
+        if outcome.upstream.is_some() {
+            // The client's own failures are no incident of the upstream's.
+            let failure = finding
+                .as_ref()
+                .filter(|f| !matches!(f.diagnosis.fault(), crate::diagnosis::Fault::Client))
+                .map(|f| {
+                    let cause = outcome.cause.map_or_else(
+                        || crate::cause::without_evidence(f.diagnosis).cause,
+                        |c| c.cause,
+                    );
+                    (cause, outcome.id)
+                });
+            self.incidents
+                .record(outcome.upstream_name, outcome.time, failure, || {
+                    self.deploys.latest(
+                        outcome.upstream_name,
+                        outcome.time,
+                        ctx.state.thresholds.deploy_window,
+                    )
+                });
+        }
         if let Some(finding) = &finding {
             let cause = cause
                 .clone()

@@ -62,6 +62,8 @@ pub struct Triage {
     machine: Arc<Machine>,
     /// Each upstream's own log and process, gathered in the background.
     app_evidence: Arc<Watcher>,
+    /// Each upstream's last hour and its incidents, for `/incidents`.
+    incidents: Arc<crate::incidents::Incidents>,
     /// Which request header values reports keep (`[reports] keep_headers`).
     redaction: Redaction,
     access_log: AccessLog,
@@ -85,6 +87,7 @@ pub struct Services {
     pub deploys: Arc<DeployLog>,
     pub machine: Arc<Machine>,
     pub app_evidence: Arc<Watcher>,
+    pub incidents: Arc<crate::incidents::Incidents>,
     pub in_flight: Arc<InFlight>,
     pub clients: Arc<ClientConnections>,
 }
@@ -101,6 +104,7 @@ impl Triage {
             deploys,
             machine,
             app_evidence,
+            incidents,
             in_flight,
             clients,
         } = services;
@@ -111,6 +115,7 @@ impl Triage {
             deploys,
             machine,
             app_evidence,
+            incidents,
             redaction: Redaction::new(&boot.reports.keep_headers),
             access_log: AccessLog::new(log.format.clone(), log.access, log.error_lines_per_second),
             renderer: Renderer::new(),

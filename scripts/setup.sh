@@ -4,7 +4,8 @@
 # exposition with it; Debian ships it in the `prometheus` package), and the real app servers
 # the cause tests run (node, gunicorn), and php-fpm (the FastCGI tests start a real PHP-FPM in
 # the foreground on loopback; `php8.2-fpm` in Debian 12, or the distribution's default
-# `php-fpm`). Idempotent: does nothing when all is present.
+# `php-fpm`), and Chromium (the admin pages are checked in it, headless). Idempotent: does
+# nothing when all is present.
 set -euo pipefail
 
 missing=()
@@ -13,6 +14,8 @@ command -v cc >/dev/null 2>&1 || missing+=(build-essential)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 # tests/causes.rs runs real app servers: node (Debian's nodejs when the machine has none).
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
+# tests/incidents.rs loads the admin pages in headless Chromium.
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 php_fpm() { command -v php-fpm8.2 || command -v php-fpm || ls /usr/sbin/php-fpm* 2>/dev/null | head -n1; }
 if [ -z "$(php_fpm)" ]; then
     if apt-cache show php8.2-fpm >/dev/null 2>&1; then missing+=(php8.2-fpm); else missing+=(php-fpm); fi
@@ -32,6 +35,7 @@ if [ ${#missing[@]} -gt 0 ]; then
         command -v "$tool" >/dev/null 2>&1 || { echo "setup: $tool is still missing" >&2; exit 1; }
     done
     [ -n "$(php_fpm)" ] || { echo "setup: php-fpm is still missing" >&2; exit 1; }
+    command -v chromium >/dev/null 2>&1 || { echo "setup: chromium is still missing" >&2; exit 1; }
 fi
 
 # ...and gunicorn, from PyPI (Debian's 20.1 predates the worker-timeout answer the tests

@@ -185,6 +185,7 @@ impl Triage {
             bytes_received_upstream: ctx.request.bytes_received_upstream,
             total: outcome.timings.total,
         });
-        self.metrics.set_stored(stored);
+        self.metrics.set_stored(stored.stored);
+        self.metrics.count_evicted(stored.evicted);
     }
 }

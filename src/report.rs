@@ -481,6 +481,12 @@ mod tests {
             })
             .collect();
         assert_eq!(store.len(), 3);
+        assert!(store.get(ids[0]).is_none());
+        assert!(store.get(ids[1]).is_none());
+        assert!(store.get(ids[4]).is_some());
+        let newest_first: Vec<_> = store.recent(10, |_| true).iter().map(|r| r.id).collect();
+        assert_eq!(newest_first, vec![ids[4], ids[3], ids[2]]);
+        // Storing one more into the full ring evicts exactly one, the oldest.
         assert_eq!(
             store.insert(report(10)),
             Inserted {
@@ -488,11 +494,6 @@ mod tests {
                 evicted: 1
             }
         );
-        assert!(store.get(ids[0]).is_none());
-        assert!(store.get(ids[1]).is_none());
-        assert!(store.get(ids[4]).is_some());
-        let newest_first: Vec<_> = store.recent(10, |_| true).iter().map(|r| r.id).collect();
-        assert_eq!(newest_first, vec![ids[4], ids[3], ids[2]]);
     }
 
     /// Client-caused failures by the thousand evict only each other: the upstream's reports

@@ -72,3 +72,10 @@ if ! command -v cargo >/dev/null 2>&1; then
     echo "setup: cargo not found; install the Rust toolchain (https://rustup.rs) first" >&2
     exit 1
 fi
+
+# cargo-deb: tests/deploy_files.rs packages the debug binary with `cargo deb --no-build` and
+# checks the package's contents. A fixed version: its handling of --profile dev may change.
+if ! cargo deb --version 2>/dev/null | grep -q '3\.8\.0'; then
+    echo "setup: installing cargo-deb 3.8.0 (crates.io)" >&2
+    cargo install --quiet --locked cargo-deb --version 3.8.0
+fi

@@ -294,6 +294,7 @@ fn every_deploy_file_is_checked() {
         "README.md",
         "systemd/triage.service",
         "systemd/triage.sysusers",
+        "debian/postinst",
         "kubernetes/kustomization.yaml",
         "kubernetes/triage.toml",
         "kubernetes/deployment.yaml",
@@ -336,6 +337,107 @@ fn every_deploy_file_is_checked() {
             );
         }
     }
+}
+
+/// The Debian package (`cargo deb`, here from the debug binary: `--no-build --profile dev`, so
+/// no release build is needed) holds the binary, the unit as shipped, the config as a conffile
+/// at /etc/triage/triage.toml and the triage user for systemd-sysusers; its postinst parses;
+/// and, unpacked in a temp dir (never installed on this machine), the packaged triage passes
+/// `-t` on the packaged config and the packaged unit passes `systemd-analyze verify`.
+#[test]
+fn debian_package_holds_the_unit_config_and_user() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = temp_dir();
+    let deb = dir.path().join("triage.deb");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let output = run(
+        &cargo,
+        &[
+            "deb",
+            "--no-build",
+            "--profile",
+            "dev",
+            "--fast",
+            "--output",
+            deb.to_str().unwrap(),
+        ],
+        Some(root),
+    );
+    assert!(
+        output.status.success(),
+        "cargo deb (cargo-deb: scripts/setup.sh installs it):\n{}",
+        shown(&output)
+    );
+    let deb = deb.to_str().unwrap();
+
+    let output = run("dpkg-deb", &["--contents", deb], None);
+    let contents = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", shown(&output));
+    for path in [
+        "./usr/bin/triage",
+        "./usr/lib/systemd/system/triage.service",
+        "./etc/triage/triage.toml",
+        "./usr/lib/sysusers.d/triage.conf",
+    ] {
+        assert!(
+            contents.lines().any(|l| l.ends_with(&format!(" {path}"))),
+            "the package lacks {path}:\n{contents}"
+        );
+    }
+
+    let control = dir.path().join("control");
+    let output = run(
+        "dpkg-deb",
+        &["--control", deb, control.to_str().unwrap()],
+        None,
+    );
+    assert!(output.status.success(), "{}", shown(&output));
+    let conffiles = std::fs::read_to_string(control.join("conffiles")).unwrap();
+    assert!(
+        conffiles.lines().any(|l| l == "/etc/triage/triage.toml"),
+        "{conffiles}"
+    );
+    let postinst = std::fs::read_to_string(control.join("postinst")).unwrap();
+    assert!(postinst.contains("systemd-sysusers"), "{postinst}");
+    let output = run(
+        "sh",
+        &["-n", control.join("postinst").to_str().unwrap()],
+        None,
+    );
+    assert!(output.status.success(), "{}", shown(&output));
+
+    let unpacked = dir.path().join("root");
+    let output = run("dpkg-deb", &["-x", deb, unpacked.to_str().unwrap()], None);
+    assert!(output.status.success(), "{}", shown(&output));
+    let binary = unpacked.join("usr/bin/triage");
+    let config = unpacked.join("etc/triage/triage.toml");
+    let output = run(
+        binary.to_str().unwrap(),
+        &["-t", "-c", config.to_str().unwrap()],
+        None,
+    );
+    assert!(output.status.success(), "{}", shown(&output));
+    let unit =
+        std::fs::read_to_string(unpacked.join("usr/lib/systemd/system/triage.service")).unwrap();
+    let shipped = std::fs::read_to_string(deploy_dir().join("systemd/triage.service")).unwrap();
+    assert_eq!(
+        unit, shipped,
+        "the packaged unit differs from deploy/systemd/triage.service"
+    );
+    let unit_file = dir.write_file(
+        "triage.service",
+        unit.replace("/usr/bin/triage", binary.to_str().unwrap()),
+    );
+    let output = run(
+        "systemd-analyze",
+        &["verify", unit_file.to_str().unwrap()],
+        None,
+    );
+    assert!(
+        output.status.success() && output.stderr.is_empty(),
+        "{}",
+        shown(&output)
+    );
 }
 
 /// A child process killed (and reaped) when dropped.

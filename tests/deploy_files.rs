@@ -129,7 +129,7 @@ fn systemd_unit_runs_triage_as_production_does() {
 
 /// `kubectl kustomize` builds deploy/kubernetes, and the result passes the Kubernetes schemas
 /// strictly (kubernetes-validate --strict: unknown fields are errors), every built-in kind of
-/// it; the PodMonitor passes the Prometheus Operator's CRD schema.
+/// it; the PodMonitor passes the Prometheus Operator's CRD schema. A mistake fails each check.
 #[test]
 fn kubernetes_manifests_build_and_match_the_schemas() {
     let built = kustomize(&deploy_dir().join("kubernetes"));
@@ -161,7 +161,29 @@ fn kubernetes_manifests_build_and_match_the_schemas() {
         );
     }
     assert!(!report.contains("failed"), "kubernetes-validate:\n{report}");
+    // The check is real: a Deployment with a mistyped field fails it.
+    let wrong = dir.write_file("wrong.yaml", built.replace("replicas: 3", "replica: 3"));
+    let output = run(
+        "kubernetes-validate",
+        &["--strict", wrong.to_str().unwrap()],
+        None,
+    );
+    assert!(!output.status.success(), "{}", shown(&output));
 
+    let output = validate_podmonitor(&built);
+    assert!(
+        output.status.success() && String::from_utf8_lossy(&output.stdout).contains("is valid"),
+        "the PodMonitor check (npm @kubernetes-models/prometheus-operator, installed by \
+         scripts/setup.sh):\n{}",
+        shown(&output)
+    );
+    // ...and a PodMonitor whose interval is no Prometheus duration fails it.
+    let output = validate_podmonitor(&built.replace("interval: 15s", "interval: 15 seconds"));
+    assert!(!output.status.success(), "{}", shown(&output));
+}
+
+/// Runs scripts/validate-podmonitor.mjs on `manifests`.
+fn validate_podmonitor(manifests: &str) -> Output {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/validate-podmonitor.mjs");
     let mut child = Command::new("node")
         .arg(&script)
@@ -175,15 +197,9 @@ fn kubernetes_manifests_build_and_match_the_schemas() {
     {
         use std::io::Write;
         let mut stdin = child.stdin.take().unwrap();
-        stdin.write_all(built.as_bytes()).unwrap();
+        stdin.write_all(manifests.as_bytes()).unwrap();
     }
-    let output = child.wait_with_output().unwrap();
-    assert!(
-        output.status.success() && String::from_utf8_lossy(&output.stdout).contains("is valid"),
-        "the PodMonitor check (npm @kubernetes-models/prometheus-operator, installed by \
-         scripts/setup.sh):\n{}",
-        shown(&output)
-    );
+    child.wait_with_output().unwrap()
 }
 
 /// The Deployment runs several replicas, probes /healthz and /readyz on the admin port,

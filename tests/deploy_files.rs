@@ -374,6 +374,7 @@ fn debian_package_holds_the_unit_config_and_user() {
             "--profile",
             "dev",
             "--fast",
+            "--no-dbgsym",
             "--output",
             deb.to_str().unwrap(),
         ],

@@ -193,12 +193,27 @@ def main(argv):
             return [bare_bin, f"127.0.0.1:{port}", f"127.0.0.1:{origin_port}",
                     "--fail-upstream", f"127.0.0.1:{dead}"], load.signal.SIGINT
 
+        # INSTR_EVIDENCE=1: the origin upstream also follows a log file and a pidfile
+        # ([upstreams.origin.evidence]), to show that the app's evidence costs the request
+        # path nothing (it is read on a thread of its own).
+        evidence = ""
+        if os.environ.get("INSTR_EVIDENCE", "") not in ("", "0"):
+            app_log = os.path.join(workdir, "app.log")
+            with open(app_log, "w") as f:
+                f.write("started\n")
+            pidfile = os.path.join(workdir, "app.pid")
+            with open(pidfile, "w") as f:
+                f.write(f"{origin.pid}\n")
+            evidence = (f'\n[upstreams.origin.evidence]\nlog_file = "{app_log}"\n'
+                        f'pidfile = "{pidfile}"\n')
+
         def triage_argv_with(holdoff):
             def argv_for(port):
                 path = os.path.join(workdir, f"triage-{port}.toml")
                 with open(path, "w") as f:
                     f.write(load.triage_conf(port, load.free_port(), origin_port, dead,
-                                             origin_port, 1000, True, holdoff=holdoff))
+                                             origin_port, 1000, True, holdoff=holdoff)
+                            + evidence)
                 return [triage_bin, "-c", path], load.signal.SIGTERM
             return argv_for
 

@@ -78,6 +78,7 @@ pub struct Metrics {
     server_healthy: IntGaugeVec,
     certificate_expiry: IntGaugeVec,
     stored: IntGauge,
+    evicted: IntCounter,
     deploys: IntCounterVec,
     client_connections: IntGauge,
     client_connections_closed: IntCounterVec,
@@ -166,6 +167,10 @@ impl Metrics {
             "triage_diagnoses_stored",
             "Failure reports currently kept for /diagnoses",
         )?;
+        let evicted = IntCounter::new(
+            "triage_diagnoses_evicted_total",
+            "Failure reports evicted from the ring to make room for newer ones",
+        )?;
         let deploys = IntCounterVec::new(
             Opts::new(
                 "triage_deploys_total",
@@ -208,6 +213,7 @@ impl Metrics {
         registry.register(Box::new(retries.clone()))?;
         registry.register(Box::new(client_closed.clone()))?;
         registry.register(Box::new(stored.clone()))?;
+        registry.register(Box::new(evicted.clone()))?;
         registry.register(Box::new(server_healthy.clone()))?;
         registry.register(Box::new(certificate_expiry.clone()))?;
         registry.register(Box::new(deploys.clone()))?;
@@ -228,6 +234,7 @@ impl Metrics {
             server_healthy,
             certificate_expiry,
             stored,
+            evicted,
             deploys,
             client_connections,
             client_connections_closed,
@@ -324,6 +331,12 @@ impl Metrics {
     /// Sets how many failure reports are stored.
     pub fn set_stored(&self, count: usize) {
         self.stored.set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
+    /// Counts the reports evicted from the ring to store a new one.
+    pub fn count_evicted(&self, count: usize) {
+        self.evicted
+            .inc_by(u64::try_from(count).unwrap_or(u64::MAX));
     }
 
     /// Counts one deploy marker of `upstream` (a config name), or of all upstreams (`None`).

@@ -443,19 +443,34 @@ impl Ring {
         }
     }
 
-    fn insert(&mut self, report: Arc<Report>, weight: usize) {
+    /// Stores `report`, evicting the oldest until both bounds hold; returns how many it evicted.
+    fn insert(&mut self, report: Arc<Report>, weight: usize) -> usize {
         if self.max_count == 0 || weight > self.max_bytes {
-            return;
+            return 0;
         }
+        let mut evicted = 0;
         while self.reports.len() >= self.max_count || self.bytes + weight > self.max_bytes {
             match self.reports.pop_front() {
-                Some(old) => self.bytes -= old.weight(),
+                Some(old) => {
+                    self.bytes -= old.weight();
+                    evicted += 1;
+                }
                 None => break,
             }
         }
         self.bytes += weight;
         self.reports.push_back(report);
+        evicted
     }
+}
+
+/// What storing a report did, for the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Inserted {
+    /// Reports stored in both rings now.
+    pub stored: usize,
+    /// Reports evicted to make room for this one.
+    pub evicted: usize,
 }
 
 /// The share of `[reports]` bounds given to the ring of client-caused failures.
@@ -507,18 +522,21 @@ impl ReportStore {
     }
 
     /// Stores a report in its ring, evicting that ring's oldest until both its bounds hold.
-    /// Returns the count stored in both.
-    pub fn insert(&self, report: Report) -> usize {
+    pub fn insert(&self, report: Report) -> Inserted {
         let weight = report.weight();
         let ring = self.ring_for(report.diagnosis.fault());
         let report = Arc::new(report);
         if let Some(export) = &self.export {
             export.send(Arc::clone(&report));
         }
-        ring.lock()
+        let evicted = ring
+            .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(report, weight);
-        self.len()
+        Inserted {
+            stored: self.len(),
+            evicted,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -642,6 +660,14 @@ mod tests {
         assert!(store.get(ids[4]).is_some());
         let newest_first: Vec<_> = store.recent(10, |_| true).iter().map(|r| r.id).collect();
         assert_eq!(newest_first, vec![ids[4], ids[3], ids[2]]);
+        // Storing one more into the full ring evicts exactly one, the oldest.
+        assert_eq!(
+            store.insert(report(10)),
+            Inserted {
+                stored: 3,
+                evicted: 1
+            }
+        );
     }
 
     /// Client-caused failures by the thousand evict only each other: the upstream's reports

@@ -38,10 +38,15 @@ async fn a_storm_is_one_incident() {
     let page = client::get(triage.admin, "/incidents").await.body_text();
     assert!(page.contains("<svg class=\"chart\""), "{page}");
     assert!(page.contains("<rect class=\"failure\""), "{page}");
-    assert!(page.contains(&format!("href=\"/diagnoses/{}\"", ids[0])), "{page}");
+    assert!(
+        page.contains(&format!("href=\"/diagnoses/{}\"", ids[0])),
+        "{page}"
+    );
     let report = client::get(triage.admin, &format!("/diagnoses/{}", ids[5])).await;
     assert!(
-        report.body_text().contains("Part of an incident of <a href=\"/incidents#app\">"),
+        report
+            .body_text()
+            .contains("Part of an incident of <a href=\"/incidents#app\">"),
         "{}",
         report.body_text()
     );
@@ -78,7 +83,10 @@ fn render(url: &str) -> (String, Vec<String>) {
         .output()
         .expect("run chromium");
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(output.status.success(), "chromium failed on {url}: {stderr}");
+    assert!(
+        output.status.success(),
+        "chromium failed on {url}: {stderr}"
+    );
     let errors = stderr
         .lines()
         .filter(|l| l.contains("CONSOLE") || l.contains("Uncaught"))

@@ -415,7 +415,8 @@ async fn reports_and_the_access_log_keep_no_secrets() {
     );
 }
 
-/// The ring keeps at most max_count reports, newest first, and can be filtered.
+/// The ring keeps at most max_count reports, newest first, counts the ones it evicts, and can
+/// be filtered.
 #[tokio::test]
 async fn report_ring_is_bounded_and_filterable() {
     let dead = refused_addr();
@@ -463,6 +464,8 @@ async fn report_ring_is_bounded_and_filterable() {
     })
     .await;
     assert_eq!(metric(&m, "triage_diagnoses_stored", &[]), 3.0);
+    // Five reports in a ring of three: the two oldest were evicted, and counted.
+    assert_eq!(metric(&m, "triage_diagnoses_evicted_total", &[]), 2.0);
 }
 
 /// Health and readiness answer on the admin listener, and the list page renders as HTML.

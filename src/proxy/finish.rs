@@ -219,7 +219,8 @@ impl Triage {
             bytes_received_upstream: ctx.request.bytes_received_upstream,
             total: outcome.timings.total,
         });
-        self.metrics.set_stored(stored);
+        self.metrics.set_stored(stored.stored);
+        self.metrics.count_evicted(stored.evicted);
         if let Some(watched) = watched {
             match finding.diagnosis.fault() {
                 crate::diagnosis::Fault::Client => {}

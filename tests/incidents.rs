@@ -6,7 +6,6 @@
 mod support;
 
 use std::process::Command;
-use std::time::Duration;
 use support::client;
 use support::origin::refused_addr;
 use support::triage::{single_upstream, temp_dir, Triage};

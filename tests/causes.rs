@@ -431,8 +431,7 @@ async fn moved_dns_record_is_address_changed() {
     );
     // The report's attempt shows the DNS answer it used, and when it was resolved.
     let id = resp.header("x-diagnosis-id").expect("id");
-    let report = client::get(triage.admin, &format!("/diagnoses/{id}?format=json")).await;
-    let report: serde_json::Value = serde_json::from_slice(&report.body).expect("JSON");
+    let report = support::triage::report_of(&triage, id).await;
     let dns = &report["attempts"][0]["dns"];
     assert_eq!(dns["host"], "app.test", "{report}");
     assert_eq!(
@@ -487,12 +486,20 @@ async fn reports_carry_the_machine_and_a_full_disk_is_named() {
     assert_eq!(cause(&resp), "host_disk_full", "{}", hint(&resp));
     assert!(hint(&resp).starts_with("/ has "), "{}", hint(&resp));
     let id = resp.header("x-diagnosis-id").expect("id");
-    let report = client::send(
-        triage.admin,
-        Request::get(&format!("/diagnoses/{id}")).header("Accept", "application/json"),
-    )
-    .await
-    .expect("the report");
+    // The report is stored as the request is logged, just after its answer went out.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let report = loop {
+        let report = client::send(
+            triage.admin,
+            Request::get(&format!("/diagnoses/{id}")).header("Accept", "application/json"),
+        )
+        .await
+        .expect("the report");
+        if report.status == 200 || tokio::time::Instant::now() > deadline {
+            break report;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert_eq!(report.status, 200, "{}", report.body_text());
     let report: serde_json::Value = serde_json::from_slice(&report.body).expect("JSON");
     let machine = &report["machine"];

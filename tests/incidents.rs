@@ -21,6 +21,8 @@ async fn a_storm_is_one_incident() {
         assert_eq!(resp.status, 502, "{resp:?}");
         ids.push(resp.header("x-diagnosis-id").expect("id").to_owned());
     }
+    // The last failure is recorded as its request is logged, just after its answer.
+    support::triage::report_of(&triage, &ids[19]).await;
     let json = client::get(triage.admin, "/incidents?format=json").await;
     assert_eq!(json.status, 200);
     let value: serde_json::Value = serde_json::from_slice(&json.body).expect("JSON");
@@ -105,6 +107,7 @@ async fn pages_render_in_chromium() {
         let resp = client::get(triage.http, "/render").await;
         id = resp.header("x-diagnosis-id").expect("id").to_owned();
     }
+    support::triage::report_of(&triage, &id).await;
     let admin = triage.admin;
     let pages = tokio::task::spawn_blocking(move || {
         ["/incidents", "/diagnoses", &format!("/diagnoses/{id}")]

@@ -248,8 +248,7 @@ async fn a_report_shows_the_upstreams_certificate() {
     let (triage, resp) = get_over_tls(&pki, app.addr).await;
     assert_eq!(resp.status, 502, "{resp:?}");
     let id = resp.header("x-diagnosis-id").expect("id");
-    let report = client::get(triage.admin, &format!("/diagnoses/{id}?format=json")).await;
-    let report: serde_json::Value = serde_json::from_slice(&report.body).expect("JSON");
+    let report = support::triage::report_of(&triage, id).await;
     let certificate = &report["attempts"][0]["certificate"];
     assert_eq!(
         certificate["names"],

@@ -68,6 +68,14 @@ impl Triage {
             bytes_sent: session.as_ref().body_bytes_sent(),
         };
         ctx.state.handles.record(&outcome);
+        if let Some(finding) = &finding {
+            let cause = cause
+                .clone()
+                .unwrap_or_else(|| crate::cause::without_evidence(finding.diagnosis));
+            self.store_report(session, ctx, &outcome, finding, cause, attempts);
+        }
+        // After the report, so that it is stored as soon as it can be: a client may ask for
+        // it by the id it just got.
         if outcome.upstream.is_some() {
             // The client's own failures are no incident of the upstream's.
             let failure = finding
@@ -88,12 +96,6 @@ impl Triage {
                         ctx.state.thresholds.deploy_window,
                     )
                 });
-        }
-        if let Some(finding) = &finding {
-            let cause = cause
-                .clone()
-                .unwrap_or_else(|| crate::cause::without_evidence(finding.diagnosis));
-            self.store_report(session, ctx, &outcome, finding, cause, attempts);
         }
         self.access_log.write(&outcome);
     }

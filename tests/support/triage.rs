@@ -506,3 +506,22 @@ pub async fn metric_becomes(triage: &Triage, series: &str, value: &str, within: 
     }
     false
 }
+
+/// The JSON report of request `id`, polled for at most 5 s: a report is stored as its request
+/// is logged, just after the answer went out, so a client asking at once may be first.
+#[allow(dead_code)] // Not every test binary reads reports.
+pub async fn report_of(triage: &Triage, id: &str) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let resp = client::get(triage.admin, &format!("/diagnoses/{id}?format=json")).await;
+        if resp.status == 200 {
+            return serde_json::from_slice(&resp.body).expect("a report is JSON");
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no report {id} within 5 s: {}",
+            resp.body_text()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

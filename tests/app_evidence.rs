@@ -70,6 +70,28 @@ fn app_log_has(report: &serde_json::Value, needle: &str) -> bool {
     })
 }
 
+/// A 502 whose answer-time cause is one of `answered` (the app's line may not be read yet),
+/// and its report once amended to `cause` (polled for at most 10 s).
+async fn amended_to(
+    triage: &Triage,
+    resp: &Response,
+    answered: &[&str],
+    cause_now: &str,
+) -> serde_json::Value {
+    assert_eq!(resp.status, 502, "{resp:?}");
+    assert!(
+        answered.contains(&cause(resp)),
+        "{}: {}",
+        cause(resp),
+        resp.header("x-diagnosis-hint").unwrap_or("")
+    );
+    let id = resp.header("x-diagnosis-id").expect("id");
+    report_when(triage, id, Duration::from_secs(10), |r| {
+        r["cause"] == cause_now
+    })
+    .await
+}
+
 /// The report's cause is `cause`, and a line of its `app_log` that `quoted` accepts is both in
 /// `app_log` and quoted as evidence (source `app_log`).
 fn assert_quoted(report: &serde_json::Value, cause: &str, quoted: impl Fn(&str) -> bool) {
@@ -116,24 +138,13 @@ async fn killed_gunicorn_worker_is_out_of_memory_by_its_log() {
         ],
     );
     let triage = Triage::start(&with_log(app.addr, &log, "")).await;
-    let worker = client::get(triage.http, "/pid").await.body_text();
-    assert!(worker.parse::<u32>().is_ok(), "{worker}");
-    let http = triage.http;
-    let slow = tokio::spawn(async move { client::get(http, "/slow").await });
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    apps::kill(&worker, "KILL");
-    let resp = slow.await.expect("the request");
-    assert_eq!(resp.status, 502, "{resp:?}");
-    assert!(
-        matches!(cause(&resp), "worker_killed" | "out_of_memory"),
-        "{}: {}",
-        cause(&resp),
-        resp.header("x-diagnosis-hint").unwrap_or("")
-    );
-    let id = resp.header("x-diagnosis-id").expect("id");
-    let report = report_when(&triage, id, Duration::from_secs(10), |r| {
-        r["cause"] == "out_of_memory"
-    })
+    let resp = apps::sigkill_worker_mid_request(triage.http).await;
+    let report = amended_to(
+        &triage,
+        &resp,
+        &["worker_killed", "out_of_memory"],
+        "out_of_memory",
+    )
     .await;
     assert_quoted(&report, "out_of_memory", is_sigkill_line);
     assert!(
@@ -153,17 +164,12 @@ async fn node_heap_oom_is_out_of_memory() {
     let triage = Triage::start(&with_log(app.addr, &log, "")).await;
     assert_eq!(client::get(triage.http, "/").await.status, 200);
     let resp = client::get(triage.http, "/grow").await;
-    assert_eq!(resp.status, 502, "{resp:?}");
-    assert!(
-        matches!(cause(&resp), "app_crashed" | "out_of_memory"),
-        "{}: {}",
-        cause(&resp),
-        resp.header("x-diagnosis-hint").unwrap_or("")
-    );
-    let id = resp.header("x-diagnosis-id").expect("id");
-    let report = report_when(&triage, id, Duration::from_secs(10), |r| {
-        r["cause"] == "out_of_memory"
-    })
+    let report = amended_to(
+        &triage,
+        &resp,
+        &["app_crashed", "out_of_memory"],
+        "out_of_memory",
+    )
     .await;
     assert!(
         app_log_has(&report, "JavaScript heap out of memory"),

@@ -156,13 +156,7 @@ async fn killed_gunicorn_worker_is_worker_killed() {
     let app = App::gunicorn(dir.path(), &["--workers", "1", "--timeout", "30"]);
     let triage = Triage::start(&single_upstream(app.addr, "")).await;
     for run in 0..2 {
-        let worker = client::get(triage.http, "/pid").await.body_text();
-        assert!(worker.parse::<u32>().is_ok(), "{worker}");
-        let http = triage.http;
-        let slow = tokio::spawn(async move { client::get(http, "/slow").await });
-        tokio::time::sleep(Duration::from_millis(600)).await;
-        apps::kill(&worker, "KILL");
-        let resp = slow.await.expect("the request");
+        let resp = apps::sigkill_worker_mid_request(triage.http).await;
         assert_eq!(resp.status, 502, "run {run}: {resp:?}");
         assert_eq!(cause(&resp), "worker_killed", "run {run}: {}", hint(&resp));
         assert!(

@@ -260,6 +260,18 @@ pub fn kill(pid: &str, signal: &str) {
         .status();
 }
 
+/// Kills (SIGKILL, as the OOM killer does) the worker of the WSGI app behind `http` (triage's
+/// listener) 0.6 s into a `/slow` request, and returns what the client got for it.
+#[allow(dead_code)] // Not every test binary kills workers.
+pub async fn sigkill_worker_mid_request(http: SocketAddr) -> super::client::Response {
+    let worker = super::client::get(http, "/pid").await.body_text();
+    assert!(worker.parse::<u32>().is_ok(), "{worker}");
+    let slow = tokio::spawn(async move { super::client::get(http, "/slow").await });
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    kill(&worker, "KILL");
+    slow.await.expect("the request")
+}
+
 /// The command of a gunicorn serving `WSGI_APP` (written into `dir`) on `bind`.
 fn gunicorn(dir: &Path, bind: &str, args: &[&str]) -> Command {
     std::fs::write(dir.join("wsgi_app.py"), WSGI_APP).expect("write the WSGI app");

@@ -244,9 +244,12 @@ impl Incidents {
 
     /// The incident a failure at `at` of `upstream` belongs to.
     pub fn of(&self, upstream: &str, at: SystemTime) -> Option<Incident> {
-        self.list()
-            .into_iter()
+        let incidents = self.incidents.lock().unwrap_or_else(|p| p.into_inner());
+        incidents
+            .iter()
+            .rev()
             .find(|i| i.upstream == upstream && i.start <= at && at <= i.last)
+            .cloned()
     }
 
     /// The upstreams with a timeline, sorted, with their last hour.

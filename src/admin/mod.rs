@@ -219,8 +219,10 @@ impl Admin {
                         BodyFormat::Json => json(StatusCode::OK, views::report_json(&report)),
                         BodyFormat::Html => html(
                             StatusCode::OK,
-                            views::report_html(&report)
-                                .replacen("</h1>", &self.incident_link(&report), 1),
+                            views::report_html(
+                                &report,
+                                self.incidents.of(&report.upstream, report.time).as_ref(),
+                            ),
                         ),
                     },
                     // A fleet's ids name their instance: say where to look instead of "evicted".
@@ -244,23 +246,6 @@ impl Admin {
 }
 
 impl Admin {
-    /// The link from a report's page to its incident on `/incidents`, or nothing.
-    fn incident_link(&self, report: &crate::report::Report) -> String {
-        match self.incidents.of(&report.upstream, report.time) {
-            Some(incident) => {
-                let mut out = String::from("</h1><p>Part of an incident of <a href=\"/incidents#");
-                crate::render::text::html(&mut out, &incident.upstream);
-                out.push_str("\">");
-                crate::render::text::html(&mut out, &incident.upstream);
-                out.push_str("</a> since ");
-                crate::render::text::rfc3339(&mut out, incident.start);
-                out.push_str(&format!(" ({} failures so far).</p>", incident.failures));
-                out
-            }
-            None => "</h1>".to_owned(),
-        }
-    }
-
     /// `POST /deploys`: checks the request and its body, records the marker, counts and logs
     /// it, and answers 201 with the marker as `GET /deploys?format=json` lists it.
     async fn record_deploy(&self, session: &mut ServerSession) -> Response<Vec<u8>> {

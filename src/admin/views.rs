@@ -226,9 +226,18 @@ pub fn list_html(reports: &[Arc<Report>]) -> String {
 }
 
 /// One report, readable at a glance.
-pub fn report_html(r: &Report) -> String {
+pub fn report_html(r: &Report, incident: Option<&crate::incidents::Incident>) -> String {
     let mut out = String::with_capacity(4096);
     page_start(&mut out, &format!("{} · {}", r.diagnosis.token(), r.id));
+    if let Some(incident) = incident {
+        out.push_str("<p>Part of an incident of <a href=\"/incidents#");
+        text::html(&mut out, &incident.upstream);
+        out.push_str("\">");
+        text::html(&mut out, &incident.upstream);
+        out.push_str("</a> since ");
+        text::rfc3339(&mut out, incident.start);
+        let _ = write!(out, " ({} failures so far).</p>", incident.failures);
+    }
     out.push_str("<p>");
     text::html(&mut out, &r.cause.hint);
     out.push_str("</p>");

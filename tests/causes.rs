@@ -506,3 +506,100 @@ async fn reports_carry_the_machine_and_a_full_disk_is_named() {
     assert_eq!(report["cause"], "host_disk_full");
     assert_eq!(report["evidence"][1]["source"], "machine", "{report}");
 }
+
+/// Whether a connection accepted on `port` holds bytes its process has not read (the
+/// `rx_queue` of `/proc/net/tcp`): the request is in the app's socket.
+fn unread_request_at(port: u16) -> bool {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    table.lines().skip(1).any(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let local_port = fields
+            .get(1)
+            .and_then(|local| local.rsplit(':').next())
+            .and_then(|hex| u16::from_str_radix(hex, 16).ok());
+        let unread = fields
+            .get(4)
+            .and_then(|queues| queues.split(':').nth(1))
+            .and_then(|hex| u64::from_str_radix(hex, 16).ok());
+        local_port == Some(port) && unread.is_some_and(|n| n > 0)
+    })
+}
+
+/// gunicorn's gthread worker closes a keep-alive connection idle past `--keep-alive 1` from
+/// its main loop, with whatever request has arrived on it still unread (a RST). The worker is
+/// stopped (SIGSTOP, as a long GC pause or a starved VM stops it) past that deadline and
+/// resumed once triage's request sits in its socket, so its close meets the request exactly as
+/// triage reuses the pooled connection: the stale keep-alive race, every run. A GET is
+/// replayed on a new connection and answered 200, the replay counted; a POST is not replayed
+/// (the app might have had it), and its client gets `stale_keepalive`, with the connection's
+/// age and triage's pool idle time, and no word of a crash.
+#[tokio::test]
+async fn connection_the_app_closed_as_it_was_reused_is_stale_keepalive() {
+    let dir = temp_dir();
+    let gthread = [
+        "--worker-class",
+        "gthread",
+        "--threads",
+        "2",
+        "--workers",
+        "1",
+        "--keep-alive",
+        "1",
+    ];
+    let app = App::gunicorn(dir.path(), &gthread);
+    let triage = Triage::start(&single_upstream(app.addr, "")).await;
+    for (run, method) in ["GET", "POST", "GET", "POST"].into_iter().enumerate() {
+        // The pooled connection: the worker's keep-alive deadline starts at this answer.
+        let worker = client::get(triage.http, "/pid").await.body_text();
+        assert!(worker.parse::<u32>().is_ok(), "{worker}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        apps::kill(&worker, "STOP");
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let http = triage.http;
+        let request = match method {
+            "GET" => Request::get("/"),
+            _ => Request::post("/", "order=1"),
+        };
+        let reuse = tokio::spawn(async move { client::send(http, request).await });
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !unread_request_at(app.addr.port()) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        apps::kill(&worker, "CONT");
+        let resp = reuse.await.expect("the request").expect("an answer");
+        if method == "GET" {
+            assert_eq!(resp.status, 200, "run {run}: {resp:?}");
+            assert!(
+                metric_becomes(
+                    &triage,
+                    "triage_upstream_retries_total{upstream=\"app\"}",
+                    &(run / 2 + 1).to_string(),
+                    Duration::from_secs(2)
+                )
+                .await,
+                "run {run}: the replay is counted"
+            );
+        } else {
+            assert_eq!(resp.status, 502, "run {run}: {resp:?}");
+            assert_eq!(resp.header("x-diagnosis-attempts"), Some("1"), "{resp:?}");
+            assert_eq!(
+                cause(&resp),
+                "stale_keepalive",
+                "run {run}: {}",
+                hint(&resp)
+            );
+            // The connection was opened for the `/pid` before, some 2.6 s earlier.
+            assert!(
+                hint(&resp).contains("a pooled connection (opened "),
+                "{}",
+                hint(&resp)
+            );
+            assert!(
+                hint(&resp).contains("shorter than the 60 s triage keeps"),
+                "{}",
+                hint(&resp)
+            );
+            assert!(!hint(&resp).contains("crash"), "{}", hint(&resp));
+        }
+    }
+}

@@ -743,7 +743,11 @@ impl<'a, 'o> Explanation<'a, 'o> {
             format!(
                 "the connection broke {} after the request was sent, on a {} connection",
                 human(age),
-                if o.reused { "reused" } else { "new" }
+                match (o.reused, o.connection_age) {
+                    (true, Some(opened)) => format!("reused (opened {} ago)", human(opened)),
+                    (true, None) => "reused".to_owned(),
+                    (false, _) => "new".to_owned(),
+                }
             ),
         );
         if o.probe == Probe::Refused {
@@ -757,6 +761,15 @@ impl<'a, 'o> Explanation<'a, 'o> {
         // it, and only a failure at once can be that race; a new connection had the request.
         if o.reused && age < o.thresholds.stale_race {
             self.value("pool_idle", human(o.thresholds.pool_idle));
+            let (opened, app_timeout) = match o.connection_age {
+                Some(opened) => (
+                    format!("opened {} ago", human(opened)),
+                    format!("at most {}, the connection's age", human(opened)),
+                ),
+                None => ("of unknown age".to_owned(), "unknown".to_owned()),
+            };
+            self.value("connection", opened);
+            self.value("app_timeout", app_timeout);
             return Cause::StaleKeepalive;
         }
         if o.probe == Probe::Accepted {

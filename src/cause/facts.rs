@@ -121,6 +121,8 @@ pub struct Observed<'a> {
     pub upstream_tls: bool,
     /// Whether the failed attempt reused a pooled connection.
     pub reused: bool,
+    /// How long ago that reused connection was opened, when known.
+    pub connection_age: Option<Duration>,
     /// How long the request had been in flight at the server when it broke.
     pub age: Option<Duration>,
     pub path: &'a str,

@@ -73,7 +73,7 @@ taxonomy! {
         },
         StaleKeepalive => "stale_keepalive" {
             when: "a reused pooled connection that the app had already closed, failing at once",
-            hint: "a pooled connection, idle up to {pool_idle} in triage's pool, was closed by the app as it was reused: the app's keep-alive timeout is shorter than triage's {pool_idle}; raise the app's keep-alive timeout above {pool_idle}",
+            hint: "a pooled connection ({connection}) was closed by the app just as triage reused it: the app's keep-alive timeout ({app_timeout}) is shorter than the {pool_idle} triage keeps idle connections; raise it above {pool_idle} (gunicorn --keep-alive, node's server.keepAliveTimeout, nginx's keepalive_timeout)",
         },
         Overloaded => "overloaded" {
             when: "a timeout while the server has many requests in flight or its response times have been climbing",

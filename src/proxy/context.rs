@@ -68,6 +68,8 @@ pub(crate) struct BrokenAttempt {
     pub(crate) finding: Finding,
     pub(crate) address: Option<PeerAddr>,
     pub(crate) reused: bool,
+    /// The reused connection's age (see `AttemptFacts::reused_connection_age`).
+    pub(crate) reused_connection_age: Option<Duration>,
     /// How long the request had been in flight when it broke.
     pub(crate) age: Option<Duration>,
 }
@@ -84,6 +86,9 @@ pub(crate) struct AttemptFacts {
     /// TCP (and TLS) connect; absent when a pooled connection was reused.
     pub(crate) connect: Option<Duration>,
     pub(crate) reused_connection: bool,
+    /// How long ago a reused pooled connection was opened (its age bounds how long the app
+    /// let it idle), when its digest says.
+    pub(crate) reused_connection_age: Option<Duration>,
     pub(crate) request_sent: Option<Instant>,
     /// From sending the request to the response header.
     pub(crate) response: Option<Duration>,

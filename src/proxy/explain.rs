@@ -23,11 +23,12 @@ impl Triage {
         finding: &Finding,
         broken: Option<&BrokenAttempt>,
     ) -> CauseFinding {
-        let (address, reused, age) = match broken {
-            Some(b) => (b.address.clone(), b.reused, b.age),
+        let (address, reused, connection_age, age) = match broken {
+            Some(b) => (b.address.clone(), b.reused, b.reused_connection_age, b.age),
             None => (
                 ctx.attempt.address.clone(),
                 ctx.attempt.reused_connection,
+                ctx.attempt.reused_connection_age,
                 ctx.age(),
             ),
         };
@@ -108,6 +109,7 @@ impl Triage {
             host,
             upstream_tls,
             reused,
+            connection_age,
             age,
             path: session.req_header().uri.path(),
             read_timeout,

@@ -309,7 +309,14 @@ impl ProxyHttp for Triage {
     ) -> Result<()> {
         ctx.attempt.progress = Progress::Connected;
         ctx.attempt.reused_connection = reused;
-        if !reused {
+        if reused {
+            // The stream keeps the digest of its connect: its age is how long the app has had
+            // it, an upper bound on how long the app let it idle.
+            ctx.attempt.reused_connection_age = digest
+                .and_then(|d| d.timing_digest.first())
+                .and_then(|t| t.as_ref())
+                .and_then(|t| t.established_ts.elapsed().ok());
+        } else {
             ctx.attempt.connect = ctx.attempt.connect_started.map(|t| t.elapsed());
             // A new TLS connection: the certificate the server presented, for the expiry
             // gauge an alert watches weeks before it turns into a handshake failure.
@@ -558,6 +565,7 @@ impl ProxyHttp for Triage {
                 finding: finding.clone(),
                 address: ctx.attempt.address.clone(),
                 reused: ctx.attempt.reused_connection,
+                reused_connection_age: ctx.attempt.reused_connection_age,
                 age,
             });
         }

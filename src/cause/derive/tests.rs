@@ -30,6 +30,7 @@ fn observed(diagnosis: Diagnosis, past: Option<&ServerPast>) -> Observed<'_> {
         host: None,
         upstream_tls: false,
         reused: false,
+        connection_age: None,
         age: None,
         path: "/report",
         read_timeout: Duration::from_secs(5),
@@ -207,6 +208,15 @@ fn stale_keepalive_needs_a_reused_connection() {
     o.age = Some(Duration::from_millis(1));
     o.reused = true;
     check(&derive(&o), Cause::StaleKeepalive);
+    // The connection's age bounds the app's keep-alive timeout.
+    o.connection_age = Some(Duration::from_millis(2600));
+    let found = derive(&o);
+    check(&found, Cause::StaleKeepalive);
+    assert!(
+        found.hint.contains("(opened 2.6 s ago)") && found.hint.contains("(at most 2.6 s,"),
+        "{}",
+        found.hint
+    );
     // A new connection had the request: a worker died with it, however soon.
     o.reused = false;
     assert_eq!(derive(&o).cause, Cause::WorkerKilled);

@@ -42,6 +42,23 @@ use std::time::{Duration, Instant};
 use tls::TlsConnector;
 use tokio::sync::Mutex;
 
+/// triage patch (PATCHES.md 6): an idle pooled stream, which `reused_stream` takes out under the
+/// pool entry's lock (the idle poll reads it until then; once taken it reads as closed).
+struct PooledStream(Option<Stream>);
+
+impl tokio::io::AsyncRead for PooledStream {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match &mut self.get_mut().0 {
+            Some(stream) => std::pin::Pin::new(stream).poll_read(cx, buf),
+            None => std::task::Poll::Ready(Ok(())),
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub(crate) struct IdleConnection {
     connection: ConnectionMeta,
@@ -170,7 +187,7 @@ impl ConnectorOptions {
 /// [TransportConnector] provides APIs to connect to servers via TCP or TLS with connection reuse
 pub struct TransportConnector {
     tls_ctx: tls::Connector,
-    connection_pool: Arc<ConnectionPool<Arc<Mutex<Stream>>>>,
+    connection_pool: Arc<ConnectionPool<Arc<Mutex<PooledStream>>>>,
     offload: Option<OffloadRuntime>,
     bind_to_v4: Vec<SocketAddr>,
     bind_to_v6: Vec<SocketAddr>,
@@ -252,12 +269,14 @@ impl TransportConnector {
         match self.connection_pool.get(&peer.reuse_hash()) {
             Some(s) => {
                 debug!("find reusable stream, trying to acquire it");
-                {
-                    let _ = s.lock().await;
-                } // wait for the idle poll to release it
-                match Arc::try_unwrap(s) {
-                    Ok(l) => {
-                        let mut stream = l.into_inner();
+                // triage patch (PATCHES.md 6): the stream is taken out under the lock, which
+                // the idle poll holds until it lets go. 0.9.1 waited for the lock and then
+                // `Arc::try_unwrap`ped, which fails while the poll's guard (on another thread)
+                // has released the lock but not yet dropped its `Arc`: a healthy pooled
+                // connection closed and a new one made.
+                let taken = s.lock().await.0.take();
+                match taken {
+                    Some(mut stream) => {
                         // test_reusable_stream: we assume server would never actively send data
                         // first on an idle stream.
                         #[cfg(unix)]
@@ -289,7 +308,7 @@ impl TransportConnector {
                             }
                         }
                     }
-                    Err(_) => {
+                    None => {
                         error!("failed to acquire reusable stream");
                         None
                     }
@@ -321,7 +340,8 @@ impl TransportConnector {
         let id = stream.id();
         let meta = ConnectionMeta::new(key, id);
         debug!("Try to keepalive client session");
-        let stream = Arc::new(Mutex::new(stream));
+        // triage patch (PATCHES.md 6): pooled as a `PooledStream`, taken out by `reused_stream`.
+        let stream = Arc::new(Mutex::new(PooledStream(Some(stream))));
         let locked_stream = stream.clone().try_lock_owned().unwrap(); // safe as we just created it
         let (notify_close, watch_use) = self.connection_pool.put(&meta, stream);
         let idle_meta = IdleConnection::new(meta);

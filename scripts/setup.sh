@@ -4,7 +4,7 @@
 # exposition with it; Debian ships it in the `prometheus` package), and the real app servers
 # the cause tests run (node, gunicorn), and php-fpm (the FastCGI tests start a real PHP-FPM in
 # the foreground on loopback; `php8.2-fpm` in Debian 12, or the distribution's default
-# `php-fpm`), and Chromium (the admin pages are checked in it, headless). For the checks of
+# `php-fpm`, with PDO's MySQL driver), and Chromium (the admin pages are checked in it, headless). For the checks of
 # deploy/ (tests/deploy_files.rs): the prometheus server (same package as promtool),
 # systemd-analyze (systemd), kubectl for `kubectl kustomize` (Debian's kubernetes-client when
 # the machine has no kubectl), kubernetes-validate (PyPI), and the Prometheus Operator's CRD
@@ -27,6 +27,11 @@ php_fpm() { command -v php-fpm8.2 || command -v php-fpm || ls /usr/sbin/php-fpm*
 if [ -z "$(php_fpm)" ]; then
     if apt-cache show php8.2-fpm >/dev/null 2>&1; then missing+=(php8.2-fpm); else missing+=(php-fpm); fi
 fi
+# ...with PDO's MySQL driver: tests/fastcgi.rs runs an app whose database is down.
+pdo_mysql() { ls /usr/lib/php/*/pdo_mysql.so 2>/dev/null | head -n1; }
+if [ -z "$(pdo_mysql)" ]; then
+    if apt-cache show php8.2-mysql >/dev/null 2>&1; then missing+=(php8.2-mysql); else missing+=(php-mysql); fi
+fi
 
 if [ ${#missing[@]} -gt 0 ]; then
     echo "setup: installing ${missing[*]}" >&2
@@ -42,6 +47,7 @@ if [ ${#missing[@]} -gt 0 ]; then
         command -v "$tool" >/dev/null 2>&1 || { echo "setup: $tool is still missing" >&2; exit 1; }
     done
     [ -n "$(php_fpm)" ] || { echo "setup: php-fpm is still missing" >&2; exit 1; }
+    [ -n "$(pdo_mysql)" ] || { echo "setup: PHP's pdo_mysql is still missing" >&2; exit 1; }
     command -v chromium >/dev/null 2>&1 || { echo "setup: chromium is still missing" >&2; exit 1; }
 fi
 

@@ -37,6 +37,14 @@ echo json_encode($out);
     ),
     ("exit.php", "<?php echo 'before exit'; exit(3); echo 'never';\n"),
     ("fatal.php", "<?php\necho 'partial';\nundefined_function_called();\n"),
+    // An app whose MySQL is down, as a framework's bootstrap meets it: PDO's exception, uncaught.
+    (
+        "orders.php",
+        r#"<?php
+$db = new PDO('mysql:host=127.0.0.1;port=' . $_GET['db_port'] . ';dbname=shop', 'shop', 'secret');
+echo 'orders: ', $db->query('SELECT count(*) FROM orders')->fetchColumn();
+"#,
+    ),
     (
         "sleep.php",
         "<?php sleep((int)($_GET['s'] ?? 3)); echo 'slept';\n",
@@ -282,6 +290,44 @@ async fn a_fatal_error_is_the_apps_500_with_phps_message() {
         .wait_for_output("FastCGI server wrote to stderr", Duration::from_secs(5))
         .await;
     assert!(log.contains(message), "{log}");
+}
+
+/// A real PHP app whose MySQL is down (nothing listens on the database's port): PDO's uncaught
+/// exception is PHP's 500, passed through as the app's, with cause `database_down` quoting the
+/// driver's `SQLSTATE[HY000] [2002]` from FastCGI stderr (production php.ini settings: nothing
+/// is displayed, the body is empty), so the hint points at the database, not at the app.
+#[tokio::test]
+async fn an_app_whose_database_is_down_is_database_down() {
+    let fpm = PhpFpm::start(&[pool("www", 2)], SCRIPTS).await;
+    let triage = Triage::start(
+        &(fastcgi_upstream("php", fpm.pools[0], &fpm.root(), "") + &route("php", "")),
+    )
+    .await;
+    let db_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let resp = get(&triage, &format!("/orders.php?db_port={db_port}")).await;
+    assert_eq!(resp.status, 500, "{resp:?}\n{}", fpm.log());
+    assert_eq!(resp.header("x-diagnosis-source"), Some("upstream"));
+    assert_eq!(
+        resp.header("x-diagnosis-cause"),
+        Some("database_down"),
+        "{resp:?}"
+    );
+    let hint = resp.header("x-diagnosis-hint").unwrap_or_default();
+    assert!(hint.contains("SQLSTATE[HY000] [2002]"), "{hint}");
+    let id = resp.header("x-diagnosis-id").expect("id");
+    let report = report(&triage, id).await;
+    assert_eq!(report["cause"], "database_down", "{report:#}");
+    assert!(
+        report["evidence"]
+            .as_array()
+            .is_some_and(|e| e.iter().any(|f| f["fact"]
+                .as_str()
+                .is_some_and(|f| f.contains("Uncaught PDOException")))),
+        "{report:#}"
+    );
 }
 
 /// A script that sleeps past read_timeout: 504 response_timeout; a worker was free to answer

@@ -4,7 +4,9 @@
 //!
 //! No php.ini is read (`-n`): each pool sets what production php.ini files set (errors logged,
 //! not displayed), so a test does not depend on the machine's PHP configuration. Errors then go
-//! to FastCGI's stderr, as nginx users see them ("FastCGI sent in stderr").
+//! to FastCGI's stderr, as nginx users see them ("FastCGI sent in stderr"). The one set of
+//! extensions loaded is PDO with its MySQL driver (Debian's `php8.2-mysql`, which setup installs
+//! too), as an app that talks to MySQL has them.
 
 use super::triage::{free_loopback_addrs, temp_dir, TempDir};
 use std::net::SocketAddr;
@@ -111,6 +113,8 @@ impl PhpFpm {
         command
             .arg("-F")
             .arg("-n")
+            .args(["-d", "extension=pdo", "-d", "extension=mysqlnd"])
+            .args(["-d", "extension=pdo_mysql"])
             .arg("-y")
             .arg(&conf_path)
             .arg("-p")

@@ -380,7 +380,10 @@ impl TransportConnector {
         if let Some(s) = reused_stream {
             Ok((s, true))
         } else {
-            let s = self.new_stream(peer).await?;
+            // triage patch (PATCHES.md 7): a new connection's future (8 KiB with the TLS
+            // handshake) is boxed, so that it does not size, and get copied with, every
+            // request's future when a pooled connection is reused.
+            let s = Box::pin(self.new_stream(peer)).await?;
             Ok((s, false))
         }
     }

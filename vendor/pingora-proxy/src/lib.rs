@@ -1169,15 +1169,19 @@ impl<SV, C> HttpProxy<SV, C>
 where
     C: custom::Connector,
 {
-    async fn process_request(
+    // triage patch (PATCHES.md 6): a function returning an `async move` block rather than an
+    // `async fn`, whose arguments rustc stores twice in the future (once as captured, once as
+    // the body's bindings: rust-lang/rust#62958); the block uses the captured ones in place.
+    fn process_request(
         self: &Arc<Self>,
         mut session: Session,
         mut ctx: <SV as ProxyHttp>::CTX,
-    ) -> Option<ReusedHttpStream>
+    ) -> impl std::future::Future<Output = Option<ReusedHttpStream>> + '_
     where
         SV: ProxyHttp + Send + Sync + 'static,
         <SV as ProxyHttp>::CTX: Send + Sync,
     {
+        async move {
         if let Err(e) = self
             .inner
             .early_request_filter(&mut session, &mut ctx)
@@ -1389,6 +1393,7 @@ where
         // logging() will be called in finish()
         self.finish(session, &mut ctx, server_reuse, final_error)
             .await
+        }
     }
 
     async fn handle_error(
@@ -1595,31 +1600,40 @@ where
         let session = Box::new(session);
 
         // TODO: keepalive pool, use stack
-        let mut session = match self.handle_new_request(session).await {
-            Some(downstream_session) => Session::new(
+        let downstream_session = match self.handle_new_request(session).await {
+            Some(downstream_session) => downstream_session,
+            None => return None, // bad request
+        };
+
+        // triage patch (PATCHES.md 6): the session and the context are made in a block whose
+        // value is awaited, so that they are moved into `process_request`'s future without
+        // keeping a second copy of each in this one (1.1 KiB that every request's future
+        // would otherwise carry, and copy into its box).
+        {
+            let mut session = Session::new(
                 downstream_session,
                 &self.downstream_modules,
                 #[cfg(feature = "upstream_modules")]
                 &self.upstream_modules,
                 self.shutdown_flag.clone(),
-            ),
-            None => return None, // bad request
-        };
+            );
 
-        if *shutdown.borrow() {
-            // stop downstream from reusing if this service is shutting down soon
-            session.set_keepalive(None);
+            if *shutdown.borrow() {
+                // stop downstream from reusing if this service is shutting down soon
+                session.set_keepalive(None);
+            }
+
+            let mut ctx = self.inner.new_ctx();
+
+            // Deliver user context from the previous request on this reused connection
+            if let Some(prev_ctx) = prev_user_ctx {
+                self.inner
+                    .on_connection_reuse(&mut session, &mut ctx, prev_ctx);
+            }
+
+            self.process_request(session, ctx)
         }
-
-        let mut ctx = self.inner.new_ctx();
-
-        // Deliver user context from the previous request on this reused connection
-        if let Some(prev_ctx) = prev_user_ctx {
-            self.inner
-                .on_connection_reuse(&mut session, &mut ctx, prev_ctx);
-        }
-
-        self.process_request(session, ctx).await
+        .await
     }
 
     async fn http_cleanup(&self) {

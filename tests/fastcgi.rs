@@ -134,6 +134,25 @@ fn route(upstream: &str, extra: &str) -> String {
     format!("[[routes]]\npath_prefix = \"/\"\nupstream = \"{upstream}\"\n{extra}\n")
 }
 
+/// php-fpm with one pool of 2 workers serving `SCRIPTS`, and triage in front of it with the
+/// upstream's defaults.
+async fn php_behind_triage() -> (PhpFpm, Triage) {
+    let fpm = PhpFpm::start(&[pool("www", 2)], SCRIPTS).await;
+    let triage = Triage::start(
+        &(fastcgi_upstream("php", fpm.pools[0], &fpm.root(), "") + &route("php", "")),
+    )
+    .await;
+    (fpm, triage)
+}
+
+/// Whether one of the report's evidence facts contains `needle`.
+fn has_fact(report: &serde_json::Value, needle: &str) -> bool {
+    report["evidence"].as_array().is_some_and(|e| {
+        e.iter()
+            .any(|f| f["fact"].as_str().is_some_and(|f| f.contains(needle)))
+    })
+}
+
 async fn get(triage: &Triage, path: &str) -> Response {
     client::get(triage.http, path).await
 }
@@ -223,11 +242,7 @@ async fn a_script_answers_with_the_params_php_expects() {
 /// script that calls exit() after its output answers normally.
 #[tokio::test]
 async fn cgi_headers_and_exit() {
-    let fpm = PhpFpm::start(&[pool("www", 2)], SCRIPTS).await;
-    let triage = Triage::start(
-        &(fastcgi_upstream("php", fpm.pools[0], &fpm.root(), "") + &route("php", "")),
-    )
-    .await;
+    let (_fpm, triage) = php_behind_triage().await;
     let resp = get(&triage, "/redirect.php").await;
     assert_eq!(
         (resp.status, resp.header("location")),
@@ -258,11 +273,7 @@ async fn cgi_headers_and_exit() {
 /// and a log line.
 #[tokio::test]
 async fn a_fatal_error_is_the_apps_500_with_phps_message() {
-    let fpm = PhpFpm::start(&[pool("www", 2)], SCRIPTS).await;
-    let triage = Triage::start(
-        &(fastcgi_upstream("php", fpm.pools[0], &fpm.root(), "") + &route("php", "")),
-    )
-    .await;
+    let (fpm, triage) = php_behind_triage().await;
     let resp = get(&triage, "/fatal.php").await;
     assert_eq!(resp.status, 500, "{resp:?}\n{}", fpm.log());
     assert_eq!(resp.header("x-diagnosis"), Some("upstream_status"));
@@ -280,12 +291,7 @@ async fn a_fatal_error_is_the_apps_500_with_phps_message() {
             .is_some_and(|d| d.contains(message)),
         "{report:#}"
     );
-    assert!(
-        report["evidence"].as_array().is_some_and(|e| e
-            .iter()
-            .any(|f| f["fact"].as_str().is_some_and(|f| f.contains(message)))),
-        "{report:#}"
-    );
+    assert!(has_fact(&report, message), "{report:#}");
     let log = triage
         .wait_for_output("FastCGI server wrote to stderr", Duration::from_secs(5))
         .await;
@@ -298,11 +304,7 @@ async fn a_fatal_error_is_the_apps_500_with_phps_message() {
 /// is displayed, the body is empty), so the hint points at the database, not at the app.
 #[tokio::test]
 async fn an_app_whose_database_is_down_is_database_down() {
-    let fpm = PhpFpm::start(&[pool("www", 2)], SCRIPTS).await;
-    let triage = Triage::start(
-        &(fastcgi_upstream("php", fpm.pools[0], &fpm.root(), "") + &route("php", "")),
-    )
-    .await;
+    let (fpm, triage) = php_behind_triage().await;
     let db_port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port")
@@ -320,14 +322,7 @@ async fn an_app_whose_database_is_down_is_database_down() {
     let id = resp.header("x-diagnosis-id").expect("id");
     let report = report(&triage, id).await;
     assert_eq!(report["cause"], "database_down", "{report:#}");
-    assert!(
-        report["evidence"]
-            .as_array()
-            .is_some_and(|e| e.iter().any(|f| f["fact"]
-                .as_str()
-                .is_some_and(|f| f.contains("Uncaught PDOException")))),
-        "{report:#}"
-    );
+    assert!(has_fact(&report, "Uncaught PDOException"), "{report:#}");
 }
 
 /// A script that sleeps past read_timeout: 504 response_timeout; a worker was free to answer
@@ -385,11 +380,7 @@ async fn the_pool_exhausted() {
 /// app's 200 cut short, and the access line says body_reset (or body_closed), worker_killed.
 #[tokio::test]
 async fn a_worker_killed_mid_request() {
-    let fpm = PhpFpm::start(&[pool("www", 2)], SCRIPTS).await;
-    let triage = Triage::start(
-        &(fastcgi_upstream("php", fpm.pools[0], &fpm.root(), "") + &route("php", "")),
-    )
-    .await;
+    let (fpm, triage) = php_behind_triage().await;
     let http = triage.http;
     let request = tokio::spawn(async move { client::get(http, "/die.php?pid=before.pid").await });
     php_fpm::kill_worker(php_fpm::wait_for_pid(&fpm.dir().join("before.pid")).await);
@@ -494,11 +485,7 @@ async fn missing_and_denied_scripts() {
 /// (after a redirect to its /), and any other path runs /index.php with the original URI.
 #[tokio::test]
 async fn static_files_and_the_front_controller() {
-    let fpm = PhpFpm::start(&[pool("www", 2)], SCRIPTS).await;
-    let triage = Triage::start(
-        &(fastcgi_upstream("php", fpm.pools[0], &fpm.root(), "") + &route("php", "")),
-    )
-    .await;
+    let (_fpm, triage) = php_behind_triage().await;
     let css = get(&triage, "/style.css").await;
     assert_eq!(css.status, 200, "{css:?}");
     assert_eq!(css.body_text(), "body { color: red; }\n");

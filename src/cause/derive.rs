@@ -738,13 +738,15 @@ impl<'a, 'o> Explanation<'a, 'o> {
         }
         let age = o.age.unwrap_or_default();
         self.value("age", human(age));
+        // How long ago the reused connection was opened (its age bounds the app's keep-alive).
+        let opened = o.connection_age.filter(|_| o.reused).map(human);
         self.fact(
             EvidenceSource::Attempt,
             format!(
                 "the connection broke {} after the request was sent, on a {} connection",
                 human(age),
-                match (o.reused, o.connection_age) {
-                    (true, Some(opened)) => format!("reused (opened {} ago)", human(opened)),
+                match (o.reused, &opened) {
+                    (true, Some(opened)) => format!("reused (opened {opened} ago)"),
                     (true, None) => "reused".to_owned(),
                     (false, _) => "new".to_owned(),
                 }
@@ -761,14 +763,14 @@ impl<'a, 'o> Explanation<'a, 'o> {
         // it, and only a failure at once can be that race; a new connection had the request.
         if o.reused && age < o.thresholds.stale_race {
             self.value("pool_idle", human(o.thresholds.pool_idle));
-            let (opened, app_timeout) = match o.connection_age {
+            let (connection, app_timeout) = match opened {
                 Some(opened) => (
-                    format!("opened {} ago", human(opened)),
-                    format!("at most {}, the connection's age", human(opened)),
+                    format!("opened {opened} ago"),
+                    format!("at most {opened}, the connection's age"),
                 ),
                 None => ("of unknown age".to_owned(), "unknown".to_owned()),
             };
-            self.value("connection", opened);
+            self.value("connection", connection);
             self.value("app_timeout", app_timeout);
             return Cause::StaleKeepalive;
         }

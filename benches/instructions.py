@@ -164,10 +164,13 @@ def measure(name, argv_for_port, path, workdir):
 
 def main(argv):
     wanted = [a for a in argv if not a.startswith("-")] or ["nginx", "bare", "triage"]
+    unknown = [a for a in wanted if a not in ("nginx", "bare", "triage")]
+    if unknown:
+        raise SystemExit(f"unknown targets {unknown}: nginx, bare, triage")
     load.ensure_tools(("nginx", "taskset", "cc", "cmake"))
     if not load.which("valgrind"):
         subprocess.run(["apt-get", "install", "-y", "-qq", "valgrind"], check=True)
-    triage_bin, bare_bin = load.build()
+    triage_bin, patched_bin, unpatched_bin = load.build()
     nginx = load.which("nginx")
     workdir = tempfile.mkdtemp(prefix="triage-instr-")
     load.WORKDIR = workdir
@@ -189,9 +192,11 @@ def main(argv):
                 f.write(text)
             return [nginx, "-c", path, "-p", workdir], load.signal.SIGTERM
 
-        def bare_argv(port):
-            return [bare_bin, f"127.0.0.1:{port}", f"127.0.0.1:{origin_port}",
-                    "--fail-upstream", f"127.0.0.1:{dead}"], load.signal.SIGINT
+        def bare_argv_of(binary):
+            def argv_for(port):
+                return [binary, f"127.0.0.1:{port}", f"127.0.0.1:{origin_port}",
+                        "--fail-upstream", f"127.0.0.1:{dead}"], load.signal.SIGINT
+            return argv_for
 
         # INSTR_EVIDENCE=1: the origin upstream also follows a log file and a pidfile
         # ([upstreams.origin.evidence]), to show that the app's evidence costs the request
@@ -219,7 +224,8 @@ def main(argv):
 
         targets = {
             "nginx": [("nginx", nginx_argv)],
-            "bare": [("bare Pingora", bare_argv)],
+            "bare": [("bare Pingora (crates.io, unpatched)", bare_argv_of(unpatched_bin)),
+                     ("bare Pingora with triage's patches", bare_argv_of(patched_bin))],
             "triage": [("triage", triage_argv_with(True)),
                        ("triage, refused_holdoff off", triage_argv_with(False))],
         }

@@ -7,7 +7,8 @@ One command (see benches/README.md):
     BENCH_QUICK=1 python3 benches/load.py     # smoke run, under a minute once built
 
 It installs wrk and nginx when they are missing, builds the release `triage` binary and the
-`bare_pingora` example, starts the origins and the proxies on 127.0.0.1 (free ports only), runs
+`bare_pingora` example twice (on the vendored, patched Pingora, and on Pingora as crates.io
+publishes it: benches/bare_pingora_unpatched), starts the origins and the proxies on 127.0.0.1 (free ports only), runs
 every scenario against every target, and prints a markdown table. `--update-readme` (or
 BENCH_UPDATE_README=1) also writes that table into benches/README.md.
 
@@ -93,21 +94,26 @@ SETTINGS = {
     "proxy_cpu": os.environ.get("BENCH_PROXY_CPU", "0"),
     "load_cpu": os.environ.get("BENCH_LOAD_CPU", "1"),
 }
-SCENARIOS = [s for s in os.environ.get("BENCH_SCENARIOS", "success,refused,mixed,slow,fastcgi").split(",") if s]
-TARGETS = [t for t in os.environ.get("BENCH_TARGETS", "direct,nginx,bare,bare-nosteal,triage,triage-noaccess,triage-connect").split(",") if t]
+SCENARIOS = [s for s in os.environ.get("BENCH_SCENARIOS", "success,refused,mixed,slow,large,fastcgi").split(",") if s]
+TARGETS = [t for t in os.environ.get("BENCH_TARGETS", "direct,nginx,bare,bare-nosteal,bare-patched,triage,triage-noaccess,triage-connect").split(",") if t]
+
+# Scenario (e): the size of the origin's response body.
+LARGE_BODY = 1 << 20
 
 SCENARIO_TITLES = {
     "success": "(a) success, keepalive",
     "refused": "(b) failure storm: upstream refused",
     "mixed": "(c) mixed: 1 request in 10 to a refused upstream",
     "slow": "(d) slow upstream near its timeout",
-    "fastcgi": "(e) FastCGI: a tiny PHP script on php-fpm",
+    "large": "(e) large response: 1 MiB body",
+    "fastcgi": "(f) FastCGI: a tiny PHP script on php-fpm",
 }
 TARGET_TITLES = {
     "direct": "direct to origin",
     "nginx": "nginx",
     "bare": "bare Pingora",
     "bare-nosteal": "bare Pingora, work stealing off",
+    "bare-patched": "bare Pingora with triage's patches, work stealing off",
     "triage": "triage",
     "triage-noaccess": "triage, access log off",
     "triage-connect": "triage, refused_holdoff off",
@@ -385,7 +391,16 @@ def target_dir():
     return os.environ.get("CARGO_TARGET_DIR") or os.path.join(REPO, "target")
 
 
+UNPATCHED_MANIFEST = os.path.join(REPO, "benches", "bare_pingora_unpatched", "Cargo.toml")
+
+
+def unpatched_target_dir():
+    return os.path.join(target_dir(), "bare-unpatched")
+
+
 def build():
+    """Builds triage, the bare_pingora example on the vendored (patched) Pingora, and the same
+    example on Pingora as published (benches/bare_pingora_unpatched); returns the three paths."""
     if os.environ.get("BENCH_NO_BUILD", "") not in ("", "0"):
         log("BENCH_NO_BUILD set: using the binaries already built")
     else:
@@ -393,12 +408,18 @@ def build():
         args = ["build", "--release", "--bins", "--example", "bare_pingora"]
         log("cargo " + " ".join(args))
         subprocess.run(["cargo"] + args, cwd=REPO, check=True)
+        # The baseline as everybody gets it: crates.io's Pingora, none of vendor/'s patches.
+        args = ["build", "--release", "--manifest-path", UNPATCHED_MANIFEST,
+                "--target-dir", unpatched_target_dir()]
+        log("cargo " + " ".join(args))
+        subprocess.run(["cargo"] + args, cwd=REPO, check=True)
     triage = os.path.join(target_dir(), "release", "triage")
-    bare = os.path.join(target_dir(), "release", "examples", "bare_pingora")
-    for path in (triage, bare):
+    patched = os.path.join(target_dir(), "release", "examples", "bare_pingora")
+    unpatched = os.path.join(unpatched_target_dir(), "release", "bare_pingora")
+    for path in (triage, patched, unpatched):
         if not os.path.exists(path):
             raise RuntimeError(f"{path} is missing: run without BENCH_NO_BUILD")
-    return triage, bare
+    return triage, patched, unpatched
 
 
 # --------------------------------------------------------------------------------------------
@@ -472,6 +493,7 @@ http {{
         default_type text/plain;
         location / {{ return 200 "ok\\n"; }}
         location /fail {{ return 502 "origin 502\\n"; }}
+        location = /large {{ alias {WORKDIR}/large.bin; }}
     }}
 }}
 """
@@ -650,7 +672,7 @@ end
 
 def scenario_path(scenario):
     return {"success": "/", "refused": "/fail/", "mixed": "/", "slow": "/slow/",
-            "fastcgi": "/php/hello.php"}[scenario]
+            "large": "/large", "fastcgi": "/php/hello.php"}[scenario]
 
 
 def write_script(scenario):
@@ -665,7 +687,7 @@ def write_script(scenario):
 
 def expected_failure_share(scenario):
     """The share of non-2xx responses a correct run gives: (low, high)."""
-    if scenario in ("success", "fastcgi"):
+    if scenario in ("success", "large", "fastcgi"):
         return (0.0, 0.0)
     if scenario == "refused":
         return (1.0, 1.0)
@@ -708,7 +730,7 @@ def failures_counted(target):
 def start_target(name, scenario, ports, binaries):
     """Starts `name` in front of the origins, pinned to the proxy CPU; returns a Target (no
     process for direct)."""
-    triage_bin, bare_bin = binaries
+    triage_bin, patched_bin, unpatched_bin = binaries
     cpu = SETTINGS["proxy_cpu"]
     timeout_ms = SETTINGS["slow_timeout_ms"]
     if name == "direct":
@@ -721,17 +743,18 @@ def start_target(name, scenario, ports, binaries):
                                      ports.get("fpm")))
         proc = Proc("nginx-proxy", [which("nginx"), "-e", "stderr", "-p", WORKDIR, "-c", conf], cpu,
                     subprocess.DEVNULL, signal.SIGTERM)
-    elif name in ("bare", "bare-nosteal"):
+    elif name in ("bare", "bare-nosteal", "bare-patched"):
         # It has no routes: one upstream per start, the scenario's, plus the /fail prefix to the
         # refused port for the mixed scenario.
         upstream = ports["dead"] if scenario == "refused" else ports["slow"] if scenario == "slow" \
             else ports["origin"]
-        argv = [bare_bin, f"127.0.0.1:{port}", f"127.0.0.1:{upstream}"]
+        binary = patched_bin if name == "bare-patched" else unpatched_bin
+        argv = [binary, f"127.0.0.1:{port}", f"127.0.0.1:{upstream}"]
         if scenario == "mixed":
             argv += ["--fail-upstream", f"127.0.0.1:{ports['dead']}"]
         if scenario == "slow":
             argv += ["--read-timeout-ms", str(timeout_ms)]
-        if name == "bare-nosteal":
+        if name in ("bare-nosteal", "bare-patched"):
             argv += ["--no-work-stealing"]
         proc = Proc(name, argv, cpu, subprocess.DEVNULL, signal.SIGINT)
     elif name in ("triage", "triage-noaccess", "triage-connect"):
@@ -772,13 +795,16 @@ def probe(target, scenario, ports):
         try:
             conn.request("GET", path)
             resp = conn.getresponse()
-            resp.read()
+            body = resp.read()
             status = resp.status
             diagnosis = resp.getheader("x-diagnosis")
         finally:
             conn.close()
         want_fail = path.startswith("/fail")
         ok = (status >= 500) if want_fail else (status == 200)
+        if ok and scenario == "large":
+            # The whole body through, not a truncated or buffered-and-dropped one.
+            ok = len(body) == LARGE_BODY
         if ok and target.name.startswith("triage") and want_fail:
             ok = diagnosis == "connect_refused"
         seen.append(f"{path} {status}" + (f" {diagnosis}" if diagnosis else ""))
@@ -999,23 +1025,24 @@ def render(results, info, started, load_before, load_after):
     lines.append("")
     lines.append("| scenario | req/s triage/nginx | req/s triage/bare | req/s triage/direct | "
                  "CPU/req triage/nginx | CPU/req triage/bare | CPU/req triage/bare (same runtime) | "
+                 "CPU/req triage/bare with triage's patches (same runtime) | "
                  "p99 triage/nginx | p99 triage/bare | p99 triage/direct | "
                  "req/s triage, refused_holdoff off/nginx |")
-    lines.append("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+    lines.append("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
     for scenario in SCENARIOS:
         res = results.get(scenario, {})
         t = res.get("triage")
         if t is None:
             continue
         n, b, d = res.get("nginx"), res.get("bare"), res.get("direct")
-        bs = res.get("bare-nosteal")
+        bs, bp = res.get("bare-nosteal"), res.get("bare-patched")
         tc = res.get("triage-connect")
         g = lambda s, k: s[k] if s else None  # noqa: E731
         lines.append(
             f"| {SCENARIO_TITLES[scenario].split(' ', 1)[0]} | {ratio(t['rps'], g(n, 'rps'))} | "
             f"{ratio(t['rps'], g(b, 'rps'))} | {ratio(t['rps'], g(d, 'rps'))} | "
             f"{ratio(t['cpu_us'], g(n, 'cpu_us'))} | {ratio(t['cpu_us'], g(b, 'cpu_us'))} | "
-            f"{ratio(t['cpu_us'], g(bs, 'cpu_us'))} | "
+            f"{ratio(t['cpu_us'], g(bs, 'cpu_us'))} | {ratio(t['cpu_us'], g(bp, 'cpu_us'))} | "
             f"{ratio(t['p99_ms'], g(n, 'p99_ms'))} | {ratio(t['p99_ms'], g(b, 'p99_ms'))} | "
             f"{ratio(t['p99_ms'], g(d, 'p99_ms'))} | "
             f"{ratio(g(tc, 'rps'), g(n, 'rps'))} |")
@@ -1097,6 +1124,13 @@ def main(argv):
         ports = {"origin": free_port(), "slow": free_port(), "dead": refused_port()}
         with open(os.path.join(WORKDIR, "origin.conf"), "w") as f:
             f.write(origin_nginx_conf(ports["origin"]))
+        # Scenario (e)'s body: 1 MiB the origin serves from a file (the page cache after the
+        # first read), bytes that do not compress to nothing.
+        with open(os.path.join(WORKDIR, "large.bin"), "wb") as f:
+            f.write(bytes(range(256)) * (LARGE_BODY // 256))
+        # Run as root, nginx's workers are `nobody`: the temp dir (0700) must let them through.
+        os.chmod(WORKDIR, 0o711)
+        os.chmod(os.path.join(WORKDIR, "large.bin"), 0o644)
         origin = Proc("nginx-origin", [which("nginx"), "-e", "stderr", "-p", WORKDIR, "-c",
                                        os.path.join(WORKDIR, "origin.conf")],
                       SETTINGS["load_cpu"], subprocess.DEVNULL, signal.SIGTERM)

@@ -41,6 +41,12 @@ import load  # noqa: E402  (the load benchmark's builders, configs and process h
 
 N1 = int(os.environ.get("INSTR_REQUESTS_LOW", "500"))
 N2 = int(os.environ.get("INSTR_REQUESTS", "2500"))
+# The scenarios to count, of success, refused and large (load.py's (e): a 1 MiB body, whose
+# cost is the copy path: fewer requests, INSTR_LARGE_LOW and INSTR_LARGE).
+SCENARIOS = os.environ.get("INSTR_SCENARIOS", "success,refused").split(",")
+SCENARIO_PATHS = {"success": "/", "refused": "/fail/", "large": "/large"}
+LARGE_COUNTS = (int(os.environ.get("INSTR_LARGE_LOW", "20")),
+                int(os.environ.get("INSTR_LARGE", "100")))
 
 
 def request_loop(port, path, count, timeout=120.0):
@@ -142,9 +148,9 @@ def run_once(name, argv, port, path, count, out_prefix, stop_signal):
     return statuses, totals
 
 
-def measure(name, argv_for_port, path, workdir):
+def measure(name, argv_for_port, path, workdir, counts=(N1, N2)):
     results = []
-    for count in (N1, N2):
+    for count in counts:
         port = load.free_port()
         prefix = os.path.join(workdir, f"callgrind.{name}.{count}")
         argv, stop_signal = argv_for_port(port)
@@ -181,6 +187,7 @@ def main(argv):
         conf = os.path.join(workdir, "origin.conf")
         with open(conf, "w") as f:
             f.write(load.origin_nginx_conf(origin_port))
+        load.write_large_body(workdir)
         origin = load.Proc("origin", [nginx, "-c", conf, "-p", workdir], "1", subprocess.DEVNULL)
         load.wait_listening(origin_port, origin)
 
@@ -231,17 +238,20 @@ def main(argv):
         }
         for key in wanted:
             for label, argv_for in targets[key]:
-                for scenario, path in (("success", "/"), ("refused", "/fail/")):
+                for scenario in SCENARIOS:
+                    path = SCENARIO_PATHS[scenario]
+                    counts = LARGE_COUNTS if scenario == "large" else (N1, N2)
                     if label.endswith("off") and scenario == "success":
                         continue
-                    load.log(f"{label}: {scenario}, {N1} and {N2} requests under callgrind")
+                    load.log(f"{label}: {scenario}, {counts[0]} and {counts[1]} requests "
+                             "under callgrind")
                     busiest, whole, statuses = measure(
-                        f"{key}-{scenario}-{len(rows)}", argv_for, path, workdir)
+                        f"{key}-{scenario}-{len(rows)}", argv_for, path, workdir, counts)
                     rows.append((label, scenario, busiest, whole, statuses))
     finally:
         load.stop_all()
     print()
-    print(f"| proxy | scenario | instructions per request (worker thread) | whole process | statuses ({N2} requests) |")
+    print("| proxy | scenario | instructions per request (worker thread) | whole process | statuses (the longer run) |")
     print("|---|---|--:|--:|---|")
     for label, scenario, busiest, whole, statuses in rows:
         st = ", ".join(f"{k}×{v}" for k, v in statuses.items())

@@ -479,6 +479,17 @@ def nginx_temp_paths(name):
     )
 
 
+def write_large_body(workdir):
+    """Scenario (e)'s body, the origin's /large: 1 MiB served from a file (from the page cache
+    after the first read)."""
+    path = os.path.join(workdir, "large.bin")
+    with open(path, "wb") as f:
+        f.write(bytes(range(256)) * (LARGE_BODY // 256))
+    # Run as root, nginx's workers are `nobody`: the temp dir (0700) must let them through.
+    os.chmod(workdir, 0o711)
+    os.chmod(path, 0o644)
+
+
 def origin_nginx_conf(port):
     """The origin: nginx answering "ok" from memory; /fail answers 502 itself (only the
     direct target asks for it, as the ceiling for the failure scenarios)."""
@@ -1124,13 +1135,7 @@ def main(argv):
         ports = {"origin": free_port(), "slow": free_port(), "dead": refused_port()}
         with open(os.path.join(WORKDIR, "origin.conf"), "w") as f:
             f.write(origin_nginx_conf(ports["origin"]))
-        # Scenario (e)'s body: 1 MiB the origin serves from a file (the page cache after the
-        # first read), bytes that do not compress to nothing.
-        with open(os.path.join(WORKDIR, "large.bin"), "wb") as f:
-            f.write(bytes(range(256)) * (LARGE_BODY // 256))
-        # Run as root, nginx's workers are `nobody`: the temp dir (0700) must let them through.
-        os.chmod(WORKDIR, 0o711)
-        os.chmod(os.path.join(WORKDIR, "large.bin"), 0o644)
+        write_large_body(WORKDIR)
         origin = Proc("nginx-origin", [which("nginx"), "-e", "stderr", "-p", WORKDIR, "-c",
                                        os.path.join(WORKDIR, "origin.conf")],
                       SETTINGS["load_cpu"], subprocess.DEVNULL, signal.SIGTERM)

@@ -70,6 +70,46 @@ async fn forwarding_headers_reach_the_app() {
     assert!(!seen.contains("10.6.6.6"), "{seen}");
 }
 
+/// Each standard hop-by-hop field is removed on its own, without a Connection header naming
+/// anything (Pingora is patched to skip the removals when a request has none of them: this is
+/// what that check must not miss).
+#[tokio::test]
+async fn hop_by_hop_fields_without_connection_do_not_reach_the_app() {
+    let app = origin::spawn(Behavior::Echo).await;
+    let config = format!(
+        "[upstreams.app]\nservers = [\"{}\"]\n{}",
+        app.addr,
+        route("app")
+    );
+    let triage = Triage::start(&config).await;
+    for (name, value) in [
+        ("Keep-Alive", "timeout=5"),
+        ("Proxy-Connection", "keep-alive"),
+        ("Proxy-Authorization", "Basic c2VjcmV0"),
+        ("Proxy-Authenticate", "Basic"),
+        ("TE", "trailers"),
+        ("Trailer", "X-Checksum"),
+        ("HTTP2-Settings", "AAMAAABkAAQAoAAAAAIAAAAA"),
+    ] {
+        let resp = client::send(triage.http, Request::get("/").header(name, value))
+            .await
+            .expect("response");
+        assert_eq!(resp.status, 200, "{name}");
+        let seen = resp.body_text();
+        let lowercase = name.to_ascii_lowercase();
+        assert!(
+            !seen
+                .lines()
+                .any(|l| l.starts_with(&format!("{lowercase}:"))),
+            "{name} reached the app:\n{seen}"
+        );
+        assert!(
+            seen.lines().any(|l| l.starts_with("x-request-id: ")),
+            "{seen}"
+        );
+    }
+}
+
 /// A client's well-formed X-Request-Id is passed through, and Host is kept by default.
 #[tokio::test]
 async fn request_id_and_host_pass_through() {

@@ -47,8 +47,7 @@ fn is_well_formed_request_id(value: &[u8]) -> bool {
 }
 
 /// `X-Forwarded-For`: the client's address appended to what earlier proxies wrote, if any.
-fn forwarded_for(earlier: Option<&HeaderValue>, client: IpAddr) -> Option<HeaderValue> {
-    let client = AddrText::ip(client);
+fn forwarded_for(earlier: Option<&HeaderValue>, client: &AddrText) -> Option<HeaderValue> {
     let earlier = earlier
         .map(|v| v.as_bytes().trim_ascii())
         .filter(|v| !v.is_empty());
@@ -74,11 +73,15 @@ pub fn add_forwarding_headers(
     // The request going upstream is a clone of the client's, with no spare room in its maps:
     // room for all five at once instead of growing on the first.
     req.reserve(5)?;
-    if let Some(value) = client.and_then(|ip| forwarded_for(req.headers.get(&X_FORWARDED_FOR), ip))
+    // Written once for both headers that carry it.
+    let client = client.map(AddrText::ip);
+    if let Some(value) = client
+        .as_ref()
+        .and_then(|ip| forwarded_for(req.headers.get(&X_FORWARDED_FOR), ip))
     {
         req.insert_static_header(&X_FORWARDED_FOR, value)?;
     }
-    match client.and_then(|ip| HeaderValue::from_str(AddrText::ip(ip).as_str()).ok()) {
+    match client.and_then(|ip| HeaderValue::from_str(ip.as_str()).ok()) {
         Some(ip) => req.insert_static_header(&X_REAL_IP, ip)?,
         None => {
             req.remove_header(&X_REAL_IP);

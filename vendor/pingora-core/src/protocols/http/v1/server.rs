@@ -26,6 +26,8 @@ use percent_encoding::{percent_encode, AsciiSet, CONTROLS};
 use pingora_error::{Error, ErrorType::*, OrErr, Result};
 use pingora_http::{IntoCaseHeaderName, RequestHeader, ResponseHeader};
 use pingora_timeout::timeout;
+use std::future::Future;
+use std::task::Poll;
 use regex::bytes::Regex;
 use std::any::Any;
 use std::collections::VecDeque;
@@ -84,6 +86,22 @@ struct ProxyTaskState {
 impl ProxyTaskState {
     fn header_writer(&mut self) -> &mut HeaderWriter {
         self.header_writer.get_or_insert_with(HeaderWriter::new)
+    }
+}
+
+/// triage patch (PATCHES.md 8): `write` bounded by `limit`, the way `timeout` bounds it, with
+/// the timeout made only when the first poll finds the socket full. Nearly every write to a
+/// client completes at once; making the timeout checks the timer thread's clock (an `Instant`
+/// read) and, a response's header, body and end each having one, that was ~600 instructions a
+/// request for timers that were never armed.
+async fn write_within<F: Future>(
+    limit: Duration,
+    write: F,
+) -> std::result::Result<F::Output, pingora_timeout::Elapsed> {
+    let mut write = std::pin::pin!(write);
+    match std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await {
+        Poll::Ready(done) => Ok(done),
+        Poll::Pending => timeout(limit, write).await,
     }
 }
 
@@ -786,7 +804,7 @@ impl HttpSession {
         // triage patch (PATCHES.md 3): bounded by the write timeout, as body writes are: a
         // client that reads nothing must not hold the session on its response header.
         match self.write_timeout(write_buf.len()) {
-            Some(t) => match timeout(t, self.write_header_buf(&write_buf, flush)).await {
+            Some(t) => match write_within(t, self.write_header_buf(&write_buf, flush)).await {
                 Ok(res) => res?,
                 Err(_) => {
                     return Error::e_explain(
@@ -1112,7 +1130,7 @@ impl HttpSession {
     pub async fn write_body(&mut self, buf: &[u8]) -> Result<Option<usize>> {
         // TODO: check if the response header is written
         match self.write_timeout(buf.len()) {
-            Some(t) => match timeout(t, self.do_write_body(buf)).await {
+            Some(t) => match write_within(t, self.do_write_body(buf)).await {
                 Ok(res) => res,
                 Err(_) => Error::e_explain(WriteTimedout, format!("writing body, timeout: {t:?}")),
             },
@@ -1203,7 +1221,7 @@ impl HttpSession {
 
     async fn write_body_buf(&mut self) -> Result<Option<usize>> {
         match self.write_timeout(self.body_write_buf.len()) {
-            Some(t) => match timeout(t, self.do_write_body_buf()).await {
+            Some(t) => match write_within(t, self.do_write_body_buf()).await {
                 Ok(res) => res,
                 Err(_) => Error::e_explain(WriteTimedout, format!("writing body, timeout: {t:?}")),
             },
@@ -1235,7 +1253,7 @@ impl HttpSession {
         // triage patch (PATCHES.md 3): the last chunk and the flush are bounded by the write
         // timeout, as body writes are.
         let res = match self.write_timeout(0) {
-            Some(t) => match timeout(t, self.write_body_end()).await {
+            Some(t) => match write_within(t, self.write_body_end()).await {
                 Ok(res) => res?,
                 Err(_) => {
                     return Error::e_explain(

@@ -23,7 +23,7 @@ use triage::render::{Disclosed, Failure, Renderer};
 
 // The allocator the `triage` binary runs with, so allocations cost here what they cost there.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: triage::allocator::Mimalloc = triage::allocator::Mimalloc;
 
 fn config() -> config::LiveConfig {
     let text = "[listen]\nhttp = [\"127.0.0.1:8080\"]\n[upstreams.app]\nservers = [\"127.0.0.1:3000\"]\n[[routes]]\npath_prefix = \"/\"\nupstream = \"app\"\n";

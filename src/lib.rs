@@ -8,10 +8,11 @@
 //! FastCGI to PHP-FPM upstreams; [`convert`] turns an nginx configuration into a triage one;
 //! [`cause`] turns a
 //! diagnosis and that history into the likely cause; [`server`] wires them into a running
-//! process.
+//! process; [`allocator`] is the memory allocator the binary runs on.
 
 pub(crate) mod accesslog;
 pub mod admin;
+pub mod allocator;
 pub mod app_evidence;
 pub mod cause;
 pub mod client;

@@ -4,11 +4,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-// Per request, Pingora and triage allocate and free a few dozen small blocks (header maps,
-// names, values, buffers). mimalloc's thread-local free lists serve them in a fraction of
-// glibc malloc's instructions; see benches/README.md for the measurement.
+// mimalloc, for the few dozen small blocks every request allocates (triage::allocator says why
+// and how).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: triage::allocator::Mimalloc = triage::allocator::Mimalloc;
 
 const USAGE: &str = "\
 usage: triage -c FILE        run the proxy with this config

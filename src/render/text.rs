@@ -157,8 +157,9 @@ fn decimal_digits(n: u64) -> ([u8; 20], usize) {
 /// Appends `n` in decimal, without the formatter's machinery.
 pub fn push_decimal(out: &mut String, n: u64) {
     let (digits, at) = decimal_digits(n);
-    // Safe: ASCII digits.
-    out.push_str(std::str::from_utf8(&digits[at..]).unwrap_or("0"));
+    // A digit at a time: for the few digits of a status, a size or a time, cheaper than
+    // checking them as UTF-8 and copying them as a string.
+    out.extend(digits[at..].iter().map(|&d| char::from(d)));
 }
 
 /// Appends a duration in milliseconds with three decimals (microseconds), e.g. `12.345`.

@@ -91,10 +91,13 @@ SETTINGS = {
     "slow_timeout_ms": env_int("BENCH_SLOW_TIMEOUT_MS", 250),
     # Scenario c: one request in this many goes to the refused upstream.
     "fail_every": env_int("BENCH_FAIL_EVERY", 10),
+    # Scenario g: each wrk connection waits this long before each request, so every proxy gets
+    # the same rate, well under what any of them can serve, and latency is not queueing.
+    "pace_ms": env_int("BENCH_PACE_MS", 5),
     "proxy_cpu": os.environ.get("BENCH_PROXY_CPU", "0"),
     "load_cpu": os.environ.get("BENCH_LOAD_CPU", "1"),
 }
-SCENARIOS = [s for s in os.environ.get("BENCH_SCENARIOS", "success,refused,mixed,slow,large,fastcgi").split(",") if s]
+SCENARIOS = [s for s in os.environ.get("BENCH_SCENARIOS", "success,paced,refused,mixed,slow,large,fastcgi").split(",") if s]
 TARGETS = [t for t in os.environ.get("BENCH_TARGETS", "direct,nginx,bare,bare-nosteal,bare-patched,triage,triage-noaccess,triage-connect").split(",") if t]
 
 # Scenario (e): the size of the origin's response body.
@@ -102,6 +105,7 @@ LARGE_BODY = 1 << 20
 
 SCENARIO_TITLES = {
     "success": "(a) success, keepalive",
+    "paced": f"(g) success at one rate for all: a request per connection every {SETTINGS['pace_ms']} ms",
     "refused": "(b) failure storm: upstream refused",
     "mixed": "(c) mixed: 1 request in 10 to a refused upstream",
     "slow": "(d) slow upstream near its timeout",
@@ -681,8 +685,16 @@ end
 """
 
 
+PACED_HOOK = r"""
+-- Every connection waits PACE_MS before each request: the same offered rate for every proxy.
+function delay()
+  return PACE_MS
+end
+"""
+
+
 def scenario_path(scenario):
-    return {"success": "/", "refused": "/fail/", "mixed": "/", "slow": "/slow/",
+    return {"success": "/", "paced": "/", "refused": "/fail/", "mixed": "/", "slow": "/slow/",
             "large": "/large", "fastcgi": "/php/hello.php"}[scenario]
 
 
@@ -691,6 +703,8 @@ def write_script(scenario):
     text = DONE_HOOK
     if scenario == "mixed":
         text = MIXED_HOOK.replace("FAIL_EVERY", str(SETTINGS["fail_every"])) + text
+    if scenario == "paced":
+        text = PACED_HOOK.replace("PACE_MS", str(SETTINGS["pace_ms"])) + text
     with open(path, "w") as f:
         f.write(text)
     return path
@@ -698,7 +712,7 @@ def write_script(scenario):
 
 def expected_failure_share(scenario):
     """The share of non-2xx responses a correct run gives: (low, high)."""
-    if scenario in ("success", "large", "fastcgi"):
+    if scenario in ("success", "paced", "large", "fastcgi"):
         return (0.0, 0.0)
     if scenario == "refused":
         return (1.0, 1.0)

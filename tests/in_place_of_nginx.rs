@@ -22,19 +22,26 @@ fn route(upstream: &str) -> String {
     format!("[[routes]]\npath_prefix = \"/\"\nupstream = \"{upstream}\"\n")
 }
 
+/// An app that echoes the request it got, behind triage on one route; `upstream_keys` are
+/// added to its upstream's table.
+async fn echo_app_behind_triage(upstream_keys: &str) -> (origin::Origin, Triage) {
+    let app = origin::spawn(Behavior::Echo).await;
+    let config = format!(
+        "[upstreams.app]\nservers = [\"{}\"]\n{upstream_keys}{}",
+        app.addr,
+        route("app")
+    );
+    let triage = Triage::start(&config).await;
+    (app, triage)
+}
+
 /// The app gets X-Forwarded-For/Proto/Host, X-Real-IP and an X-Request-Id; Host is rewritten
 /// when the upstream says so; hop-by-hop and Connection-nominated headers do not reach it, nor
 /// a client's own claims of an address (X-Real-IP is replaced, Forwarded and True-Client-IP
 /// removed).
 #[tokio::test]
 async fn forwarding_headers_reach_the_app() {
-    let app = origin::spawn(Behavior::Echo).await;
-    let config = format!(
-        "[upstreams.app]\nservers = [\"{}\"]\nhost_header = \"internal.app\"\n{}",
-        app.addr,
-        route("app")
-    );
-    let triage = Triage::start(&config).await;
+    let (_app, triage) = echo_app_behind_triage("host_header = \"internal.app\"\n").await;
     let resp = client::send(
         triage.http,
         Request::get("/")
@@ -75,13 +82,7 @@ async fn forwarding_headers_reach_the_app() {
 /// what that check must not miss).
 #[tokio::test]
 async fn hop_by_hop_fields_without_connection_do_not_reach_the_app() {
-    let app = origin::spawn(Behavior::Echo).await;
-    let config = format!(
-        "[upstreams.app]\nservers = [\"{}\"]\n{}",
-        app.addr,
-        route("app")
-    );
-    let triage = Triage::start(&config).await;
+    let (_app, triage) = echo_app_behind_triage("").await;
     for (name, value) in [
         ("Keep-Alive", "timeout=5"),
         ("Proxy-Connection", "keep-alive"),
@@ -113,13 +114,7 @@ async fn hop_by_hop_fields_without_connection_do_not_reach_the_app() {
 /// A client's well-formed X-Request-Id is passed through, and Host is kept by default.
 #[tokio::test]
 async fn request_id_and_host_pass_through() {
-    let app = origin::spawn(Behavior::Echo).await;
-    let config = format!(
-        "[upstreams.app]\nservers = [\"{}\"]\n{}",
-        app.addr,
-        route("app")
-    );
-    let triage = Triage::start(&config).await;
+    let (_app, triage) = echo_app_behind_triage("").await;
     let resp = client::send(
         triage.http,
         Request::get("/")

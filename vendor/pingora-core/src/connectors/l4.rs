@@ -110,7 +110,9 @@ where
     P: Peer + Send + Sync,
 {
     if peer.get_proxy().is_some() {
-        return proxy_connect(peer)
+        // triage patch (PATCHES.md 9): the CONNECT proxy's future is boxed, so that it does not
+        // size every direct connect's future.
+        return Box::pin(proxy_connect(peer))
             .await
             .err_context(|| format!("Fail to establish CONNECT proxy: {}", peer));
     }

@@ -453,7 +453,10 @@ async fn do_connect_inner<P: Peer + Send + Sync>(
         let local_addr = stream
             .get_socket_digest()
             .and_then(|digest| digest.local_addr().and_then(|addr| addr.as_inet()).copied());
-        let tls_stream = tls::connect(stream, peer, alpn_override, tls_ctx)
+        // triage patch (PATCHES.md 9): the TLS handshake's future (about 7 KiB) is boxed, so
+        // that it does not size every plain connect's future, which is built on the stack and
+        // copied into its box on every new connection.
+        let tls_stream = Box::pin(tls::connect(stream, peer, alpn_override, tls_ctx))
             .await
             .map_err(|e| attach_connect_local_addr(e, local_addr))?;
         Ok(Box::new(tls_stream))

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::cause::facts::{AppObserved, DeployMark, FastcgiObserved, HostState, Thresholds};
-use crate::cause::reading::{clock, human};
+use crate::cause::reading::{clock, human, times};
 
 const T0: Duration = Duration::from_secs(1_800_000_000);
 
@@ -469,6 +469,13 @@ fn durations_read_as_people_say_them() {
     assert_eq!(human(Duration::from_millis(2900)), "2.9 s");
     assert_eq!(human(Duration::from_secs(38)), "38 s");
     assert_eq!(human(Duration::from_secs(240)), "4 min");
+    // Tenths are cut, so the last millisecond before ten seconds does not read "10.0 s".
+    assert_eq!(human(Duration::from_millis(9_999)), "9.9 s");
+    assert_eq!(human(Duration::from_millis(1_000)), "1.0 s");
+    assert_eq!(human(Duration::from_secs(7_200)), "2 h");
+    assert_eq!(times(1, "time"), "1 time");
+    assert_eq!(times(13, "failure"), "13 failures");
+    assert_eq!(clock(SystemTime::UNIX_EPOCH), "00:00:00");
     assert_eq!(
         clock(SystemTime::UNIX_EPOCH + Duration::from_secs(73_142)),
         "20:19:02"

@@ -651,10 +651,15 @@ async fn inner_connect_with<F: FnOnce(&TcpSocket) -> Result<()>>(
 
     #[cfg(unix)]
     {
-        ip_bind_addr_no_port(socket.as_raw_fd(), true).or_err(
-            SocketError,
-            "failed to set socket opts IP_BIND_ADDRESS_NO_PORT",
-        )?;
+        // triage patch (PATCHES.md 10): IP_BIND_ADDRESS_NO_PORT only changes what a bind()
+        // to a source address does (defer the port to connect), so it is set only when there
+        // is one: without it, the setsockopt was a syscall per connect that changed nothing.
+        if bind_to.is_some_and(|b| b.addr.is_some()) {
+            ip_bind_addr_no_port(socket.as_raw_fd(), true).or_err(
+                SocketError,
+                "failed to set socket opts IP_BIND_ADDRESS_NO_PORT",
+            )?;
+        }
 
         if let Some(bind_to) = bind_to {
             if let Some((low, high)) = bind_to.port_range() {

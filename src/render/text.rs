@@ -25,7 +25,12 @@ pub fn header_text(text: &str, max: usize) -> String {
 
 /// Appends [`header_text`]`(text, max)` to `out`, copying `text` as is when it already qualifies.
 pub fn push_header_text(out: &mut String, text: &str, max: usize) {
-    if text.len() <= max && text.bytes().all(|b| (b' '..=b'~').contains(&b)) {
+    // Folded without an early exit, so that it vectorizes: a hint is a few hundred bytes.
+    if text.len() <= max
+        && text
+            .bytes()
+            .fold(true, |printable, b| printable & (b' '..=b'~').contains(&b))
+    {
         out.push_str(text);
         return;
     }
@@ -86,13 +91,29 @@ pub fn push_log_text(out: &mut String, text: &str, max: usize, field: LogField) 
 
 /// Appends `text` to `out`, each ASCII byte for which `escape` gives a replacement replaced by it.
 fn escape_into(out: &mut String, text: &str, escape: impl Fn(u8) -> Option<&'static str>) {
+    /// Bytes checked at once: a chunk with nothing to escape is skipped whole.
+    const CHUNK: usize = 16;
+    let bytes = text.as_bytes();
     let mut run = 0;
-    for (i, byte) in text.bytes().enumerate() {
-        if let Some(replacement) = escape(byte) {
+    let mut i = 0;
+    while i < bytes.len() {
+        // Without an early exit, the chunk's check compiles to vector compares: the hints and
+        // facts of every error page are a few hundred bytes with hardly anything to escape.
+        if let Some(chunk) = bytes.get(i..i + CHUNK) {
+            if !chunk
+                .iter()
+                .fold(false, |any, &b| any | escape(b).is_some())
+            {
+                i += CHUNK;
+                continue;
+            }
+        }
+        if let Some(replacement) = escape(bytes[i]) {
             out.push_str(&text[run..i]);
             out.push_str(replacement);
             run = i + 1;
         }
+        i += 1;
     }
     out.push_str(&text[run..]);
 }
@@ -380,6 +401,29 @@ mod tests {
         let mut out = String::new();
         json_string(&mut out, "a\"b\\c\nd\u{1}");
         assert_eq!(out, r#""a\"b\\c\nd\u0001""#);
+    }
+
+    /// Escapes are found wherever they fall against the 16-byte chunks that are skipped
+    /// whole: at each offset of a text longer than a few chunks, and in its tail.
+    #[test]
+    fn escapes_at_every_offset_of_long_text() {
+        for len in [15, 16, 17, 40, 64] {
+            for at in 0..=len {
+                // A two-byte char first, so that the chunks do not start on char boundaries.
+                let mut text = String::from("é") + &"a".repeat(len);
+                text.insert(at + 2, '<');
+                let mut out = String::new();
+                html(&mut out, &text);
+                assert_eq!(out, text.replace('<', "&lt;"), "len {len}, at {at}");
+            }
+        }
+        let text = "x".repeat(31) + r"\" + &"y".repeat(20) + "\"";
+        let mut out = String::new();
+        sf_string(&mut out, &text);
+        assert_eq!(
+            out,
+            format!(r#""{}\\{}\"""#, "x".repeat(31), "y".repeat(20))
+        );
     }
 
     /// Runs between escapes survive intact, multi-byte UTF-8 included, at both ends.

@@ -6,7 +6,7 @@ use super::reading::{
     bytes, climbing, clock, database_error, decimal, human, median, public_value, same_age, times,
 };
 use super::signs::{Seen, Signs};
-use super::template::fill;
+use super::template::fill_hint;
 use super::{Cause, CauseFinding, Evidence, EvidenceSource, Filled};
 use crate::diagnosis::{Diagnosis, Fault};
 use crate::render::text::AddrText;
@@ -215,8 +215,8 @@ impl Notes {
             .collect();
         CauseFinding {
             cause,
-            hint: fill(cause.hint_template(), &values),
-            public_hint: fill(cause.hint_template(), &public),
+            hint: fill_hint(cause, &values),
+            public_hint: fill_hint(cause, &public),
             evidence: self.evidence,
             filled: self.filled,
         }

@@ -159,7 +159,7 @@ pub struct Report {
     pub diagnosis: Diagnosis,
     pub detail: String,
     /// The likely cause, its hint and its evidence.
-    pub cause: CauseFinding,
+    pub cause: Arc<CauseFinding>,
     /// The deploy marker of this upstream within `deploy_window` before the failure, if any.
     pub deploy: Option<Deploy>,
     /// The machine at the failure (its latest sample), if one was taken yet.
@@ -629,7 +629,7 @@ mod tests {
             upstream: "app".into(),
             diagnosis: Diagnosis::ConnectRefused,
             detail: "x".repeat(detail_len),
-            cause: crate::cause::without_evidence(Diagnosis::ConnectRefused),
+            cause: Arc::new(crate::cause::without_evidence(Diagnosis::ConnectRefused)),
             deploy: None,
             machine: None,
             app_log: None,

@@ -440,7 +440,7 @@ mod tests {
             upstream: "app".into(),
             diagnosis: Diagnosis::ConnectRefused,
             detail: "refused \u{0}\u{b}\r".into(),
-            cause: crate::cause::without_evidence(Diagnosis::ConnectRefused),
+            cause: Arc::new(crate::cause::without_evidence(Diagnosis::ConnectRefused)),
             deploy: None,
             machine: None,
             app_log: None,

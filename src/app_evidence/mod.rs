@@ -393,7 +393,7 @@ fn amend(reports: &ReportStore, pending: &Pending) {
             pending.at,
             pending.age,
         ) {
-            amended.cause = found;
+            amended.cause = Arc::new(found);
         }
         amended
     });

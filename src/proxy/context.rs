@@ -55,8 +55,9 @@ pub(crate) struct RequestFacts {
     pub(crate) bytes_received_upstream: u64,
     /// The diagnosis, once there is one.
     pub(crate) finding: Option<Finding>,
-    /// Its cause, once derived.
-    pub(crate) cause: Option<CauseFinding>,
+    /// Its cause, once derived. Shared, so that the report keeps it while the access line
+    /// still reads it, without a copy of its texts.
+    pub(crate) cause: Option<Arc<CauseFinding>>,
     /// The first attempt that broke mid-request, if one did: when a retry then only meets the
     /// aftermath (refused: the app died of this request), the answer is about this one.
     pub(crate) broken: Option<BrokenAttempt>,

@@ -15,6 +15,7 @@ use pingora::apps::HeadFailure;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use pingora::Error;
+use std::sync::Arc;
 
 impl Triage {
     /// Records a finished request: metrics, its report if it failed, its access line.
@@ -61,7 +62,7 @@ impl Triage {
             address: ctx.attempt.address.as_ref(),
             status,
             finding: finding.as_ref(),
-            cause: cause.as_ref(),
+            cause: cause.as_deref(),
             attempts: ctx.request.attempts,
             reused: ctx.attempt.reused_connection,
             timings: ctx.timings(),
@@ -71,7 +72,7 @@ impl Triage {
         if let Some(finding) = &finding {
             let cause = cause
                 .clone()
-                .unwrap_or_else(|| crate::cause::without_evidence(finding.diagnosis));
+                .unwrap_or_else(|| Arc::new(crate::cause::without_evidence(finding.diagnosis)));
             self.store_report(session, ctx, &outcome, finding, cause, attempts);
         }
         // After the report, so that it is stored as soon as it can be: a client may ask for
@@ -168,7 +169,7 @@ impl Triage {
         ctx: &RequestCtx,
         outcome: &Outcome<'_>,
         finding: &Finding,
-        cause: CauseFinding,
+        cause: Arc<CauseFinding>,
         attempts: Vec<Attempt>,
     ) {
         let req = session.req_header();

@@ -453,7 +453,7 @@ impl ProxyHttp for Triage {
             detail: said.map(|s| s.detail).unwrap_or_default(),
         });
         if let Some(finding) = &ctx.request.finding {
-            ctx.request.cause = Some(self.explain(session, ctx, finding, None).await);
+            ctx.request.cause = Some(Arc::new(self.explain(session, ctx, finding, None).await));
         }
         let disclosed = self.disclosed(ctx, "");
         self.renderer.decorate_upstream_response(
@@ -462,7 +462,7 @@ impl ProxyHttp for Triage {
             diagnosis,
             ctx.request.attempts,
             disclosed.as_ref(),
-            ctx.request.cause.as_ref(),
+            ctx.request.cause.as_deref(),
         )?;
         ctx.attempt.progress = Progress::ResponseStarted;
         Ok(())
@@ -614,7 +614,9 @@ impl ProxyHttp for Triage {
         if let Some(broken) = &broken {
             finding = broken.finding.clone();
         }
-        ctx.request.cause = Some(self.explain(session, ctx, &finding, broken.as_ref()).await);
+        ctx.request.cause = Some(Arc::new(
+            self.explain(session, ctx, &finding, broken.as_ref()).await,
+        ));
         let (error_code, can_reuse_downstream) = match finding.diagnosis.outcome() {
             // A response already went out (the app answered before the client's body timed
             // out): a page now would be written into it. The connection closes instead.

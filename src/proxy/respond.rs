@@ -44,7 +44,7 @@ impl Triage {
             at: ctx.request.received_at,
             attempts: ctx.request.attempts,
             disclosed: self.disclosed(ctx, &finding.detail),
-            cause: ctx.request.cause.as_ref(),
+            cause: ctx.request.cause.as_deref(),
         }
     }
 

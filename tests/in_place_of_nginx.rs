@@ -111,6 +111,34 @@ async fn hop_by_hop_fields_without_connection_do_not_reach_the_app() {
     }
 }
 
+/// Upstream connections are kept alive and reused, as nginx's `keepalive` does: ten requests,
+/// each on a new client connection, reach the app over one connection, on IPv4 and on IPv6
+/// (Pingora is patched to check a pooled connection's peer against the address it connected
+/// to, not by `getpeername`: this is what that check must still let through).
+#[tokio::test]
+async fn upstream_connections_are_reused() {
+    for loopback in [
+        IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(Ipv6Addr::LOCALHOST),
+    ] {
+        let app = origin::spawn_at(SocketAddr::new(loopback, 0), Behavior::Echo)
+            .await
+            .expect("bind the app on loopback");
+        let config = format!(
+            "[upstreams.app]\nservers = [\"{}\"]\n{}",
+            app.addr,
+            route("app")
+        );
+        let triage = Triage::start(&config).await;
+        for i in 0..10 {
+            let resp = client::get(triage.http, "/").await;
+            assert_eq!(resp.status, 200, "request {i} to {}", app.addr);
+        }
+        assert_eq!(app.requests(), 10, "{}", app.addr);
+        assert_eq!(app.connections(), 1, "connections to {}", app.addr);
+    }
+}
+
 /// A client's well-formed X-Request-Id is passed through, and Host is kept by default.
 #[tokio::test]
 async fn request_id_and_host_pass_through() {

@@ -280,7 +280,7 @@ impl TransportConnector {
                         // test_reusable_stream: we assume server would never actively send data
                         // first on an idle stream.
                         #[cfg(unix)]
-                        if peer.matches_fd(stream.id())
+                        if pooled_stream_matches(peer, &stream)
                             && test_reusable_stream(&mut stream, &self.unexpected_data_conn_count)
                         {
                             Some(stream)
@@ -463,6 +463,36 @@ async fn do_connect_inner<P: Peer + Send + Sync>(
     } else {
         Ok(Box::new(stream))
     }
+}
+
+/// Whether a pooled stream is connected to `peer`, the check `reused_stream` makes against a
+/// reuse-hash collision handing a connection to the wrong server.
+///
+/// triage patch (PATCHES.md 11): for a TCP peer reached directly, the address the stream was
+/// connected to is in its socket digest (set by `l4::connect`, and a connected socket's peer
+/// never changes), so it is compared without a `getpeername` call per reuse. A stream without
+/// that digest, a Unix socket peer and a peer behind a CONNECT proxy are checked as 0.9.1
+/// did, by `matches_fd`.
+#[cfg(unix)]
+fn pooled_stream_matches<P: Peer>(peer: &P, stream: &Stream) -> bool {
+    use crate::protocols::l4::socket::SocketAddr as PeerAddr;
+    if peer.get_proxy().is_none() {
+        if let PeerAddr::Inet(wanted) = peer.address() {
+            let digest = stream.get_socket_digest();
+            if let Some(PeerAddr::Inet(connected)) =
+                digest.as_deref().and_then(|d| d.peer_addr.get()).and_then(|a| a.as_ref())
+            {
+                // As `check_fd_match`: 0.0.0.0 is a source address, mapped by some systems to
+                // 127.0.0.1 as a destination, so it is not compared.
+                if wanted.ip() == std::net::Ipv4Addr::UNSPECIFIED || wanted == connected {
+                    return true;
+                }
+                error!("Crit: FD mismatch: fd: {}, addr: {wanted}, peer: {connected}", stream.id());
+                return false;
+            }
+        }
+    }
+    peer.matches_fd(stream.id())
 }
 
 struct PreferredHttpVersion {

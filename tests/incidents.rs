@@ -16,16 +16,16 @@ use support::triage::{single_upstream, temp_dir, Triage};
 async fn a_storm_is_one_incident() {
     let triage = Triage::start(&single_upstream(refused_addr(), "")).await;
     let mut ids = Vec::new();
-    for _ in 0..20 {
+    let mut value = serde_json::Value::Null;
+    for sent in 1..=20 {
         let resp = client::get(triage.http, "/storm").await;
         assert_eq!(resp.status, 502, "{resp:?}");
         ids.push(resp.header("x-diagnosis-id").expect("id").to_owned());
+        // A failure is recorded as its request is logged, just after its answer, and the
+        // next request may be handled on another worker thread: each is waited for, so that
+        // the incident's first and last ids are the storm's first and last.
+        value = incidents_once_counted(&triage, sent).await;
     }
-    // The last failure is recorded as its request is logged, just after its answer.
-    support::triage::report_of(&triage, &ids[19]).await;
-    let json = client::get(triage.admin, "/incidents?format=json").await;
-    assert_eq!(json.status, 200);
-    let value: serde_json::Value = serde_json::from_slice(&json.body).expect("JSON");
     let incidents = value["incidents"].as_array().expect("a list");
     assert_eq!(incidents.len(), 1, "{value}");
     let incident = &incidents[0];
@@ -51,6 +51,24 @@ async fn a_storm_is_one_incident() {
         "{}",
         report.body_text()
     );
+}
+
+/// `/incidents?format=json` once its first incident has counted `failures` (within 5 s).
+async fn incidents_once_counted(triage: &Triage, failures: u64) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let json = client::get(triage.admin, "/incidents?format=json").await;
+        assert_eq!(json.status, 200);
+        let value: serde_json::Value = serde_json::from_slice(&json.body).expect("JSON");
+        if value["incidents"][0]["failures"].as_u64() >= Some(failures) {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{failures} failures not counted within 5 s: {value}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
 }
 
 /// Chromium's path: Debian's package, which scripts/setup.sh installs.

@@ -604,11 +604,12 @@ impl ProxyHttp for Triage {
     ) -> FailToProxy {
         let mut finding = self.classify_attempt(e, session, ctx);
         // A retry refused after the connection broke mid-request met only the aftermath: the
-        // answer is about the break.
+        // answer is about the break. So did one whose connect was reset (`connect_failed`):
+        // an exiting process's listener still completes a handshake it then resets.
         let broken = ctx.request.broken.take().filter(|b| {
             matches!(
                 finding.diagnosis,
-                Diagnosis::ConnectRefused | Diagnosis::SocketRefused
+                Diagnosis::ConnectRefused | Diagnosis::SocketRefused | Diagnosis::ConnectFailed
             ) && b.address == ctx.attempt.address
         });
         if let Some(broken) = &broken {

@@ -18,7 +18,11 @@ pub trait Endpoint: std::fmt::Debug {
 
 impl Endpoint for SocketAddr {
     fn accepts(&self) -> bool {
-        TcpStream::connect_timeout(self, Duration::from_millis(200)).is_ok()
+        // `free_port` ports lie in the ephemeral range, so a connect to one nobody listens on
+        // yet can pick that very port as its source and connect to itself (TCP simultaneous
+        // open): that is no listener, and the app may still be starting.
+        TcpStream::connect_timeout(self, Duration::from_millis(200))
+            .is_ok_and(|s| s.local_addr().ok() != Some(*self))
     }
 }
 

@@ -181,6 +181,13 @@ where
                             Ok(socket.into())
                         }
                         Err(e) => {
+                            // triage patch (PATCHES.md 12): a connect that failed within the
+                            // `connect()` call is answered after the other tasks ready now, as
+                            // when its failure came back through the reactor: failures in a
+                            // storm are then answered together, not one per scheduler turn.
+                            if connect_attempt.failed_in_connect_call() {
+                                tokio::task::yield_now().await;
+                            }
                             let c = format!("Fail to connect to {peer}");
                             match e.etype() {
                                 SocketError | BindError => Error::e_because(InternalError, c, e),

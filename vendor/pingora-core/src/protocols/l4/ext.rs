@@ -550,11 +550,20 @@ pub(crate) fn attach_connect_local_addr(
 #[derive(Default)]
 pub(crate) struct ConnectAttempt {
     local_addr: Option<SocketAddr>,
+    // triage patch (PATCHES.md 12): whether the connect's error was already there when
+    // `connect()` returned, so that the caller can give the other ready tasks their turn first.
+    failed_in_connect_call: bool,
 }
 
 impl ConnectAttempt {
     fn clear(&mut self) {
         self.local_addr = None;
+        self.failed_in_connect_call = false;
+    }
+
+    /// Whether the connect failed before `connect()` returned (triage patch, PATCHES.md 12).
+    pub(crate) fn failed_in_connect_call(&self) -> bool {
+        self.failed_in_connect_call
     }
 
     fn record_local_addr(&mut self, socket: &Socket) {
@@ -691,6 +700,21 @@ async fn inner_connect_with<F: FnOnce(&TcpSocket) -> Result<()>>(
     if let Err(error) = socket.connect(&(*addr).into()) {
         attempt.record_local_addr(&socket);
         if !connect_in_progress(&error) {
+            return Err(wrap_os_connect_error(
+                error,
+                format!("Fail to connect to {}", *addr),
+                attempt.local_addr(),
+            ));
+        }
+        // triage patch (PATCHES.md 12): a connect can fail before `connect()` returns (on
+        // loopback the RST to the SYN is processed within the call, so a refused connect
+        // is already decided): one `getsockopt(SO_ERROR)` finds it, without registering the
+        // socket with the reactor, waiting a turn of it and deregistering the socket again.
+        if let Some(error) = socket
+            .take_error()
+            .or_err(SocketError, "failed to get connecting socket error")?
+        {
+            attempt.failed_in_connect_call = true;
             return Err(wrap_os_connect_error(
                 error,
                 format!("Fail to connect to {}", *addr),
@@ -840,6 +864,24 @@ mod test {
 
         assert_eq!(local_addr.ip(), bind_to.addr.unwrap().ip());
         assert_ne!(local_addr.port(), 0);
+    }
+
+    // triage patch (PATCHES.md 12): a refused connect on loopback is decided within the
+    // `connect()` call, and is reported as such, with its local address.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn test_refused_loopback_connect_fails_in_the_call() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let remote_addr = listener.local_addr().unwrap();
+        drop(listener);
+
+        let mut attempt = ConnectAttempt::default();
+        let error = connect_with_attempt(&remote_addr, None, |_| Ok(()), &mut attempt)
+            .await
+            .unwrap_err();
+        assert_eq!(error.etype(), &ConnectRefused);
+        assert!(attempt.failed_in_connect_call());
+        assert!(attempt.local_addr().is_some_and(|a| a.port() != 0));
     }
 
     #[cfg(target_os = "linux")]

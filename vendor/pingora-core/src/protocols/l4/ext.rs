@@ -866,24 +866,6 @@ mod test {
         assert_ne!(local_addr.port(), 0);
     }
 
-    // triage patch (PATCHES.md 12): a refused connect on loopback is decided within the
-    // `connect()` call, and is reported as such, with its local address.
-    #[cfg(target_os = "linux")]
-    #[tokio::test]
-    async fn test_refused_loopback_connect_fails_in_the_call() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let remote_addr = listener.local_addr().unwrap();
-        drop(listener);
-
-        let mut attempt = ConnectAttempt::default();
-        let error = connect_with_attempt(&remote_addr, None, |_| Ok(()), &mut attempt)
-            .await
-            .unwrap_err();
-        assert_eq!(error.etype(), &ConnectRefused);
-        assert!(attempt.failed_in_connect_call());
-        assert!(attempt.local_addr().is_some_and(|a| a.port() != 0));
-    }
-
     #[cfg(target_os = "linux")]
     #[ignore] // this test requires the Linux system to have net.ipv4.tcp_fastopen set
     #[tokio::test]

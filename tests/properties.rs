@@ -755,3 +755,21 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// Pingora's socket address text (written without the formatter for IPv4, a triage patch
+    /// of pingora-core, PATCHES.md 13) is std's, for every address and port: it is the text of
+    /// every failed connect's error and of a peer in Pingora's log lines.
+    #[test]
+    fn pingora_socket_address_text_is_std(octets in any::<[u8; 4]>(), port in any::<u16>(),
+                                          v6 in any::<[u16; 8]>()) {
+        let v4 = std::net::SocketAddr::from((octets, port));
+        let pingora_v4 = pingora::protocols::l4::socket::SocketAddr::Inet(v4);
+        prop_assert_eq!(pingora_v4.to_string(), v4.to_string());
+        let v6 = std::net::SocketAddr::from((std::net::Ipv6Addr::from(v6), port));
+        let pingora_v6 = pingora::protocols::l4::socket::SocketAddr::Inet(v6);
+        prop_assert_eq!(pingora_v6.to_string(), v6.to_string());
+    }
+}

@@ -702,7 +702,7 @@ async fn inner_connect_with<F: FnOnce(&TcpSocket) -> Result<()>>(
         if !connect_in_progress(&error) {
             return Err(wrap_os_connect_error(
                 error,
-                format!("Fail to connect to {}", *addr),
+                connect_context(addr),
                 attempt.local_addr(),
             ));
         }
@@ -717,7 +717,7 @@ async fn inner_connect_with<F: FnOnce(&TcpSocket) -> Result<()>>(
             attempt.failed_in_connect_call = true;
             return Err(wrap_os_connect_error(
                 error,
-                format!("Fail to connect to {}", *addr),
+                connect_context(addr),
                 attempt.local_addr(),
             ));
         }
@@ -738,7 +738,7 @@ async fn inner_connect_with<F: FnOnce(&TcpSocket) -> Result<()>>(
     {
         return Err(wrap_os_connect_error(
             error,
-            format!("Fail to connect to {}", *addr),
+            connect_context(addr),
             attempt.local_addr(),
         ));
     }
@@ -760,6 +760,16 @@ pub async fn connect_uds(path: &std::path::Path) -> Result<UnixStream> {
     UnixStream::connect(path).await.map_err(|e| {
         wrap_os_connect_error(e, format!("Fail to connect to {}", path.display()), None)
     })
+}
+
+/// The context of a failed connect to `addr`: "Fail to connect to " and the address, as
+/// `format!` wrote it (triage patch, PATCHES.md 13: without the formatter).
+fn connect_context(addr: &SocketAddr) -> String {
+    let mut context = String::with_capacity(64);
+    context.push_str("Fail to connect to ");
+    // Writing into a `String` cannot fail.
+    let _ = crate::protocols::l4::socket::write_inet(&mut context, addr);
+    context
 }
 
 fn wrap_os_connect_error(

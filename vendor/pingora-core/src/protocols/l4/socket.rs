@@ -114,10 +114,60 @@ impl SocketAddr {
     }
 }
 
+/// triage patch (PATCHES.md 13): writes an IP socket address as its `Display` does
+/// (`a.b.c.d:port`, `[v6]:port`), an IPv4 one without the formatter: the formatter's nested
+/// `Display` of the address, the IP, each octet and the port cost about 2.8k instructions,
+/// and an address is written into the context of every failed connect.
+pub(crate) fn write_inet(
+    out: &mut impl std::fmt::Write,
+    addr: &std::net::SocketAddr,
+) -> std::fmt::Result {
+    match addr {
+        std::net::SocketAddr::V4(v4) => {
+            // "255.255.255.255:65535" is the longest.
+            let mut text = [0u8; 21];
+            let mut len = 0;
+            for (i, octet) in v4.ip().octets().into_iter().enumerate() {
+                if i > 0 {
+                    text[len] = b'.';
+                    len += 1;
+                }
+                len += push_decimal(&mut text[len..], u16::from(octet));
+            }
+            text[len] = b':';
+            len += 1;
+            len += push_decimal(&mut text[len..], v4.port());
+            // Only ASCII digits, dots and a colon were written.
+            out.write_str(std::str::from_utf8(&text[..len]).unwrap_or_default())
+        }
+        std::net::SocketAddr::V6(_) => write!(out, "{addr}"),
+    }
+}
+
+/// Writes `n` in decimal at the start of `out` (which has room for 5 digits); returns how many
+/// digits it wrote.
+fn push_decimal(out: &mut [u8], n: u16) -> usize {
+    let mut digits = [0u8; 5];
+    let mut at = digits.len();
+    let mut rest = n;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    let len = digits.len() - at;
+    out[..len].copy_from_slice(&digits[at..]);
+    len
+}
+
 impl std::fmt::Display for SocketAddr {
     fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         match self {
-            SocketAddr::Inet(addr) => write!(f, "{addr}"),
+            // triage patch (PATCHES.md 13): without the formatter's nested `Display`s.
+            SocketAddr::Inet(addr) => write_inet(f, addr),
             #[cfg(unix)]
             SocketAddr::Unix(addr) => {
                 if let Some(path) = addr.as_pathname() {

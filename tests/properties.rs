@@ -773,3 +773,132 @@ proptest! {
         prop_assert_eq!(pingora_v6.to_string(), v6.to_string());
     }
 }
+
+/// What a test does to a header block, for [`header_names_keep_their_case_on_the_wire`].
+#[derive(Debug, Clone)]
+enum HeaderOp {
+    Append(String),
+    Insert(String),
+    InsertStatic(usize),
+    AppendStatic(usize),
+    Remove(usize),
+}
+
+/// Names in the standard set and out of it, sent in any case.
+const HEADER_NAMES: [&str; 6] = [
+    "host",
+    "content-type",
+    "x-forwarded-for",
+    "etag",
+    "x-a",
+    "www-authenticate",
+];
+
+static STATIC_NAMES: [http::HeaderName; 3] = [
+    http::header::CONTENT_TYPE,
+    http::HeaderName::from_static("x-forwarded-for"),
+    http::HeaderName::from_static("x-diagnosis-id"),
+];
+
+fn header_op() -> impl Strategy<Value = HeaderOp> {
+    let cased =
+        (0..HEADER_NAMES.len(), any::<u32>(), any::<bool>()).prop_map(|(i, mask, title)| {
+            let name = HEADER_NAMES[i];
+            let mut starts_word = true;
+            name.chars()
+                .enumerate()
+                .map(|(n, c)| {
+                    // Half the names in Title-Case, the others in any case.
+                    let upper = if title {
+                        starts_word
+                    } else {
+                        mask & (1 << (n % 32)) != 0
+                    };
+                    starts_word = c == '-';
+                    if upper {
+                        c.to_ascii_uppercase()
+                    } else {
+                        c
+                    }
+                })
+                .collect::<String>()
+        });
+    prop_oneof![
+        4 => cased.clone().prop_map(HeaderOp::Append),
+        2 => cased.prop_map(HeaderOp::Insert),
+        1 => (0..STATIC_NAMES.len()).prop_map(HeaderOp::InsertStatic),
+        1 => (0..STATIC_NAMES.len()).prop_map(HeaderOp::AppendStatic),
+        1 => (0..HEADER_NAMES.len()).prop_map(HeaderOp::Remove),
+    ]
+}
+
+fn title_case(name: &str) -> String {
+    let mut starts_word = true;
+    name.chars()
+        .map(|c| {
+            let out = if starts_word {
+                c.to_ascii_uppercase()
+            } else {
+                c
+            };
+            starts_word = c == '-';
+            out
+        })
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// A header block written to the wire (what goes upstream, and to the client) has every
+    /// name in the case it was added in, in the header map's order, whatever the mix of cases:
+    /// pingora-http keeps no case map while every name is in Title-Case and makes one when a
+    /// name is not (a triage patch, PATCHES.md 3), and the bytes are those of 0.9.1's two
+    /// parallel maps, modelled here as one map of (case, value). Clones write the same bytes.
+    #[test]
+    fn header_names_keep_their_case_on_the_wire(ops in prop::collection::vec(header_op(), 0..12)) {
+        let mut req = pingora::http::RequestHeader::build("GET", b"/", None).expect("request");
+        let mut model: http::HeaderMap<(String, String)> = http::HeaderMap::default();
+        for (i, op) in ops.iter().enumerate() {
+            let value = format!("v{i}");
+            match op {
+                HeaderOp::Append(name) => {
+                    req.append_header(name.clone(), value.as_str()).expect("append");
+                    let key = http::HeaderName::try_from(name.as_str()).expect("name");
+                    model.append(key, (name.clone(), value));
+                }
+                HeaderOp::Insert(name) => {
+                    req.insert_header(name.clone(), value.as_str()).expect("insert");
+                    let key = http::HeaderName::try_from(name.as_str()).expect("name");
+                    model.insert(key, (name.clone(), value));
+                }
+                HeaderOp::InsertStatic(n) => {
+                    let name = &STATIC_NAMES[*n];
+                    req.insert_static_header(name, http::HeaderValue::from_str(&value).expect("value"))
+                        .expect("insert");
+                    model.insert(name.clone(), (title_case(name.as_str()), value));
+                }
+                HeaderOp::AppendStatic(n) => {
+                    let name = &STATIC_NAMES[*n];
+                    req.append_static_header(name, http::HeaderValue::from_str(&value).expect("value"))
+                        .expect("append");
+                    model.append(name.clone(), (title_case(name.as_str()), value));
+                }
+                HeaderOp::Remove(n) => {
+                    req.remove_header(HEADER_NAMES[*n]);
+                    model.remove(HEADER_NAMES[*n]);
+                }
+            }
+        }
+        let expected: String = model
+            .iter()
+            .map(|(_, (case, value))| format!("{case}: {value}\r\n"))
+            .collect();
+        let mut wire = Vec::new();
+        req.header_to_h1_wire(&mut wire);
+        prop_assert_eq!(String::from_utf8_lossy(&wire), expected.as_str());
+        let mut cloned = Vec::new();
+        req.clone().header_to_h1_wire(&mut cloned);
+        prop_assert_eq!(cloned, wire);
+    }
+}

@@ -84,7 +84,8 @@ pub enum HeaderNameVariant<'a> {
 #[derive(Debug)]
 pub struct RequestHeader {
     base: ReqParts,
-    header_name_map: Option<CaseMap>,
+    // triage patch (PATCHES.md 3): `NameCase`, not `Option<CaseMap>`.
+    name_case: NameCase,
     raw_target: RawTarget,
     // whether we send END_STREAM with HEADERS for h2 requests
     send_end_stream: bool,
@@ -152,7 +153,7 @@ impl RequestHeader {
         base.headers.reserve(http_header_map_upper_bound(size_hint));
         RequestHeader {
             base,
-            header_name_map: None,
+            name_case: NameCase::Off,
             raw_target: RawTarget::FromUri,
             send_end_stream: true,
         }
@@ -167,9 +168,8 @@ impl RequestHeader {
         size_hint: Option<usize>,
     ) -> Result<Self> {
         let mut req = Self::build_no_case(method, path, size_hint)?;
-        req.header_name_map = Some(CaseMap::with_capacity(http_header_map_upper_bound(
-            size_hint,
-        )));
+        // triage patch (PATCHES.md 3): no case map until a name arrives in another case.
+        req.name_case = NameCase::TitleCase;
         Ok(req)
     }
 
@@ -204,7 +204,7 @@ impl RequestHeader {
             .try_into()
             .explain_err(InvalidHTTPHeader, |_| "invalid value while append")?;
         append_header_value(
-            self.header_name_map.as_mut(),
+            &mut self.name_case,
             &mut self.base.headers,
             name,
             header_value,
@@ -224,7 +224,7 @@ impl RequestHeader {
             .try_into()
             .explain_err(InvalidHTTPHeader, |_| "invalid value while insert")?;
         insert_header_value(
-            self.header_name_map.as_mut(),
+            &mut self.name_case,
             &mut self.base.headers,
             name,
             header_value,
@@ -238,7 +238,7 @@ impl RequestHeader {
     /// cloned map has no spare room; see PATCHES.md.
     pub fn reserve(&mut self, additional: usize) -> Result<()> {
         reserve_headers(
-            self.header_name_map.as_mut(),
+            &mut self.name_case,
             &mut self.base.headers,
             additional,
         )
@@ -254,7 +254,7 @@ impl RequestHeader {
         value: HeaderValue,
     ) -> Result<()> {
         insert_static_header_value(
-            self.header_name_map.as_mut(),
+            &mut self.name_case,
             &mut self.base.headers,
             name,
             value,
@@ -271,7 +271,7 @@ impl RequestHeader {
         value: HeaderValue,
     ) -> Result<bool> {
         append_static_header_value(
-            self.header_name_map.as_mut(),
+            &mut self.name_case,
             &mut self.base.headers,
             name,
             value,
@@ -283,54 +283,36 @@ impl RequestHeader {
     where
         &'a N: 'a + AsHeaderName,
     {
-        remove_header(self.header_name_map.as_mut(), &mut self.base.headers, name)
+        remove_header(&mut self.name_case, &mut self.base.headers, name)
     }
 
     /// Write the header to the `buf` in HTTP/1.1 wire format.
     ///
     /// The header case will be preserved.
     pub fn header_to_h1_wire(&self, buf: &mut impl BufMut) {
-        header_to_h1_wire(self.header_name_map.as_ref(), &self.base.headers, buf)
+        header_to_h1_wire(&self.name_case, &self.base.headers, buf)
     }
 
     /// If case sensitivity is enabled, returns an iterator to iterate over case-sensitive header names and values.
     /// Otherwise returns an empty iterator.
     ///
     /// Headers of the same name are visited in insertion order.
-    pub fn case_header_iter(&self) -> impl Iterator<Item = (&CaseHeaderName, &HeaderValue)> + '_ {
-        case_header_iter(self.header_name_map.as_ref(), &self.base.headers)
+    pub fn case_header_iter(&self) -> impl Iterator<Item = (CaseHeaderName, &HeaderValue)> + '_ {
+        case_header_iter(&self.name_case, &self.base.headers)
     }
 
     /// Returns true if the request has case-sensitive headers.
     pub fn has_case(&self) -> bool {
-        self.header_name_map.is_some()
+        // triage patch (PATCHES.md 3): kept, with or without a case map.
+        !matches!(self.name_case, NameCase::Off)
     }
 
     pub fn map<F: FnMut(HeaderNameVariant, &HeaderValue) -> Result<()>>(
         &self,
-        mut f: F,
+        f: F,
     ) -> Result<()> {
-        let key_map = self.header_name_map.as_ref();
-        let value_map = &self.base.headers;
-
-        if let Some(key_map) = key_map {
-            let iter = key_map.iter().zip(value_map.iter());
-            for ((header, case_header), (header2, val)) in iter {
-                if header != header2 {
-                    // in case the header iteration order changes in future versions of HMap
-                    panic!("header iter mismatch {}, {}", header, header2)
-                }
-                f(HeaderNameVariant::Case(case_header), val)?;
-            }
-        } else {
-            for (header, value) in value_map {
-                let titled_header =
-                    case_header_name::titled_header_name_str(header).unwrap_or(header.as_str());
-                f(HeaderNameVariant::Titled(titled_header), value)?;
-            }
-        }
-
-        Ok(())
+        // triage patch (PATCHES.md 3): one function for requests and responses.
+        map_headers(&self.name_case, &self.base.headers, f)
     }
 
     /// Return mutable access to the request extensions.
@@ -453,7 +435,7 @@ impl Clone for RequestHeader {
     fn clone(&self) -> Self {
         Self {
             base: self.as_owned_parts(),
-            header_name_map: self.header_name_map.clone(),
+            name_case: self.name_case.clone(),
             raw_target: self.raw_target.clone(),
             send_end_stream: self.send_end_stream,
         }
@@ -468,7 +450,7 @@ impl From<ReqParts> for RequestHeader {
     fn from(parts: ReqParts) -> RequestHeader {
         Self {
             base: parts,
-            header_name_map: None,
+            name_case: NameCase::Off,
             // The Uri is the only target available here, so it is the one that serializes.
             raw_target: RawTarget::FromUri,
             send_end_stream: true,
@@ -499,7 +481,8 @@ impl From<RequestHeader> for ReqParts {
 pub struct ResponseHeader {
     base: RespParts,
     // an ordered header map to store the original case of each header name
-    header_name_map: Option<CaseMap>,
+    // triage patch (PATCHES.md 3): `NameCase`, not `Option<CaseMap>`.
+    name_case: NameCase,
     // the reason phrase of the response, if unset, a default one will be used
     reason_phrase: Option<String>,
 }
@@ -522,7 +505,7 @@ impl Clone for ResponseHeader {
     fn clone(&self) -> Self {
         Self {
             base: self.as_owned_parts(),
-            header_name_map: self.header_name_map.clone(),
+            name_case: self.name_case.clone(),
             reason_phrase: self.reason_phrase.clone(),
         }
     }
@@ -533,7 +516,7 @@ impl From<RespParts> for ResponseHeader {
     fn from(parts: RespParts) -> ResponseHeader {
         Self {
             base: parts,
-            header_name_map: None,
+            name_case: NameCase::Off,
             reason_phrase: None,
         }
     }
@@ -554,9 +537,8 @@ impl From<Box<ResponseHeader>> for Box<RespParts> {
 impl ResponseHeader {
     fn new(size_hint: Option<usize>) -> Self {
         let mut resp_header = Self::new_no_case(size_hint);
-        resp_header.header_name_map = Some(CaseMap::with_capacity(http_header_map_upper_bound(
-            size_hint,
-        )));
+        // triage patch (PATCHES.md 3): no case map until a name arrives in another case.
+        resp_header.name_case = NameCase::TitleCase;
         resp_header
     }
 
@@ -565,7 +547,7 @@ impl ResponseHeader {
         base.headers.reserve(http_header_map_upper_bound(size_hint));
         ResponseHeader {
             base,
-            header_name_map: None,
+            name_case: NameCase::Off,
             reason_phrase: None,
         }
     }
@@ -605,7 +587,7 @@ impl ResponseHeader {
             .try_into()
             .explain_err(InvalidHTTPHeader, |_| "invalid value while append")?;
         append_header_value(
-            self.header_name_map.as_mut(),
+            &mut self.name_case,
             &mut self.base.headers,
             name,
             header_value,
@@ -625,7 +607,7 @@ impl ResponseHeader {
             .try_into()
             .explain_err(InvalidHTTPHeader, |_| "invalid value while insert")?;
         insert_header_value(
-            self.header_name_map.as_mut(),
+            &mut self.name_case,
             &mut self.base.headers,
             name,
             header_value,
@@ -639,7 +621,7 @@ impl ResponseHeader {
     /// cloned map has no spare room; see PATCHES.md.
     pub fn reserve(&mut self, additional: usize) -> Result<()> {
         reserve_headers(
-            self.header_name_map.as_mut(),
+            &mut self.name_case,
             &mut self.base.headers,
             additional,
         )
@@ -655,7 +637,7 @@ impl ResponseHeader {
         value: HeaderValue,
     ) -> Result<()> {
         insert_static_header_value(
-            self.header_name_map.as_mut(),
+            &mut self.name_case,
             &mut self.base.headers,
             name,
             value,
@@ -672,7 +654,7 @@ impl ResponseHeader {
         value: HeaderValue,
     ) -> Result<bool> {
         append_static_header_value(
-            self.header_name_map.as_mut(),
+            &mut self.name_case,
             &mut self.base.headers,
             name,
             value,
@@ -684,54 +666,36 @@ impl ResponseHeader {
     where
         &'a N: 'a + AsHeaderName,
     {
-        remove_header(self.header_name_map.as_mut(), &mut self.base.headers, name)
+        remove_header(&mut self.name_case, &mut self.base.headers, name)
     }
 
     /// Write the header to the `buf` in HTTP/1.1 wire format.
     ///
     /// The header case will be preserved.
     pub fn header_to_h1_wire(&self, buf: &mut impl BufMut) {
-        header_to_h1_wire(self.header_name_map.as_ref(), &self.base.headers, buf)
+        header_to_h1_wire(&self.name_case, &self.base.headers, buf)
     }
 
     /// If case sensitivity is enabled, returns an iterator to iterate over case-sensitive header names and values.
     /// Otherwise returns an empty iterator.
     ///
     /// Headers of the same name are visited in insertion order.
-    pub fn case_header_iter(&self) -> impl Iterator<Item = (&CaseHeaderName, &HeaderValue)> + '_ {
-        case_header_iter(self.header_name_map.as_ref(), &self.base.headers)
+    pub fn case_header_iter(&self) -> impl Iterator<Item = (CaseHeaderName, &HeaderValue)> + '_ {
+        case_header_iter(&self.name_case, &self.base.headers)
     }
 
     /// Returns true if the response has case-sensitive headers.
     pub fn has_case(&self) -> bool {
-        self.header_name_map.is_some()
+        // triage patch (PATCHES.md 3): kept, with or without a case map.
+        !matches!(self.name_case, NameCase::Off)
     }
 
     pub fn map<F: FnMut(HeaderNameVariant, &HeaderValue) -> Result<()>>(
         &self,
-        mut f: F,
+        f: F,
     ) -> Result<()> {
-        let key_map = self.header_name_map.as_ref();
-        let value_map = &self.base.headers;
-
-        if let Some(key_map) = key_map {
-            let iter = key_map.iter().zip(value_map.iter());
-            for ((header, case_header), (header2, val)) in iter {
-                if header != header2 {
-                    // in case the header iteration order changes in future versions of HMap
-                    panic!("header iter mismatch {}, {}", header, header2)
-                }
-                f(HeaderNameVariant::Case(case_header), val)?;
-            }
-        } else {
-            for (header, value) in value_map {
-                let titled_header =
-                    case_header_name::titled_header_name_str(header).unwrap_or(header.as_str());
-                f(HeaderNameVariant::Titled(titled_header), value)?;
-            }
-        }
-
-        Ok(())
+        // triage patch (PATCHES.md 3): one function for requests and responses.
+        map_headers(&self.name_case, &self.base.headers, f)
     }
 
     /// Return mutable access to the response extensions.
@@ -946,7 +910,7 @@ fn http_header_map_upper_bound(size_hint: Option<usize>) -> usize {
 
 #[inline]
 fn append_header_value<T>(
-    name_map: Option<&mut CaseMap>,
+    name_case: &mut NameCase,
     value_map: &mut HMap<T>,
     name: impl IntoCaseHeaderName,
     value: T,
@@ -957,7 +921,9 @@ fn append_header_value<T>(
         .try_into()
         .or_err(InvalidHTTPHeader, "invalid header name")?;
     // store the original case in the map
-    if let Some(name_map) = name_map {
+    // triage patch (PATCHES.md 3): only once a name is not in Title-Case.
+    let title_cased = is_title_case(&header_name, case_header_name.as_slice());
+    if let Some(name_map) = name_case.case_map(value_map, title_cased)? {
         // Use the non-panicking `try_append`: the infallible `append` calls
         // `.expect("size overflows MAX_SIZE")` internally, which would abort the
         // process if the case map ever exceeded `http`'s `MAX_SIZE` (1 << 15).
@@ -975,7 +941,7 @@ fn append_header_value<T>(
 
 #[inline]
 fn insert_header_value<T>(
-    name_map: Option<&mut CaseMap>,
+    name_case: &mut NameCase,
     value_map: &mut HMap<T>,
     name: impl IntoCaseHeaderName,
     value: T,
@@ -985,7 +951,9 @@ fn insert_header_value<T>(
         .as_slice()
         .try_into()
         .or_err(InvalidHTTPHeader, "invalid header name")?;
-    if let Some(name_map) = name_map {
+    // triage patch (PATCHES.md 3): a case map only once a name is not in Title-Case.
+    let title_cased = is_title_case(&header_name, case_header_name.as_slice());
+    if let Some(name_map) = name_case.case_map(value_map, title_cased)? {
         // store the original case in the map
         name_map.insert(header_name.clone(), case_header_name);
     }
@@ -995,11 +963,11 @@ fn insert_header_value<T>(
 
 /// triage patch: see [RequestHeader::reserve()].
 fn reserve_headers<T>(
-    name_map: Option<&mut CaseMap>,
+    name_case: &mut NameCase,
     value_map: &mut HMap<T>,
     additional: usize,
 ) -> Result<()> {
-    if let Some(name_map) = name_map {
+    if let NameCase::Map(name_map) = name_case {
         name_map
             .try_reserve(additional)
             .or_err(InvalidHTTPHeader, "header name map size overflows MAX_SIZE")?;
@@ -1009,24 +977,20 @@ fn reserve_headers<T>(
         .or_err(InvalidHTTPHeader, "header value map size overflows MAX_SIZE")
 }
 
-/// triage patch: the case name of a static lowercase name is the name itself, shared, not
-/// copied.
-#[inline]
-fn static_case_name(name: &'static HeaderName) -> CaseHeaderName {
-    name.as_str().into_case_header_name()
-}
 
 /// triage patch: see [RequestHeader::insert_static_header()].
 #[inline]
 fn insert_static_header_value<T>(
-    name_map: Option<&mut CaseMap>,
+    name_case: &mut NameCase,
     value_map: &mut HMap<T>,
     name: &'static HeaderName,
     value: T,
 ) -> Result<()> {
-    if let Some(name_map) = name_map {
+    // triage patch (PATCHES.md 3): a static name is written in Title-Case, so it needs no
+    // case map; one already made records it in Title-Case.
+    if let Some(name_map) = name_case.case_map(value_map, true)? {
         name_map
-            .try_insert(name.clone(), static_case_name(name))
+            .try_insert(name.clone(), title_case_name(name))
             .or_err(InvalidHTTPHeader, "header name map size overflows MAX_SIZE")?;
     }
     value_map
@@ -1038,14 +1002,15 @@ fn insert_static_header_value<T>(
 /// triage patch: see [RequestHeader::append_static_header()].
 #[inline]
 fn append_static_header_value<T>(
-    name_map: Option<&mut CaseMap>,
+    name_case: &mut NameCase,
     value_map: &mut HMap<T>,
     name: &'static HeaderName,
     value: T,
 ) -> Result<bool> {
-    if let Some(name_map) = name_map {
+    // triage patch (PATCHES.md 3): as `insert_static_header_value`.
+    if let Some(name_map) = name_case.case_map(value_map, true)? {
         name_map
-            .try_append(name.clone(), static_case_name(name))
+            .try_append(name.clone(), title_case_name(name))
             .or_err(InvalidHTTPHeader, "header name map size overflows MAX_SIZE")?;
     }
     value_map
@@ -1056,7 +1021,7 @@ fn append_static_header_value<T>(
 // the &N here is to avoid clone(). None Copy type like String can impl AsHeaderName
 #[inline]
 fn remove_header<'a, T, N: ?Sized>(
-    name_map: Option<&mut CaseMap>,
+    name_case: &mut NameCase,
     value_map: &mut HMap<T>,
     name: &'a N,
 ) -> Option<T>
@@ -1065,7 +1030,7 @@ where
 {
     let removed = value_map.remove(name);
     if removed.is_some() {
-        if let Some(name_map) = name_map {
+        if let NameCase::Map(name_map) = name_case {
             name_map.remove(name);
         }
     }
@@ -1170,44 +1135,192 @@ fn normalize_field_value(raw: bytes::Bytes) -> bytes::Bytes {
 }
 
 #[inline]
-fn header_to_h1_wire(key_map: Option<&CaseMap>, value_map: &HMap, buf: &mut impl BufMut) {
+fn header_to_h1_wire(name_case: &NameCase, value_map: &HMap, buf: &mut impl BufMut) {
     const CRLF: &[u8; 2] = b"\r\n";
     const HEADER_KV_DELIMITER: &[u8; 2] = b": ";
 
-    if let Some(key_map) = key_map {
-        case_header_iter(key_map.into(), value_map).for_each(|(case_header, val)| {
-            buf.put_slice(case_header.as_slice());
-            buf.put_slice(HEADER_KV_DELIMITER);
-            buf.put_slice(val.as_ref());
-            buf.put_slice(CRLF);
-        });
-    } else {
-        for (header, value) in value_map {
-            let titled_header =
-                case_header_name::titled_header_name_str(header).unwrap_or(header.as_str());
-            buf.put_slice(titled_header.as_bytes());
-            buf.put_slice(HEADER_KV_DELIMITER);
-            buf.put_slice(value.as_ref());
-            buf.put_slice(CRLF);
+    match name_case {
+        NameCase::Map(key_map) => {
+            case_map_iter(key_map, value_map).for_each(|(case_header, val)| {
+                buf.put_slice(case_header.as_slice());
+                buf.put_slice(HEADER_KV_DELIMITER);
+                buf.put_slice(val.as_ref());
+                buf.put_slice(CRLF);
+            });
+        }
+        // triage patch (PATCHES.md 3): every name in Title-Case, written as it is parsed.
+        NameCase::TitleCase => {
+            for (header, value) in value_map {
+                put_title_case(buf, header);
+                buf.put_slice(HEADER_KV_DELIMITER);
+                buf.put_slice(value.as_ref());
+                buf.put_slice(CRLF);
+            }
+        }
+        NameCase::Off => {
+            for (header, value) in value_map {
+                let titled_header =
+                    case_header_name::titled_header_name_str(header).unwrap_or(header.as_str());
+                buf.put_slice(titled_header.as_bytes());
+                buf.put_slice(HEADER_KV_DELIMITER);
+                buf.put_slice(value.as_ref());
+                buf.put_slice(CRLF);
+            }
         }
     }
 }
 
+/// triage patch (PATCHES.md 3): the names as kept, from the case map or in Title-Case, or
+/// none when case is not kept.
 #[inline]
 fn case_header_iter<'a>(
-    name_map: Option<&'a CaseMap>,
+    name_case: &'a NameCase,
+    value_map: &'a HMap,
+) -> impl Iterator<Item = (CaseHeaderName, &'a HeaderValue)> + 'a {
+    let (map, title_case) = match name_case {
+        NameCase::Map(map) => (Some(map), None),
+        NameCase::TitleCase => (None, Some(value_map)),
+        NameCase::Off => (None, None),
+    };
+    let from_map = map
+        .into_iter()
+        .flat_map(move |map| case_map_iter(map, value_map).map(|(n, v)| (n.clone(), v)));
+    let titled = title_case
+        .into_iter()
+        .flat_map(|values| values.iter().map(|(n, v)| (title_case_name(n), v)));
+    from_map.chain(titled)
+}
+
+#[inline]
+fn case_map_iter<'a>(
+    name_map: &'a CaseMap,
     value_map: &'a HMap,
 ) -> impl Iterator<Item = (&'a CaseHeaderName, &'a HeaderValue)> + 'a {
-    name_map.into_iter().flat_map(|name_map| {
-        name_map
-            .iter()
-            .zip(value_map.iter())
-            .map(|((h1, name), (h2, value))| {
-                // in case the header iteration order changes in future versions of HMap
-                assert_eq!(h1, h2, "header iter mismatch {}, {}", h1, h2);
-                (name, value)
-            })
-    })
+    name_map
+        .iter()
+        .zip(value_map.iter())
+        .map(|((h1, name), (h2, value))| {
+            // in case the header iteration order changes in future versions of HMap
+            assert_eq!(h1, h2, "header iter mismatch {}, {}", h1, h2);
+            (name, value)
+        })
+}
+
+/// triage patch (PATCHES.md 3): `map` for requests and responses.
+fn map_headers<F: FnMut(HeaderNameVariant, &HeaderValue) -> Result<()>>(
+    name_case: &NameCase,
+    value_map: &HMap,
+    mut f: F,
+) -> Result<()> {
+    match name_case {
+        NameCase::Map(key_map) => {
+            let iter = key_map.iter().zip(value_map.iter());
+            for ((header, case_header), (header2, val)) in iter {
+                if header != header2 {
+                    // in case the header iteration order changes in future versions of HMap
+                    panic!("header iter mismatch {}, {}", header, header2)
+                }
+                f(HeaderNameVariant::Case(case_header), val)?;
+            }
+        }
+        NameCase::TitleCase => {
+            for (header, value) in value_map {
+                f(HeaderNameVariant::Case(&title_case_name(header)), value)?;
+            }
+        }
+        NameCase::Off => {
+            for (header, value) in value_map {
+                let titled_header =
+                    case_header_name::titled_header_name_str(header).unwrap_or(header.as_str());
+                f(HeaderNameVariant::Titled(titled_header), value)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// triage patch (PATCHES.md 3): how a header block keeps the case of its names.
+///
+/// 0.9.1 keeps, beside the header map, a second map of every name as it arrived, so that
+/// each is written in its own case; every header added or parsed went into both. But nearly
+/// every name arrives in Title-Case (`Content-Type`, `X-Forwarded-For`), which can be
+/// rebuilt from the lowercase name. So the case map is made only when a name arrives in
+/// another case (`x-custom`, `ETag`), from the names added so far, and kept in step from then
+/// on: the bytes on the wire are the same either way.
+#[derive(Debug, Clone)]
+enum NameCase {
+    /// Case is not kept (`build_no_case`, or converted from `http`'s parts): the well-known
+    /// names are written titled, the others in lowercase, as 0.9.1 does.
+    Off,
+    /// Case is kept, and every name so far is in Title-Case: no case map.
+    TitleCase,
+    /// Case is kept in a map parallel to the header map.
+    Map(CaseMap),
+}
+
+impl NameCase {
+    /// The case map a name is to be recorded in: none when case is not kept, or when it is
+    /// in Title-Case and there is no map yet; otherwise the map, made from the names so far
+    /// (all in Title-Case) if there was none.
+    fn case_map<T>(
+        &mut self,
+        value_map: &HMap<T>,
+        title_cased: bool,
+    ) -> Result<Option<&mut CaseMap>> {
+        if let NameCase::TitleCase = self {
+            if title_cased {
+                return Ok(None);
+            }
+            let mut map = CaseMap::with_capacity(value_map.capacity());
+            for (name, _) in value_map.iter() {
+                map.try_append(name.clone(), title_case_name(name))
+                    .or_err(InvalidHTTPHeader, "header name map size overflows MAX_SIZE")?;
+            }
+            *self = NameCase::Map(map);
+        }
+        Ok(match self {
+            NameCase::Map(map) => Some(map),
+            NameCase::Off | NameCase::TitleCase => None,
+        })
+    }
+}
+
+/// triage patch (PATCHES.md 3): whether `raw` is `name` in Title-Case: the first letter and
+/// each one after a `-` in upper case, the others in lower case (a `HeaderName` is lowercase).
+#[inline]
+fn is_title_case(name: &HeaderName, raw: &[u8]) -> bool {
+    let lower = name.as_str().as_bytes();
+    raw.len() == lower.len()
+        && raw.iter().zip(lower).enumerate().all(|(i, (&r, &l))| {
+            let starts_word = i == 0 || lower[i - 1] == b'-';
+            r == if starts_word { l.to_ascii_uppercase() } else { l }
+        })
+}
+
+/// triage patch (PATCHES.md 3): `name` in Title-Case.
+fn title_case_name(name: &HeaderName) -> CaseHeaderName {
+    if let Some(titled) = case_header_name::titled_header_name_str(name) {
+        return bytes::Bytes::from_static(titled.as_bytes()).into_case_header_name();
+    }
+    let mut titled = Vec::with_capacity(name.as_str().len());
+    put_title_case(&mut titled, name);
+    bytes::Bytes::from(titled).into_case_header_name()
+}
+
+/// triage patch (PATCHES.md 3): writes `name` in Title-Case, in runs between the letters
+/// that are upper-cased.
+#[inline]
+fn put_title_case(buf: &mut impl BufMut, name: &HeaderName) {
+    let lower = name.as_str().as_bytes();
+    let mut run = 0;
+    for (i, &b) in lower.iter().enumerate() {
+        if (i == 0 || lower[i - 1] == b'-') && b.is_ascii_lowercase() {
+            buf.put_slice(&lower[run..i]);
+            buf.put_u8(b.to_ascii_uppercase());
+            run = i + 1;
+        }
+    }
+    buf.put_slice(&lower[run..]);
 }
 
 #[cfg(test)]
@@ -1217,7 +1330,8 @@ mod tests {
     #[test]
     fn header_map_upper_bound() {
         assert_eq!(8, http_header_map_upper_bound(None));
-        assert_eq!(16, http_header_map_upper_bound(Some(16)));
+        // triage patch (PATCHES.md 1): the hint plus the proxy's headroom.
+        assert_eq!(24, http_header_map_upper_bound(Some(16)));
         assert_eq!(4096, http_header_map_upper_bound(Some(7777)));
     }
 

@@ -114,7 +114,10 @@ async fn hop_by_hop_fields_without_connection_do_not_reach_the_app() {
 /// Upstream connections are kept alive and reused, as nginx's `keepalive` does: ten requests,
 /// each on a new client connection, reach the app over one connection, on IPv4 and on IPv6
 /// (Pingora is patched to check a pooled connection's peer against the address it connected
-/// to, not by `getpeername`: this is what that check must still let through).
+/// to, not by `getpeername`: this is what that check must still let through). Each request is
+/// sent once the one before it is logged: Pingora pools the upstream connection after the
+/// response's last byte went to the client, so a client that comes back at once can be ahead
+/// of it, and the connection pooled just after would only be reused by the request after.
 #[tokio::test]
 async fn upstream_connections_are_reused() {
     for loopback in [
@@ -133,6 +136,9 @@ async fn upstream_connections_are_reused() {
         for i in 0..10 {
             let resp = client::get(triage.http, "/").await;
             assert_eq!(resp.status, 200, "request {i} to {}", app.addr);
+            triage
+                .wait_for_output_times("\"GET / HTTP/1.1\" 200 ", i + 1, Duration::from_secs(5))
+                .await;
         }
         assert_eq!(app.requests(), 10, "{}", app.addr);
         assert_eq!(app.connections(), 1, "connections to {}", app.addr);

@@ -336,16 +336,28 @@ impl Triage {
     /// Polls stdout and stderr (every 20 ms, up to `timeout`) until one contains `needle`;
     /// returns that stream's text, or panics showing both.
     pub async fn wait_for_output(&self, needle: &str, timeout: Duration) -> String {
+        self.wait_for_output_times(needle, 1, timeout).await
+    }
+
+    /// Like [`Triage::wait_for_output`], until one stream contains `needle` at least `times`
+    /// times (a request is logged after its upstream connection went back to the pool, so
+    /// waiting for the n-th access line orders a test's next request after that).
+    pub async fn wait_for_output_times(
+        &self,
+        needle: &str,
+        times: usize,
+        timeout: Duration,
+    ) -> String {
         let deadline = Instant::now() + timeout;
         loop {
             for text in [self.stdout(), self.stderr()] {
-                if text.contains(needle) {
+                if text.matches(needle).count() >= times {
                     return text;
                 }
             }
             if Instant::now() >= deadline {
                 panic!(
-                    "triage did not write {needle:?} within {timeout:?}; stdout:\n{}\nstderr:\n{}",
+                    "triage did not write {needle:?} {times} times within {timeout:?}; stdout:\n{}\nstderr:\n{}",
                     self.stdout(),
                     self.stderr()
                 );

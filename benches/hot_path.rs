@@ -180,10 +180,15 @@ fn success_path(c: &mut Criterion) {
 
 fn server_history(c: &mut Criterion) {
     let history = ServerHistory::new(SystemTime::now());
+    let at = SystemTime::now();
     c.bench_function("history: in flight + success", |b| {
         b.iter(|| {
             let in_flight = history.request_started();
-            history.record_success(black_box(200), Some(Duration::from_micros(300)));
+            history.record_success(
+                black_box(200),
+                Some(Duration::from_micros(300)),
+                black_box(at),
+            );
             drop(in_flight);
         })
     });

@@ -12,8 +12,12 @@ pub struct SecondWindow(AtomicU64);
 
 /// The wall-clock second, as the window stores it (its low 32 bits).
 pub fn current_second() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
+    second_of(SystemTime::now())
+}
+
+/// The second of `at`, as the window stores it: for a caller that has just read the clock.
+pub fn second_of(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() & 0xffff_ffff)
 }
 

@@ -260,9 +260,15 @@ impl Balancer {
 
     /// A request to server `index` got a final response (`status`, after `response_time`):
     /// the server works, and its history says so.
-    pub fn record_success(&self, index: usize, status: u16, response_time: Option<Duration>) {
+    pub fn record_success(
+        &self,
+        index: usize,
+        status: u16,
+        response_time: Option<Duration>,
+        at: SystemTime,
+    ) {
         if let Some(server) = self.servers.get(index) {
-            server.history.record_success(status, response_time);
+            server.history.record_success(status, response_time, at);
             if server.consecutive_failures.load(Ordering::Relaxed) != 0 {
                 server.consecutive_failures.store(0, Ordering::Relaxed);
             }
@@ -395,7 +401,7 @@ mod tests {
     fn passive_ejection() {
         let b = balancer(2, &[1, 1], 2);
         assert_eq!(b.record_failure(0), Transition::None);
-        b.record_success(0, 200, None);
+        b.record_success(0, 200, None, SystemTime::now());
         assert_eq!(b.record_failure(0), Transition::None);
         assert_eq!(b.record_failure(0), Transition::WentDown);
         for _ in 0..4 {
@@ -419,7 +425,7 @@ mod tests {
         assert_eq!(b.held_off(), Some(0));
         let (ago, left) = b.servers[1].refusal().expect("refused");
         assert!(ago < Duration::from_secs(5) && left > Duration::from_secs(50));
-        b.record_success(0, 200, None);
+        b.record_success(0, 200, None, SystemTime::now());
         assert!(!b.servers[0].is_held_off());
         assert_eq!(b.pick(0), Some(0));
     }
@@ -499,7 +505,7 @@ mod tests {
         for _ in 0..5 {
             assert_eq!(new.pick(0), Some(2));
         }
-        new.record_success(2, 200, None);
+        new.record_success(2, 200, None, SystemTime::now());
         let history = old.servers[2].history.snapshot(SystemTime::now());
         assert_eq!(history.last_success.map(|(_, status)| status), Some(200));
     }

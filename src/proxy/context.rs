@@ -93,6 +93,8 @@ pub(crate) struct AttemptFacts {
     pub(crate) request_sent: Option<Instant>,
     /// From sending the request to the response header.
     pub(crate) response: Option<Duration>,
+    /// When the final response header arrived.
+    pub(crate) response_at: Option<Instant>,
     /// The upstream's final status, once its response header arrived.
     pub(crate) upstream_status: Option<u16>,
     /// Counts the attempt as in flight at its server (its history) until replaced.
@@ -219,10 +221,23 @@ impl RequestCtx {
 
     /// The current attempt's timings, and the request's so far.
     pub(crate) fn timings(&self) -> Timings {
+        self.timings_at(Instant::now())
+    }
+
+    /// The current attempt's timings, and the request's until `now` (a clock reading the
+    /// caller has made anyway).
+    pub(crate) fn timings_at(&self, now: Instant) -> Timings {
         Timings {
             connect: self.attempt.connect,
             response: self.attempt.response,
-            total: self.request.received.elapsed(),
+            total: now.saturating_duration_since(self.request.received),
         }
+    }
+
+    /// The wall-clock time of `at`, a reading of the monotonic clock during this request:
+    /// the request's wall-clock reading moved on by the monotonic time since, so that a hook
+    /// needing both reads the clock once.
+    pub(crate) fn wall_time(&self, at: Instant) -> SystemTime {
+        self.request.received_at + at.saturating_duration_since(self.request.received)
     }
 }

@@ -489,7 +489,7 @@ impl Triage {
             ctx.request.id,
             None,
             0,
-            self.disclosed(ctx, "").as_ref(),
+            self.disclosed(ctx, "", std::time::Instant::now()).as_ref(),
             None,
         )?;
         session
@@ -527,7 +527,7 @@ impl Triage {
             ctx.request.id,
             None,
             0,
-            self.disclosed(ctx, "").as_ref(),
+            self.disclosed(ctx, "", std::time::Instant::now()).as_ref(),
             None,
         )?;
         session

@@ -46,13 +46,19 @@ fn is_well_formed_request_id(value: &[u8]) -> bool {
         })
 }
 
-/// `X-Forwarded-For`: the client's address appended to what earlier proxies wrote, if any.
-fn forwarded_for(earlier: Option<&HeaderValue>, client: &AddrText) -> Option<HeaderValue> {
+/// `X-Forwarded-For`: the client's address (`client`, as text and as the value `X-Real-IP`
+/// gets) appended to what earlier proxies wrote, if any.
+fn forwarded_for(
+    earlier: Option<&HeaderValue>,
+    client: &AddrText,
+    client_value: &HeaderValue,
+) -> Option<HeaderValue> {
     let earlier = earlier
         .map(|v| v.as_bytes().trim_ascii())
         .filter(|v| !v.is_empty());
     match earlier {
-        None => HeaderValue::from_str(client.as_str()).ok(),
+        // The same bytes as X-Real-IP's: shared, not copied again.
+        None => Some(client_value.clone()),
         Some(earlier) => {
             let mut value = Vec::with_capacity(earlier.len() + 2 + client.as_str().len());
             value.extend_from_slice(earlier);
@@ -74,15 +80,16 @@ pub fn add_forwarding_headers(
     // room for all five at once instead of growing on the first.
     req.reserve(5)?;
     // Written once for both headers that carry it.
-    let client = client.map(AddrText::ip);
-    if let Some(value) = client
-        .as_ref()
-        .and_then(|ip| forwarded_for(req.headers.get(&X_FORWARDED_FOR), ip))
-    {
-        req.insert_static_header(&X_FORWARDED_FOR, value)?;
-    }
-    match client.and_then(|ip| HeaderValue::from_str(ip.as_str()).ok()) {
-        Some(ip) => req.insert_static_header(&X_REAL_IP, ip)?,
+    let client = client
+        .map(AddrText::ip)
+        .and_then(|ip| Some((HeaderValue::from_str(ip.as_str()).ok()?, ip)));
+    match client {
+        Some((value, ip)) => {
+            if let Some(forwarded) = forwarded_for(req.headers.get(&X_FORWARDED_FOR), &ip, &value) {
+                req.insert_static_header(&X_FORWARDED_FOR, forwarded)?;
+            }
+            req.insert_static_header(&X_REAL_IP, value)?;
+        }
         None => {
             req.remove_header(&X_REAL_IP);
         }

@@ -255,7 +255,8 @@ impl ProxyHttp for Triage {
             return Error::e_explain(InternalError, "request has no upstream");
         };
         if ctx.request.attempts == 0 {
-            upstream.count_request();
+            // The second it was received in: the clock was read then.
+            upstream.count_request(crate::window::second_of(ctx.request.received_at));
         }
         let Some(index) = upstream.balancer.pick(ctx.request.tried) else {
             return Err(match upstream.balancer.held_off() {
@@ -318,10 +319,14 @@ impl ProxyHttp for Triage {
         if reused {
             // The stream keeps the digest of its connect: its age is how long the app has had
             // it, an upper bound on how long the app let it idle.
+            // Measured from when the attempt asked for a connection (the clock read then):
+            // the pool handed this one over moments later.
+            let asked = ctx.attempt.connect_started.map(|at| ctx.wall_time(at));
             ctx.attempt.reused_connection_age = digest
                 .and_then(|d| d.timing_digest.first())
                 .and_then(|t| t.as_ref())
-                .and_then(|t| t.established_ts.elapsed().ok());
+                .zip(asked)
+                .and_then(|(t, asked)| asked.duration_since(t.established_ts).ok());
         } else {
             ctx.attempt.connect = ctx.attempt.connect_started.map(|t| t.elapsed());
             // A new TLS connection: the certificate the server presented, for the expiry
@@ -415,13 +420,21 @@ impl ProxyHttp for Triage {
         }
         ctx.attempt.progress = Progress::ResponseHeaders;
         ctx.attempt.upstream_status = Some(upstream_response.status.as_u16());
-        ctx.attempt.response = ctx.attempt.request_sent.map(|t| t.elapsed());
+        // One clock reading for the response time, the server's history and (unless the
+        // body's start is read first) the Server-Timing total.
+        let now = Instant::now();
+        ctx.attempt.response_at = Some(now);
+        ctx.attempt.response = ctx
+            .attempt
+            .request_sent
+            .map(|t| now.saturating_duration_since(t));
         // A final answer (or a protocol switch): the server works.
         if let (Some(upstream), Some(server)) = (ctx.upstream(), ctx.attempt.server) {
             let status = upstream_response.status.as_u16();
+            let at = ctx.wall_time(now);
             upstream
                 .balancer
-                .record_success(server, status, ctx.attempt.response);
+                .record_success(server, status, ctx.attempt.response, at);
         }
         Ok(())
     }
@@ -455,7 +468,12 @@ impl ProxyHttp for Triage {
         if let Some(finding) = &ctx.request.finding {
             ctx.request.cause = Some(Arc::new(self.explain(session, ctx, finding, None).await));
         }
-        let disclosed = self.disclosed(ctx, "");
+        // The response header arrived just now, unless the body's start was awaited since.
+        let now = match (ctx.attempt.response_at, &ctx.attempt.body_start) {
+            (Some(at), None) => at,
+            _ => Instant::now(),
+        };
+        let disclosed = self.disclosed(ctx, "", now);
         self.renderer.decorate_upstream_response(
             upstream_response,
             ctx.request.id,

@@ -16,6 +16,7 @@ impl Triage {
         &'a self,
         ctx: &'a RequestCtx,
         detail: &'a str,
+        now: std::time::Instant,
     ) -> Option<Disclosed<'a>> {
         ctx.request.trusted.then(|| Disclosed {
             upstream: ctx.upstream().map(|u| u.name.as_str()),
@@ -25,7 +26,7 @@ impl Triage {
                 .as_ref()
                 .map(render::text::AddrText::peer),
             detail,
-            timings: ctx.timings(),
+            timings: ctx.timings_at(now),
             report_url: self.report_url.as_deref(),
         })
     }
@@ -43,7 +44,7 @@ impl Triage {
             status,
             at: ctx.request.received_at,
             attempts: ctx.request.attempts,
-            disclosed: self.disclosed(ctx, &finding.detail),
+            disclosed: self.disclosed(ctx, &finding.detail, std::time::Instant::now()),
             cause: ctx.request.cause.as_deref(),
         }
     }

@@ -60,8 +60,8 @@ const RETRY_FLOOR_PER_SECOND: u64 = 10;
 const RETRY_RATIO_PERCENT: u64 = 20;
 
 impl RetryBudget {
-    fn count_request(&self) {
-        self.requests.count(current_second());
+    fn count_request(&self, second: u64) {
+        self.requests.count(second);
     }
 
     fn allow_retry(&self) -> bool {
@@ -103,9 +103,10 @@ impl Upstream {
         self.read_timeout
     }
 
-    /// Counts a request towards the retry budget.
-    pub fn count_request(&self) {
-        self.retry_budget.count_request();
+    /// Counts a request received in `second` (as [`crate::window::second_of`] gives it)
+    /// towards the retry budget.
+    pub fn count_request(&self, second: u64) {
+        self.retry_budget.count_request(second);
     }
 
     /// Whether the retry budget allows one more retry now.

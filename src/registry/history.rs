@@ -169,11 +169,11 @@ impl ServerHistory {
         }
     }
 
-    /// An answer with a final status arrived (`response_time`: from the request sent to the
-    /// response header). Ends the failure streak; a streak in which the server could not be
-    /// reached ends in a comeback.
-    pub fn record_success(&self, status: u16, response_time: Option<Duration>) {
-        let now = millis_since_epoch(SystemTime::now());
+    /// An answer with a final status arrived `at` (`response_time`: from the request sent to
+    /// the response header). Ends the failure streak; a streak in which the server could not
+    /// be reached ends in a comeback.
+    pub fn record_success(&self, status: u16, response_time: Option<Duration>, at: SystemTime) {
+        let now = millis_since_epoch(at);
         self.last_success
             .store((now << 16) | u64::from(status), Ordering::Relaxed);
         if let Some(time) = response_time {
@@ -399,7 +399,7 @@ mod tests {
                 Diagnosis::InvalidResponse
             ]
         );
-        h.record_success(503, None);
+        h.record_success(503, None, SystemTime::now());
         let s = snapshot(&h);
         assert_eq!((s.streak, s.failing_since), (0, None));
         assert!(s.streak_diagnoses.is_empty());
@@ -419,11 +419,11 @@ mod tests {
         for _ in 0..3 {
             h.record_failure(Diagnosis::ConnectionReset);
             h.record_failure(Diagnosis::ConnectRefused);
-            h.record_success(200, None);
+            h.record_success(200, None, SystemTime::now());
         }
         h.record_failure(Diagnosis::ResponseTimeout);
-        h.record_success(200, None);
-        h.record_success(200, None);
+        h.record_success(200, None, SystemTime::now());
+        h.record_success(200, None, SystemTime::now());
         let now = SystemTime::now();
         assert_eq!(h.snapshot(now).comebacks, 3);
         assert_eq!(h.snapshot(now + COMEBACK_WINDOW / 2).comebacks, 3);
@@ -437,15 +437,15 @@ mod tests {
     fn rings_are_bounded() {
         let h = ServerHistory::default();
         for ms in 1..=100u64 {
-            h.record_success(200, Some(Duration::from_millis(ms)));
+            h.record_success(200, Some(Duration::from_millis(ms)), SystemTime::now());
         }
-        h.record_success(200, None);
+        h.record_success(200, None, SystemTime::now());
         let times = snapshot(&h).recent_response_times;
         let want: Vec<_> = (69..=100).map(Duration::from_millis).collect();
         assert_eq!(times, want);
         for _ in 0..40 {
             h.record_failure(Diagnosis::ConnectTimeout);
-            h.record_success(200, None);
+            h.record_success(200, None, SystemTime::now());
         }
         assert_eq!(snapshot(&h).comebacks, COMEBACKS_KEPT as u32);
     }

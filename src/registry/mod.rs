@@ -157,7 +157,7 @@ mod tests {
             .expect("lend");
         first.upstreams[0].servers[0]
             .history
-            .record_success(200, None);
+            .record_success(200, None, SystemTime::now());
         let second = registry
             .lend(&live(
                 "[upstreams.app]\nservers = [\"127.0.0.1:3002\", \"127.0.0.1:3000 weight=3\"]\n",

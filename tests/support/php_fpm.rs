@@ -183,14 +183,45 @@ impl PhpFpm {
     }
 
     /// Kills php-fpm and its workers at once (SIGKILL to its process group): the pool stops.
+    /// Returns once every process of the group is gone, not only the master: a worker that is
+    /// still exiting holds the listening socket, and a request sent then is accepted and reset
+    /// instead of refused.
     pub fn stop(&mut self) {
+        let group = self.child.id();
         let _ = Command::new("kill")
             .arg("-KILL")
             .arg("--")
-            .arg(format!("-{}", self.child.id()))
+            .arg(format!("-{group}"))
             .status();
         let _ = self.child.wait();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while group_alive(group) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
+}
+
+/// Whether a process of group `group` is still running: one that has closed its descriptors
+/// (the listening socket among them) is a zombie at most, waiting for whoever reaps it.
+fn group_alive(group: u32) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    let group = group.to_string();
+    entries.flatten().any(|entry| {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            return false;
+        };
+        // `pid (comm) state ppid pgrp ...`: the command may hold spaces and parentheses, so the
+        // fields are counted from the last `)`.
+        let Some((_, fields)) = stat.rsplit_once(')') else {
+            return false;
+        };
+        let mut fields = fields.split_whitespace();
+        let state = fields.next().unwrap_or("");
+        let pgrp = fields.nth(1).unwrap_or("");
+        pgrp == group && !matches!(state, "Z" | "X")
+    })
 }
 
 impl Drop for PhpFpm {

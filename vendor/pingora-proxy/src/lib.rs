@@ -1582,14 +1582,17 @@ impl SubrequestSpawner {
     }
 }
 
-#[async_trait]
-impl<SV, C> HttpServerApp for HttpProxy<SV, C>
+impl<SV, C> HttpProxy<SV, C>
 where
     SV: ProxyHttp + Send + Sync + 'static,
     <SV as ProxyHttp>::CTX: Send + Sync,
     C: custom::Connector,
 {
-    async fn process_new_http(
+    /// One request of a connection: [HttpServerApp::process_new_http()]'s body.
+    ///
+    /// triage patch (pingora-core PATCHES.md 15): an inherent `async fn`, so that the HTTP/1
+    /// connection loop can await its future in place.
+    async fn serve_http_request(
         self: &Arc<Self>,
         mut session: HttpSession,
         shutdown: &ShutdownWatch,
@@ -1634,6 +1637,35 @@ where
             self.process_request(session, ctx)
         }
         .await
+    }
+}
+
+#[async_trait]
+impl<SV, C> HttpServerApp for HttpProxy<SV, C>
+where
+    SV: ProxyHttp + Send + Sync + 'static,
+    <SV as ProxyHttp>::CTX: Send + Sync,
+    C: custom::Connector,
+{
+    async fn process_new_http(
+        self: &Arc<Self>,
+        session: HttpSession,
+        shutdown: &ShutdownWatch,
+    ) -> Option<ReusedHttpStream> {
+        self.serve_http_request(session, shutdown).await
+    }
+
+    // triage patch (pingora-core PATCHES.md 15): an HTTP/1 connection's requests are awaited
+    // in the connection's future, not each in a box of its own.
+    fn process_new_http_in_place<'a>(
+        self: &'a Arc<Self>,
+        session: HttpSession,
+        shutdown: &'a ShutdownWatch,
+    ) -> impl std::future::Future<Output = Option<ReusedHttpStream>> + Send + 'a
+    where
+        Self: Sized + Sync,
+    {
+        self.serve_http_request(session, shutdown)
     }
 
     async fn http_cleanup(&self) {

@@ -238,6 +238,24 @@ pub trait HttpServerApp {
         shutdown: &ShutdownWatch,
     ) -> Option<ReusedHttpStream>;
 
+    /// [Self::process_new_http()] as a future of its own type, for the HTTP/1 connection loop
+    /// to await in place. The default is the boxed future.
+    ///
+    /// triage patch (PATCHES.md 15): `process_new_http` is an `async_trait` method, so every
+    /// request on a keep-alive connection allocated a box for its future (several KiB) and
+    /// copied the future into it; an app that overrides this has its request future stored
+    /// in the connection's, which is boxed once per connection.
+    fn process_new_http_in_place<'a>(
+        self: &'a Arc<Self>,
+        session: ServerSession,
+        shutdown: &'a ShutdownWatch,
+    ) -> impl std::future::Future<Output = Option<ReusedHttpStream>> + Send + 'a
+    where
+        Self: Sized + Sync,
+    {
+        self.process_new_http(session, shutdown)
+    }
+
     /// Provide options on how HTTP/2 connection should be established. This function will be called
     /// every time a new HTTP/2 **connection** needs to be established.
     ///
@@ -399,7 +417,8 @@ where
                     .and_then(|opts| opts.keepalive_request_limit),
             );
 
-            let mut result = self.process_new_http(session, shutdown).await;
+            // triage patch (PATCHES.md 15): each request's future in place, not boxed.
+            let mut result = self.process_new_http_in_place(session, shutdown).await;
             while let Some((stream, persistent_settings)) = result.map(|r| r.consume()) {
                 let mut session = ServerSession::new_http1(stream);
                 if let Some(persistent_settings) = persistent_settings {
@@ -409,7 +428,7 @@ where
                     session.set_client_limits(limits.clone(), true);
                 }
 
-                result = self.process_new_http(session, shutdown).await;
+                result = self.process_new_http_in_place(session, shutdown).await;
             }
         }
         None

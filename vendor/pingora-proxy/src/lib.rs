@@ -1590,7 +1590,7 @@ where
 {
     /// One request of a connection: [HttpServerApp::process_new_http()]'s body.
     ///
-    /// triage patch (pingora-core PATCHES.md 15): an inherent `async fn`, so that the HTTP/1
+    /// triage patch (PATCHES.md 8): an inherent `async fn`, so that the HTTP/1
     /// connection loop can await its future in place.
     async fn serve_http_request(
         self: &Arc<Self>,
@@ -1655,7 +1655,7 @@ where
         self.serve_http_request(session, shutdown).await
     }
 
-    // triage patch (pingora-core PATCHES.md 15): an HTTP/1 connection's requests are awaited
+    // triage patch (PATCHES.md 8): an HTTP/1 connection's requests are awaited
     // in the connection's future, not each in a box of its own.
     fn process_new_http_in_place<'a>(
         self: &'a Arc<Self>,

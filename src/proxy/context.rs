@@ -93,8 +93,6 @@ pub(crate) struct AttemptFacts {
     pub(crate) request_sent: Option<Instant>,
     /// From sending the request to the response header.
     pub(crate) response: Option<Duration>,
-    /// When the final response header arrived.
-    pub(crate) response_at: Option<Instant>,
     /// The upstream's final status, once its response header arrived.
     pub(crate) upstream_status: Option<u16>,
     /// Counts the attempt as in flight at its server (its history) until replaced.
@@ -232,6 +230,13 @@ impl RequestCtx {
             response: self.attempt.response,
             total: now.saturating_duration_since(self.request.received),
         }
+    }
+
+    /// When the current attempt's final response header arrived: its request's sending plus
+    /// the response time measured then.
+    pub(crate) fn response_arrived(&self) -> Option<Instant> {
+        let sent = self.attempt.request_sent?;
+        sent.checked_add(self.attempt.response?)
     }
 
     /// The wall-clock time of `at`, a reading of the monotonic clock during this request:

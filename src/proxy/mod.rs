@@ -318,9 +318,9 @@ impl ProxyHttp for Triage {
         ctx.attempt.reused_connection = reused;
         if reused {
             // The stream keeps the digest of its connect: its age is how long the app has had
-            // it, an upper bound on how long the app let it idle.
-            // Measured from when the attempt asked for a connection (the clock read then):
-            // the pool handed this one over moments later.
+            // it, an upper bound on how long the app let it idle. Measured to when the attempt
+            // asked for a connection (the clock was read then): the pool handed this one over
+            // moments later.
             let asked = ctx.attempt.connect_started.map(|at| ctx.wall_time(at));
             ctx.attempt.reused_connection_age = digest
                 .and_then(|d| d.timing_digest.first())
@@ -423,7 +423,6 @@ impl ProxyHttp for Triage {
         // One clock reading for the response time, the server's history and (unless the
         // body's start is read first) the Server-Timing total.
         let now = Instant::now();
-        ctx.attempt.response_at = Some(now);
         ctx.attempt.response = ctx
             .attempt
             .request_sent
@@ -469,7 +468,7 @@ impl ProxyHttp for Triage {
             ctx.request.cause = Some(Arc::new(self.explain(session, ctx, finding, None).await));
         }
         // The response header arrived just now, unless the body's start was awaited since.
-        let now = match (ctx.attempt.response_at, &ctx.attempt.body_start) {
+        let now = match (ctx.response_arrived(), &ctx.attempt.body_start) {
             (Some(at), None) => at,
             _ => Instant::now(),
         };

@@ -3,7 +3,7 @@
 //! on a loopback port (or gunicorn on a unix socket), and is killed (the whole group) when
 //! dropped; nothing here outlives its test.
 
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -38,12 +38,9 @@ pub struct App<A: Endpoint = SocketAddr> {
     pub addr: A,
 }
 
-/// A free loopback port (bound, then released for the app to take).
+/// A free loopback port (bound, then released for the app to take), given to no other test.
 pub fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    super::ports::pick()
 }
 
 /// A node HTTP server on 127.0.0.1:`port` with these routes: `/` answers `ok`; `/pid` its

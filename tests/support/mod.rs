@@ -11,6 +11,7 @@
 //! - [`client`]: a raw HTTP/1.1 client that shows exactly what a client of triage receives;
 //! - [`triage`]: runs the built `triage` binary on free loopback ports with a test's config.
 //! - [`php_fpm`]: a real php-fpm on loopback ports, with its scripts, config and workers.
+//! - [`ports`]: ports picked for a child to bind, never handed to two tests at once.
 //!
 //! Every server here binds loopback on port 0, and every wait is bounded.
 //!
@@ -30,4 +31,5 @@ pub mod dns;
 pub mod http1;
 pub mod origin;
 pub mod php_fpm;
+pub mod ports;
 pub mod triage;

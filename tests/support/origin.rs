@@ -216,7 +216,17 @@ pub async fn spawn_at(addr: SocketAddr, behavior: Behavior) -> io::Result<Origin
         addr.ip().is_loopback(),
         "test origins listen on loopback only, not {addr}"
     );
-    let listener = TcpListener::bind(addr).await?;
+    // Port 0: any port but one picked for a server that binds it later.
+    let listener = if addr.port() == 0 {
+        let std_listener = super::ports::bind_unpicked(
+            || std::net::TcpListener::bind(addr),
+            |l| l.local_addr().map(|a| a.port()),
+        )?;
+        std_listener.set_nonblocking(true)?;
+        TcpListener::from_std(std_listener)?
+    } else {
+        TcpListener::bind(addr).await?
+    };
     let addr = listener.local_addr()?;
     let (tls, app) = split_tls(behavior);
     let record = Arc::new(Record::default());
@@ -244,14 +254,11 @@ pub async fn spawn_same_port(on_v4: Behavior, on_v6: Behavior) -> (Origin, Origi
     panic!("no port free on both 127.0.0.1 and ::1 after 20 tries: {last_error:?}");
 }
 
-/// An address where nothing listens: binds `127.0.0.1:0`, notes the port, and closes it. A
-/// connection there is refused (unless another test grabs the port meanwhile, which the
-/// kernel's port allocation makes unlikely within a test's lifetime).
+/// An address where nothing listens: a port picked ([`super::ports::pick`]) that no other
+/// test is given and this process's servers pass over, so a connection there is refused until
+/// the test itself binds it.
 pub fn refused_addr() -> SocketAddr {
-    let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
-    listener
-        .local_addr()
-        .expect("local address of a bound socket")
+    SocketAddr::from((Ipv4Addr::LOCALHOST, super::ports::pick()))
 }
 
 /// Separates the TLS layer, if any, from the behaviour served inside it.

@@ -15,7 +15,7 @@
 //! captured streams, since a log line may be written just after the response left.
 
 use std::fs::File;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -182,12 +182,8 @@ pub fn https_config_text(
 /// `n` distinct free ports on 127.0.0.1: all bound at once (so they differ), then released.
 /// Another process may take one before triage binds it; [`Triage::start`] retries then.
 pub fn free_loopback_addrs(n: usize) -> Vec<SocketAddr> {
-    let listeners: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0"))
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().expect("local address of a bound socket"))
+    (0..n)
+        .map(|_| SocketAddr::from((Ipv4Addr::LOCALHOST, super::ports::pick())))
         .collect()
 }
 

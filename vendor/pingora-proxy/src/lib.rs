@@ -94,6 +94,8 @@ mod proxy_h2;
 mod proxy_purge;
 mod proxy_trait;
 pub mod subrequest;
+// triage patch (PATCHES.md 9): the HTTP/1 path's pipes between its two halves.
+mod task_pipe;
 
 use subrequest::{BodyMode, Ctx as SubrequestCtx};
 

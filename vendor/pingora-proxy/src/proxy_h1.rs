@@ -18,6 +18,8 @@ use futures::StreamExt;
 use super::*;
 use crate::proxy_cache::{range_filter::RangeBodyFilter, ServeFromCache};
 use crate::proxy_common::*;
+// triage patch (PATCHES.md 9): the pipes between the halves, instead of tokio's mpsc.
+use crate::task_pipe::{join_halves, Permit, Pipes, Receiver, Sender};
 use pingora_cache::CachePhase;
 use pingora_core::protocols::http::{
     authority::{raw_target_authority, validate_request_authority},
@@ -139,17 +141,22 @@ where
             Err(e) => return (false, false, Some(e)),
         };
 
-        let (tx_upstream, rx_upstream) = mpsc::channel::<HttpTask>(TASK_BUFFER_SIZE);
-        let (tx_downstream, rx_downstream) = mpsc::channel::<HttpTask>(TASK_BUFFER_SIZE);
+        // triage patch (PATCHES.md 9): two pipes on this stack, driven by `join_halves`,
+        // instead of two tokio mpsc channels and `try_join!`.
+        let pipes = Pipes::<HttpTask>::new(TASK_BUFFER_SIZE);
+        let (tx_downstream, rx_upstream) = pipes.downstream_ends();
+        let (tx_upstream, rx_downstream) = pipes.upstream_ends();
 
         session.as_mut().enable_retry_buffering();
 
         // Shared signal so the upstream half can distinguish an expected task-pipe
         // closure (the downstream half finished and dropped rx) from an unexpected one.
-        let pipe_state = Arc::new(AtomicU8::new(PipeState::Active as u8));
+        // triage patch (PATCHES.md 9): on this stack, borrowed by both halves.
+        let pipe_state = AtomicU8::new(PipeState::Active as u8);
 
         // start bi-directional streaming
-        let ret = tokio::try_join!(
+        let ret = join_halves(
+            &pipes,
             self.proxy_handle_downstream(
                 session,
                 tx_downstream,
@@ -157,10 +164,11 @@ where
                 ctx,
                 &mut downstream_custom_message_writer,
                 &mut downstream_custom_message_reader,
-                pipe_state.clone(),
+                &pipe_state,
             ),
-            self.proxy_handle_upstream(client_session, tx_upstream, rx_downstream, pipe_state),
-        );
+            self.proxy_handle_upstream(client_session, tx_upstream, rx_downstream, &pipe_state),
+        )
+        .await;
 
         if let Some(custom_session) = session.downstream_session.as_custom_mut() {
             if let Some(downstream_custom_message_writer) = downstream_custom_message_writer {
@@ -248,9 +256,9 @@ where
     async fn proxy_handle_upstream(
         &self,
         client_session: &mut HttpSessionV1,
-        tx: mpsc::Sender<HttpTask>,
-        mut rx: mpsc::Receiver<HttpTask>,
-        pipe_state: Arc<AtomicU8>,
+        tx: Sender<'_, HttpTask>,
+        mut rx: Receiver<'_, HttpTask>,
+        pipe_state: &AtomicU8,
     ) -> Result<bool>
     where
         SV: ProxyHttp + Send + Sync,
@@ -365,7 +373,7 @@ where
         session: &mut Session,
         ctx: &mut SV::CTX,
         initial_task: HttpTask,
-        rx: &mut mpsc::Receiver<HttpTask>,
+        rx: &mut Receiver<'_, HttpTask>,
         serve_from_cache: &mut ServeFromCache,
         range_body_filter: &mut proxy_cache::range_filter::RangeBodyFilter,
         response_state: &mut ResponseStateMachine,
@@ -385,7 +393,8 @@ where
         let mut tasks = Vec::with_capacity(TASK_BUFFER_SIZE);
         tasks.push(initial_task);
         // tokio::task::unconstrained because now_or_never may yield None when the future is ready
-        while let Some(maybe_task) = tokio::task::unconstrained(rx.recv()).now_or_never() {
+        // triage patch (PATCHES.md 9): the pipe says without a future whether a task waits.
+        while let Some(maybe_task) = rx.try_recv() {
             debug!("upstream event now: {:?}", maybe_task);
             if let Some(t) = maybe_task {
                 tasks.push(t);
@@ -451,7 +460,7 @@ where
         session: &mut Session,
         ctx: &mut SV::CTX,
         tasks: &mut Vec<HttpTask>,
-        rx: &mut mpsc::Receiver<HttpTask>,
+        rx: &mut Receiver<'_, HttpTask>,
     ) -> Result<()>
     where
         SV: ProxyHttp + Send + Sync,
@@ -503,14 +512,14 @@ where
     async fn proxy_handle_downstream(
         &self,
         session: &mut Session,
-        tx: mpsc::Sender<HttpTask>,
-        mut rx: mpsc::Receiver<HttpTask>,
+        tx: Sender<'_, HttpTask>,
+        mut rx: Receiver<'_, HttpTask>,
         ctx: &mut SV::CTX,
         downstream_custom_message_writer: &mut Option<Box<dyn CustomMessageWrite>>,
         downstream_custom_message_reader: &mut Option<
             Box<dyn futures::Stream<Item = Result<Bytes>> + Unpin + Send + Sync + 'static>,
         >,
-        pipe_state: Arc<AtomicU8>,
+        pipe_state: &AtomicU8,
     ) -> Result<bool>
     where
         SV: ProxyHttp + Send + Sync,
@@ -1081,7 +1090,7 @@ where
         session: &mut Session,
         mut data: Option<Bytes>,
         end_of_body: bool,
-        tx: mpsc::Permit<'_, HttpTask>,
+        tx: Permit<'_, '_, HttpTask>,
         ctx: &mut SV::CTX,
     ) -> Result<bool>
     where

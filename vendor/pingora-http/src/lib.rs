@@ -1151,8 +1151,7 @@ fn header_to_h1_wire(name_case: &NameCase, value_map: &HMap, buf: &mut impl BufM
         // triage patch (PATCHES.md 3): every name in Title-Case, written as it is parsed.
         NameCase::TitleCase => {
             for (header, value) in value_map {
-                put_title_case(buf, header);
-                buf.put_slice(HEADER_KV_DELIMITER);
+                put_title_case_and_delimiter(buf, header);
                 buf.put_slice(value.as_ref());
                 buf.put_slice(CRLF);
             }
@@ -1302,16 +1301,34 @@ fn title_case_name(name: &HeaderName) -> CaseHeaderName {
     if let Some(titled) = case_header_name::titled_header_name_str(name) {
         return bytes::Bytes::from_static(titled.as_bytes()).into_case_header_name();
     }
-    let mut titled = Vec::with_capacity(name.as_str().len());
-    put_title_case(&mut titled, name);
+    let mut titled = Vec::with_capacity(name.as_str().len() + 2);
+    put_title_case_and_delimiter(&mut titled, name);
+    titled.truncate(name.as_str().len());
     bytes::Bytes::from(titled).into_case_header_name()
 }
 
-/// triage patch (PATCHES.md 3): writes `name` in Title-Case, in runs between the letters
-/// that are upper-cased.
+/// triage patch (PATCHES.md 3, 4): writes `name` in Title-Case, then `": "`. A name of up to
+/// 64 bytes (every name but a rare few) is titled in a buffer on the stack and written with
+/// the delimiter in one call; a longer one in runs between the letters upper-cased.
 #[inline]
-fn put_title_case(buf: &mut impl BufMut, name: &HeaderName) {
+fn put_title_case_and_delimiter(buf: &mut impl BufMut, name: &HeaderName) {
+    const DELIMITER: &[u8; 2] = b": ";
     let lower = name.as_str().as_bytes();
+    let mut titled = [0u8; 64 + DELIMITER.len()];
+    if lower.len() + DELIMITER.len() <= titled.len() {
+        let mut at_word_start = true;
+        for (out, &b) in titled.iter_mut().zip(lower) {
+            *out = if at_word_start {
+                b.to_ascii_uppercase()
+            } else {
+                b
+            };
+            at_word_start = b == b'-';
+        }
+        titled[lower.len()..lower.len() + DELIMITER.len()].copy_from_slice(DELIMITER);
+        buf.put_slice(&titled[..lower.len() + DELIMITER.len()]);
+        return;
+    }
     let mut run = 0;
     for (i, &b) in lower.iter().enumerate() {
         if (i == 0 || lower[i - 1] == b'-') && b.is_ascii_lowercase() {
@@ -1321,6 +1338,7 @@ fn put_title_case(buf: &mut impl BufMut, name: &HeaderName) {
         }
     }
     buf.put_slice(&lower[run..]);
+    buf.put_slice(DELIMITER);
 }
 
 #[cfg(test)]

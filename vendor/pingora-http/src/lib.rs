@@ -1307,17 +1307,19 @@ fn title_case_name(name: &HeaderName) -> CaseHeaderName {
     bytes::Bytes::from(titled).into_case_header_name()
 }
 
-/// triage patch (PATCHES.md 3, 4): writes `name` in Title-Case, then `": "`. A name of up to
-/// 64 bytes (every name but a rare few) is titled in a buffer on the stack and written with
-/// the delimiter in one call; a longer one in runs between the letters upper-cased.
+/// triage patch (PATCHES.md 3, 4): writes `name` in Title-Case, then `": "`. The name is
+/// titled a byte at a time in a buffer on the stack and written with the delimiter in one
+/// call (a name over 64 bytes, in a call per 64 bytes).
 #[inline]
 fn put_title_case_and_delimiter(buf: &mut impl BufMut, name: &HeaderName) {
     const DELIMITER: &[u8; 2] = b": ";
-    let lower = name.as_str().as_bytes();
-    let mut titled = [0u8; 64 + DELIMITER.len()];
-    if lower.len() + DELIMITER.len() <= titled.len() {
-        let mut at_word_start = true;
-        for (out, &b) in titled.iter_mut().zip(lower) {
+    const CHUNK: usize = 64;
+    let mut titled = [0u8; CHUNK + DELIMITER.len()];
+    let mut at_word_start = true;
+    let mut rest = name.as_str().as_bytes();
+    loop {
+        let (chunk, after) = rest.split_at(rest.len().min(CHUNK));
+        for (out, &b) in titled.iter_mut().zip(chunk) {
             *out = if at_word_start {
                 b.to_ascii_uppercase()
             } else {
@@ -1325,20 +1327,15 @@ fn put_title_case_and_delimiter(buf: &mut impl BufMut, name: &HeaderName) {
             };
             at_word_start = b == b'-';
         }
-        titled[lower.len()..lower.len() + DELIMITER.len()].copy_from_slice(DELIMITER);
-        buf.put_slice(&titled[..lower.len() + DELIMITER.len()]);
-        return;
-    }
-    let mut run = 0;
-    for (i, &b) in lower.iter().enumerate() {
-        if (i == 0 || lower[i - 1] == b'-') && b.is_ascii_lowercase() {
-            buf.put_slice(&lower[run..i]);
-            buf.put_u8(b.to_ascii_uppercase());
-            run = i + 1;
+        if after.is_empty() {
+            let end = chunk.len() + DELIMITER.len();
+            titled[chunk.len()..end].copy_from_slice(DELIMITER);
+            buf.put_slice(&titled[..end]);
+            return;
         }
+        buf.put_slice(&titled[..chunk.len()]);
+        rest = after;
     }
-    buf.put_slice(&lower[run..]);
-    buf.put_slice(DELIMITER);
 }
 
 #[cfg(test)]

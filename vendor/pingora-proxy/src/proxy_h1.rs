@@ -392,8 +392,8 @@ where
         // Batch: pull as many tasks as we can from rx
         let mut tasks = Vec::with_capacity(TASK_BUFFER_SIZE);
         tasks.push(initial_task);
-        // tokio::task::unconstrained because now_or_never may yield None when the future is ready
-        // triage patch (PATCHES.md 9): the pipe says without a future whether a task waits.
+        // triage patch (PATCHES.md 9): the pipe says without a future whether a task waits
+        // (0.9.1 polled `recv` once, `unconstrained` so that tokio's budget could not say no).
         while let Some(maybe_task) = rx.try_recv() {
             debug!("upstream event now: {:?}", maybe_task);
             if let Some(t) = maybe_task {

@@ -262,9 +262,9 @@ impl<T> Permit<'_, '_, T> {
 
 impl<T> Drop for Permit<'_, '_, T> {
     fn drop(&mut self) {
-        // Unused: the slot is free again.
+        // Unused: the slot is free again. Not a move the join must re-poll for: only the
+        // sender reserves, and it is in the half that just dropped the permit, which goes on.
         self.sender.pipe.with(|state| state.reserved -= 1);
-        self.sender.moved.store(true, Ordering::Relaxed);
     }
 }
 
@@ -355,11 +355,9 @@ where
                 }
             }
         }
-        if a_done.is_some() && b_done.is_some() {
-            // Both are `Some`: checked just above.
-            if let (Some(ra), Some(rb)) = (a_done.take(), b_done.take()) {
-                return Poll::Ready(Ok((ra, rb)));
-            }
+        match (a_done.take(), b_done.take()) {
+            (Some(ra), Some(rb)) => return Poll::Ready(Ok((ra, rb))),
+            (ra, rb) => (a_done, b_done) = (ra, rb),
         }
         if !pipes.moved.load(Ordering::Relaxed) {
             return Poll::Pending;

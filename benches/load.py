@@ -245,15 +245,21 @@ def sweep_leftovers():
 
 
 def cpu_ticks(pids):
-    total = 0
+    return sum(cpu_split_ticks(pids))
+
+
+def cpu_split_ticks(pids):
+    """(user, system) clock ticks of these processes."""
+    user = system = 0
     for pid in pids:
         try:
             with open(f"/proc/{pid}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+            user += int(fields[11])  # utime (field 14)
+            system += int(fields[12])  # stime (field 15)
         except (OSError, IndexError, ValueError):
             pass
-    return total
+    return user, system
 
 
 def busy_ticks():
@@ -863,7 +869,8 @@ def run_wrk(target, scenario, ports, origin_procs, duration):
 
     sampler = threading.Thread(target=sample_rss, daemon=True)
     counted0 = failures_counted(target)
-    proxy0, origin0, busy0 = cpu_ticks(proxy_pids), cpu_ticks(origin_pids), busy_ticks()
+    split0 = cpu_split_ticks(proxy_pids)
+    proxy0, origin0, busy0 = sum(split0), cpu_ticks(origin_pids), busy_ticks()
     sampler.start()
     with open(out_path, "wb") as out:
         wrk = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, preexec_fn=_child_setup)
@@ -877,7 +884,8 @@ def run_wrk(target, scenario, ports, origin_procs, duration):
             raise
     stop.set()
     sampler.join()
-    proxy1, origin1, busy1 = cpu_ticks(proxy_pids), cpu_ticks(origin_pids), busy_ticks()
+    split1 = cpu_split_ticks(proxy_pids)
+    proxy1, origin1, busy1 = sum(split1), cpu_ticks(origin_pids), busy_ticks()
     rss_max[0] = max(rss_max[0], rss_kib(proxy_pids))
     counted1 = failures_counted(target)
     with open(out_path) as f:
@@ -902,6 +910,9 @@ def run_wrk(target, scenario, ports, origin_procs, duration):
         "non2xx": r["status"],
         "socket_errors": r["connect"] + r["read"] + r["write"] + r["timeout"],
         "cpu_us": ((proxy1 - proxy0) / CLK_TCK * 1e6 / requests) if target.proc else None,
+        # The same split into user and kernel time (the progress line shows it).
+        "user_us": ((split1[0] - split0[0]) / CLK_TCK * 1e6 / requests) if target.proc else None,
+        "system_us": ((split1[1] - split0[1]) / CLK_TCK * 1e6 / requests) if target.proc else None,
         "proxy_core": ((proxy1 - proxy0) / CLK_TCK / seconds) if target.proc else None,
         "load_core": load_cpu_s / seconds,
         "other_core": max(other_cpu_s, 0.0) / seconds,
@@ -924,8 +935,8 @@ def median(values):
 
 def summarize(runs):
     s = {k: median([r[k] for r in runs]) for k in
-         ("rps", "p50_ms", "p99_ms", "cpu_us", "proxy_core", "load_core", "other_core",
-                   "rss_mib")}
+         ("rps", "p50_ms", "p99_ms", "cpu_us", "user_us", "system_us", "proxy_core", "load_core",
+          "other_core", "rss_mib")}
     rps = [r["rps"] for r in runs]
     s["spread"] = (max(rps) - min(rps)) / s["rps"] if len(rps) > 1 and s["rps"] else None
     s["requests"] = sum(r["requests"] for r in runs)
@@ -1200,7 +1211,8 @@ def main(argv):
                         runs[target.name].append(r)
                         log(f"{scenario} round {round_no + 1}/{SETTINGS['rounds']} {target.name}: "
                             f"{r['rps']:,.0f} req/s, p99 {r['p99_ms']:.2f} ms, "
-                            f"cpu {fmt(r['cpu_us'], 1)} µs/req, non-2xx {r['non2xx']}/{r['requests']}, "
+                            f"cpu {fmt(r['cpu_us'], 1)} µs/req (user {fmt(r['user_us'], 1)}, "
+                            f"system {fmt(r['system_us'], 1)}), non-2xx {r['non2xx']}/{r['requests']}, "
                             f"other CPU {r['other_core']:.0%}")
                 results[scenario] = {name: summarize(rs) for name, rs in runs.items()}
             finally:

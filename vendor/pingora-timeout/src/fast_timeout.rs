@@ -46,7 +46,13 @@ static FAST_TIMEOUT_TO_TOKIO_THRESHOLD_SECS: AtomicU64 =
     AtomicU64::new(DEFAULT_FAST_TIMEOUT_TO_TOKIO_THRESHOLD_SECS);
 
 fn check_clock_thread(tm: &Arc<TimerManager>) {
-    if tm.should_i_start_clock() {
+    check_clock_thread_at(tm, tm.since_zero());
+}
+
+// triage patch (PATCHES.md 3): the check against a time already read, the one the timer's slot
+// is computed from.
+fn check_clock_thread_at(tm: &Arc<TimerManager>, since_zero: Duration) {
+    if tm.should_i_start_clock_at(since_zero) {
         std::thread::Builder::new()
             .name("Timer thread".into())
             .spawn(|| TIMER_MANAGER.clock_thread())
@@ -93,8 +99,8 @@ impl ToTimeout for FastTimeout {
         // triage patch (PATCHES.md 1): the clock thread is checked here, where a timer is
         // registered (the first time the future is pending), instead of in `fast_timeout()`
         // for every timeout made, most of which never wait.
-        check_clock_thread(&TIMER_MANAGER);
-        Box::pin(TIMER_MANAGER.register_timer(self.0).poll())
+        // triage patch (PATCHES.md 3): one clock read for the check and the slot.
+        Box::pin(fast_timer(self.0).poll())
     }
 
     fn create(d: Duration) -> Self {
@@ -153,10 +159,17 @@ where
     Timeout::new_with_callback(future, FastOrTokioTimeout::create(duration))
 }
 
+// triage patch (PATCHES.md 3): the clock-thread check and the registration, with one read of
+// the clock.
+fn fast_timer(duration: Duration) -> TimerStub {
+    let since_zero = TIMER_MANAGER.since_zero();
+    check_clock_thread_at(&TIMER_MANAGER, since_zero);
+    TIMER_MANAGER.register_timer_at(since_zero, duration)
+}
+
 /// Similar to [tokio::time::sleep] but more efficient.
 pub async fn fast_sleep(duration: Duration) {
-    check_clock_thread(&TIMER_MANAGER);
-    TIMER_MANAGER.register_timer(duration).poll().await
+    fast_timer(duration).poll().await
 }
 
 /// Pause the timer for fork()

@@ -536,13 +536,27 @@ pub struct Stream {
     offload_wait_duration: Option<Duration>,
     /// The distributed tracing object for this stream
     pub tracer: Option<Tracer>,
-    read_pending_time: AccumulatedDuration,
+    // triage patch (PATCHES.md 17): `None` until asked for with
+    // `Stream::track_read_pending_time`.
+    read_pending_time: Option<AccumulatedDuration>,
     write_pending_time: AccumulatedDuration,
     /// Last rx timestamp associated with the last recvmsg call.
     pub rx_ts: Option<SystemTime>,
 }
 
 impl Stream {
+    /// Accumulate, from now on, the time reads wait for data, which
+    /// [`GetTimingDigest::get_read_pending_time`] returns (zero until this is called).
+    ///
+    /// triage patch (PATCHES.md 17): tracked only when asked for. Each read that waits reads
+    /// the clock when it starts waiting and when it is ready, two `clock_gettime` per wait,
+    /// and a proxied request waits twice (the client's next request, the upstream's answer):
+    /// four clock reads per request for a number nothing in Pingora reads.
+    pub fn track_read_pending_time(&mut self) {
+        self.read_pending_time
+            .get_or_insert_with(AccumulatedDuration::new);
+    }
+
     fn stream(&self) -> &BufferedStream {
         self.stream.as_ref().expect("stream should always be set")
     }
@@ -657,7 +671,7 @@ impl From<TcpStream> for Stream {
             proxy_digest: None,
             socket_digest: None,
             tracer: None,
-            read_pending_time: AccumulatedDuration::new(),
+            read_pending_time: None,
             write_pending_time: AccumulatedDuration::new(),
             rx_ts: None,
         }
@@ -680,7 +694,7 @@ impl From<virt::VirtualSocketStream> for Stream {
             proxy_digest: None,
             socket_digest: None,
             tracer: None,
-            read_pending_time: AccumulatedDuration::new(),
+            read_pending_time: None,
             write_pending_time: AccumulatedDuration::new(),
             rx_ts: None,
         }
@@ -704,7 +718,7 @@ impl From<UnixStream> for Stream {
             proxy_digest: None,
             socket_digest: None,
             tracer: None,
-            read_pending_time: AccumulatedDuration::new(),
+            read_pending_time: None,
             write_pending_time: AccumulatedDuration::new(),
             rx_ts: None,
         }
@@ -773,7 +787,9 @@ impl GetTimingDigest for Stream {
     }
 
     fn get_read_pending_time(&self) -> Duration {
-        self.read_pending_time.total
+        self.read_pending_time
+            .as_ref()
+            .map_or(Duration::ZERO, |pending| pending.total)
     }
 
     fn get_write_pending_time(&self) -> Duration {
@@ -859,7 +875,9 @@ impl AsyncRead for Stream {
         } else {
             Pin::new(&mut self.stream_mut()).poll_read(cx, buf)
         };
-        self.read_pending_time.poll_time(&result);
+        if let Some(pending) = &mut self.read_pending_time {
+            pending.poll_time(&result);
+        }
         self.rx_ts = self.stream().get_ref().rx_ts;
         result
     }

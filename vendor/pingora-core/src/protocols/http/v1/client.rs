@@ -31,6 +31,10 @@ use crate::protocols::http::HttpTask;
 use crate::protocols::{Digest, SocketAddr, Stream, UniqueID, UniqueIDType};
 use crate::utils::{BufRef, KVRef};
 
+/// triage patch (PATCHES.md 16): how many headers a parsed response's map has room for beyond
+/// its own, so the ones a proxy adds (a request id, its diagnosis, timing) do not grow it.
+const RESPONSE_HEADER_ROOM: usize = 8;
+
 /// The HTTP 1.x client session
 pub struct HttpSession {
     buf: Bytes,
@@ -284,9 +288,11 @@ impl HttpSession {
                         // while header_refs doesn't as it is still empty
                         let _num_headers = populate_headers(base, &mut header_refs, resp.headers);
 
+                        // triage patch (PATCHES.md 16): room for the headers a proxy adds
+                        // before it forwards the response (see `read_resp_header_parts`).
                         let mut response_header = match ResponseHeader::build(
                             resp.code.unwrap(),
-                            Some(resp.headers.len()),
+                            Some(resp.headers.len() + RESPONSE_HEADER_ROOM),
                         ) {
                             Ok(header) => Box::new(header),
                             Err(e) => return self.fail_response_header_read(e),
@@ -437,8 +443,14 @@ impl HttpSession {
     /// Similar to [`Self::read_response()`], read the response header and then return a copy of it.
     pub async fn read_resp_header_parts(&mut self) -> Result<Box<ResponseHeader>> {
         self.read_response().await?;
+        // triage patch (PATCHES.md 16): the caller gets the header as parsed, with the room
+        // `read_response` made for the headers a proxy adds, and the session keeps the copy
+        // (0.9.1 handed out the copy, whose map a clone leaves without spare room: the first
+        // header added grew it).
         // safe to unwrap because it is just read
-        Ok(Box::new(self.resp_header().unwrap().clone()))
+        let header = self.response_header.take().unwrap();
+        self.response_header = Some(Box::new((*header).clone()));
+        Ok(header)
     }
 
     /// Return a reference of the [`ResponseHeader`] if the response is read

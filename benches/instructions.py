@@ -4,6 +4,7 @@
     python3 benches/instructions.py                  # every target, success and refused
     python3 benches/instructions.py triage bare      # only those targets
     INSTR_REQUESTS=2000 python3 benches/instructions.py
+    INSTR_BREAKDOWN=1 python3 benches/instructions.py   # and where each request's go, by component
 
 CPU time on a shared 2-core VM is noisy; instruction counts are not. Each proxy runs under
 `valgrind --tool=callgrind --separate-threads=yes` (the origin, nginx answering "ok" from
@@ -30,6 +31,7 @@ Standard library only (Python 3.9+), plus valgrind (installed when missing).
 
 import glob
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -47,6 +49,59 @@ SCENARIOS = os.environ.get("INSTR_SCENARIOS", "success,refused").split(",")
 SCENARIO_PATHS = {"success": "/", "refused": "/fail/", "large": "/large"}
 LARGE_COUNTS = (int(os.environ.get("INSTR_LARGE_LOW", "20")),
                 int(os.environ.get("INSTR_LARGE", "100")))
+BREAKDOWN = os.environ.get("INSTR_BREAKDOWN", "") not in ("", "0")
+
+# Components of a request's cost, matched in order against each function's name (the first
+# match wins): the worker thread's self cost per function, grouped, is where its instructions
+# go. Inlined code counts where it was inlined, as callgrind attributes it.
+COMPONENTS = [
+    ("memcpy, memmove, memset, memcmp (libc)", r"\bmem(cpy|move|set|cmp)|__mem(cpy|move|set|cmp)|\bbcmp"),
+    ("allocator (mimalloc or glibc malloc, Rust's growth of Vec and String)",
+     r"\bmi_|_mi_|mimalloc|malloc|\bfree\b|cfree|_int_free|tcache|__rust_|alloc::alloc|raw_vec|"
+     r"finish_grow|grow_one|realloc"),
+    ("http crate: header maps and names", r"^<?http::"),
+    ("pingora-http: request and response headers", r"pingora_http"),
+    ("httparse", r"httparse"),
+    ("pingora-core: HTTP/1 sessions", r"pingora_core::protocols::http"),
+    ("pingora-core: streams, connectors, pool, apps", r"pingora_core|pingora_pool"),
+    ("pingora-proxy", r"pingora_proxy"),
+    ("pingora-timeout", r"pingora_timeout"),
+    ("tokio", r"tokio"),
+    ("bytes", r"^<?bytes::"),
+    ("clock reads", r"Timespec|clock_gettime|Instant|SystemTime|__vdso"),
+    ("triage", r"triage"),
+    ("nginx (its own functions)", r"^ngx_|^0x[0-9a-f]+ \[.*/nginx\]"),
+    ("libc: system call wrappers", r"recv|send|epoll|writev?\b|readv?\b|syscall|__libc"),
+]
+
+
+def self_cost(path):
+    """Self instructions per function in one callgrind file, by function name."""
+    out = subprocess.run(["callgrind_annotate", "--threshold=100", "--auto=no", path],
+                         capture_output=True, text=True, check=True).stdout
+    costs = {}
+    for line in out.splitlines():
+        m = re.match(r"\s*([\d,]+)\s+\([^)]*\)\s+(\S+?):(.*?)(\s+\[.*\])?$", line)
+        if m:
+            name = m.group(3).strip()
+            if re.fullmatch(r"0x[0-9a-f]+", name) and m.group(4):
+                # A stripped binary's function has only its address: keep its object's name.
+                name += m.group(4)
+            costs[name] = costs.get(name, 0) + int(m.group(1).replace(",", ""))
+    return costs
+
+
+def breakdown(worker_files, counts):
+    """The worker's instructions per request, by component: the per-function difference
+    between the two runs' worker files, grouped by `COMPONENTS` (the rest is "other")."""
+    (c1, f1), (c2, f2) = zip(counts, worker_files)
+    a, b = self_cost(f1), self_cost(f2)
+    by_component = {}
+    for name in set(a) | set(b):
+        component = next((label for label, pattern in COMPONENTS if re.search(pattern, name)),
+                         "other")
+        by_component[component] = by_component.get(component, 0) + b.get(name, 0) - a.get(name, 0)
+    return {k: v / (c2 - c1) for k, v in by_component.items()}
 
 
 def request_loop(port, path, count, timeout=120.0):
@@ -163,9 +218,14 @@ def measure(name, argv_for_port, path, workdir, counts=(N1, N2)):
     def by_thread(totals):
         return {path.rsplit("-", 1)[-1]: n for path, n in totals.items()}
     b1, b2 = by_thread(t1), by_thread(t2)
-    busiest = max(b2[k] - b1.get(k, 0) for k in b2) / (c2 - c1)
+    worker = max(b2, key=lambda k: b2[k] - b1.get(k, 0))
+    busiest = (b2[worker] - b1.get(worker, 0)) / (c2 - c1)
     whole = (sum(t2.values()) - sum(t1.values())) / (c2 - c1)
-    return busiest, whole, s2
+    parts = None
+    if BREAKDOWN:
+        files = [next(p for p in t if p.rsplit("-", 1)[-1] == worker) for t in (t1, t2)]
+        parts = breakdown(files, (c1, c2))
+    return busiest, whole, s2, parts
 
 
 def main(argv):
@@ -245,18 +305,36 @@ def main(argv):
                         continue
                     load.log(f"{label}: {scenario}, {counts[0]} and {counts[1]} requests "
                              "under callgrind")
-                    busiest, whole, statuses = measure(
+                    busiest, whole, statuses, parts = measure(
                         f"{key}-{scenario}-{len(rows)}", argv_for, path, workdir, counts)
-                    rows.append((label, scenario, busiest, whole, statuses))
+                    rows.append((label, scenario, busiest, whole, statuses, parts))
     finally:
         load.stop_all()
     print()
     print("| proxy | scenario | instructions per request (worker thread) | whole process | statuses (the longer run) |")
     print("|---|---|--:|--:|---|")
-    for label, scenario, busiest, whole, statuses in rows:
+    for label, scenario, busiest, whole, statuses, _ in rows:
         st = ", ".join(f"{k}×{v}" for k, v in statuses.items())
         print(f"| {label} | {scenario} | {busiest/1000:.1f}k | {whole/1000:.1f}k | {st} |")
+    if BREAKDOWN:
+        print_breakdown(rows)
     print(f"\ncallgrind files kept in {workdir}")
+
+
+def print_breakdown(rows):
+    """One column per row measured: its worker's instructions per request by component,
+    components in `COMPONENTS`' order, the ones that are empty in every column left out."""
+    labels = [label for label, _ in COMPONENTS] + ["other"]
+    columns = [(f"{label}, {scenario}", parts) for label, scenario, _, _, _, parts in rows]
+    print()
+    print("| component | " + " | ".join(name for name, _ in columns) + " |")
+    print("|---|" + "--:|" * len(columns))
+    for label in labels:
+        values = [parts.get(label, 0) for _, parts in columns]
+        if all(abs(v) < 50 for v in values):
+            continue
+        print(f"| {label} | " + " | ".join(f"{v/1000:.1f}k" for v in values) + " |")
+    print("| total | " + " | ".join(f"{sum(p.values())/1000:.1f}k" for _, p in columns) + " |")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@
 use super::text;
 use super::{Disclosed, Failure};
 use crate::cause::CauseFinding;
-use crate::diagnosis::{BrokenHop, Diagnosis, Phase};
+use crate::diagnosis::{BrokenHop, ClientOutcome, Diagnosis, Phase};
 use bytes::Bytes;
 
 /// Which body a client gets, from its `Accept` header: the one rule for error pages and the
@@ -44,13 +44,16 @@ impl BodyFormat {
     }
 }
 
-/// A diagnosis's hint escaped once for each body format, at startup: on every failure it is
-/// then a copy, not an escape.
+/// A diagnosis's hint escaped once for each body format, and the page's head written once, at
+/// startup: on every failure they are then a copy, not an escape and some forty pieces.
 #[derive(Debug, Clone)]
 pub struct Escaped {
     /// A JSON string literal, quotes included.
     hint_json: String,
     hint_html: String,
+    /// The page up to the hint, for the status the diagnosis answers with (none for one whose
+    /// upstream's answer passes through); another status writes its own.
+    html_head: Option<(http::StatusCode, String)>,
 }
 
 impl Escaped {
@@ -59,9 +62,20 @@ impl Escaped {
         text::json_string(&mut hint_json, diagnosis.hint());
         let mut hint_html = String::new();
         text::html(&mut hint_html, diagnosis.hint());
+        let html_head = match diagnosis.outcome() {
+            ClientOutcome::Generated(status) => {
+                let mut head = String::with_capacity(2048);
+                push_html_head(&mut head, status, diagnosis);
+                Some((status, head))
+            }
+            ClientOutcome::PassedThrough
+            | ClientOutcome::CutBody
+            | ClientOutcome::Nothing { .. } => None,
+        };
         Escaped {
             hint_json,
             hint_html,
+            html_head,
         }
     }
 }
@@ -185,31 +199,10 @@ h2{font-size:1.1rem;margin:1.5rem 0 .5rem}.evidence{margin:0;padding-left:1.2rem
 
 fn html(out: &mut String, f: &Failure<'_>, escaped: &Escaped) {
     let d = f.diagnosis;
-    let reason = f.status.canonical_reason().unwrap_or("Error");
-    out.push_str("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">");
-    out.push_str("<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">");
-    out.push_str("<title>");
-    out.push_str(f.status.as_str());
-    out.push(' ');
-    out.push_str(reason);
-    out.push_str(" · ");
-    out.push_str(d.token());
-    out.push_str("</title><style>");
-    out.push_str(STYLE);
-    out.push_str("</style></head><body><main><h1>");
-    out.push_str(f.status.as_str());
-    out.push(' ');
-    out.push_str(reason);
-    out.push_str("</h1>");
-    out.push_str("<p class=\"lead\">");
-    out.push_str(match d.broken_hop() {
-        BrokenHop::ClientToProxy => "The request could not be read.",
-        BrokenHop::Proxy => "The proxy could not handle this request.",
-        BrokenHop::ProxyToUpstream => "The proxy is fine; the app behind it failed.",
-    });
-    out.push_str("</p>");
-    path(out, d.broken_hop(), d.phase());
-    out.push_str("<p class=\"hint\">");
+    match &escaped.html_head {
+        Some((status, head)) if *status == f.status => out.push_str(head),
+        _ => push_html_head(out, f.status, d),
+    }
     match f.cause {
         Some(cause) => text::html(out, visible_hint(f, cause)),
         None => out.push_str(&escaped.hint_html),
@@ -263,6 +256,36 @@ fn html(out: &mut String, f: &Failure<'_>, escaped: &Escaped) {
         }
     }
     out.push_str("</dl></main></body></html>\n");
+}
+
+/// The page up to where the hint goes: everything that depends only on the status and the
+/// diagnosis.
+fn push_html_head(out: &mut String, status: http::StatusCode, d: Diagnosis) {
+    let reason = status.canonical_reason().unwrap_or("Error");
+    out.push_str("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">");
+    out.push_str("<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">");
+    out.push_str("<title>");
+    out.push_str(status.as_str());
+    out.push(' ');
+    out.push_str(reason);
+    out.push_str(" · ");
+    out.push_str(d.token());
+    out.push_str("</title><style>");
+    out.push_str(STYLE);
+    out.push_str("</style></head><body><main><h1>");
+    out.push_str(status.as_str());
+    out.push(' ');
+    out.push_str(reason);
+    out.push_str("</h1>");
+    out.push_str("<p class=\"lead\">");
+    out.push_str(match d.broken_hop() {
+        BrokenHop::ClientToProxy => "The request could not be read.",
+        BrokenHop::Proxy => "The proxy could not handle this request.",
+        BrokenHop::ProxyToUpstream => "The proxy is fine; the app behind it failed.",
+    });
+    out.push_str("</p>");
+    path(out, d.broken_hop(), d.phase());
+    out.push_str("<p class=\"hint\">");
 }
 
 fn path(out: &mut String, broken: BrokenHop, phase: Phase) {
@@ -404,5 +427,46 @@ mod tests {
         assert!(!text.contains("<script>"));
         assert!(text.contains("<span class=\"link bad\" title=\"connect\">✕</span>"));
         assert!(text.contains("connect_refused"));
+    }
+
+    /// The head written once per diagnosis is the head written per failure: for every
+    /// diagnosis triage answers itself, the page is the same with it as without it; and a
+    /// failure answered with another status than its diagnosis's (a request check's 4xx) gets
+    /// a head with that status, not the stored one.
+    #[test]
+    fn stored_head_is_the_head_written_per_failure() {
+        let mut stored = 0;
+        for d in Diagnosis::ALL {
+            let escaped = Escaped::of(d);
+            let Some((status, _)) = &escaped.html_head else {
+                continue;
+            };
+            stored += 1;
+            let f = Failure {
+                diagnosis: d,
+                status: *status,
+                ..failure(None)
+            };
+            let without = Escaped {
+                html_head: None,
+                ..escaped.clone()
+            };
+            assert_eq!(
+                render(&f, BodyFormat::Html, &escaped),
+                render(&f, BodyFormat::Html, &without),
+                "{d:?}"
+            );
+        }
+        assert!(stored > 20, "only {stored} diagnoses have a stored head");
+
+        let f = Failure {
+            status: http::StatusCode::SERVICE_UNAVAILABLE,
+            ..failure(None)
+        };
+        let body = render(&f, BodyFormat::Html, &Escaped::of(f.diagnosis));
+        let text = std::str::from_utf8(&body).expect("utf8");
+        assert!(text.contains("<title>503 Service Unavailable · connect_refused</title>"));
+        assert!(text.contains("<h1>503 Service Unavailable</h1>"));
+        assert!(!text.contains("502 Bad Gateway"));
     }
 }

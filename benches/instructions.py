@@ -4,7 +4,7 @@
     python3 benches/instructions.py                  # every target, success and refused
     python3 benches/instructions.py triage bare      # only those targets
     INSTR_REQUESTS=2000 python3 benches/instructions.py
-    INSTR_BREAKDOWN=1 python3 benches/instructions.py   # and where each request's go, by component
+    INSTR_BREAKDOWN=1 python3 benches/instructions.py   # and where a request's instructions go, by component
 
 CPU time on a shared 2-core VM is noisy; instruction counts are not. Each proxy runs under
 `valgrind --tool=callgrind --separate-threads=yes` (the origin, nginx answering "ok" from

@@ -43,10 +43,10 @@ async fn until_cause(triage: &Triage, path: &str, cause_token: &str, within: Dur
 /// says when it last answered and since when it refuses, and never that the port is wrong.
 #[tokio::test]
 async fn stopped_app_is_app_down() {
-    let app = App::node(apps::NODE_APP, &[]);
+    let mut app = App::node(apps::NODE_APP, &[]);
     let triage = Triage::start(&single_upstream(app.addr, "")).await;
     assert_eq!(client::get(triage.http, "/").await.status, 200);
-    app.kill_group("KILL");
+    app.kill_and_reap(Duration::from_secs(5));
     app.wait_refusing(Duration::from_secs(5));
     let resp = client::get(triage.http, "/").await;
     assert_eq!(resp.status, 502);
@@ -84,11 +84,11 @@ async fn stopped_app_is_app_down() {
 /// time.
 #[tokio::test]
 async fn reload_during_an_outage_keeps_the_history() {
-    let app = App::node(apps::NODE_APP, &[]);
+    let mut app = App::node(apps::NODE_APP, &[]);
     let body = single_upstream(app.addr, "");
     let triage = Triage::start(&body).await;
     assert_eq!(client::get(triage.http, "/").await.status, 200);
-    app.kill_group("KILL");
+    app.kill_and_reap(Duration::from_secs(5));
     app.wait_refusing(Duration::from_secs(5));
     assert_eq!(cause(&client::get(triage.http, "/").await), "app_down");
     // The same upstream, a changed config around it.

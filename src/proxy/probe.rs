@@ -111,29 +111,51 @@ async fn fastcgi_worker(address: SocketAddr) -> Probe {
     }
 }
 
-/// Whether something listens. A process that exits closes the connections it had before its
-/// listening socket (node takes ~10 ms between the two): an accepted connect right after a
-/// break is asked again a little later before it counts.
+/// Whether something listens. A process that exits resets the connections it had and those
+/// its listener had not accepted yet, and closes its listener a little after them (node:
+/// ~10 ms; longer on a busy machine): an accepted connect right after a break proves little.
+/// So an accepted probe connection is held, and when it is closed or reset another connect
+/// is made, until one stays open for [`HOLD`] (something listens and keeps connections: the
+/// answer is `Accepted`) or a connect is refused.
 async fn listening(address: SocketAddr) -> Probe {
-    match connect(address).await {
-        Probe::Accepted => {
-            tokio::time::sleep(CONFIRM_AFTER).await;
-            connect(address).await
+    let deadline = tokio::time::Instant::now() + HOLD;
+    loop {
+        let mut stream = match TcpStream::connect(address).await {
+            Ok(stream) => stream,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => return Probe::Refused,
+            // A handshake reset by a listener that is closing: ask again.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted
+                ) && tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(AGAIN_AFTER).await;
+                continue;
+            }
+            Err(_) => return Probe::NotRun,
+        };
+        let mut byte = [0u8; 1];
+        match tokio::time::timeout_at(deadline, stream.read(&mut byte)).await {
+            // Open until the deadline, or it spoke first: something listens.
+            Err(_) | Ok(Ok(1..)) => return Probe::Accepted,
+            // Closed or reset: by a dying process, or by a live one that drops idle
+            // connections (which, asked again until the deadline, stays `Accepted`).
+            Ok(Ok(0) | Err(_)) => {
+                if tokio::time::Instant::now() >= deadline {
+                    return Probe::Accepted;
+                }
+                tokio::time::sleep(AGAIN_AFTER).await;
+            }
         }
-        other => other,
     }
 }
 
-/// How long after an accepted probe it is asked again.
-const CONFIRM_AFTER: Duration = Duration::from_millis(100);
+/// How long an accepted probe connection must stay open to count.
+const HOLD: Duration = Duration::from_millis(200);
 
-async fn connect(address: SocketAddr) -> Probe {
-    match TcpStream::connect(address).await {
-        Ok(_) => Probe::Accepted,
-        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => Probe::Refused,
-        Err(_) => Probe::NotRun,
-    }
-}
+/// The pause before connecting again after a probe connection was closed or reset.
+const AGAIN_AFTER: Duration = Duration::from_millis(5);
 
 /// Sends `hello` and reads the first bytes of the answer.
 async fn answers(address: SocketAddr, hello: &[u8], recognize: fn(&[u8]) -> bool) -> bool {
@@ -224,5 +246,50 @@ mod tests {
             prober.probe(closed, ProbeKind::Listening).await,
             Probe::Refused
         );
+    }
+
+    /// A process that closes the probe's connection and then, a little later, its listener
+    /// (as an exiting one does) is `Refused`; one that stays alive but closes every
+    /// connection it accepts is `Accepted`, and so is one that keeps it open.
+    #[tokio::test]
+    async fn a_listener_closing_after_its_connections_is_refused() {
+        let dying = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let dying_address = dying.local_addr().expect("addr");
+        tokio::spawn(async move {
+            if let Ok((s, _)) = dying.accept().await {
+                drop(s);
+            }
+            // Later than the 100 ms after which an accepted probe used to be asked again once.
+            tokio::time::sleep(Duration::from_millis(110)).await;
+            drop(dying);
+        });
+        assert_eq!(listening(dying_address).await, Probe::Refused);
+
+        let rude = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let rude_address = rude.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((s, _)) = rude.accept().await {
+                drop(s);
+            }
+        });
+        let started = Instant::now();
+        assert_eq!(listening(rude_address).await, Probe::Accepted);
+        assert!(started.elapsed() < PROBE_TIMEOUT);
+
+        let quiet = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let quiet_address = quiet.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let mut kept = Vec::new();
+            while let Ok((s, _)) = quiet.accept().await {
+                kept.push(s);
+            }
+        });
+        assert_eq!(listening(quiet_address).await, Probe::Accepted);
     }
 }

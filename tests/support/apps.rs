@@ -252,6 +252,20 @@ impl<A: Endpoint> App<A> {
     pub fn kill_group(&self, signal: &str) {
         kill(&format!("-{}", self.child.id()), signal);
     }
+
+    /// SIGKILLs the app's process group and waits (bounded) until the app's process is
+    /// reaped: only then has the kernel closed every socket it had. (Its listener can refuse
+    /// a moment before its established connections are closed, so a request sent as soon as
+    /// connects are refused can still meet a pooled connection that is closed under it.)
+    #[allow(dead_code)] // Not every test binary stops apps.
+    pub fn kill_and_reap(&mut self, within: Duration) {
+        self.kill_group("KILL");
+        let deadline = Instant::now() + within;
+        while !matches!(self.child.try_wait(), Ok(Some(_))) {
+            assert!(Instant::now() < deadline, "the app outlived SIGKILL");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
 }
 
 /// Sends `signal` to `pid` (a process, or `-pgid` for a group).

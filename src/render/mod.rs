@@ -14,7 +14,7 @@ use crate::id::RequestId;
 use crate::outcome::Timings;
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
-use pingora::http::ResponseHeader;
+use pingora::http::{HeaderLine, HeaderLineName, ResponseHeader};
 use std::time::SystemTime;
 
 // triage's header names, parsed once: headers go in under these statics (Pingora's
@@ -98,7 +98,43 @@ pub struct Renderer {
     /// Each cause's token as a header value, indexed by it.
     cause_tokens: [HeaderValue; Cause::COUNT],
     source_proxy: HeaderValue,
-    source_upstream: HeaderValue,
+    /// `X-Diagnosis-Source: upstream`, as the line every proxied response gets.
+    source_upstream_line: HeaderLine,
+    /// The names of the headers a proxied response gets, each as its line starts.
+    names: LineNames,
+}
+
+/// The headers `decorate_upstream_response` writes, each name as its line starts
+/// (`X-Diagnosis-Id: `), built once.
+#[derive(Debug)]
+struct LineNames {
+    id: HeaderLineName,
+    attempts: HeaderLineName,
+    diagnosis: HeaderLineName,
+    phase: HeaderLineName,
+    cause: HeaderLineName,
+    hint: HeaderLineName,
+    proxy_status: HeaderLineName,
+    upstream: HeaderLineName,
+    server_timing: HeaderLineName,
+    report: HeaderLineName,
+}
+
+impl LineNames {
+    fn new() -> LineNames {
+        LineNames {
+            id: HeaderLineName::new(&X_DIAGNOSIS_ID),
+            attempts: HeaderLineName::new(&X_DIAGNOSIS_ATTEMPTS),
+            diagnosis: HeaderLineName::new(&X_DIAGNOSIS),
+            phase: HeaderLineName::new(&X_DIAGNOSIS_PHASE),
+            cause: HeaderLineName::new(&X_DIAGNOSIS_CAUSE),
+            hint: HeaderLineName::new(&X_DIAGNOSIS_HINT),
+            proxy_status: HeaderLineName::new(&PROXY_STATUS),
+            upstream: HeaderLineName::new(&X_DIAGNOSIS_UPSTREAM),
+            server_timing: HeaderLineName::new(&SERVER_TIMING),
+            report: HeaderLineName::new(&X_DIAGNOSIS_REPORT),
+        }
+    }
 }
 
 impl Default for Renderer {
@@ -127,7 +163,11 @@ impl Renderer {
             prepared,
             cause_tokens: Cause::ALL.map(|c| HeaderValue::from_static(c.token())),
             source_proxy: HeaderValue::from_static(Source::Proxy.token()),
-            source_upstream: HeaderValue::from_static(Source::Upstream.token()),
+            source_upstream_line: HeaderLine::new(
+                &X_DIAGNOSIS_SOURCE,
+                &HeaderValue::from_static(Source::Upstream.token()),
+            ),
+            names: LineNames::new(),
         }
     }
 
@@ -153,28 +193,30 @@ impl Renderer {
         for name in reserved_headers(&resp.headers) {
             resp.remove_header(&name);
         }
-        // Static names: Pingora's `insert_header` would parse and copy each name, on every
-        // proxied request.
-        resp.insert_static_header(&X_DIAGNOSIS_ID, id.header_value())?;
-        resp.insert_static_header(&X_DIAGNOSIS_SOURCE, self.source_upstream.clone())?;
-        if attempts > 1 {
-            resp.insert_static_header(&X_DIAGNOSIS_ATTEMPTS, HeaderValue::from(attempts))?;
-        }
         let status = resp.status.as_u16();
+        // Written after the app's headers as lines, not inserted into the map: nothing reads
+        // them back, and a map insert and its serialization cost ~600 instructions a header
+        // on every proxied response (pingora-http patch 5).
+        let lines = resp.appended_lines_mut();
+        let n = &self.names;
+        lines.push(&n.id, id.as_str().as_bytes())?;
+        lines.push_line(&self.source_upstream_line);
+        if attempts > 1 {
+            lines.push_with(&n.attempts, |out| {
+                out.extend_from_slice(attempts.to_string().as_bytes())
+            })?;
+        }
         if let Some(diagnosis) = diagnosis {
             let p = self.prepared(diagnosis);
-            resp.insert_static_header(&X_DIAGNOSIS, p.token.clone())?;
-            resp.insert_static_header(&X_DIAGNOSIS_PHASE, p.phase.clone())?;
+            lines.push(&n.diagnosis, p.token.as_bytes())?;
+            lines.push(&n.phase, p.phase.as_bytes())?;
             match cause {
                 Some(cause) => {
-                    resp.insert_static_header(
-                        &X_DIAGNOSIS_CAUSE,
-                        self.cause_tokens[cause.cause].clone(),
-                    )?;
+                    lines.push(&n.cause, self.cause_tokens[cause.cause].as_bytes())?;
                     let hint = cause_hint(cause, disclosed.is_some());
-                    resp.insert_static_header(&X_DIAGNOSIS_HINT, header_value(hint))?;
+                    lines.push(&n.hint, hint.as_bytes())?;
                 }
-                None => resp.insert_static_header(&X_DIAGNOSIS_HINT, p.hint.clone())?,
+                None => lines.push(&n.hint, p.hint.as_bytes())?,
             }
             let mut proxy_status = String::with_capacity(64);
             // The entry built at start-up, with this response's parameters after it.
@@ -185,16 +227,23 @@ impl Renderer {
                 proxy_status.push_str("; next-hop=");
                 text::sf_string(&mut proxy_status, address.as_str());
             }
-            resp.append_static_header(&PROXY_STATUS, header_value(proxy_status))?;
+            lines.push(&n.proxy_status, proxy_status.as_bytes())?;
         }
         if let Some(disclosed) = disclosed {
-            self.add_disclosed_headers(resp, disclosed)?;
+            if let Some(upstream) = disclosed.upstream {
+                let mut value = String::with_capacity(upstream.len() + 48);
+                push_upstream_value(&mut value, upstream, disclosed);
+                lines.push(&n.upstream, value.as_bytes())?;
+            }
+            let mut timing = String::with_capacity(64);
+            push_server_timing(&mut timing, &disclosed.timings);
+            lines.push(&n.server_timing, timing.as_bytes())?;
             if diagnosis.is_some() {
                 if let Some(url) = disclosed.report_url {
-                    resp.insert_static_header(
-                        &X_DIAGNOSIS_REPORT,
-                        header_value(format!("{url}{id}")),
-                    )?;
+                    lines.push_with(&n.report, |out| {
+                        out.extend_from_slice(url.as_bytes());
+                        out.extend_from_slice(id.as_str().as_bytes());
+                    })?;
                 }
             }
         }
@@ -297,29 +346,6 @@ impl Renderer {
         }
         Ok((ResponseHeader::from(parts), body))
     }
-
-    /// `X-Diagnosis-Upstream`: the upstream's name and the address tried.
-    fn upstream_value(disclosed: &Disclosed<'_>) -> Option<HeaderValue> {
-        let upstream = disclosed.upstream?;
-        let mut value = String::with_capacity(upstream.len() + 48);
-        push_upstream_value(&mut value, upstream, disclosed);
-        Some(header_value(value))
-    }
-
-    fn add_disclosed_headers(
-        &self,
-        resp: &mut ResponseHeader,
-        disclosed: &Disclosed<'_>,
-    ) -> pingora::Result<()> {
-        if let Some(value) = Self::upstream_value(disclosed) {
-            resp.insert_static_header(&X_DIAGNOSIS_UPSTREAM, value)?;
-        }
-        resp.insert_static_header(
-            &SERVER_TIMING,
-            header_value(server_timing(&disclosed.timings)),
-        )?;
-        Ok(())
-    }
 }
 
 /// The upstream's name and the address tried, as `X-Diagnosis-Upstream` shows them.
@@ -332,12 +358,6 @@ fn push_upstream_value(out: &mut String, upstream: &str, disclosed: &Disclosed<'
 }
 
 /// `Server-Timing` (W3C) with durations in milliseconds.
-pub fn server_timing(t: &Timings) -> String {
-    let mut out = String::with_capacity(64);
-    push_server_timing(&mut out, t);
-    out
-}
-
 fn push_server_timing(out: &mut String, t: &Timings) {
     if let Some(connect) = t.connect {
         out.push_str("connect;dur=");
@@ -409,6 +429,13 @@ mod tests {
 
     fn header<'a>(resp: &'a ResponseHeader, name: &str) -> Option<&'a str> {
         resp.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The response as a client gets it: the lines `decorate_upstream_response` appends
+    /// join the map, after its own entries (as HTTP/2 writes it; HTTP/1 writes the same
+    /// order, checked by `decorated_wire_is_map_then_lines`).
+    fn as_sent(resp: &ResponseHeader) -> ResponseHeader {
+        ResponseHeader::from(resp.as_owned_parts())
     }
 
     /// The discriminant of every diagnosis is its index in `ALL`, which the table relies on.
@@ -500,6 +527,7 @@ mod tests {
             None,
         )
         .expect("decorate");
+        let resp = as_sent(&resp);
         let entries: Vec<_> = resp
             .headers
             .get_all("proxy-status")
@@ -524,9 +552,50 @@ mod tests {
         let mut resp = ResponseHeader::build(200, None).expect("build");
         r.decorate_upstream_response(&mut resp, RequestId::next(), None, 1, None, None)
             .expect("decorate");
+        let resp = as_sent(&resp);
         assert!(header(&resp, "x-diagnosis-id").is_some());
         assert_eq!(header(&resp, "x-diagnosis-source"), Some("upstream"));
         assert!(header(&resp, "x-diagnosis").is_none());
         assert!(header(&resp, "proxy-status").is_none());
+    }
+
+    /// On HTTP/1 a decorated response is the upstream's headers, then triage's, each name in
+    /// Title-Case; an upstream's own `X-Diagnosis-*` header is dropped, and a trusted
+    /// client's timing and upstream lines carry what it was told.
+    #[test]
+    fn decorated_wire_is_map_then_lines() {
+        let r = Renderer::new();
+        let mut resp = ResponseHeader::build(200, None).expect("build");
+        resp.append_header("Content-Type", "text/plain")
+            .expect("append");
+        resp.append_header("x-diagnosis-id", "forged")
+            .expect("append");
+        let id = RequestId::next();
+        let disclosed = Disclosed {
+            upstream: Some("app"),
+            address: "127.0.0.1:8080"
+                .parse::<std::net::SocketAddr>()
+                .ok()
+                .map(text::AddrText::new),
+            detail: "",
+            report_url: None,
+            timings: Timings {
+                connect: None,
+                response: None,
+                total: std::time::Duration::from_millis(3),
+            },
+        };
+        r.decorate_upstream_response(&mut resp, id, None, 2, Some(&disclosed), None)
+            .expect("decorate");
+        let mut wire = Vec::new();
+        resp.header_to_h1_wire(&mut wire);
+        assert_eq!(
+            String::from_utf8(wire).expect("ascii"),
+            format!(
+                "Content-Type: text/plain\r\nX-Diagnosis-Id: {id}\r\nX-Diagnosis-Source: upstream\r\n\
+                 X-Diagnosis-Attempts: 2\r\nX-Diagnosis-Upstream: app 127.0.0.1:8080\r\n\
+                 Server-Timing: total;dur=3.000\r\n"
+            )
+        );
     }
 }

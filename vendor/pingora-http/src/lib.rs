@@ -43,6 +43,9 @@ use authority::{raw_target_authority, RawTargetAuthority};
 
 mod case_header_name;
 use case_header_name::CaseHeaderName;
+// triage patch (PATCHES.md 5): header lines written after the map's.
+mod header_lines;
+pub use header_lines::{HeaderLine, HeaderLineName, HeaderLines};
 pub use case_header_name::IntoCaseHeaderName;
 
 pub mod prelude {
@@ -485,6 +488,8 @@ pub struct ResponseHeader {
     name_case: NameCase,
     // the reason phrase of the response, if unset, a default one will be used
     reason_phrase: Option<String>,
+    // triage patch (PATCHES.md 5): lines written after the map's (see `appended_lines_mut`).
+    appended_lines: HeaderLines,
 }
 
 impl AsRef<RespParts> for ResponseHeader {
@@ -504,9 +509,11 @@ impl Deref for ResponseHeader {
 impl Clone for ResponseHeader {
     fn clone(&self) -> Self {
         Self {
-            base: self.as_owned_parts(),
+            // triage patch (PATCHES.md 5): the map alone; the lines are cloned as lines.
+            base: clone_resp_parts(&self.base),
             name_case: self.name_case.clone(),
             reason_phrase: self.reason_phrase.clone(),
+            appended_lines: self.appended_lines.clone(),
         }
     }
 }
@@ -518,19 +525,23 @@ impl From<RespParts> for ResponseHeader {
             base: parts,
             name_case: NameCase::Off,
             reason_phrase: None,
+            appended_lines: HeaderLines::default(),
         }
     }
 }
 
 impl From<ResponseHeader> for RespParts {
     fn from(resp: ResponseHeader) -> RespParts {
-        resp.base
+        // triage patch (PATCHES.md 5): the appended lines join the map.
+        let mut base = resp.base;
+        resp.appended_lines.append_to(&mut base.headers);
+        base
     }
 }
 
 impl From<Box<ResponseHeader>> for Box<RespParts> {
     fn from(resp: Box<ResponseHeader>) -> Box<RespParts> {
-        Box::new(resp.base)
+        Box::new(RespParts::from(*resp))
     }
 }
 
@@ -549,6 +560,7 @@ impl ResponseHeader {
             base,
             name_case: NameCase::Off,
             reason_phrase: None,
+            appended_lines: HeaderLines::default(),
         }
     }
 
@@ -673,7 +685,9 @@ impl ResponseHeader {
     ///
     /// The header case will be preserved.
     pub fn header_to_h1_wire(&self, buf: &mut impl BufMut) {
-        header_to_h1_wire(&self.name_case, &self.base.headers, buf)
+        header_to_h1_wire(&self.name_case, &self.base.headers, buf);
+        // triage patch (PATCHES.md 5): then the appended lines.
+        self.appended_lines.write_h1(buf);
     }
 
     /// If case sensitivity is enabled, returns an iterator to iterate over case-sensitive header names and values.
@@ -739,7 +753,26 @@ impl ResponseHeader {
 
     /// Clone `self` into [http::response::Parts].
     pub fn as_owned_parts(&self) -> RespParts {
-        clone_resp_parts(&self.base)
+        // triage patch (PATCHES.md 5): with the appended lines in the map (HTTP/2 builds its
+        // header block from it).
+        let mut parts = clone_resp_parts(&self.base);
+        self.appended_lines.append_to(&mut parts.headers);
+        parts
+    }
+
+    /// triage patch (PATCHES.md 5): header lines written after the map's on HTTP/1, for
+    /// headers nothing reads back before the header is written: pushing one costs a copy of
+    /// its bytes, where inserting it into the map costs a hash, a probe and an entry, and
+    /// the writer's walk. `headers` does not show them, nor do `insert_header` and
+    /// `remove_header` see them; [`Self::as_owned_parts`] (what HTTP/2 writes) adds them to
+    /// the map.
+    pub fn appended_lines_mut(&mut self) -> &mut HeaderLines {
+        &mut self.appended_lines
+    }
+
+    /// triage patch (PATCHES.md 5): see [`Self::appended_lines_mut`].
+    pub fn appended_lines(&self) -> &HeaderLines {
+        &self.appended_lines
     }
 
     /// Helper function to set the HTTP content length on the response header.

@@ -91,7 +91,7 @@ async fn tls_connect(
 }
 
 /// An HTTPS client over HTTP/2 reaches a plain-HTTP app through triage, with the diagnosis id,
-/// and the app learns the client used https.
+/// source and timing, and the app learns the client used https.
 #[tokio::test]
 async fn http2_over_tls_to_a_plain_upstream() {
     let pki = TestPki::new();
@@ -112,6 +112,15 @@ async fn http2_over_tls_to_a_plain_upstream() {
         .expect("response");
     assert_eq!(response.status(), 200);
     assert!(response.headers().contains_key("x-diagnosis-id"));
+    // triage's headers are written after the app's as lines on HTTP/1; HTTP/2 gets them too.
+    assert_eq!(
+        response
+            .headers()
+            .get("x-diagnosis-source")
+            .map(|v| v.as_bytes()),
+        Some(&b"upstream"[..])
+    );
+    assert!(response.headers().contains_key("server-timing"));
     let mut body = response.into_body();
     let mut text = Vec::new();
     while let Some(chunk) = body.data().await {

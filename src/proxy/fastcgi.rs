@@ -204,6 +204,9 @@ impl Triage {
         let mut request: RequestHeader = session.req_header().clone();
         self.upstream_request_filter(session, &mut request, ctx)
             .await?;
+        // The params are built from the map: the forwarding headers, written as lines for an
+        // HTTP/1 upstream, join it.
+        request.merge_appended_lines()?;
         ctx.attempt.fastcgi = Some(Box::new(FastcgiAttempt {
             script_filename: params::script_filename(cfg, &run.script),
             script_on_disk: run.on_disk,

@@ -68,6 +68,8 @@ pub struct Triage {
     redaction: Redaction,
     access_log: AccessLog,
     renderer: Renderer,
+    /// Sets the forwarding headers on each request going upstream.
+    forwarding: forwarding::Forwarding,
     in_flight: Arc<InFlight>,
     /// Counts the connections closed for a `[client]` limit.
     clients: Arc<ClientConnections>,
@@ -119,6 +121,7 @@ impl Triage {
             redaction: Redaction::new(&boot.reports.keep_headers),
             access_log: AccessLog::new(log.format.clone(), log.access, log.error_lines_per_second),
             renderer: Renderer::new(),
+            forwarding: forwarding::Forwarding::new(),
             in_flight,
             clients,
             report_url: boot.report_url(),
@@ -356,7 +359,7 @@ impl ProxyHttp for Triage {
         upstream_request: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        forwarding::add_forwarding_headers(
+        self.forwarding.add(
             upstream_request,
             client_ip(session),
             forwarding::scheme_of(session),

@@ -92,6 +92,8 @@ pub struct RequestHeader {
     raw_target: RawTarget,
     // whether we send END_STREAM with HEADERS for h2 requests
     send_end_stream: bool,
+    // triage patch (PATCHES.md 5): lines written after the map's (see `appended_lines_mut`).
+    appended_lines: HeaderLines,
 }
 
 /// How a request-target is stored, and how [`RequestHeader::raw_path`] recovers it.
@@ -159,6 +161,7 @@ impl RequestHeader {
             name_case: NameCase::Off,
             raw_target: RawTarget::FromUri,
             send_end_stream: true,
+            appended_lines: HeaderLines::default(),
         }
     }
 
@@ -293,7 +296,9 @@ impl RequestHeader {
     ///
     /// The header case will be preserved.
     pub fn header_to_h1_wire(&self, buf: &mut impl BufMut) {
-        header_to_h1_wire(&self.name_case, &self.base.headers, buf)
+        header_to_h1_wire(&self.name_case, &self.base.headers, buf);
+        // triage patch (PATCHES.md 5): then the appended lines.
+        self.appended_lines.write_h1(buf);
     }
 
     /// If case sensitivity is enabled, returns an iterator to iterate over case-sensitive header names and values.
@@ -430,17 +435,45 @@ impl RequestHeader {
     /// rebuilding a [RequestHeader] from the result serializes the URI's origin-form path
     /// instead of the original bytes. [Clone] keeps it; [Self::set_raw_path()] restores it.
     pub fn as_owned_parts(&self) -> ReqParts {
-        clone_req_parts(&self.base)
+        // triage patch (PATCHES.md 5): with the appended lines in the map (HTTP/2 builds its
+        // header block from it).
+        let mut parts = clone_req_parts(&self.base);
+        self.appended_lines.append_to(&mut parts.headers);
+        parts
+    }
+
+    /// triage patch (PATCHES.md 5): as [`ResponseHeader::appended_lines_mut`]: header lines
+    /// written after the map's on HTTP/1, which `headers` does not show.
+    pub fn appended_lines_mut(&mut self) -> &mut HeaderLines {
+        &mut self.appended_lines
+    }
+
+    /// triage patch (PATCHES.md 5): see [`Self::appended_lines_mut`].
+    pub fn appended_lines(&self) -> &HeaderLines {
+        &self.appended_lines
+    }
+
+    /// triage patch (PATCHES.md 5): moves the appended lines into the map, after its own
+    /// values of the same names, for a reader of `headers` (a request sent as something
+    /// other than HTTP/1).
+    pub fn merge_appended_lines(&mut self) -> Result<()> {
+        let lines = std::mem::take(&mut self.appended_lines);
+        for (name, value) in lines.iter() {
+            self.append_header(name, value)?;
+        }
+        Ok(())
     }
 }
 
 impl Clone for RequestHeader {
     fn clone(&self) -> Self {
         Self {
-            base: self.as_owned_parts(),
+            // triage patch (PATCHES.md 5): the map alone; the lines are cloned as lines.
+            base: clone_req_parts(&self.base),
             name_case: self.name_case.clone(),
             raw_target: self.raw_target.clone(),
             send_end_stream: self.send_end_stream,
+            appended_lines: self.appended_lines.clone(),
         }
     }
 }
@@ -457,13 +490,17 @@ impl From<ReqParts> for RequestHeader {
             // The Uri is the only target available here, so it is the one that serializes.
             raw_target: RawTarget::FromUri,
             send_end_stream: true,
+            appended_lines: HeaderLines::default(),
         }
     }
 }
 
 impl From<RequestHeader> for ReqParts {
     fn from(resp: RequestHeader) -> ReqParts {
-        resp.base
+        // triage patch (PATCHES.md 5): the appended lines join the map.
+        let mut base = resp.base;
+        resp.appended_lines.append_to(&mut base.headers);
+        base
     }
 }
 

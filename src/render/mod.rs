@@ -14,7 +14,7 @@ use crate::id::RequestId;
 use crate::outcome::Timings;
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
-use pingora::http::{HeaderLine, HeaderLineName, ResponseHeader};
+use pingora::http::{HeaderLine, HeaderLineName, HeaderLines, ResponseHeader};
 use std::time::SystemTime;
 
 // triage's header names, parsed once: headers go in under these statics (Pingora's
@@ -97,14 +97,15 @@ pub struct Renderer {
     prepared: [Prepared; Diagnosis::COUNT],
     /// Each cause's token as a header value, indexed by it.
     cause_tokens: [HeaderValue; Cause::COUNT],
-    source_proxy: HeaderValue,
     /// `X-Diagnosis-Source: upstream`, as the line every proxied response gets.
     source_upstream_line: HeaderLine,
+    /// `X-Diagnosis-Source: proxy`, as the line every error response triage writes gets.
+    source_proxy_line: HeaderLine,
     /// The names of the headers a proxied response gets, each as its line starts.
     names: LineNames,
 }
 
-/// The headers `decorate_upstream_response` writes, each name as its line starts
+/// The headers triage writes as lines, each name as its line starts
 /// (`X-Diagnosis-Id: `), built once.
 #[derive(Debug)]
 struct LineNames {
@@ -118,6 +119,7 @@ struct LineNames {
     upstream: HeaderLineName,
     server_timing: HeaderLineName,
     report: HeaderLineName,
+    detail: HeaderLineName,
 }
 
 impl LineNames {
@@ -133,6 +135,7 @@ impl LineNames {
             upstream: HeaderLineName::new(&X_DIAGNOSIS_UPSTREAM),
             server_timing: HeaderLineName::new(&SERVER_TIMING),
             report: HeaderLineName::new(&X_DIAGNOSIS_REPORT),
+            detail: HeaderLineName::new(&X_DIAGNOSIS_DETAIL),
         }
     }
 }
@@ -162,10 +165,13 @@ impl Renderer {
         Renderer {
             prepared,
             cause_tokens: Cause::ALL.map(|c| HeaderValue::from_static(c.token())),
-            source_proxy: HeaderValue::from_static(Source::Proxy.token()),
             source_upstream_line: HeaderLine::new(
                 &X_DIAGNOSIS_SOURCE,
                 &HeaderValue::from_static(Source::Upstream.token()),
+            ),
+            source_proxy_line: HeaderLine::new(
+                &X_DIAGNOSIS_SOURCE,
+                &HeaderValue::from_static(Source::Proxy.token()),
             ),
             names: LineNames::new(),
         }
@@ -199,24 +205,24 @@ impl Renderer {
         // on every proxied response (pingora-http patch 5).
         let lines = resp.appended_lines_mut();
         let n = &self.names;
-        lines.push(&n.id, id.as_str().as_bytes())?;
+        push_value(lines, &n.id, id.as_str().as_bytes());
         lines.push_line(&self.source_upstream_line);
         if attempts > 1 {
-            lines.push_with(&n.attempts, |out| {
-                out.extend_from_slice(attempts.to_string().as_bytes())
-            })?;
+            let mut digits = String::with_capacity(10);
+            text::push_decimal(&mut digits, u64::from(attempts));
+            push_value(lines, &n.attempts, digits.as_bytes());
         }
         if let Some(diagnosis) = diagnosis {
             let p = self.prepared(diagnosis);
-            lines.push(&n.diagnosis, p.token.as_bytes())?;
-            lines.push(&n.phase, p.phase.as_bytes())?;
+            push_value(lines, &n.diagnosis, p.token.as_bytes());
+            push_value(lines, &n.phase, p.phase.as_bytes());
             match cause {
                 Some(cause) => {
-                    lines.push(&n.cause, self.cause_tokens[cause.cause].as_bytes())?;
+                    push_value(lines, &n.cause, self.cause_tokens[cause.cause].as_bytes());
                     let hint = cause_hint(cause, disclosed.is_some());
-                    lines.push(&n.hint, hint.as_bytes())?;
+                    push_value(lines, &n.hint, hint.as_bytes());
                 }
-                None => lines.push(&n.hint, p.hint.as_bytes())?,
+                None => push_value(lines, &n.hint, p.hint.as_bytes()),
             }
             let mut proxy_status = String::with_capacity(64);
             // The entry built at start-up, with this response's parameters after it.
@@ -227,23 +233,23 @@ impl Renderer {
                 proxy_status.push_str("; next-hop=");
                 text::sf_string(&mut proxy_status, address.as_str());
             }
-            lines.push(&n.proxy_status, proxy_status.as_bytes())?;
+            push_value(lines, &n.proxy_status, proxy_status.as_bytes());
         }
         if let Some(disclosed) = disclosed {
             if let Some(upstream) = disclosed.upstream {
                 let mut value = String::with_capacity(upstream.len() + 48);
                 push_upstream_value(&mut value, upstream, disclosed);
-                lines.push(&n.upstream, value.as_bytes())?;
+                push_value(lines, &n.upstream, value.as_bytes());
             }
             let mut timing = String::with_capacity(64);
             push_server_timing(&mut timing, &disclosed.timings);
-            lines.push(&n.server_timing, timing.as_bytes())?;
+            push_value(lines, &n.server_timing, timing.as_bytes());
             if diagnosis.is_some() {
                 if let Some(url) = disclosed.report_url {
-                    lines.push_with(&n.report, |out| {
-                        out.extend_from_slice(url.as_bytes());
-                        out.extend_from_slice(id.as_str().as_bytes());
-                    })?;
+                    let mut value = String::with_capacity(url.len() + 40);
+                    value.push_str(url);
+                    value.push_str(id.as_str());
+                    push_value(lines, &n.report, value.as_bytes());
                 }
             }
         }
@@ -260,11 +266,13 @@ impl Renderer {
         let body = page::render(failure, format, &p.page);
         // Built as plain `http` parts, converted at the end (no case map): the names are
         // lowercase constants, and Pingora's `insert_header` would parse and copy each name
-        // again, on a path that runs once per failure in a storm.
+        // again, on a path that runs once per failure in a storm. The map holds what Pingora
+        // reads back (the body's framing); triage's own headers are lines after it
+        // (pingora-http patch 5).
         let (mut parts, ()) = http::Response::new(()).into_parts();
         parts.status = failure.status;
         let headers = &mut parts.headers;
-        headers.reserve(15);
+        headers.reserve(3);
         headers.insert(
             http::header::CONTENT_TYPE,
             HeaderValue::from_static(format.content_type()),
@@ -274,40 +282,34 @@ impl Renderer {
             http::header::CACHE_CONTROL,
             HeaderValue::from_static("no-store"),
         );
-        headers.insert(&X_DIAGNOSIS, p.token.clone());
-        headers.insert(&X_DIAGNOSIS_PHASE, p.phase.clone());
-        headers.insert(&X_DIAGNOSIS_SOURCE, self.source_proxy.clone());
-        headers.insert(&X_DIAGNOSIS_ID, failure.id.header_value());
+        let mut resp = ResponseHeader::from(parts);
+        let lines = resp.appended_lines_mut();
+        let n = &self.names;
+        push_value(lines, &n.diagnosis, p.token.as_bytes());
+        push_value(lines, &n.phase, p.phase.as_bytes());
+        lines.push_line(&self.source_proxy_line);
+        push_value(lines, &n.id, failure.id.as_str().as_bytes());
         match failure.cause {
             Some(cause) => {
-                headers.insert(&X_DIAGNOSIS_CAUSE, self.cause_tokens[cause.cause].clone());
+                push_value(lines, &n.cause, self.cause_tokens[cause.cause].as_bytes());
                 let hint = cause_hint(cause, failure.disclosed.is_some());
-                headers.insert(&X_DIAGNOSIS_HINT, header_value(hint));
+                push_value(lines, &n.hint, hint.as_bytes());
             }
-            None => {
-                headers.insert(&X_DIAGNOSIS_HINT, p.hint.clone());
-            }
+            None => push_value(lines, &n.hint, p.hint.as_bytes()),
         }
         if failure.attempts > 0 {
-            headers.insert(&X_DIAGNOSIS_ATTEMPTS, HeaderValue::from(failure.attempts));
+            let mut digits = String::with_capacity(10);
+            text::push_decimal(&mut digits, u64::from(failure.attempts));
+            push_value(lines, &n.attempts, digits.as_bytes());
         }
         match &failure.disclosed {
-            None => {
-                headers.insert(&PROXY_STATUS, p.proxy_status.clone());
-            }
+            None => push_value(lines, &n.proxy_status, p.proxy_status.as_bytes()),
             Some(disclosed) => {
-                // Every per-request value is written into one buffer, then each header gets a
-                // slice of it: one allocation for all of them instead of two per header.
+                // Every per-request value is written into one buffer, then each line copies
+                // its slice of it: one allocation for all of them.
                 let mut buf = String::with_capacity(512);
-                let mut spans: Vec<(&'static HeaderName, std::ops::Range<usize>)> =
-                    Vec::with_capacity(5);
-                let mut span = |name: &'static HeaderName, buf: &String, start: usize| {
-                    spans.push((name, start..buf.len()));
-                };
-
                 let detail_text = (!disclosed.detail.is_empty())
                     .then(|| text::header_text(disclosed.detail, text::MAX_HEADER_TEXT));
-                let start = buf.len();
                 // Safe: built from a static token.
                 buf.push_str(p.proxy_status.to_str().unwrap_or(PROXY_NAME));
                 if let Some(detail_text) = &detail_text {
@@ -318,33 +320,35 @@ impl Renderer {
                     buf.push_str("; next-hop=");
                     text::sf_string(&mut buf, address.as_str());
                 }
-                span(&PROXY_STATUS, &buf, start);
+                push_value(lines, &n.proxy_status, buf.as_bytes());
                 if let Some(upstream) = disclosed.upstream {
-                    let start = buf.len();
+                    buf.clear();
                     push_upstream_value(&mut buf, upstream, disclosed);
-                    span(&X_DIAGNOSIS_UPSTREAM, &buf, start);
+                    push_value(lines, &n.upstream, buf.as_bytes());
                 }
                 if let Some(detail_text) = &detail_text {
-                    let start = buf.len();
-                    buf.push_str(detail_text);
-                    span(&X_DIAGNOSIS_DETAIL, &buf, start);
+                    push_value(lines, &n.detail, detail_text.as_bytes());
                 }
-                let start = buf.len();
+                buf.clear();
                 push_server_timing(&mut buf, &disclosed.timings);
-                span(&SERVER_TIMING, &buf, start);
+                push_value(lines, &n.server_timing, buf.as_bytes());
                 if let Some(url) = disclosed.report_url {
-                    let start = buf.len();
+                    buf.clear();
                     buf.push_str(url);
                     buf.push_str(failure.id.as_str());
-                    span(&X_DIAGNOSIS_REPORT, &buf, start);
-                }
-                let shared = Bytes::from(buf);
-                for (name, range) in spans {
-                    headers.insert(name, header_value_bytes(shared.slice(range)));
+                    push_value(lines, &n.report, buf.as_bytes());
                 }
             }
         }
-        Ok((ResponseHeader::from(parts), body))
+        Ok((resp, body))
+    }
+}
+
+/// Adds a header line whose value was made header-safe by construction; one that is not
+/// (a bug) reads `invalid` rather than failing the response.
+fn push_value(lines: &mut HeaderLines, name: &HeaderLineName, value: &[u8]) {
+    if lines.push(name, value).is_err() {
+        let _ = lines.push(name, b"invalid");
     }
 }
 
@@ -431,8 +435,8 @@ mod tests {
         resp.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
-    /// The response as a client gets it: the lines `decorate_upstream_response` appends
-    /// join the map, after its own entries (as HTTP/2 writes it; HTTP/1 writes the same
+    /// The response as a client gets it: the lines triage appends join the map, after its
+    /// own entries (as HTTP/2 writes it; HTTP/1 writes the same
     /// order, checked by `decorated_wire_is_map_then_lines`).
     fn as_sent(resp: &ResponseHeader) -> ResponseHeader {
         ResponseHeader::from(resp.as_owned_parts())
@@ -454,6 +458,7 @@ mod tests {
         let (resp, body) = r
             .failure_response(&f, page::BodyFormat::Json)
             .expect("render");
+        let resp = as_sent(&resp);
         assert_eq!(resp.status.as_u16(), 502);
         assert_eq!(header(&resp, "x-diagnosis"), Some("connect_refused"));
         assert_eq!(header(&resp, "x-diagnosis-phase"), Some("connect"));
@@ -490,6 +495,7 @@ mod tests {
         let (resp, _) = r
             .failure_response(&f, page::BodyFormat::Html)
             .expect("render");
+        let resp = as_sent(&resp);
         assert_eq!(
             header(&resp, "x-diagnosis-detail"),
             Some("Connection refused??X-Evil: \"1\"")

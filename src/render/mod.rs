@@ -208,22 +208,13 @@ impl Renderer {
         push_value(lines, &n.id, id.as_str().as_bytes());
         lines.push_line(&self.source_upstream_line);
         if attempts > 1 {
-            let mut digits = String::with_capacity(10);
-            text::push_decimal(&mut digits, u64::from(attempts));
-            push_value(lines, &n.attempts, digits.as_bytes());
+            self.push_attempts(lines, attempts);
         }
         if let Some(diagnosis) = diagnosis {
             let p = self.prepared(diagnosis);
             push_value(lines, &n.diagnosis, p.token.as_bytes());
             push_value(lines, &n.phase, p.phase.as_bytes());
-            match cause {
-                Some(cause) => {
-                    push_value(lines, &n.cause, self.cause_tokens[cause.cause].as_bytes());
-                    let hint = cause_hint(cause, disclosed.is_some());
-                    push_value(lines, &n.hint, hint.as_bytes());
-                }
-                None => push_value(lines, &n.hint, p.hint.as_bytes()),
-            }
+            self.push_cause_and_hint(lines, p, cause, disclosed.is_some());
             let mut proxy_status = String::with_capacity(64);
             // The entry built at start-up, with this response's parameters after it.
             proxy_status.push_str(p.proxy_status.to_str().unwrap_or(PROXY_NAME));
@@ -236,24 +227,72 @@ impl Renderer {
             push_value(lines, &n.proxy_status, proxy_status.as_bytes());
         }
         if let Some(disclosed) = disclosed {
-            if let Some(upstream) = disclosed.upstream {
-                let mut value = String::with_capacity(upstream.len() + 48);
-                push_upstream_value(&mut value, upstream, disclosed);
-                push_value(lines, &n.upstream, value.as_bytes());
-            }
-            let mut timing = String::with_capacity(64);
-            push_server_timing(&mut timing, &disclosed.timings);
-            push_value(lines, &n.server_timing, timing.as_bytes());
-            if diagnosis.is_some() {
-                if let Some(url) = disclosed.report_url {
-                    let mut value = String::with_capacity(url.len() + 40);
-                    value.push_str(url);
-                    value.push_str(id.as_str());
-                    push_value(lines, &n.report, value.as_bytes());
-                }
-            }
+            let mut buf = String::with_capacity(128);
+            let report_of = diagnosis.map(|_| id);
+            self.push_disclosed(lines, disclosed, None, report_of, &mut buf);
         }
         Ok(())
+    }
+
+    /// `X-Diagnosis-Cause` and its hint (the full one for a trusted client), or without a
+    /// cause the diagnosis's own hint.
+    fn push_cause_and_hint(
+        &self,
+        lines: &mut HeaderLines,
+        p: &Prepared,
+        cause: Option<&CauseFinding>,
+        trusted: bool,
+    ) {
+        match cause {
+            Some(cause) => {
+                push_value(
+                    lines,
+                    &self.names.cause,
+                    self.cause_tokens[cause.cause].as_bytes(),
+                );
+                let hint = cause_hint(cause, trusted);
+                push_value(lines, &self.names.hint, hint.as_bytes());
+            }
+            None => push_value(lines, &self.names.hint, p.hint.as_bytes()),
+        }
+    }
+
+    /// `X-Diagnosis-Attempts`.
+    fn push_attempts(&self, lines: &mut HeaderLines, attempts: u32) {
+        let mut digits = String::with_capacity(10);
+        text::push_decimal(&mut digits, u64::from(attempts));
+        push_value(lines, &self.names.attempts, digits.as_bytes());
+    }
+
+    /// What only a trusted client gets after `Proxy-Status`: `X-Diagnosis-Upstream`, the
+    /// detail (when given), `Server-Timing`, and the report's URL for the failure of
+    /// `report_of` (when reports are kept). `buf` is scratch for the per-request values.
+    fn push_disclosed(
+        &self,
+        lines: &mut HeaderLines,
+        disclosed: &Disclosed<'_>,
+        detail: Option<&str>,
+        report_of: Option<RequestId>,
+        buf: &mut String,
+    ) {
+        let n = &self.names;
+        if let Some(upstream) = disclosed.upstream {
+            buf.clear();
+            push_upstream_value(buf, upstream, disclosed);
+            push_value(lines, &n.upstream, buf.as_bytes());
+        }
+        if let Some(detail) = detail {
+            push_value(lines, &n.detail, detail.as_bytes());
+        }
+        buf.clear();
+        push_server_timing(buf, &disclosed.timings);
+        push_value(lines, &n.server_timing, buf.as_bytes());
+        if let (Some(url), Some(id)) = (disclosed.report_url, report_of) {
+            buf.clear();
+            buf.push_str(url);
+            buf.push_str(id.as_str());
+            push_value(lines, &n.report, buf.as_bytes());
+        }
     }
 
     /// The complete error response for a failure triage answers itself.
@@ -289,18 +328,9 @@ impl Renderer {
         push_value(lines, &n.phase, p.phase.as_bytes());
         lines.push_line(&self.source_proxy_line);
         push_value(lines, &n.id, failure.id.as_str().as_bytes());
-        match failure.cause {
-            Some(cause) => {
-                push_value(lines, &n.cause, self.cause_tokens[cause.cause].as_bytes());
-                let hint = cause_hint(cause, failure.disclosed.is_some());
-                push_value(lines, &n.hint, hint.as_bytes());
-            }
-            None => push_value(lines, &n.hint, p.hint.as_bytes()),
-        }
+        self.push_cause_and_hint(lines, p, failure.cause, failure.disclosed.is_some());
         if failure.attempts > 0 {
-            let mut digits = String::with_capacity(10);
-            text::push_decimal(&mut digits, u64::from(failure.attempts));
-            push_value(lines, &n.attempts, digits.as_bytes());
+            self.push_attempts(lines, failure.attempts);
         }
         match &failure.disclosed {
             None => push_value(lines, &n.proxy_status, p.proxy_status.as_bytes()),
@@ -321,23 +351,13 @@ impl Renderer {
                     text::sf_string(&mut buf, address.as_str());
                 }
                 push_value(lines, &n.proxy_status, buf.as_bytes());
-                if let Some(upstream) = disclosed.upstream {
-                    buf.clear();
-                    push_upstream_value(&mut buf, upstream, disclosed);
-                    push_value(lines, &n.upstream, buf.as_bytes());
-                }
-                if let Some(detail_text) = &detail_text {
-                    push_value(lines, &n.detail, detail_text.as_bytes());
-                }
-                buf.clear();
-                push_server_timing(&mut buf, &disclosed.timings);
-                push_value(lines, &n.server_timing, buf.as_bytes());
-                if let Some(url) = disclosed.report_url {
-                    buf.clear();
-                    buf.push_str(url);
-                    buf.push_str(failure.id.as_str());
-                    push_value(lines, &n.report, buf.as_bytes());
-                }
+                self.push_disclosed(
+                    lines,
+                    disclosed,
+                    detail_text.as_deref(),
+                    Some(failure.id),
+                    &mut buf,
+                );
             }
         }
         Ok((resp, body))

@@ -1,6 +1,7 @@
 //! Start-up: turns a validated config into a running Pingora server with the proxy, the admin
 //! listener, the background loops (DNS refresh, health checks) and the reload triggers.
 
+use crate::accesslog::batches::Batches;
 use crate::admin::Admin;
 use crate::app_evidence::Watcher;
 use crate::client::ClientConnections;
@@ -279,6 +280,14 @@ fn build_process(
     ));
     // For the life of the process, like the deploy markers: a reload keeps the timelines.
     let incidents = Arc::new(crate::incidents::Incidents::default());
+    let access_lines = Batches::stdout(boot.log.access_flush);
+    let at_exit: AtExit = {
+        let access_lines = Arc::clone(&access_lines);
+        Arc::new(move || {
+            access_lines.flush();
+            at_exit();
+        })
+    };
     let services = Services {
         metrics: Arc::clone(&metrics),
         reports: Arc::clone(&reports),
@@ -288,6 +297,7 @@ fn build_process(
         incidents: Arc::clone(&incidents),
         in_flight: Arc::clone(&in_flight),
         clients: Arc::clone(&clients),
+        access_lines,
     };
     let proxy = Triage::new(reloader.shared_state(), services, &boot);
     let mut proxy_service = pingora::proxy::http_proxy_service(&server.configuration, proxy);

@@ -65,7 +65,7 @@ async fn stopped_app_is_app_down() {
         .await;
     let line = log
         .lines()
-        .find(|l| l.contains(&id))
+        .find(|l| l.contains(&format!("id={id}")))
         .expect("the access line");
     assert!(line.contains("cause=app_down"), "{line}");
     assert!(

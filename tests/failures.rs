@@ -609,7 +609,10 @@ async fn unparsable_request_is_diagnosed_logged_and_counted() {
     let log = triage
         .wait_for_output(&format!("id={id}"), Duration::from_secs(5))
         .await;
-    let line = log.lines().find(|l| l.contains(&id)).expect("access line");
+    let line = log
+        .lines()
+        .find(|l| l.contains(&format!("id={id}")))
+        .expect("access line");
     assert!(
         line.contains("\"- - -\" 400") && line.contains("diagnosis=bad_request"),
         "{line}"

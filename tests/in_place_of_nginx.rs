@@ -702,7 +702,10 @@ async fn http2_cancel_is_client_closed_and_ejects_no_server() {
         client::get(triage.admin, "/metrics").await.body_text(),
         triage.stdout()
     );
-    let log = triage.stdout();
+    // Access lines are written in batches, at most `[log] access_flush` (100ms) late.
+    let log = triage
+        .wait_for_output_times("HTTP/2.0\" 499 ", 8, Duration::from_secs(5))
+        .await;
     let cancelled: Vec<&str> = log
         .lines()
         .filter(|l| {

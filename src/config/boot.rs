@@ -274,6 +274,10 @@ pub struct Log {
     pub format: LogFormat,
     /// Whether to write one access-log line per request; default true.
     pub access: bool,
+    /// How late a text access line may reach stdout: lines are written many at a time, at
+    /// least this often; default 100ms. Zero (`"off"`) writes each line at once, as nginx
+    /// does without `buffer=`.
+    pub access_flush: Duration,
     /// At most this many error-level failure lines per second; the rest are counted and the
     /// count is reported in the next line. Default 10.
     pub error_lines_per_second: u32,
@@ -285,6 +289,7 @@ impl Default for Log {
             level: LogLevel::default(),
             format: LogFormat::default(),
             access: true,
+            access_flush: Duration::from_millis(100),
             error_lines_per_second: 10,
         }
     }

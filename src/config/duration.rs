@@ -39,6 +39,13 @@ pub const INTERVAL: DurationBounds = DurationBounds {
     max: Duration::from_secs(3600),
 };
 
+/// How late the access log may write a line (`[log] access_flush`): at least 10ms, so the
+/// flusher cannot spin; at most 10s, so `tail -f` still follows.
+pub const FLUSH: DurationBounds = DurationBounds {
+    min: Duration::from_millis(10),
+    max: Duration::from_secs(10),
+};
+
 /// How far before a failure the app's log lines go into its report (`[upstreams.NAME.evidence]
 /// log_before`): a minute at most, which the follower's ring of lines covers.
 pub const LOG_BEFORE: DurationBounds = DurationBounds {

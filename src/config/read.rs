@@ -11,7 +11,7 @@
 //! a file key `named_file(origin, text)` (a regular file of at most 1 MiB, read bounded); every
 //! string is already checked by [`Table`] (length, control characters).
 
-use super::duration::{duration, INTERVAL, LOG_AFTER, LOG_BEFORE, TIMEOUT, WAIT};
+use super::duration::{duration, FLUSH, INTERVAL, LOG_AFTER, LOG_BEFORE, TIMEOUT, WAIT};
 use super::files::named_file;
 use super::table::{required, values, Spanned, Table};
 use super::values::{
@@ -218,6 +218,9 @@ fn log(top: &mut Table) -> Log {
         level: t.value("level", log_level).unwrap_or(default.level),
         format: t.value("format", log_format).unwrap_or(default.format),
         access: t.boolean("access").unwrap_or(default.access),
+        access_flush: t
+            .value("access_flush", duration_or_off(FLUSH))
+            .unwrap_or(default.access_flush),
         error_lines_per_second: t
             .integer("error_lines_per_second", 0..=1_000_000)
             .map_or(default.error_lines_per_second, |n| n as u32),
@@ -393,10 +396,10 @@ fn evidence(t: &mut Table) -> Option<AppEvidence> {
     let unit = t.spanned("systemd_unit", systemd_unit);
     let cgroup = t.spanned("cgroup", cgroup_dir);
     let log_before = t
-        .value("log_before", log_window(LOG_BEFORE))
+        .value("log_before", duration_or_off(LOG_BEFORE))
         .unwrap_or(AppEvidence::DEFAULT_LOG_BEFORE);
     let log_after = t
-        .value("log_after", log_window(LOG_AFTER))
+        .value("log_after", duration_or_off(LOG_AFTER))
         .unwrap_or(AppEvidence::DEFAULT_LOG_AFTER);
     let log_files = log_files.unwrap_or_default();
     if log_files.len() > AppEvidence::MAX_LOG_FILES {
@@ -435,8 +438,9 @@ fn evidence(t: &mut Table) -> Option<AppEvidence> {
     })
 }
 
-/// A log window: a duration within `bounds`, or `"off"` for none (as `refused_holdoff`).
-fn log_window(
+/// A duration within `bounds`, or `"off"` for none (zero, as `refused_holdoff`): a log
+/// window, the access log's flush.
+fn duration_or_off(
     bounds: super::DurationBounds,
 ) -> impl Fn(&str) -> Result<std::time::Duration, String> {
     move |text| match text {

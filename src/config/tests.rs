@@ -98,6 +98,7 @@ refresh = "30s"
 level = "info"
 format = "text"
 access = false
+access_flush = "off"
 error_lines_per_second = 5
 
 [reports]
@@ -171,6 +172,7 @@ read_timeout = "2m"
                 level: LogLevel::Info,
                 format: LogFormat::Text,
                 access: false,
+                access_flush: Duration::ZERO,
                 error_lines_per_second: 5,
             },
             reports: Reports {
@@ -271,6 +273,7 @@ fn defaults() {
     assert!(config.boot.admin.hosts.is_empty() && config.boot.admin.token.is_none());
     assert!(config.boot.reports.keep_headers.is_empty());
     assert!(config.boot.log.access);
+    assert_eq!(config.boot.log.access_flush, Duration::from_millis(100));
     assert_eq!(config.boot.log.error_lines_per_second, 10);
     assert_eq!(config.boot.reports.max_count, 1000);
     assert_eq!(config.boot.reports.max_bytes, 8 << 20);
@@ -933,7 +936,8 @@ fn durations_are_bounded() {
     );
     let text = format!(
         "{text}read_timeout = \"9999999h\"\n[upstreams.app.health_check]\ninterval = \"10ms\"\n\
-         timeout = \"2h\"\n[resolver]\nrefresh = \"49ms\"\n[diagnosis]\ndeploy_window = \"2h\"\n"
+         timeout = \"2h\"\n[resolver]\nrefresh = \"49ms\"\n[diagnosis]\ndeploy_window = \"2h\"\n\
+         [log]\naccess_flush = \"5ms\"\n"
     );
     assert_eq!(
         errors(&text),
@@ -947,6 +951,7 @@ fn durations_are_bounded() {
             "17:11: timeout: `2h` is longer than the 1h maximum",
             "19:11: refresh: `49ms` is shorter than the 50ms minimum",
             "21:17: deploy_window: `2h` is longer than the 1h maximum",
+            "23:16: access_flush: `5ms` is shorter than the 10ms minimum",
         ]
     );
 }
@@ -962,9 +967,10 @@ fn duration_bounds_are_inclusive() {
     let text = format!(
         "{text}total_timeout = \"24h\"\n[upstreams.app.health_check]\ninterval = \"50ms\"\n\
          timeout = \"1h\"\n[resolver]\nrefresh = \"1h\"\n[server]\nshutdown_timeout = \"1h\"\n\
-         [diagnosis]\ndeploy_window = \"60m\"\n"
+         [diagnosis]\ndeploy_window = \"60m\"\n[log]\naccess_flush = \"10s\"\n"
     );
     let config = parse_ok(&text);
+    assert_eq!(config.boot.log.access_flush, secs(10));
     let upstream = &config.live.upstreams[0];
     assert_eq!(
         (upstream.connect_timeout, upstream.read_timeout),

@@ -92,6 +92,8 @@ pub struct Services {
     pub incidents: Arc<crate::incidents::Incidents>,
     pub in_flight: Arc<InFlight>,
     pub clients: Arc<ClientConnections>,
+    /// Where the text access lines go, batched; the process's exit writes what is left.
+    pub access_lines: Arc<crate::accesslog::batches::Batches>,
 }
 
 impl Triage {
@@ -109,6 +111,7 @@ impl Triage {
             incidents,
             in_flight,
             clients,
+            access_lines,
         } = services;
         Triage {
             state,
@@ -119,7 +122,12 @@ impl Triage {
             app_evidence,
             incidents,
             redaction: Redaction::new(&boot.reports.keep_headers),
-            access_log: AccessLog::new(log.format.clone(), log.access, log.error_lines_per_second),
+            access_log: AccessLog::new(
+                log.format.clone(),
+                log.access,
+                log.error_lines_per_second,
+                access_lines,
+            ),
             renderer: Renderer::new(),
             forwarding: forwarding::Forwarding::new(),
             in_flight,

@@ -6,14 +6,19 @@
 //! `error_lines_per_second` of them; the lines a storm suppresses are counted and the count is
 //! reported by the next line that gets through (nginx writes ~60 MB of error log in 20 s of
 //! failure storm).
+//!
+//! Text lines are written many at a time ([`batches`]); JSON lines and error lines go through
+//! `tracing`, each at once.
+
+pub mod batches;
 
 use crate::config::LogFormat;
 use crate::outcome::Outcome;
 use crate::render::text::{self, push_log_text, LogField};
 use crate::window::{current_second, SecondWindow};
-use std::cell::RefCell;
-use std::io::Write as _;
+use batches::Batches;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Writes access lines and rate-limited error lines.
@@ -21,14 +26,22 @@ pub struct AccessLog {
     format: LogFormat,
     enabled: bool,
     limiter: RateLimiter,
+    lines: Arc<Batches>,
 }
 
 impl AccessLog {
-    pub fn new(format: LogFormat, enabled: bool, error_lines_per_second: u32) -> AccessLog {
+    /// `lines` is where text lines go (the process's, which its exit flushes).
+    pub fn new(
+        format: LogFormat,
+        enabled: bool,
+        error_lines_per_second: u32,
+        lines: Arc<Batches>,
+    ) -> AccessLog {
         AccessLog {
             format,
             enabled,
             limiter: RateLimiter::new(error_lines_per_second),
+            lines,
         }
     }
 
@@ -37,18 +50,12 @@ impl AccessLog {
         let failed = entry.is_failure();
         if self.enabled {
             match self.format {
-                // The text line goes straight to stdout, one write per line as nginx does, from
-                // a buffer each thread reuses: through `tracing` it cost a second timestamp and
-                // level prefix, and more CPU than the rest of triage's work on a request.
-                LogFormat::Text => LINE.with(|line| {
-                    let Ok(mut line) = line.try_borrow_mut() else {
-                        return;
-                    };
-                    line.clear();
-                    push_combined_line(&mut line, entry);
+                // Written piece by piece into this thread's batch: through `tracing` a line cost
+                // a second timestamp and level prefix, and more CPU than the rest of triage's
+                // work on a request.
+                LogFormat::Text => self.lines.append(|line| {
+                    push_combined_line(line, entry);
                     line.push('\n');
-                    // A full disk or a closed stdout must not fail the request.
-                    let _ = std::io::stdout().lock().write_all(line.as_bytes());
                 }),
                 LogFormat::Json => tracing::info!(
                     target: "access",
@@ -94,11 +101,6 @@ impl AccessLog {
             }
         }
     }
-}
-
-thread_local! {
-    /// The access line being written, reused by every request on the thread.
-    static LINE: RefCell<String> = RefCell::new(String::with_capacity(512));
 }
 
 fn millis(duration: Duration) -> f64 {

@@ -184,3 +184,38 @@ async fn sigterm_exits_at_the_grace_period_with_a_stuck_request() {
         .wait_for_output("1 requests still in flight", Duration::from_secs(1))
         .await;
 }
+
+/// The access lines still held in their threads' batches when a signal ends triage are
+/// written before it exits, on SIGTERM and on SIGINT: with `access_flush = "10s"` nothing but
+/// the exit writes them within the test (the exit's flush, or the batches' drop when Pingora
+/// drops the proxy; with neither the lines are lost and the test fails).
+#[tokio::test]
+async fn access_lines_held_at_exit_are_written() {
+    let app = origin::spawn(Behavior::ok("ok\n")).await;
+    for signal in ["TERM", "INT"] {
+        let mut triage = Triage::start(&format!(
+            "[log]\naccess_flush = \"10s\"\n\
+             [upstreams.app]\nservers = [\"{}\"]\n\n\
+             [[routes]]\npath_prefix = \"/\"\nupstream = \"app\"\n",
+            app.addr
+        ))
+        .await;
+        let mut ids = Vec::new();
+        for n in 0..3 {
+            let resp = client::get(triage.http, &format!("/held/{signal}/{n}")).await;
+            assert_eq!(resp.status, 200, "{resp:?}");
+            ids.push(resp.header("x-diagnosis-id").expect("id").to_owned());
+        }
+        triage.signal(signal);
+        let exited = triage.wait_exit(Duration::from_secs(5)).await;
+        assert!(exited.is_some(), "triage still runs 5 s after SIG{signal}");
+        let log = triage.stdout();
+        for id in &ids {
+            assert!(
+                log.lines()
+                    .any(|l| l.contains(&format!("id={id}")) && l.contains(" 200 ")),
+                "SIG{signal}: no access line for {id}:\n{log}"
+            );
+        }
+    }
+}

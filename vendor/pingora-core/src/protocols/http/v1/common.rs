@@ -344,20 +344,34 @@ fn content_length_parse_values(values: http::header::GetAll<'_, http::HeaderValu
     // not, then it's an error.
     let mut content_length: Option<u64> = None;
     for value in values {
+        // triage patch (PATCHES.md 19): a value of digits alone (nearly every one) is parsed
+        // as it is; only another goes through the check, the split and the trims, which
+        // give the same number for it.
+        let bytes = value.as_bytes();
+        if !bytes.is_empty() && bytes.iter().all(u8::is_ascii_digit) {
+            agree(&mut content_length, from_digits(bytes)?)?;
+            continue;
+        }
         // A non-visible-ASCII value can't be a valid Content-Length, so the
         // framing is ambiguous.
         let line = value.to_str().ok()?;
         for v in line.split(',') {
-            let n = from_digits(v.trim().as_bytes())?;
-            match content_length {
-                None => content_length = Some(n),
-                Some(prev) if prev != n => return None,
-                Some(_) => {}
-            }
+            agree(&mut content_length, from_digits(v.trim().as_bytes())?)?;
         }
     }
 
     content_length
+}
+
+/// triage patch (PATCHES.md 19): one more value of a message's `Content-Length`; `None` when
+/// it differs from the ones before.
+fn agree(content_length: &mut Option<u64>, n: u64) -> Option<()> {
+    match *content_length {
+        None => *content_length = Some(n),
+        Some(prev) if prev != n => return None,
+        Some(_) => {}
+    }
+    Some(())
 }
 
 /// Resolve the framing `Content-Length` of a message following hyper's decode

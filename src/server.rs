@@ -280,7 +280,13 @@ fn build_process(
     ));
     // For the life of the process, like the deploy markers: a reload keeps the timelines.
     let incidents = Arc::new(crate::incidents::Incidents::default());
-    let access_lines = Batches::stdout(boot.log.access_flush);
+    // Only text access lines are batched: with none to write, no flusher thread either.
+    let batched = boot.log.access && matches!(boot.log.format, LogFormat::Text);
+    let access_lines = Batches::stdout(if batched {
+        boot.log.access_flush
+    } else {
+        std::time::Duration::ZERO
+    });
     let at_exit: AtExit = {
         let access_lines = Arc::clone(&access_lines);
         Arc::new(move || {

@@ -1,7 +1,6 @@
 //! Start-up: turns a validated config into a running Pingora server with the proxy, the admin
 //! listener, the background loops (DNS refresh, health checks) and the reload triggers.
 
-use crate::accesslog::batches::Batches;
 use crate::admin::Admin;
 use crate::app_evidence::Watcher;
 use crate::client::ClientConnections;
@@ -280,13 +279,7 @@ fn build_process(
     ));
     // For the life of the process, like the deploy markers: a reload keeps the timelines.
     let incidents = Arc::new(crate::incidents::Incidents::default());
-    // Only text access lines are batched: with none to write, no flusher thread either.
-    let batched = boot.log.access && matches!(boot.log.format, LogFormat::Text);
-    let access_lines = Batches::stdout(if batched {
-        boot.log.access_flush
-    } else {
-        std::time::Duration::ZERO
-    });
+    let access_lines = crate::accesslog::lines_for(&boot.log);
     let at_exit: AtExit = {
         let access_lines = Arc::clone(&access_lines);
         Arc::new(move || {

@@ -1,8 +1,8 @@
 //! Access lines held per thread and written to stdout many at a time.
 //!
-//! A `write` per line (nginx's `access_log` without `buffer=`) cost a request 1–3 µs of system
-//! time on the benchmark machine, more than formatting the line: a tenth of triage's CPU on the
-//! success path. Here each thread appends its lines to a batch of its own, behind a lock that
+//! A `write` per line (nginx's `access_log` without `buffer=`) cost a request about 1.3 µs on
+//! the benchmark machine (the median of paired runs, benches/README.md), about as much as
+//! formatting the line: some 5% of triage's CPU on the success path. Here each thread appends its lines to a batch of its own, behind a lock that
 //! only the flusher also takes; the thread writes its batch itself once it holds
 //! [`WRITE_AT`] bytes, and the flusher thread writes every batch each `flush_every`, so a line
 //! reaches stdout at most that late. The process's exit writes what is left

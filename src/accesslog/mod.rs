@@ -12,7 +12,7 @@
 
 pub mod batches;
 
-use crate::config::LogFormat;
+use crate::config::{Log, LogFormat};
 use crate::outcome::Outcome;
 use crate::render::text::{self, push_log_text, LogField};
 use crate::window::{current_second, SecondWindow};
@@ -20,6 +20,18 @@ use batches::Batches;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Where the process's text access lines go: batched, written at least every `access_flush`,
+/// when there are any to write (access on, text format); otherwise unbatched, with no flusher
+/// thread.
+pub fn lines_for(log: &Log) -> Arc<Batches> {
+    let text_lines = log.access && matches!(log.format, LogFormat::Text);
+    Batches::stdout(if text_lines {
+        log.access_flush
+    } else {
+        Duration::ZERO
+    })
+}
 
 /// Writes access lines and rate-limited error lines.
 pub struct AccessLog {
